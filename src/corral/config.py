@@ -1,0 +1,47 @@
+"""Server settings: every option also comes from an environment variable CORRAL_<NAME>."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CORRAL_HOME", Path.home() / ".corral"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None  # default: SQLite at {home}/corral.db
+    host: str = "127.0.0.1"
+    port: int = 8642  # 0: any free port (the bound URL is written to url_file)
+    url_file: Path | None = None
+    local_workers: int = 1  # local worker processes started by the embedded server (0: none)
+    local_worker_cores: float | None = None  # default: the machine's cores
+    local_worker_memory: str | None = None  # default: the machine's memory
+    local_worker_runtime: str = "process"  # process | noop
+    pool: str = "default"
+    scheduler_interval: float = 0.005  # seconds between scheduling ticks when there is work
+    commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
+    heartbeat_interval: float = 2.0
+    heartbeat_timeout: float = 20.0  # an instance silent for this long is lost
+    max_body_bytes: int = 64 * 1024 * 1024
+    admin_user: str = "admin"
+    default_user: str = Field(default_factory=lambda: os.environ.get("USER") or "corral")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'corral.db'}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.home / "tokens.json"
