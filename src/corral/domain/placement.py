@@ -1,8 +1,9 @@
-"""Best-fit placement of a job onto instances by free cores and memory."""
+"""Best-fit placement of jobs onto instances by free cores and memory."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -16,17 +17,41 @@ class InstanceCapacity:
         return self.free_mcpu >= cores_mcpu and self.free_memory_bytes >= memory_bytes
 
 
+class FreeCapacityIndex:
+    """Instances ordered by free cores, so best fit is a bisection rather than a scan of every instance."""
+
+    def __init__(self, instances: Iterable[InstanceCapacity]) -> None:
+        self._by_name = {inst.name: inst for inst in instances if inst.free_mcpu > 0}
+        self._order = sorted((inst.free_mcpu, inst.name) for inst in self._by_name.values())
+
+    @property
+    def free_mcpu(self) -> int:
+        return sum(free for free, _ in self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def best_fit(self, cores_mcpu: int, memory_bytes: int) -> InstanceCapacity | None:
+        """The instance with the fewest free cores that still fits the job (cores and memory)."""
+        start = bisect.bisect_left(self._order, (cores_mcpu, ""))
+        for _free, name in self._order[start:]:
+            inst = self._by_name[name]
+            if inst.free_memory_bytes >= memory_bytes:
+                return inst
+        return None
+
+    def take(self, inst: InstanceCapacity, cores_mcpu: int, memory_bytes: int) -> None:
+        index = bisect.bisect_left(self._order, (inst.free_mcpu, inst.name))
+        del self._order[index]
+        inst.free_mcpu -= cores_mcpu
+        inst.free_memory_bytes -= memory_bytes
+        if inst.free_mcpu > 0:
+            bisect.insort(self._order, (inst.free_mcpu, inst.name))
+        else:
+            del self._by_name[inst.name]
+
+
 def best_fit(
-    instances: Sequence[InstanceCapacity], cores_mcpu: int, memory_bytes: int
+    instances: Iterable[InstanceCapacity], cores_mcpu: int, memory_bytes: int
 ) -> InstanceCapacity | None:
-    """The instance that the job fits on with the fewest cores left over (ties: least memory left)."""
-    best: InstanceCapacity | None = None
-    for inst in instances:
-        if not inst.fits(cores_mcpu, memory_bytes):
-            continue
-        if best is None or (inst.free_mcpu, inst.free_memory_bytes) < (
-            best.free_mcpu,
-            best.free_memory_bytes,
-        ):
-            best = inst
-    return best
+    return FreeCapacityIndex(instances).best_fit(cores_mcpu, memory_bytes)

@@ -44,13 +44,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Any) -> None:
+    # Take the write lock at BEGIN so writers queue (busy_timeout) instead of failing on a lock upgrade;
+    # pure readers opt out with execution_options(readonly=True) and read a WAL snapshot without waiting.
+    readonly = conn.get_execution_options().get("readonly", False)
+    conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=4)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        # Take the write lock at BEGIN so two writers queue instead of failing with "database is locked".
-        event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _no_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,402 @@
+"""The driver: in-memory queues and instances rebuilt from the store, one writer loop (group commit).
+
+Every state change of jobs goes through `_tick`, which gathers what happened since the last tick
+(worker reports, commits, cancels, lost instances), applies it and the next scheduling decisions in
+ONE transaction, and only then acknowledges workers and hands out assignments. If a tick fails, the
+in-memory state is rebuilt from the store, which is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from corral.config import Settings
+from corral.domain.placement import InstanceCapacity
+from corral.domain.scheduling import ReadyQueues, plan_placements
+from corral.domain.tokens import hash_token
+from corral.driver.instances import AttemptInFlight, InstanceState
+from corral.driver.outcomes import completed_outcome, lost_outcome
+from corral.store import instances as instance_store
+from corral.store import scheduling as q
+
+log = logging.getLogger("corral.driver")
+
+
+@dataclass
+class _Report:
+    instance: InstanceState
+    events: list[dict[str, Any]]
+    done: asyncio.Future[list[str]]
+
+
+@dataclass
+class _Inbox:
+    reports: list[_Report] = field(default_factory=list)
+    committed: set[int] = field(default_factory=set)
+    cancelled: set[int] = field(default_factory=set)
+    lost: dict[str, str] = field(default_factory=dict)  # instance name -> reason
+
+    def __bool__(self) -> bool:
+        return bool(self.reports or self.committed or self.cancelled or self.lost)
+
+
+class Driver:
+    def __init__(self, engine: AsyncEngine, settings: Settings, *, cost_per_core_hour: float = 0.0) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.cost_per_core_hour = cost_per_core_hour
+        self.queues: dict[str, ReadyQueues] = defaultdict(ReadyQueues)
+        self.running_mcpu: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.instances: dict[str, InstanceState] = {}
+        self._by_token: dict[str, str] = {}
+        self._inbox = _Inbox()
+        self._doomed: set[tuple[int, int]] = set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.ticks = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self._rebuild()
+        self._tasks = [
+            asyncio.create_task(self._writer_loop(), name="driver-writer"),
+            asyncio.create_task(self._monitor_loop(), name="driver-monitor"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for inst in self.instances.values():
+            inst.notify()
+
+    async def _rebuild(self) -> None:
+        """In-memory state from the store: live instances, running attempts, ready queues."""
+        now = time.time()
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(readonly=True)
+            async with conn.begin():
+                live = await instance_store.live_instances(conn)
+                running = await q.load_running_attempts(conn)
+                ready = await q.load_ready_jobs(conn)
+                cancelled = await q.cancelled_batches_with_work(conn)
+        self.queues.clear()
+        self.running_mcpu.clear()
+        self._doomed.clear()
+        old = self.instances
+        self.instances = {}
+        self._by_token = {}
+        for rec in live:
+            inst = old.get(rec.name) or InstanceState(
+                rec.name, rec.collection, rec.token_hash, rec.cores_mcpu, rec.memory_bytes
+            )
+            inst.cores_mcpu, inst.memory_bytes = rec.cores_mcpu, rec.memory_bytes
+            inst.active = rec.state == "active"
+            inst.last_seen = now  # a grace period: workers reconnect after a driver restart
+            inst.assigned.clear()
+            inst.delivered.clear()
+            inst.to_cancel.clear()
+            self.instances[rec.name] = inst
+            self._by_token[rec.token_hash] = rec.name
+        for att in running:
+            inst_or_none = self.instances.get(att.instance_name)
+            flight = AttemptInFlight(
+                att.batch_id, att.job_id, att.attempt_id, att.user, att.pool, att.cores_mcpu,
+                att.memory_bytes, self._payload(att.batch_id, att.job_id, att.attempt_id, att.spec,
+                                                att.cores_mcpu, att.memory_bytes),
+                att.time_assigned, att.instance_name, att.time_started,
+            )
+            if inst_or_none is None:
+                # Its instance is gone: end it as lost in the first tick.
+                ghost = InstanceState(att.instance_name, att.pool, "", 0, 0)
+                ghost.assigned[flight.key] = flight
+                self.instances.setdefault(att.instance_name, ghost)
+                self._inbox.lost[att.instance_name] = "instance no longer live"
+                continue
+            inst_or_none.assigned[flight.key] = flight
+            self.running_mcpu[att.pool][att.user] += att.cores_mcpu
+        for queued in ready:
+            self._enqueue(queued)
+        self._inbox.cancelled.update(cancelled)
+        for inst in self.instances.values():
+            inst.notify()
+        self._wake.set()
+        log.info(
+            "driver rebuilt: %d instances, %d running attempts, %d ready jobs",
+            len(live), len(running), len(ready),
+        )
+
+    @staticmethod
+    def _payload(
+        batch_id: int, job_id: int, attempt_id: int, spec: dict[str, Any], cores: int, memory: int
+    ) -> dict[str, Any]:
+        spec = dict(spec)
+        storage = int(spec.pop("storage_bytes", 0) or 0)
+        return {
+            "key": f"{batch_id}.{job_id}.{attempt_id}", "batch_id": batch_id, "job_id": job_id,
+            "attempt_id": attempt_id, "spec": spec, "cores_mcpu": cores, "memory_bytes": memory,
+            "storage_bytes": storage,
+        }
+
+    def _enqueue(self, queued: q.QueuedJob) -> None:
+        if queued.doomed and not queued.always_run:
+            self._doomed.add(queued.job.key)
+        else:
+            self.queues[queued.pool].push(queued.job)
+
+    # ------------------------------------------------------------ hooks (API)
+
+    async def batch_committed(self, batch_id: int) -> None:
+        self._inbox.committed.add(batch_id)
+        self._wake.set()
+
+    async def batch_cancelled(self, batch_id: int) -> None:
+        self._inbox.cancelled.add(batch_id)
+        self._wake.set()
+
+    # ------------------------------------------------------------ instances (providers)
+
+    async def register_instance(
+        self, *, name: str, pool: str, token: str, cores_mcpu: int, memory_bytes: int,
+        metadata: dict[str, Any],
+    ) -> None:
+        token_hash = hash_token(token)
+        async with self.engine.begin() as conn:
+            await instance_store.create_instance(
+                conn, name=name, collection=pool, cores_mcpu=cores_mcpu, memory_bytes=memory_bytes,
+                token_hash=token_hash, metadata=metadata, now=time.time(),
+            )
+        self.instances[name] = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
+        self._by_token[token_hash] = name
+
+    def instance_lost(self, name: str, reason: str) -> None:
+        if name in self.instances:
+            self._inbox.lost[name] = reason
+            self._wake.set()
+
+    # ------------------------------------------------------------ worker protocol
+
+    def authenticate(self, token: str) -> InstanceState | None:
+        name = self._by_token.get(hash_token(token))
+        inst = self.instances.get(name) if name else None
+        if inst is not None:
+            inst.last_seen = time.time()
+        return inst
+
+    async def activate(self, inst: InstanceState, cores_mcpu: int, memory_bytes: int) -> None:
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await instance_store.activate_instance(conn, inst.name, cores_mcpu, memory_bytes, now)
+        inst.cores_mcpu, inst.memory_bytes = cores_mcpu, memory_bytes
+        inst.active, inst.draining = True, False
+        self._wake.set()
+
+    async def poll(self, inst: InstanceState, known: list[str], wait: float) -> dict[str, Any]:
+        deadline = time.monotonic() + max(0.0, min(wait, 60.0))
+        known_set = set(known)
+        while True:
+            inst.changed.clear()
+            assign, cancel = inst.pending_for(known_set)
+            gone = self.instances.get(inst.name) is not inst
+            if assign or cancel or gone or self._stopping:
+                return {"assign": assign, "cancel": cancel, "shutdown": gone}
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return {"assign": [], "cancel": [], "shutdown": False}
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inst.changed.wait(), remaining)
+            inst.last_seen = time.time()
+
+    async def report(self, inst: InstanceState, events: list[dict[str, Any]]) -> list[str]:
+        """Queue worker events for the next group commit; resolves once they are durable."""
+        done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._inbox.reports.append(_Report(inst, events, done))
+        self._wake.set()
+        return await done
+
+    async def deactivate(self, inst: InstanceState) -> None:
+        inst.draining = True
+        self.instance_lost(inst.name, "worker deactivated")
+
+    # ------------------------------------------------------------ the writer loop
+
+    async def _writer_loop(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            self._wake.clear()
+            if self.settings.commit_interval > 0:
+                await asyncio.sleep(self.settings.commit_interval)
+            inbox, self._inbox = self._inbox, _Inbox()
+            try:
+                more = await self._tick(inbox)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("driver tick failed; rebuilding from the store")
+                self._inbox.reports[:0] = inbox.reports  # retried in the next tick
+                await asyncio.sleep(0.5)
+                try:
+                    await self._rebuild()
+                except Exception:
+                    log.exception("rebuild failed")
+                continue
+            if more:
+                self._wake.set()
+
+    async def _tick(self, inbox: _Inbox) -> bool:
+        now = time.time()
+        acks: list[tuple[_Report, list[str]]] = []
+        released: list[AttemptInFlight] = []
+        outcomes: list[q.AttemptOutcome] = []
+        started: list[tuple[int, int, int, float]] = []
+        for report in inbox.reports:
+            keys: list[str] = []
+            for event in report.events:
+                key = str(event.get("key"))
+                keys.append(key)
+                flight = report.instance.assigned.get(key)
+                if flight is None:
+                    continue  # a duplicate, or an attempt no longer ours: acknowledge, change nothing
+                if event.get("type") == "started":
+                    flight.time_started = float(event.get("time") or now)
+                    started.append((flight.batch_id, flight.job_id, flight.attempt_id, flight.time_started))
+                elif event.get("type") == "completed":
+                    released.append(flight)
+                    if key not in report.instance.to_cancel:
+                        outcomes.append(completed_outcome(flight, event, self.cost_per_core_hour))
+            acks.append((report, keys))
+        lost_instances = [self.instances[name] for name in inbox.lost if name in self.instances]
+        for inst in lost_instances:
+            for flight in inst.assigned.values():
+                released.append(flight)
+                if flight.key not in inst.to_cancel:
+                    outcomes.append(lost_outcome(flight, inbox.lost[inst.name], now, self.cost_per_core_hour))
+        # Free what ended before planning, so this tick can reuse the cores.
+        for flight in released:
+            self._release(flight)
+        for inst in lost_instances:
+            self.instances.pop(inst.name, None)
+            inst.active = False
+            inst.notify()
+
+        async with self.engine.begin() as conn:
+            for batch_id in inbox.committed:
+                for queued in await q.load_ready_jobs(conn, batch_id):
+                    self._enqueue(queued)
+            await q.mark_started(conn, started)
+            cascade = await q.end_attempts(conn, outcomes, now)
+            to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
+            await self._apply_cancels(conn, to_cancel, cascade, now)
+            if self._doomed:
+                doomed, self._doomed = sorted(self._doomed), set()
+                cascade.merge(await q.cancel_ready_jobs(conn, doomed, now))
+            for queued in cascade.ready + cascade.requeued:
+                self._enqueue(queued)
+            # Cancellations may doom more ready jobs; they are cancelled next tick.
+            assignments = await self._schedule(conn, now)
+            for inst in lost_instances:
+                await instance_store.set_instance_state(conn, inst.name, "inactive", now)
+            await self._save_heartbeats(conn, now)
+        for report, keys in acks:
+            if not report.done.done():
+                report.done.set_result(keys)
+        for inst in assignments:
+            inst.notify()
+        self.ticks += 1
+        return bool(self._doomed) or bool(self._inbox)
+
+    def _release(self, flight: AttemptInFlight) -> None:
+        inst = self.instances.get(flight.instance_name)
+        if inst is not None and inst.assigned.pop(flight.key, None) is not None:
+            inst.delivered.discard(flight.key)
+            inst.to_cancel.discard(flight.key)
+        users = self.running_mcpu[flight.pool]
+        users[flight.user] -= flight.cores_mcpu
+        if users[flight.user] <= 0:
+            del users[flight.user]
+
+    async def _apply_cancels(
+        self, conn: AsyncConnection, batch_ids: set[int], cascade: q.CascadeResult, now: float
+    ) -> None:
+        while batch_ids:
+            batch_id = batch_ids.pop()
+            result = await q.cancel_batch_jobs(conn, batch_id, now)
+            for _b, _j, _a, instance_name in result.killed:
+                inst = self.instances.get(instance_name)
+                if inst is None:
+                    continue
+                key = f"{_b}.{_j}.{_a}"
+                if key in inst.assigned:
+                    if key in inst.delivered:
+                        inst.to_cancel.add(key)
+                    else:
+                        self._release(inst.assigned[key])
+                    inst.notify()
+            for queues in self.queues.values():
+                queues.remove_where(batch_id)
+            self._doomed = {k for k in self._doomed if k[0] != batch_id}
+            # always_run jobs of the batch stay queued; re-read them from the store.
+            for queued in await q.load_ready_jobs(conn, batch_id):
+                self._enqueue(queued)
+            cascade.merge(result.cascade)
+            batch_ids.update(b for b in result.cascade.batches_to_cancel if b != batch_id)
+
+    async def _schedule(self, conn: AsyncConnection, now: float) -> set[InstanceState]:
+        notified: set[InstanceState] = set()
+        for pool, queues in self.queues.items():
+            if not len(queues):
+                continue
+            pool_instances = [i for i in self.instances.values() if i.pool == pool and i.schedulable]
+            capacities = [InstanceCapacity(i.name, i.free_mcpu, i.free_memory) for i in pool_instances]
+            placements = plan_placements(queues, capacities, self.running_mcpu[pool])
+            if not placements:
+                continue
+            specs = await q.start_attempts(conn, [(p.job, p.instance) for p in placements], now)
+            for placement in placements:
+                job = placement.job
+                spec = specs.get(job.key)
+                if spec is None:
+                    continue  # stale: the store did not move it
+                attempt_id = job.n_attempts + 1
+                payload = self._payload(job.batch_id, job.job_id, attempt_id, spec, job.cores_mcpu,
+                                        job.memory_bytes)
+                flight = AttemptInFlight(job.batch_id, job.job_id, attempt_id, job.user, pool,
+                                         job.cores_mcpu, job.memory_bytes, payload, now, placement.instance)
+                inst = self.instances[placement.instance]
+                inst.assigned[flight.key] = flight
+                self.running_mcpu[pool][job.user] += job.cores_mcpu
+                notified.add(inst)
+        return notified
+
+    async def _save_heartbeats(self, conn: AsyncConnection, now: float) -> None:
+        due = [
+            (i.name, i.last_seen) for i in self.instances.values()
+            if i.active and i.last_seen - i.heartbeat_saved > 5.0
+        ]
+        if due:
+            await instance_store.record_heartbeats(conn, due)
+            for name, seen in due:
+                self.instances[name].heartbeat_saved = seen
+
+    async def _monitor_loop(self) -> None:
+        """Declare instances lost when they stop calling in."""
+        while not self._stopping:
+            await asyncio.sleep(min(1.0, self.settings.heartbeat_timeout / 4))
+            now = time.time()
+            for inst in list(self.instances.values()):
+                if inst.active and now - inst.last_seen > self.settings.heartbeat_timeout:
+                    log.warning("instance %s silent for %.0fs: lost", inst.name, now - inst.last_seen)
+                    self.instance_lost(inst.name, f"no heartbeat for {self.settings.heartbeat_timeout:.0f}s")

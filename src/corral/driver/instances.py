@@ -1,0 +1,79 @@
+"""The driver's in-memory view of instances: capacity, assigned attempts, what to cancel, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class AttemptInFlight:
+    """An attempt the driver has committed to an instance and not yet seen end."""
+
+    batch_id: int
+    job_id: int
+    attempt_id: int
+    user: str
+    pool: str
+    cores_mcpu: int
+    memory_bytes: int
+    payload: dict[str, Any]  # the assignment as sent to the worker
+    time_assigned: float
+    instance_name: str
+    time_started: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.batch_id}.{self.job_id}.{self.attempt_id}"
+
+
+@dataclass(eq=False)
+class InstanceState:
+    name: str
+    pool: str
+    token_hash: str
+    cores_mcpu: int
+    memory_bytes: int
+    active: bool = False
+    draining: bool = False
+    last_seen: float = field(default_factory=time.time)
+    heartbeat_saved: float = 0.0
+    assigned: dict[str, AttemptInFlight] = field(default_factory=dict)
+    delivered: set[str] = field(default_factory=set)
+    to_cancel: set[str] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def used_mcpu(self) -> int:
+        return sum(a.cores_mcpu for a in self.assigned.values())
+
+    @property
+    def used_memory(self) -> int:
+        return sum(a.memory_bytes for a in self.assigned.values())
+
+    @property
+    def free_mcpu(self) -> int:
+        return self.cores_mcpu - self.used_mcpu
+
+    @property
+    def free_memory(self) -> int:
+        return self.memory_bytes - self.used_memory
+
+    @property
+    def schedulable(self) -> bool:
+        return self.active and not self.draining
+
+    def notify(self) -> None:
+        self.changed.set()
+
+    def pending_for(self, known: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        """What a polling worker is missing (assignments) and must stop (cancels)."""
+        self.delivered.update(k for k in known if k in self.assigned)
+        assign = [
+            a.payload for k, a in self.assigned.items() if k not in known and k not in self.to_cancel
+        ]
+        cancel = [k for k in known if k in self.to_cancel or k not in self.assigned]
+        self.delivered.update(a["key"] for a in assign)
+        return assign, cancel

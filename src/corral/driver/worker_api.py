@@ -1,0 +1,92 @@
+"""HTTP routes the workers call (docs/worker-protocol.md); an instance token touches only its attempts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from corral import __version__
+from corral.driver.driver import Driver
+from corral.driver.instances import InstanceState
+from corral.store.logs import log_path
+
+STEPS = ("input", "main", "output")
+
+
+class ActivateRequest(BaseModel):
+    cores_mcpu: int = Field(gt=0)
+    memory_bytes: int = Field(gt=0)
+    version: str = ""
+    runtimes: list[str] = Field(default_factory=list)
+
+
+class PollRequest(BaseModel):
+    known: list[str] = Field(default_factory=list)
+    wait: float = Field(default=20.0, ge=0, le=60)
+
+
+class EventsRequest(BaseModel):
+    events: list[dict[str, Any]]
+
+
+def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
+
+    def instance(authorization: Annotated[str | None, Header()] = None) -> InstanceState:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise HTTPException(401, "an instance token is required: Authorization: Bearer <token>")
+        inst = driver.authenticate(authorization.split(" ", 1)[1].strip())
+        if inst is None:
+            raise HTTPException(401, "unknown or retired instance token")
+        return inst
+
+    Instance = Annotated[InstanceState, Depends(instance)]
+
+    @router.post("/activate")
+    async def activate(body: ActivateRequest, inst: Instance) -> dict[str, Any]:
+        await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
+        return {
+            "instance_name": inst.name,
+            "heartbeat_interval": driver.settings.heartbeat_interval,
+            "log_upload": True,
+            "driver_version": __version__,
+        }
+
+    @router.post("/poll")
+    async def poll(body: PollRequest, inst: Instance) -> dict[str, Any]:
+        return await driver.poll(inst, body.known, body.wait)
+
+    @router.post("/events")
+    async def events(body: EventsRequest, inst: Instance) -> dict[str, Any]:
+        return {"ack": await driver.report(inst, body.events)}
+
+    @router.put("/logs/{batch_id}/{job_id}/{attempt_id}/{step}")
+    async def upload_log(
+        batch_id: int, job_id: int, attempt_id: int, step: str, request: Request, inst: Instance
+    ) -> dict[str, Any]:
+        if step not in STEPS:
+            raise HTTPException(400, f"step must be one of {', '.join(STEPS)}")
+        if f"{batch_id}.{job_id}.{attempt_id}" not in inst.assigned:
+            raise HTTPException(404, "no such attempt on this instance")
+        body = await request.body()
+        path = log_path(log_dir, batch_id, job_id, attempt_id, step)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(body)
+            tmp.replace(path)
+
+        await asyncio.to_thread(write)
+        return {"bytes": len(body)}
+
+    @router.post("/deactivate")
+    async def deactivate(inst: Instance) -> dict[str, Any]:
+        await driver.deactivate(inst)
+        return {"ok": True}
+
+    return router

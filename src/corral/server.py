@@ -1,0 +1,81 @@
+"""`corral server`: API + driver (+ local workers) in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from contextlib import suppress
+
+import uvicorn
+
+from corral.config import Settings
+from corral.driver.driver import Driver
+from corral.driver.worker_api import worker_router
+from corral.providers.local import LocalProvider
+from corral.store.db import make_engine, migrate
+
+log = logging.getLogger("corral.server")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_server(settings: Settings) -> None:
+    from corral.api.app import create_app
+    from corral.api.bootstrap import bootstrap
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    await migrate(engine)
+    await bootstrap(engine, settings)
+    driver = Driver(engine, settings)
+    await driver.start()
+    app = create_app(settings, engine, driver, extra_routers=[worker_router(driver, settings.log_dir)])
+    sock = _bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    serve = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serve.done():
+        await asyncio.sleep(0.01)
+    provider = LocalProvider(driver, settings)
+    try:
+        if serve.done():
+            await serve  # raises the startup error
+        if settings.local_workers > 0:
+            await provider.start(url)
+        if settings.url_file is not None:
+            tmp = settings.url_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"url": url}))
+            tmp.replace(settings.url_file)
+        log.warning("corral server listening on %s (store: %s)", url, engine.url.render_as_string())
+        await serve
+    finally:
+        await provider.stop()
+        await driver.stop()
+        with suppress(Exception):
+            if settings.url_file is not None:
+                settings.url_file.unlink(missing_ok=True)
+        await engine.dispose()
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("corral").setLevel(logging.INFO)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    asyncio.run(run_server(settings))

@@ -1,0 +1,101 @@
+"""Named queries for instances and instance collections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from corral.store.tables import instance_collections, instances
+
+LIVE_STATES = ("pending", "active")
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    name: str
+    collection: str
+    state: str
+    cores_mcpu: int
+    memory_bytes: int
+    token_hash: str
+    metadata: dict[str, Any]
+    last_heartbeat: float | None
+
+
+async def ensure_collection(
+    conn: AsyncConnection, name: str, *, kind: str, provider: str, config: dict[str, Any]
+) -> None:
+    found = await conn.execute(select(instance_collections.c.name).where(instance_collections.c.name == name))
+    if found.first() is None:
+        await conn.execute(
+            instance_collections.insert().values(name=name, kind=kind, provider=provider, config=config)
+        )
+    else:
+        await conn.execute(
+            update(instance_collections)
+            .where(instance_collections.c.name == name)
+            .values(kind=kind, provider=provider, config=config)
+        )
+
+
+async def create_instance(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    collection: str,
+    cores_mcpu: int,
+    memory_bytes: int,
+    token_hash: str,
+    metadata: dict[str, Any],
+    now: float,
+) -> None:
+    await conn.execute(
+        instances.insert().values(
+            name=name, collection=collection, state="pending", cores_mcpu=cores_mcpu,
+            memory_bytes=memory_bytes, token_hash=token_hash, metadata=metadata, time_created=now,
+        )
+    )
+
+
+async def live_instances(conn: AsyncConnection, collection: str | None = None) -> list[InstanceRecord]:
+    query = select(
+        instances.c.name, instances.c.collection, instances.c.state, instances.c.cores_mcpu,
+        instances.c.memory_bytes, instances.c.token_hash, instances.c.metadata, instances.c.last_heartbeat,
+    ).where(instances.c.state.in_(LIVE_STATES))
+    if collection is not None:
+        query = query.where(instances.c.collection == collection)
+    return [InstanceRecord(*row) for row in await conn.execute(query.order_by(instances.c.name))]
+
+
+async def activate_instance(
+    conn: AsyncConnection, name: str, cores_mcpu: int, memory_bytes: int, now: float
+) -> None:
+    await conn.execute(
+        update(instances)
+        .where(instances.c.name == name, instances.c.state.in_(LIVE_STATES))
+        .values(state="active", cores_mcpu=cores_mcpu, memory_bytes=memory_bytes,
+                time_activated=now, last_heartbeat=now)
+    )
+
+
+async def set_instance_state(conn: AsyncConnection, name: str, state: str, now: float) -> None:
+    values: dict[str, Any] = {"state": state}
+    if state == "deleted":
+        values["time_deleted"] = now
+    await conn.execute(update(instances).where(instances.c.name == name).values(**values))
+
+
+async def set_instance_metadata(conn: AsyncConnection, name: str, metadata: dict[str, Any]) -> None:
+    await conn.execute(update(instances).where(instances.c.name == name).values(metadata=metadata))
+
+
+async def record_heartbeats(conn: AsyncConnection, seen: Sequence[tuple[str, float]]) -> None:
+    if seen:
+        await conn.execute(
+            update(instances).where(instances.c.name == bindparam("n")).values(last_heartbeat=bindparam("t")),
+            [{"n": name, "t": t} for name, t in seen],
+        )
