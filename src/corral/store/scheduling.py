@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.batches import BatchCounts, CountDelta, batch_state
@@ -23,6 +23,11 @@ JobKey = tuple[int, int]
 CHUNK = 2000
 _INCOMPLETE = [JobState.PENDING, JobState.READY, JobState.CREATING, JobState.RUNNING]
 _NOT_SUCCESS = [JobState.FAILED, JobState.ERROR, JobState.CANCELLED]
+
+
+def _state_in(column: Any, states: Iterable[JobState]) -> Any:
+    """`column IN ('A', 'B')` with inlined constants: expanding parameters cannot be used in executemany."""
+    return column.in_([literal_column(f"'{JobState(state).value}'") for state in states])
 
 
 def _chunks(keys: Iterable[JobKey]) -> Iterable[tuple[int, list[int]]]:
@@ -299,7 +304,7 @@ async def end_attempts(
         await conn.execute(
             update(jobs)
             .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
-            .where(jobs.c.state.in_([JobState.RUNNING, JobState.CREATING]))
+            .where(_state_in(jobs.c.state, [JobState.RUNNING, JobState.CREATING]))
             .values(state=JobState.READY, status=bindparam("st")),
             [{"b": o.batch_id, "j": o.job_id, "st": o.status} for o in retry],
         )
@@ -310,7 +315,7 @@ async def end_attempts(
         await conn.execute(
             update(jobs)
             .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
-            .where(jobs.c.state.in_([JobState.RUNNING, JobState.CREATING]))
+            .where(_state_in(jobs.c.state, [JobState.RUNNING, JobState.CREATING]))
             .values(
                 state=bindparam("s"), exit_code=bindparam("code"), status=bindparam("st"),
                 time_completed=bindparam("t"), msec_mcpu=jobs.c.msec_mcpu + bindparam("ms"),
@@ -416,7 +421,7 @@ async def _recount_parents(conn: AsyncConnection, children: set[JobKey]) -> None
             .select_from(link.join(parent, and_(parent.c.batch_id == link.c.batch_id,
                                                 parent.c.job_id == link.c.parent_id)))
             .where(link.c.batch_id == jobs.c.batch_id, link.c.job_id == jobs.c.job_id)
-            .where(parent.c.state.in_(states))
+            .where(_state_in(parent.c.state, states))
             .scalar_subquery()
         )
 
@@ -556,7 +561,7 @@ async def cancel_batch_jobs(conn: AsyncConnection, batch_id: int, now: float) ->
         await conn.execute(
             update(jobs)
             .where(jobs.c.batch_id == batch_id, jobs.c.job_id == bindparam("j"))
-            .where(jobs.c.state.in_(_INCOMPLETE))
+            .where(_state_in(jobs.c.state, _INCOMPLETE))
             .values(state=JobState.CANCELLED, time_completed=now),
             [{"j": r.job_id} for r in rows],
         )
