@@ -29,7 +29,7 @@ class ResourcesSpec(BaseModel):
 
 
 class ProcessSpec(BaseModel):
-    """Hail's `process`: {type: docker, image, command}. Native clients may also send command/image at the top."""
+    """Hail's `process`: {type: docker, image, command}."""
 
     model_config = ConfigDict(extra="allow")
     type: str = "docker"

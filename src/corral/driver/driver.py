@@ -204,16 +204,19 @@ class Driver:
         self._wake.set()
 
     async def poll(self, inst: InstanceState, known: list[str], wait: float) -> dict[str, Any]:
-        deadline = time.monotonic() + max(0.0, min(wait, 60.0))
+        # A poll must return well within the heartbeat timeout: the next poll is the heartbeat.
+        deadline = time.monotonic() + max(0.0, min(wait, self.settings.heartbeat_timeout / 3))
         known_set = set(known)
         while True:
             inst.changed.clear()
             assign, cancel = inst.pending_for(known_set)
             gone = self.instances.get(inst.name) is not inst
             if assign or cancel or gone or self._stopping:
+                inst.last_seen = time.time()
                 return {"assign": assign, "cancel": cancel, "shutdown": gone}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                inst.last_seen = time.time()
                 return {"assign": [], "cancel": [], "shutdown": False}
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inst.changed.wait(), remaining)

@@ -33,6 +33,8 @@ class LocalProvider:
         self._adopted: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._url = ""
+        self._failures = 0
+        self._stopping = False
 
     @property
     def worker_cores(self) -> float:
@@ -94,10 +96,27 @@ class LocalProvider:
         return name
 
     async def _watch(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        started = time.monotonic()
         code = await proc.wait()
-        if self._procs.pop(name, None) is not None:
-            log.warning("local worker %s exited with %s", name, code)
-            self.driver.instance_lost(name, f"worker process exited with code {code}")
+        if self._procs.pop(name, None) is None:
+            return  # stopped by us
+        log.warning("local worker %s exited with %s", name, code)
+        self.driver.instance_lost(name, f"worker process exited with code {code}")
+        await self._replace(time.monotonic() - started)
+
+    async def _replace(self, lived: float) -> None:
+        """Keep the configured number of workers; back off if they die right after starting."""
+        if lived < 5:
+            self._failures += 1
+            await asyncio.sleep(min(30.0, 0.5 * 2**self._failures))
+        else:
+            self._failures = 0
+        if self._stopping:
+            return
+        try:
+            await self.spawn()
+        except Exception:
+            log.exception("could not start a replacement local worker")
 
     async def _watch_adopted(self) -> None:
         while True:
@@ -106,8 +125,10 @@ class LocalProvider:
                 if not _is_our_worker(pid, name):
                     del self._adopted[name]
                     self.driver.instance_lost(name, "adopted worker process exited")
+                    await self._replace(lived=60.0)
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         pids = [p.pid for p in self._procs.values()] + list(self._adopted.values())

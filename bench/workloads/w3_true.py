@@ -1,0 +1,67 @@
+"""W3: N jobs running `true`, end to end, against the machine's raw spawn rate and the peers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bench.context import Context
+from bench.corral_server import CorralServer, all_succeeded, job_spec
+from bench.model import Result
+from bench.paths import cores
+from bench.peers import hail, raw, slurm, snakemake
+from bench.workloads.common import (
+    CORRAL_JOB_CPU,
+    SLOTS_PER_CORE,
+    Outcome,
+    interleaved,
+    process_worker_settings,
+    rows,
+    start_server,
+)
+
+RAW = "raw (xargs -P cores)"
+
+
+def corral_true(server: CorralServer, n: int) -> Callable[[], float]:
+    def once() -> float:
+        jobs = [job_spec(i, ["true"], cpu=CORRAL_JOB_CPU) for i in range(1, n + 1)]
+        with server.client() as c:
+            t0 = time.perf_counter()
+            batch_id = server.submit_bunches(c, jobs)
+            status = server.wait(c, batch_id, timeout=60 + n / 5)
+            elapsed = time.perf_counter() - t0
+        all_succeeded(status)
+        return elapsed
+
+    return once
+
+
+def run(ctx: Context) -> list[Result]:
+    n, slots = ctx.sizes.w3_jobs, SLOTS_PER_CORE * cores()
+    systems: dict[str, Callable[[], float]] = {RAW: lambda: raw.run_true(n)}
+    failures: dict[str, Outcome] = {}
+    try:
+        systems["Corral"] = corral_true(start_server(ctx, "w3", process_worker_settings()), n)
+    except Exception as exc:
+        failures["Corral"] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
+    systems.update({
+        "SLURM (sbatch each)": lambda: slurm.run_true_sbatch(ctx, n),
+        "SLURM (array)": lambda: slurm.run_true_array(ctx, n),
+        "Hail Batch LocalBackend": lambda: hail.run_true(ctx, n),
+        "Snakemake (local)": lambda: snakemake.run_true(ctx, n, slots),
+    })
+    outcomes = interleaved(ctx, "W3", systems, ctx.sizes.repeats)
+    outcomes.update(failures)
+    rates = {name: Outcome([n / t for t in o.samples], o.error) for name, o in outcomes.items()}
+    order = [RAW, "Corral", *[name for name in systems if name not in (RAW, "Corral")]]
+    notes = {
+        RAW: f"{n:,} x `true`, {cores()} at a time",
+        "Corral": f"process runtime, 1 local worker with {cores()} cores, jobs of {CORRAL_JOB_CPU} cpu",
+        "SLURM (sbatch each)": "one sbatch per job; tuned node (64 advertised CPUs)",
+        "SLURM (array)": "one --array job; tuned node (64 advertised CPUs)",
+        "Hail Batch LocalBackend": "runs jobs one after another (its design)",
+        "Snakemake (local)": f"--cores {slots}; time includes snakemake's start and DAG build",
+    }
+    ordered = {k: rates[k] for k in order}
+    return rows("W3", "throughput", "jobs/s", ordered, notes=notes, higher_is_better=True)

@@ -1,0 +1,31 @@
+"""The FastAPI application of the user-facing REST API (OpenAPI at /openapi.json, docs at /docs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from corral import __version__
+from corral.api.context import ApiContext
+from corral.api.errors import install_error_handlers
+from corral.api.hooks import DriverHooks
+from corral.api.limits import BodySizeLimit
+from corral.api.routes import batches, billing, jobs, meta, users
+from corral.config import Settings
+
+
+def create_app(
+    settings: Settings,
+    engine: AsyncEngine,
+    hooks: DriverHooks,
+    extra_routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    app = FastAPI(title="Corral", version=__version__, description="Durable, fair batch scheduling.")
+    app.state.corral = ApiContext(settings=settings, engine=engine, hooks=hooks)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in (meta.router, batches.router, jobs.router, users.router, billing.router, *extra_routers):
+        app.include_router(router)
+    return app

@@ -1,0 +1,173 @@
+"""Turn wire job specs of one bunch into validated job rows (no I/O). Fields in errors name the job index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from corral.api.errors import validation_error_field
+from corral.api.schemas import MAX_JOBS_PER_BUNCH, JobSpec
+from corral.domain.dag import check_job_ids, find_cycle
+from corral.domain.resources import ResourceRequest, parse_resources
+from corral.errors import InvalidInput
+from corral.store.batches import UpdateRecord
+from corral.store.jobs_write import NewJob
+
+SUPPORTED_PROCESS_TYPES = frozenset({"docker"})
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
+_BUNCH = TypeAdapter(list[JobSpec])
+
+
+def parse_bunch(body: bytes, *, field: str = "bunch") -> list[JobSpec]:
+    """A JSON list of job specs (the body of jobs/create); 400 naming the first bad field."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from None
+    if not isinstance(raw, list):
+        raise InvalidInput(f"{field}: send a JSON list of job specs", field=field)
+    check_bunch_size(len(raw), field=field)
+    try:
+        return _BUNCH.validate_python(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        path, message = validation_error_field(dict(errors[0]), prefix=field)
+        raise InvalidInput(message, field=path) from None
+
+
+def check_bunch_size(n: int, *, field: str = "bunch") -> None:
+    if n > MAX_JOBS_PER_BUNCH:
+        raise InvalidInput(
+            f"{field}: {n} jobs in one bunch; send at most {MAX_JOBS_PER_BUNCH} per call and split the rest "
+            "into more bunches",
+            field=field,
+        )
+
+
+def worker_spec(job: JobSpec) -> dict[str, object]:
+    """The `spec` column: exactly what docs/worker-protocol.md's Assignment.spec carries."""
+    return {
+        "command": list(job.process.command),
+        "image": job.process.image,
+        "env": {e.name: e.value for e in job.env},
+        "timeout": job.timeout,
+        "input_files": [{"from": f.from_, "to": f.to} for f in job.input_files],
+        "output_files": [{"from": f.from_, "to": f.to} for f in job.output_files],
+        "always_copy_output": job.always_copy_output,
+        "network": job.network,
+    }
+
+
+class _ResourceCache:
+    """Bunches repeat the same few resource strings: parse each distinct triple once."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[object, object, object], ResourceRequest] = {}
+
+    def parse(self, job: JobSpec, prefix: str) -> ResourceRequest:
+        r = job.resources
+        key = (r.cpu, r.memory, r.storage)
+        found = self._parsed.get(key)
+        if found is None:
+            found = parse_resources(r.cpu, r.memory, r.storage, prefix=prefix)
+            self._parsed[key] = found
+        return found
+
+
+def _check_process(job: JobSpec, at: str) -> None:
+    if job.process.type not in SUPPORTED_PROCESS_TYPES:
+        raise InvalidInput(
+            f"{at}.process.type: {job.process.type!r} is not supported; "
+            "use 'docker' (a command and an image)",
+            field=f"{at}.process.type",
+        )
+    if not job.process.command:
+        raise InvalidInput(
+            f"{at}.process.command: give the command as a non-empty list of arguments",
+            field=f"{at}.process.command",
+        )
+    if job.timeout is not None and not 0 < job.timeout <= MAX_TIMEOUT_SECONDS:
+        raise InvalidInput(
+            f"{at}.timeout: {job.timeout} must be a positive number of seconds, "
+            f"at most {MAX_TIMEOUT_SECONDS:.0f}",
+            field=f"{at}.timeout",
+        )
+
+
+def _split_parents(job: JobSpec, upd: UpdateRecord, at: str) -> tuple[list[int], list[int]]:
+    """(in-update parents, earlier-update parents), both as absolute ids, without duplicates."""
+    own = upd.start_job_id + job.job_id - 1
+    inside: set[int] = set()
+    earlier: set[int] = set()
+    for parent in job.in_update_parent_ids:
+        if not 1 <= parent <= upd.n_jobs or parent == job.job_id:
+            what = "itself" if parent == job.job_id else f"unknown job {parent}"
+            raise InvalidInput(
+                f"{at}.in_update_parent_ids: job {job.job_id} names {what} as a parent; in-update parent ids "
+                f"go from 1 to {upd.n_jobs} and must not be the job's own id",
+                field=f"{at}.in_update_parent_ids",
+            )
+        inside.add(upd.start_job_id + parent - 1)
+    absolute = [*job.absolute_parent_ids, *(job.parent_ids or [])]
+    for parent in absolute:
+        if upd.start_job_id <= parent <= upd.end_job_id and parent != own:
+            inside.add(parent)
+        elif 1 <= parent < upd.start_job_id:
+            earlier.add(parent)
+        else:
+            raise InvalidInput(
+                f"{at}.absolute_parent_ids: job {job.job_id} has unknown parent {parent}; "
+                f"absolute parent ids must name other jobs of the batch (1 to {upd.end_job_id})",
+                field=f"{at}.absolute_parent_ids",
+            )
+    return sorted(inside), sorted(earlier)
+
+
+def prepare_bunch(
+    bunch: Sequence[JobSpec], upd: UpdateRecord, *, default_pool: str, field: str = "bunch"
+) -> list[NewJob]:
+    """Validate a bunch of an update and build its rows; raises InvalidInput naming the first bad field."""
+    check_bunch_size(len(bunch), field=field)
+    check_job_ids([job.job_id for job in bunch], upd.n_jobs, field=field)
+    resources = _ResourceCache()
+    rows: list[NewJob] = []
+    in_update_graph: dict[int, list[int]] = {}
+    for index, job in enumerate(bunch):
+        at = f"{field}[{index}]"
+        _check_process(job, at)
+        request = resources.parse(job, f"{at}.resources")
+        inside, earlier = _split_parents(job, upd, at)
+        if inside:
+            in_update_graph[job.job_id] = [p - upd.start_job_id + 1 for p in inside]
+        attributes = dict(job.attributes)
+        name = job.name if job.name is not None else attributes.get("name")
+        if name is not None:
+            attributes["name"] = name
+        rows.append(
+            NewJob(
+                job_id=upd.start_job_id + job.job_id - 1,
+                path=at,
+                name=name,
+                pool=job.pool or default_pool,
+                cores_mcpu=request.cores_mcpu,
+                memory_bytes=request.memory_bytes,
+                storage_bytes=request.storage_bytes,
+                always_run=job.always_run,
+                n_max_attempts=job.n_max_attempts,
+                spec=worker_spec(job),
+                attributes=attributes,
+                in_update_parents=inside,
+                earlier_parents=earlier,
+            )
+        )
+    cycle = find_cycle(in_update_graph) if in_update_graph else None
+    if cycle:
+        path = " -> ".join(str(j) for j in cycle)
+        raise InvalidInput(
+            f"{field}.in_update_parent_ids: the jobs form a cycle ({path}); a job cannot depend on its own "
+            "descendants",
+            field=f"{field}.in_update_parent_ids",
+        )
+    return rows

@@ -1,0 +1,126 @@
+"""Batch routes: create (fast or in bunches), updates, commit, cancel, delete, list, status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from corral.api import submit
+from corral.api.access import visible_batch
+from corral.api.auth import CurrentUser
+from corral.api.context import Context
+from corral.api.convert import batch_status
+from corral.api.gcpause import gc_paused
+from corral.api.jobspecs import parse_bunch
+from corral.api.query import batch_predicate
+from corral.api.schemas import (
+    BatchList,
+    BatchSpec,
+    BatchStatus,
+    CreateBatchResponse,
+    CreateFastRequest,
+    CreateUpdateResponse,
+    UpdateFastRequest,
+    UpdateSpec,
+)
+from corral.store import batches as batch_store
+
+router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
+
+
+@router.post("/create-fast")
+async def create_fast(body: CreateFastRequest, ctx: Context, user: CurrentUser) -> CreateBatchResponse:
+    return await submit.create_fast(ctx, user, body)
+
+
+@router.post("/create")
+async def create(body: BatchSpec, ctx: Context, user: CurrentUser) -> CreateBatchResponse:
+    return await submit.create_batch(ctx, user, body)
+
+
+@router.post("/{batch_id}/updates/create")
+async def create_update(
+    batch_id: int, body: UpdateSpec, ctx: Context, user: CurrentUser
+) -> CreateUpdateResponse:
+    return await submit.create_update(ctx, user, batch_id, body)
+
+
+@router.post("/{batch_id}/update-fast")
+async def update_fast(
+    batch_id: int, body: UpdateFastRequest, ctx: Context, user: CurrentUser
+) -> CreateUpdateResponse:
+    return await submit.update_fast(ctx, user, batch_id, body)
+
+
+_BUNCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/JobSpec"}}
+            }
+        },
+    }
+}
+
+
+@router.post("/{batch_id}/updates/{update_id}/jobs/create", openapi_extra=_BUNCH_BODY)
+async def create_jobs(
+    batch_id: int, update_id: int, request: Request, ctx: Context, user: CurrentUser
+) -> dict[str, int]:
+    """A bunch: a JSON list of JobSpec (ids within the update's 1..n_jobs). Parsed here, not by FastAPI,
+    so a large bunch is read with orjson and validated with the garbage collector paused."""
+    body = await request.body()
+    with gc_paused():
+        bunch = parse_bunch(body)
+        del body
+        inserted = await submit.add_bunch(ctx, user, batch_id, update_id, bunch)
+    return {"inserted": inserted}
+
+
+@router.patch("/{batch_id}/updates/{update_id}/commit")
+async def commit_update(batch_id: int, update_id: int, ctx: Context, user: CurrentUser) -> dict[str, int]:
+    upd = await submit.commit(ctx, user, batch_id, update_id)
+    return {"update_id": upd.update_id, "start_job_id": upd.start_job_id}
+
+
+@router.patch("/{batch_id}/cancel")
+async def cancel(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+    await submit.cancel(ctx, user, batch_id)
+    return {}
+
+
+@router.delete("/{batch_id}")
+async def delete(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+    await submit.delete(ctx, user, batch_id)
+    return {}
+
+
+@router.get("")
+async def list_batches(
+    ctx: Context,
+    user: CurrentUser,
+    q: str | None = None,
+    last_batch_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> BatchList:
+    """Newest first; page with the returned last_batch_id. `q`: Hail v1 terms (k=v, has:k, states, !)."""
+    predicate = batch_predicate(q)
+    async with ctx.reading() as conn:
+        found = await batch_store.list_batches(
+            conn,
+            viewer=None if user.is_admin else user.name,
+            last_batch_id=last_batch_id,
+            limit=limit,
+            predicate=predicate,
+        )
+    return BatchList(
+        batches=[batch_status(b) for b in found], last_batch_id=found[-1].id if len(found) == limit else None
+    )
+
+
+@router.get("/{batch_id}")
+async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> BatchStatus:
+    async with ctx.reading() as conn:
+        return batch_status(await visible_batch(conn, batch_id, user))

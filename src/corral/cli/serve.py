@@ -1,0 +1,90 @@
+"""`corral server` and `corral worker`: thin wrappers over the server and worker entry points."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from corral.client.discovery import URL_FILE_NAME
+from corral.config import Settings
+from corral.domain.resources import parse_bytes
+from corral.errors import InvalidInput
+
+
+def _env(name: str) -> str:
+    return f"\\[env: CORRAL_{name.upper()}]"
+
+
+def server(
+    home: Annotated[Path | None, typer.Option(help=f"State directory {_env('home')}")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help=f"SQLAlchemy URL; default SQLite under home {_env('database_url')}")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help=f"Address to bind {_env('host')}")] = None,
+    port: Annotated[int | None, typer.Option(help=f"Port; 0 picks a free one {_env('port')}")] = None,
+    url_file: Annotated[
+        Path | None, typer.Option(help=f"Where to write {{url}} once ready; default HOME/{URL_FILE_NAME}")
+    ] = None,
+    local_workers: Annotated[int | None, typer.Option(help=f"Local workers {_env('local_workers')}")] = None,
+    local_worker_cores: Annotated[
+        float | None, typer.Option(help=f"Cores per local worker {_env('local_worker_cores')}")
+    ] = None,
+    local_worker_memory: Annotated[
+        str | None, typer.Option(help=f"Memory per local worker, e.g. 4Gi {_env('local_worker_memory')}")
+    ] = None,
+    local_worker_runtime: Annotated[
+        str | None, typer.Option(help=f"process | noop {_env('local_worker_runtime')}")
+    ] = None,
+    pool: Annotated[str | None, typer.Option(help=f"Default pool {_env('pool')}")] = None,
+    scheduler_interval: Annotated[float | None, typer.Option(help=_env("scheduler_interval"))] = None,
+    commit_interval: Annotated[float | None, typer.Option(help=_env("commit_interval"))] = None,
+    heartbeat_interval: Annotated[float | None, typer.Option(help=_env("heartbeat_interval"))] = None,
+    heartbeat_timeout: Annotated[float | None, typer.Option(help=_env("heartbeat_timeout"))] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help=_env("max_body_bytes"))] = None,
+    admin_user: Annotated[str | None, typer.Option(help=_env("admin_user"))] = None,
+    default_user: Annotated[str | None, typer.Option(help=_env("default_user"))] = None,
+) -> None:
+    """Run the API, the driver and the local workers in one process (until Ctrl-C / SIGTERM)."""
+    given = {k: v for k, v in locals().items() if v is not None}
+    settings = build_settings(given)
+    from corral.server import serve
+
+    serve(settings)
+
+
+def build_settings(options: dict[str, Any]) -> Settings:
+    """Settings from the options given (the rest from CORRAL_* variables); the url file defaults to
+    HOME/server.url so that clients on this machine find the server."""
+    settings = Settings(**options)
+    if settings.url_file is None and not os.environ.get("CORRAL_URL_FILE"):
+        settings.url_file = settings.home / URL_FILE_NAME
+    return settings
+
+
+def worker(
+    url: Annotated[str, typer.Option(envvar="CORRAL_URL", help="The driver's URL")],
+    name: Annotated[str, typer.Option(envvar="CORRAL_INSTANCE_NAME", help="This instance's name")],
+    token: Annotated[str, typer.Option(envvar="CORRAL_WORKER_TOKEN", help="This instance's token")],
+    cores: Annotated[
+        float | None, typer.Option(envvar="CORRAL_WORKER_CORES", help="Cores to offer; default all")
+    ] = None,
+    memory: Annotated[
+        str | None, typer.Option(envvar="CORRAL_WORKER_MEMORY", help="Memory to offer (bytes or 4Gi)")
+    ] = None,
+    runtime: Annotated[
+        str, typer.Option(envvar="CORRAL_WORKER_RUNTIME", help="How jobs run: process | noop | …")
+    ] = "process",
+    work_dir: Annotated[
+        Path | None, typer.Option(envvar="CORRAL_WORKER_WORK_DIR", help="Scratch space for jobs")
+    ] = None,
+) -> None:
+    """Run a worker agent that takes jobs from the driver at URL."""
+    if cores is not None and cores <= 0:
+        raise InvalidInput(f"--cores: {cores} must be positive", field="cores")
+    memory_bytes = None if memory is None else parse_bytes(memory, field="--memory")
+    from corral.worker.agent import run_worker
+
+    run_worker(url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir)

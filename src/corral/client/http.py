@@ -1,0 +1,285 @@
+"""Async HTTP client for the REST API (/api/v1): one typed method per route, retries, typed errors.
+
+The blocking side (`corral.client.sync.SyncClient`) runs this same client on a private event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from corral.api.schemas import (
+    AttemptStatus,
+    BatchList,
+    BatchSpec,
+    BatchStatus,
+    BillingProjectStatus,
+    CreateBatchResponse,
+    CreateUpdateResponse,
+    JobList,
+    JobSpec,
+    JobStatus,
+    JobSummary,
+    UserCreated,
+)
+from corral.errors import (
+    Conflict,
+    CorralError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+)
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+_ERRORS: dict[int, type[CorralError]] = {
+    400: InvalidInput,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+}
+_ATTEMPTS = TypeAdapter(list[AttemptStatus])
+_PROJECTS = TypeAdapter(list[BillingProjectStatus])
+
+
+class ServerUnreachable(CorralError):
+    """The server did not answer (connection refused, timeouts, 502/503/504) after every retry."""
+
+    status_code = 503
+
+
+class ServerError(CorralError):
+    """The server answered with an unexpected error (5xx); the message carries what it said."""
+
+
+def error_from_response(response: httpx.Response) -> CorralError:
+    """The Corral error an error response stands for, with the server's message."""
+    message, field = "", None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = str(body.get("message") or body.get("detail") or "")
+        field = body.get("field") if isinstance(body.get("field"), str) else None
+    if not message:
+        message = response.text.strip()[:500] or response.reason_phrase
+    cls = _ERRORS.get(response.status_code)
+    if cls is None:
+        cls = InvalidInput if 400 <= response.status_code < 500 else ServerError
+        message = f"HTTP {response.status_code}: {message}"
+    error = cls(message, field=field)
+    error.status_code = response.status_code
+    return error
+
+
+def _dump_jobs(bunch: Sequence[JobSpec]) -> list[dict[str, Any]]:
+    return [j.model_dump(mode="json", by_alias=True, exclude_none=True) for j in bunch]
+
+
+class AsyncClient:
+    """Talks to one Corral server as one user (Bearer token)."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 8,
+        backoff: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.retries = retries
+        self.backoff = backoff
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send with retries: connection errors and 502/503/504 back off exponentially with jitter.
+
+        A non-idempotent request is retried only when it certainly never reached the server.
+        """
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = await self._http.request(method, path, json=json, params=query)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if last:
+                    raise ServerUnreachable(f"cannot reach the Corral server at {self.url}: {exc}") from exc
+            except httpx.TransportError as exc:
+                if last or not idempotent:
+                    raise ServerUnreachable(f"the Corral server at {self.url} did not answer: {exc}") from exc
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRY_STATUSES or last:
+                    raise error_from_response(response)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.request(method, path, **kwargs)).json()
+
+    # ---- meta
+
+    async def healthcheck(self) -> bool:
+        try:
+            response = await self._http.get("/healthcheck", timeout=5)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def version(self) -> str:
+        return str((await self._json("GET", "/api/v1/version"))["version"])
+
+    async def me(self) -> dict[str, Any]:
+        return dict(await self._json("GET", "/api/v1/me"))
+
+    # ---- batches
+
+    async def create_fast(self, batch: BatchSpec, bunch: Sequence[JobSpec]) -> CreateBatchResponse:
+        body = {"batch": batch.model_dump(mode="json", exclude_none=True), "bunch": _dump_jobs(bunch)}
+        return CreateBatchResponse.model_validate(
+            await self._json("POST", "/api/v1/batches/create-fast", json=body)
+        )
+
+    async def create_batch(self, batch: BatchSpec) -> CreateBatchResponse:
+        body = batch.model_dump(mode="json", exclude_none=True)
+        return CreateBatchResponse.model_validate(
+            await self._json("POST", "/api/v1/batches/create", json=body)
+        )
+
+    async def create_jobs(self, batch_id: int, update_id: int, bunch: Sequence[JobSpec]) -> int:
+        """Upload one bunch of an uncommitted update; returns how many jobs were new (0: a repeat)."""
+        path = f"/api/v1/batches/{batch_id}/updates/{update_id}/jobs/create"
+        return int((await self._json("POST", path, json=_dump_jobs(bunch))).get("inserted", 0))
+
+    async def commit_update(self, batch_id: int, update_id: int) -> dict[str, Any]:
+        return dict(await self._json("PATCH", f"/api/v1/batches/{batch_id}/updates/{update_id}/commit"))
+
+    async def update_fast(self, batch_id: int, token: str, bunch: Sequence[JobSpec]) -> CreateUpdateResponse:
+        body = {"update": {"token": token, "n_jobs": len(bunch)}, "bunch": _dump_jobs(bunch)}
+        return CreateUpdateResponse.model_validate(
+            await self._json("POST", f"/api/v1/batches/{batch_id}/update-fast", json=body)
+        )
+
+    async def create_update(self, batch_id: int, token: str, n_jobs: int) -> CreateUpdateResponse:
+        body = {"token": token, "n_jobs": n_jobs}
+        return CreateUpdateResponse.model_validate(
+            await self._json("POST", f"/api/v1/batches/{batch_id}/updates/create", json=body)
+        )
+
+    async def list_batches(
+        self,
+        q: str | None = None,
+        *,
+        state: str | None = None,
+        last_batch_id: int | None = None,
+        limit: int | None = None,
+    ) -> BatchList:
+        params = {"q": q, "state": state, "last_batch_id": last_batch_id, "limit": limit}
+        return BatchList.model_validate(await self._json("GET", "/api/v1/batches", params=params))
+
+    async def get_batch(self, batch_id: int) -> BatchStatus:
+        return BatchStatus.model_validate(await self._json("GET", f"/api/v1/batches/{batch_id}"))
+
+    async def cancel_batch(self, batch_id: int) -> None:
+        await self.request("PATCH", f"/api/v1/batches/{batch_id}/cancel")
+
+    async def delete_batch(self, batch_id: int) -> None:
+        await self.request("DELETE", f"/api/v1/batches/{batch_id}")
+
+    # ---- jobs
+
+    async def list_jobs(
+        self,
+        batch_id: int,
+        *,
+        state: str | None = None,
+        q: str | None = None,
+        last_job_id: int | None = None,
+        limit: int | None = None,
+    ) -> JobList:
+        params = {"state": state, "q": q, "last_job_id": last_job_id, "limit": limit}
+        return JobList.model_validate(
+            await self._json("GET", f"/api/v1/batches/{batch_id}/jobs", params=params)
+        )
+
+    async def iter_jobs(
+        self, batch_id: int, *, state: str | None = None, page_size: int = 500
+    ) -> AsyncIterator[JobSummary]:
+        last: int | None = None
+        while True:
+            page = await self.list_jobs(batch_id, state=state, last_job_id=last, limit=page_size)
+            for job in page.jobs:
+                yield job
+            if not page.jobs or page.last_job_id is None:
+                return
+            last = page.last_job_id
+
+    async def get_job(self, batch_id: int, job_id: int) -> JobStatus:
+        return JobStatus.model_validate(await self._json("GET", f"/api/v1/batches/{batch_id}/jobs/{job_id}"))
+
+    async def job_logs(self, batch_id: int, job_id: int) -> dict[str, str]:
+        data = await self._json("GET", f"/api/v1/batches/{batch_id}/jobs/{job_id}/log")
+        return {str(k): str(v) for k, v in dict(data).items()}
+
+    async def job_step_log(self, batch_id: int, job_id: int, step: str) -> str:
+        return (await self.request("GET", f"/api/v1/batches/{batch_id}/jobs/{job_id}/log/{step}")).text
+
+    async def job_attempts(self, batch_id: int, job_id: int) -> list[AttemptStatus]:
+        return _ATTEMPTS.validate_python(
+            await self._json("GET", f"/api/v1/batches/{batch_id}/jobs/{job_id}/attempts")
+        )
+
+    # ---- users and billing projects
+
+    async def create_user(self, name: str, *, is_admin: bool = False) -> UserCreated:
+        body = {"name": name, "is_admin": is_admin}
+        return UserCreated.model_validate(
+            await self._json("POST", "/api/v1/users", json=body, idempotent=False)
+        )
+
+    async def create_billing_project(self, name: str) -> dict[str, Any]:
+        return dict(
+            await self._json("POST", "/api/v1/billing-projects", json={"name": name}, idempotent=False)
+        )
+
+    async def add_billing_project_user(self, billing_project: str, user: str) -> dict[str, Any]:
+        return dict(await self._json("POST", f"/api/v1/billing-projects/{billing_project}/users/{user}"))
+
+    async def list_billing_projects(self) -> list[BillingProjectStatus]:
+        return _PROJECTS.validate_python(await self._json("GET", "/api/v1/billing-projects"))

@@ -1,0 +1,413 @@
+"""One cgroup per job, under this worker's own cgroup: memory, cpu and pids limits, usage, OOM, kill.
+
+Both layouts are supported and detected at start: cgroup v1 (a hierarchy per controller, e.g.
+/sys/fs/cgroup/memory) and cgroup v2 (one unified hierarchy with cgroup.controllers). A machine
+with controllers bound to v1 and an empty v2 mount (hybrid) uses v1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import signal
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+V2_CONTROLLERS = ("memory", "cpu", "pids")
+CPU_PERIOD_US = 100_000
+MIN_CPU_QUOTA_US = 1_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int = 0  # 0: none
+    cores_mcpu: int = 0  # 0: none
+    pids: int = 0  # 0: none
+
+
+@dataclass(frozen=True)
+class Usage:
+    max_memory_bytes: int = 0
+    cpu_seconds: float = 0.0
+
+
+def cpu_quota_us(cores_mcpu: int, period_us: int = CPU_PERIOD_US) -> int:
+    return max(MIN_CPU_QUOTA_US, cores_mcpu * period_us // 1000)
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120] or "_"
+
+
+def _read(path: Path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read_int(path: Path, default: int = 0) -> int:
+    try:
+        return int(_read(path).split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    """'key value' lines (memory.events, cpu.stat, memory.oom_control) -> dict."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in _read(path).splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+                out[parts[0]] = int(parts[1])
+    return out
+
+
+def _pids(procs_file: Path) -> list[int]:
+    try:
+        return [int(p) for p in _read(procs_file).split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class JobCgroup(ABC):
+    """A job's cgroup: the wrapper writes its pid into every `procs_files` before exec'ing the job."""
+
+    @property
+    @abstractmethod
+    def procs_files(self) -> list[Path]: ...
+
+    @abstractmethod
+    def pids(self) -> list[int]: ...
+
+    def kill(self) -> None:
+        _kill_pids(self.pids())
+
+    @abstractmethod
+    def usage(self) -> Usage: ...
+
+    @abstractmethod
+    def oom_kills(self) -> int: ...
+
+    def sample(self) -> None:  # noqa: B027 - optional hook
+        """Called periodically while the job runs (for layouts without a memory high-water mark)."""
+
+    @abstractmethod
+    def remove(self) -> bool:
+        """rmdir the cgroup; False while processes are still in it."""
+
+
+class Cgroups(ABC):
+    """Where this worker's job cgroups live."""
+
+    version: int
+
+    @abstractmethod
+    def create(self, name: str, limits: Limits) -> JobCgroup: ...
+
+    @abstractmethod
+    def remove_stale(self) -> None:
+        """Remove job cgroups a previous run of this worker left behind."""
+
+    @abstractmethod
+    def remove_base(self) -> None:
+        """Remove this worker's (empty) parent cgroups when it stops."""
+
+    def describe(self) -> str:
+        return f"cgroup v{self.version}"
+
+
+def _rmdir(path: Path) -> bool:
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
+
+
+# ----------------------------------------------------------------------------- v1
+
+
+class V1JobCgroup(JobCgroup):
+    def __init__(self, dirs: dict[str, Path]) -> None:
+        self.dirs = dirs
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [d / "cgroup.procs" for d in dict.fromkeys(self.dirs.values())]
+
+    def pids(self) -> list[int]:
+        seen: set[int] = set()
+        for f in self.procs_files:
+            seen.update(_pids(f))
+        return sorted(seen)
+
+    def usage(self) -> Usage:
+        mem = self.dirs.get("memory")
+        cpu = self.dirs.get("cpuacct")
+        return Usage(
+            max_memory_bytes=_read_int(mem / "memory.max_usage_in_bytes") if mem else 0,
+            cpu_seconds=_read_int(cpu / "cpuacct.usage") / 1e9 if cpu else 0.0,
+        )
+
+    def oom_kills(self) -> int:
+        mem = self.dirs.get("memory")
+        if mem is None:
+            return 0
+        control = _keyed(mem / "memory.oom_control")
+        if "oom_kill" in control:
+            return control["oom_kill"]
+        # Kernels before 4.13 have no oom_kill count: hitting the limit is the best hint.
+        return 1 if _read_int(mem / "memory.failcnt") > 0 else 0
+
+    def remove(self) -> bool:
+        return all([_rmdir(d) for d in dict.fromkeys(self.dirs.values())])
+
+
+class V1Cgroups(Cgroups):
+    version = 1
+
+    def __init__(self, bases: dict[str, Path]) -> None:
+        self.bases = bases
+
+    def describe(self) -> str:
+        return "cgroup v1 (" + ", ".join(f"{c}: {p}" for c, p in self.bases.items()) + ")"
+
+    def create(self, name: str, limits: Limits) -> JobCgroup:
+        dirs = {c: base / safe_name(name) for c, base in self.bases.items()}
+        group = V1JobCgroup(dirs)
+        try:
+            for d in dict.fromkeys(dirs.values()):
+                d.mkdir(parents=True, exist_ok=True)  # parents: another worker may prune empty bases
+            if "memory" in dirs and limits.memory_bytes > 0:
+                mem = dirs["memory"]
+                _write(mem / "memory.limit_in_bytes", str(limits.memory_bytes))
+                with contextlib.suppress(OSError):  # absent without swap accounting
+                    _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+                with contextlib.suppress(OSError):
+                    _write(mem / "memory.swappiness", "0")
+            if "cpu" in dirs and limits.cores_mcpu > 0:
+                cpu = dirs["cpu"]
+                _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                _write(cpu / "cpu.cfs_quota_us", str(cpu_quota_us(limits.cores_mcpu)))
+            if "pids" in dirs and limits.pids > 0:
+                _write(dirs["pids"] / "pids.max", str(limits.pids))
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    def remove_base(self) -> None:
+        for base in dict.fromkeys(self.bases.values()):
+            with contextlib.suppress(OSError):
+                _rmdir(base)
+
+    def remove_stale(self) -> None:
+        for base in dict.fromkeys(self.bases.values()):
+            for child in base.iterdir() if base.is_dir() else []:
+                if child.is_dir():
+                    _kill_pids(_pids(child / "cgroup.procs"))
+                    with contextlib.suppress(OSError):
+                        _rmdir(child)
+            # Empty groups of workers that died without cleaning up (rmdir fails on a busy one).
+            for sibling in base.parent.glob("corral-*"):
+                if sibling != base and sibling.is_dir():
+                    with contextlib.suppress(OSError):
+                        _rmdir(sibling)
+
+
+# ----------------------------------------------------------------------------- v2
+
+
+class V2JobCgroup(JobCgroup):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._peak_sampled = 0
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [self.path / "cgroup.procs"]
+
+    def pids(self) -> list[int]:
+        return _pids(self.path / "cgroup.procs")
+
+    def kill(self) -> None:
+        try:
+            _write(self.path / "cgroup.kill", "1")  # Linux 5.14+: the whole tree, atomically
+        except OSError:
+            super().kill()
+
+    def sample(self) -> None:
+        self._peak_sampled = max(self._peak_sampled, _read_int(self.path / "memory.current"))
+
+    def usage(self) -> Usage:
+        peak = _read_int(self.path / "memory.peak", -1)  # Linux 5.19+
+        if peak < 0:
+            self.sample()
+            peak = self._peak_sampled
+        return Usage(
+            max_memory_bytes=peak,
+            cpu_seconds=_keyed(self.path / "cpu.stat").get("usage_usec", 0) / 1e6,
+        )
+
+    def oom_kills(self) -> int:
+        return _keyed(self.path / "memory.events").get("oom_kill", 0)
+
+    def remove(self) -> bool:
+        return _rmdir(self.path)
+
+
+class V2Cgroups(Cgroups):
+    version = 2
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def describe(self) -> str:
+        return f"cgroup v2 ({self.base})"
+
+    def create(self, name: str, limits: Limits) -> JobCgroup:
+        path = self.base / safe_name(name)
+        path.mkdir(exist_ok=True)
+        group = V2JobCgroup(path)
+        try:
+            if limits.memory_bytes > 0:
+                _write(path / "memory.max", str(limits.memory_bytes))
+                with contextlib.suppress(OSError):
+                    _write(path / "memory.swap.max", "0")
+            if limits.cores_mcpu > 0:
+                _write(path / "cpu.max", f"{cpu_quota_us(limits.cores_mcpu)} {CPU_PERIOD_US}")
+            if limits.pids > 0:
+                _write(path / "pids.max", str(limits.pids))
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    def remove_base(self) -> None:
+        with contextlib.suppress(OSError):
+            _rmdir(self.base)
+
+    def remove_stale(self) -> None:
+        for child in self.base.iterdir():
+            if child.is_dir():
+                V2JobCgroup(child).kill()
+                with contextlib.suppress(OSError):
+                    _rmdir(child)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class _Mount:
+    root: str
+    point: Path
+    fstype: str
+    options: frozenset[str]
+
+
+def _mounts() -> list[_Mount]:
+    mounts = []
+    for line in _read(Path("/proc/self/mountinfo")).splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        point = fields[4].replace("\\040", " ")
+        mounts.append(_Mount(fields[3], Path(point), tail[0], frozenset(tail[2].split(","))))
+    return mounts
+
+
+def _own_paths() -> dict[str, str]:
+    """Controller name ('' for v2) -> this process's cgroup path."""
+    out: dict[str, str] = {}
+    for line in _read(Path("/proc/self/cgroup")).splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            out[c] = path
+    return out
+
+
+def _under(mount: _Mount, own: str) -> Path:
+    rel = own[len(mount.root) :] if mount.root != "/" and own.startswith(mount.root) else own
+    return mount.point / rel.lstrip("/")
+
+
+def _detect_v1(mounts: list[_Mount], own: dict[str, str], group: str) -> V1Cgroups | None:
+    bases: dict[str, Path] = {}
+    for controller in V1_CONTROLLERS:
+        mount = next((m for m in mounts if m.fstype == "cgroup" and controller in m.options), None)
+        if mount is not None and controller in own:
+            bases[controller] = _under(mount, own[controller]) / group
+    if "memory" not in bases:
+        return None
+    for base in dict.fromkeys(bases.values()):
+        base.mkdir(parents=True, exist_ok=True)
+    return V1Cgroups(bases)
+
+
+def _enable(path: Path, controllers: tuple[str, ...]) -> None:
+    _write(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in controllers))
+
+
+def _detect_v2(mounts: list[_Mount], own: dict[str, str], group: str) -> V2Cgroups | None:
+    mount = next((m for m in mounts if m.fstype == "cgroup2"), None)
+    if mount is None or "" not in own:
+        return None
+    available = set(_read(mount.point / "cgroup.controllers").split())
+    wanted = tuple(c for c in V2_CONTROLLERS if c in available)
+    if "memory" not in wanted:
+        return None
+    own_dir = _under(mount, own[""])
+    enabled = set(_read(own_dir / "cgroup.subtree_control").split())
+    if not set(wanted) <= enabled:
+        try:
+            _enable(own_dir, wanted)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            # "No internal processes": move this worker into a leaf of its own cgroup, then enable.
+            leaf = own_dir / f"{group}.worker"
+            leaf.mkdir(exist_ok=True)
+            _write(leaf / "cgroup.procs", str(os.getpid()))
+            _enable(own_dir, wanted)
+    base = own_dir / group
+    base.mkdir(exist_ok=True)
+    _enable(base, wanted)
+    return V2Cgroups(base)
+
+
+def detect_cgroups(instance_name: str) -> Cgroups | None:
+    """The cgroup layout for this worker's jobs, or None (with a warning) if none is usable."""
+    group = f"corral-{safe_name(instance_name)}"
+    try:
+        mounts, own = _mounts(), _own_paths()
+        found: Cgroups | None = _detect_v1(mounts, own, group) or _detect_v2(mounts, own, group)
+    except OSError as exc:
+        log.warning("cgroups are not usable (%s): jobs run without memory/cpu limits", exc)
+        return None
+    if found is None:
+        log.warning("no cgroup memory controller found: jobs run without memory/cpu limits")
+    return found

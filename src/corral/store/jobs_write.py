@@ -1,0 +1,300 @@
+"""Named queries that write jobs: insert a bunch of an update, commit an update (Pending -> Ready).
+
+The job-row contract the driver relies on: jobs are inserted Pending; n_pending_parents counts parents
+not yet complete (in-update parents always count); parent_failed says a complete parent did not succeed.
+Committing an update recounts jobs with parents in earlier updates and makes the parentless ones Ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, exists, func, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from corral.domain.batches import BatchCounts, batch_state
+from corral.domain.dag import find_cycle
+from corral.domain.states import COMPLETE_STATES, JobState
+from corral.errors import InvalidInput
+from corral.store.batches import BatchRecord, UpdateRecord
+from corral.store.tables import batch_updates, batches, job_parents, jobs
+
+CHUNK = 2000
+_INCOMPLETE = (JobState.PENDING, JobState.READY, JobState.CREATING, JobState.RUNNING)
+_NOT_SUCCESS = (JobState.FAILED, JobState.ERROR, JobState.CANCELLED)
+
+
+@dataclass(slots=True)
+class NewJob:
+    """One job row to insert, already validated; ids are absolute."""
+
+    job_id: int
+    path: str  # where the job is in the request, e.g. "bunch[3]", for error messages
+    name: str | None
+    pool: str
+    cores_mcpu: int
+    memory_bytes: int
+    storage_bytes: int
+    always_run: bool
+    n_max_attempts: int
+    spec: dict[str, Any]
+    attributes: dict[str, str]
+    in_update_parents: list[int] = field(default_factory=list)  # absolute ids inside the same update
+    earlier_parents: list[int] = field(default_factory=list)  # absolute ids of earlier updates
+
+
+def _states_in(column: Any, states: Iterable[JobState]) -> Any:
+    return column.in_([literal_column(f"'{JobState(s).value}'") for s in states])
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    for i in range(0, len(ids), CHUNK):
+        yield list(ids[i : i + CHUNK])
+
+
+async def existing_job_ids(conn: AsyncConnection, batch_id: int, low: int, high: int) -> set[int]:
+    rows = await conn.execute(
+        select(jobs.c.job_id).where(jobs.c.batch_id == batch_id, jobs.c.job_id.between(low, high))
+    )
+    return {row.job_id for row in rows}
+
+
+async def job_states(conn: AsyncConnection, batch_id: int, job_ids: Sequence[int]) -> dict[int, JobState]:
+    found: dict[int, JobState] = {}
+    for ids in _chunks(sorted(set(job_ids))):
+        rows = await conn.execute(
+            select(jobs.c.job_id, jobs.c.state).where(jobs.c.batch_id == batch_id, jobs.c.job_id.in_(ids))
+        )
+        found.update((row.job_id, JobState(row.state)) for row in rows)
+    return found
+
+
+async def insert_jobs(
+    conn: AsyncConnection, batch: BatchRecord, upd: UpdateRecord, new_jobs: Sequence[NewJob], now: float
+) -> int:
+    """Insert a bunch of the update. Returns how many rows were inserted: 0 when exactly this bunch was
+    inserted before (a client retry). Raises InvalidInput, before writing, for ids already taken or
+    earlier-update parents that do not exist."""
+    if not new_jobs:
+        return 0
+    ids = [j.job_id for j in new_jobs]
+    taken = await existing_job_ids(conn, batch.id, min(ids), max(ids))
+    if taken:
+        if all(job_id in taken for job_id in ids):
+            return 0
+        dup = next(j for j in new_jobs if j.job_id in taken)
+        in_update = dup.job_id - upd.start_job_id + 1
+        raise InvalidInput(
+            f"{dup.path}.job_id: job {in_update} of update {upd.update_id} was already inserted by an "
+            "earlier bunch; send each job once",
+            field=f"{dup.path}.job_id",
+        )
+    earlier = [p for j in new_jobs for p in j.earlier_parents]
+    states = await job_states(conn, batch.id, earlier) if earlier else {}
+    rows: list[dict[str, Any]] = []
+    links: list[dict[str, int]] = []
+    for job in new_jobs:
+        pending = len(job.in_update_parents)
+        failed = False
+        for parent in job.earlier_parents:
+            state = states.get(parent)
+            if state is None:
+                raise InvalidInput(
+                    f"{job.path}.absolute_parent_ids: job {parent} does not exist in batch {batch.id}; "
+                    "absolute parent ids must name jobs of earlier updates",
+                    field=f"{job.path}.absolute_parent_ids",
+                )
+            if state in COMPLETE_STATES:
+                failed = failed or state is not JobState.SUCCESS
+            else:
+                pending += 1
+        rows.append(
+            {
+                "batch_id": batch.id,
+                "job_id": job.job_id,
+                "update_id": upd.update_id,
+                "user": batch.user,
+                "name": job.name,
+                "state": JobState.PENDING.value,
+                "pool": job.pool,
+                "cores_mcpu": job.cores_mcpu,
+                "memory_bytes": job.memory_bytes,
+                "storage_bytes": job.storage_bytes,
+                "always_run": job.always_run,
+                "n_max_attempts": job.n_max_attempts,
+                "n_attempts": 0,
+                "n_pending_parents": pending,
+                "parent_failed": failed,
+                "spec": job.spec,
+                "attributes": job.attributes,
+                "exit_code": None,
+                "status": None,
+                "msec_mcpu": 0,
+                "cost": 0.0,
+                "time_created": now,
+                "time_completed": None,
+            }
+        )
+        links.extend(
+            {"batch_id": batch.id, "job_id": job.job_id, "parent_id": p}
+            for p in (*job.in_update_parents, *job.earlier_parents)
+        )
+    try:
+        await conn.execute(jobs.insert(), rows)
+        if links:
+            await conn.execute(job_parents.insert(), links)
+    except IntegrityError:
+        # Another bunch with overlapping ids won the race; this transaction is rolled back.
+        raise InvalidInput(
+            "bunch: some of these job ids were inserted by a concurrent bunch; send each job once",
+            field="bunch.job_id",
+        ) from None
+    return len(rows)
+
+
+async def count_update_jobs(conn: AsyncConnection, batch_id: int, update_id: int) -> int:
+    return int(
+        (
+            await conn.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.batch_id == batch_id, jobs.c.update_id == update_id)
+            )
+        ).scalar_one()
+    )
+
+
+async def _check_update_acyclic(conn: AsyncConnection, upd: UpdateRecord) -> None:
+    """Bunches are checked alone; edges across bunches can still close a cycle. Cheap when every in-update
+    parent has a lower id than its child (then no cycle is possible)."""
+    in_update = and_(
+        job_parents.c.batch_id == upd.batch_id,
+        job_parents.c.job_id.between(upd.start_job_id, upd.end_job_id),
+        job_parents.c.parent_id >= upd.start_job_id,
+    )
+    backwards = await conn.execute(
+        select(job_parents.c.job_id).where(in_update, job_parents.c.parent_id > job_parents.c.job_id).limit(1)
+    )
+    if backwards.first() is None:
+        return
+    graph: dict[int, list[int]] = {}
+    for row in await conn.execute(select(job_parents.c.job_id, job_parents.c.parent_id).where(in_update)):
+        graph.setdefault(row.job_id - upd.start_job_id + 1, []).append(row.parent_id - upd.start_job_id + 1)
+    cycle = find_cycle(graph)
+    if cycle:
+        path = " -> ".join(str(j) for j in cycle)
+        raise InvalidInput(
+            f"bunch.in_update_parent_ids: the jobs of update {upd.update_id} form a cycle ({path}); "
+            "a job cannot depend on its own descendants",
+            field="bunch.in_update_parent_ids",
+        )
+
+
+async def _recount_earlier_parents(conn: AsyncConnection, upd: UpdateRecord) -> None:
+    """Parents in earlier updates may have completed since the bunch was inserted: count again.
+
+    Their rows are locked first (PostgreSQL) so the driver cannot complete one between the recount and
+    our commit without seeing this update committed.
+    """
+    link = job_parents.alias("link")
+    parent = jobs.alias("parent")
+    earlier_link = and_(
+        link.c.batch_id == upd.batch_id,
+        link.c.job_id.between(upd.start_job_id, upd.end_job_id),
+        link.c.parent_id < upd.start_job_id,
+    )
+    locked = (
+        select(jobs.c.job_id)
+        .where(
+            jobs.c.batch_id == upd.batch_id, jobs.c.job_id.in_(select(link.c.parent_id).where(earlier_link))
+        )
+        .with_for_update()
+    )
+    if not list(await conn.execute(locked)):
+        return
+
+    def parents_in(states: Iterable[JobState]) -> Any:
+        return (
+            select(func.count())
+            .select_from(
+                link.join(
+                    parent, and_(parent.c.batch_id == link.c.batch_id, parent.c.job_id == link.c.parent_id)
+                )
+            )
+            .where(link.c.batch_id == jobs.c.batch_id, link.c.job_id == jobs.c.job_id)
+            .where(_states_in(parent.c.state, states))
+            .scalar_subquery()
+        )
+
+    has_earlier = exists().where(
+        job_parents.c.batch_id == jobs.c.batch_id,
+        job_parents.c.job_id == jobs.c.job_id,
+        job_parents.c.parent_id < upd.start_job_id,
+    )
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.batch_id == upd.batch_id, jobs.c.update_id == upd.update_id)
+        .where(jobs.c.state == JobState.PENDING, has_earlier)
+        .values(
+            n_pending_parents=parents_in(_INCOMPLETE),
+            parent_failed=jobs.c.parent_failed | (parents_in(_NOT_SUCCESS) > 0),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    update: UpdateRecord
+    newly_committed: bool  # False: it was committed before (an idempotent repeat)
+
+
+async def commit_update(
+    conn: AsyncConnection, batch: BatchRecord, upd: UpdateRecord, now: float
+) -> CommitResult:
+    """Commit an update whose jobs are all inserted; the caller holds the batch row lock.
+
+    Marks it committed, adds its jobs to the batch, closes the batch, recounts parents in earlier
+    updates and makes the update's jobs without pending parents Ready.
+    """
+    if upd.committed:
+        return CommitResult(upd, False)
+    inserted = await count_update_jobs(conn, batch.id, upd.update_id)
+    if inserted < upd.n_jobs:
+        missing = upd.n_jobs - inserted
+        raise InvalidInput(
+            f"n_jobs: update {upd.update_id} declared {upd.n_jobs} jobs but {inserted} were inserted; "
+            f"{missing} job(s) are missing: send them with jobs/create before committing",
+            field="n_jobs",
+        )
+    if upd.n_jobs:
+        await _check_update_acyclic(conn, upd)
+        await _recount_earlier_parents(conn, upd)
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.batch_id == batch.id, jobs.c.update_id == upd.update_id)
+            .where(jobs.c.state == JobState.PENDING, jobs.c.n_pending_parents == 0)
+            .values(state=JobState.READY)
+        )
+    await conn.execute(
+        update(batch_updates)
+        .where(batch_updates.c.batch_id == batch.id, batch_updates.c.update_id == upd.update_id)
+        .values(committed=True, time_committed=now)
+    )
+    n_jobs = batch.n_jobs + upd.n_jobs
+    counts = BatchCounts(n_jobs, batch.n_completed, batch.n_succeeded, batch.n_failed, batch.n_cancelled)
+    time_completed = (batch.time_completed or now) if counts.complete else None
+    await conn.execute(
+        update(batches)
+        .where(batches.c.id == batch.id)
+        .values(
+            n_jobs=n_jobs,
+            closed=True,
+            time_closed=batch.time_closed or now,
+            time_completed=time_completed,
+            state=batch_state(counts, closed=True, cancelled=batch.cancelled),
+        )
+    )
+    return CommitResult(upd, True)

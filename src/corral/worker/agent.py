@@ -1,0 +1,334 @@
+"""The worker agent: activate, long-poll for assignments, run attempts, report events until acked.
+
+Signals: the first SIGTERM/SIGINT drains (no new work, running jobs finish and are reported, then
+deactivate and exit 0); a second one stops at once (jobs are killed, the driver treats them as lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from corral import __version__
+from corral.errors import InvalidInput
+from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
+from corral.runtimes.base import now
+from corral.worker.attempt import run_attempt
+from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
+from corral.worker.layout import ScratchLayout, default_work_dir
+from corral.worker.ledger import AttemptLedger
+from corral.worker.outbox import EventOutbox
+from corral.worker.protocol import Assignment, StepName, parse_assignment
+
+log = logging.getLogger(__name__)
+
+BATCH_WINDOW = 0.002  # seconds to gather events into one /events call
+MAX_BATCH = 1000
+
+
+class WorkerExit(Exception):
+    """Ends the worker with a message for the operator and a non-zero exit code."""
+
+
+def machine_cores() -> float:
+    try:
+        return float(len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return float(os.cpu_count() or 1)
+
+
+class Agent:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        token: str,
+        *,
+        cores: float | None = None,
+        memory_bytes: int | None = None,
+        runtime: str = "process",
+        work_dir: Path | None = None,
+        client: DriverClient | None = None,
+    ) -> None:
+        self.name = name
+        self.cores_mcpu = max(1, round((cores or machine_cores()) * 1000))
+        self.memory_bytes = memory_bytes or psutil.virtual_memory().total
+        self.runtime_name = runtime
+        self.layout = ScratchLayout(work_dir or default_work_dir(name))
+        self.client = client or DriverClient(url, token)
+        self.ledger = AttemptLedger()
+        self.outbox = EventOutbox()
+        self.runtime: Runtime | None = None
+        self.heartbeat_interval = 2.0
+        self.draining = asyncio.Event()
+        self.stopping = asyncio.Event()  # hard stop: a second signal, or the driver disowned us
+        self.fatal: str | None = None
+        self._attempts: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        self._install_signal_handlers()
+        try:
+            cls = runtime_class(self.runtime_name)
+            self.runtime = cls(instance_name=self.name, work_dir=self.layout.work_dir)
+            await self.runtime.start()
+        except (RuntimeUnavailable, InvalidInput) as exc:
+            raise WorkerExit(f"corral worker {self.name}: {exc.message}") from None
+        await asyncio.to_thread(self.layout.prepare)
+        try:
+            if await self._activate():
+                await self._serve()
+        finally:
+            await self._close()
+        if self.fatal:
+            raise WorkerExit(self.fatal)
+
+    async def _activate(self) -> bool:
+        activation = asyncio.ensure_future(
+            retry_forever(
+                lambda: self.client.activate(
+                    self.cores_mcpu, self.memory_bytes, __version__, [self.runtime_name]
+                ),
+                "activate",
+            )
+        )
+        stop = asyncio.ensure_future(self.draining.wait())
+        try:
+            await asyncio.wait({activation, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not activation.done():
+            activation.cancel()
+            return False  # told to stop before the driver was ever reached
+        try:
+            reply = activation.result()
+        except Unauthorized as exc:
+            raise WorkerExit(
+                f"corral worker {self.name}: activation refused (HTTP 401): the instance token is unknown "
+                f"or the instance was deleted; check --token/CORRAL_WORKER_TOKEN ({exc.message})"
+            ) from None
+        except Rejected as exc:
+            raise WorkerExit(f"corral worker {self.name}: activation rejected: {exc.message}") from None
+        self.heartbeat_interval = float(reply.get("heartbeat_interval") or 2.0)
+        log.info(
+            "worker %s active: %.3g cores, %d bytes, runtime %s", self.name, self.cores_mcpu / 1000,
+            self.memory_bytes, self.runtime_name,
+        )
+        return True
+
+    async def _serve(self) -> None:
+        sender = asyncio.create_task(self._send_loop(), name="events")
+        poller = asyncio.create_task(self._poll_loop(), name="poll")
+        await _first(self.draining, self.stopping)
+        poller.cancel()
+        if not self.stopping.is_set():
+            log.info("draining: %d attempts running", len(self._attempts))
+            await _first_done(self._wait_attempts(), self.stopping)
+            await _first_done(self.outbox.wait_empty(), self.stopping)
+        if self.stopping.is_set():
+            for task in self._attempts.values():
+                task.cancel()  # the runtime kills the job; nothing is reported: deactivation loses it
+            await asyncio.gather(*self._attempts.values(), return_exceptions=True)
+        sender.cancel()
+        await asyncio.gather(sender, poller, return_exceptions=True)
+        if self.fatal is None:
+            await self._deactivate()
+
+    async def _wait_attempts(self) -> None:
+        while self._attempts:
+            await asyncio.gather(*self._attempts.values(), return_exceptions=True)
+
+    async def _deactivate(self) -> None:
+        try:
+            await asyncio.wait_for(retry_forever(self.client.deactivate, "deactivate"), 10.0)
+            log.info("worker %s deactivated", self.name)
+        except (TimeoutError, Unauthorized, Rejected) as exc:
+            log.warning("could not deactivate (the driver will notice the silence): %r", exc)
+
+    async def _close(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.close()
+        await self.client.aclose()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.draining.is_set():
+            log.warning("second %s: stopping now, killing running jobs", signal.Signals(sig).name)
+            self.stopping.set()
+        else:
+            log.info("%s: draining", signal.Signals(sig).name)
+            self.draining.set()
+
+    def _disowned(self, exc: Unauthorized) -> None:
+        self.fatal = f"corral worker {self.name}: the driver no longer accepts this instance ({exc.message})"
+        self.stopping.set()
+
+    # ------------------------------------------------------------ polling
+
+    async def _poll_loop(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                reply = await retry_forever(
+                    lambda: self.client.poll(self.ledger.known(), self.heartbeat_interval), "poll", backoff
+                )
+            except Unauthorized as exc:
+                self._disowned(exc)
+                return
+            except Rejected as exc:
+                log.error("poll rejected: %s", exc.message)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.handle_poll(reply)
+            if reply.get("shutdown"):
+                log.info("the driver asked this worker to shut down")
+                self.draining.set()
+                return
+
+    def handle_poll(self, reply: dict[str, Any]) -> None:
+        for key in reply.get("cancel") or []:
+            if self.ledger.cancel(str(key)):
+                log.info("cancelling %s", key)
+        for raw in reply.get("assign") or []:
+            key = str(raw.get("key"))
+            cancel = self.ledger.accept(key)
+            if cancel is None:
+                continue  # already running or finished here
+            try:
+                assignment = parse_assignment(raw)
+            except InvalidInput as exc:
+                self._report_unreadable(key, exc.message)
+                continue
+            task = asyncio.create_task(self._attempt(assignment, cancel), name=f"attempt-{key}")
+            self._attempts[key] = task
+
+    def _report_unreadable(self, key: str, message: str) -> None:
+        self.ledger.finished(key)
+        self.outbox.put({
+            "type": "completed", "key": key, "time": now(), "state": "error", "exit_code": None,
+            "error": f"the worker could not read this assignment: {message}", "out_of_memory": False,
+            "timed_out": False, "container_statuses": {"input": None, "main": None, "output": None},
+            "resource_usage": {"max_memory_bytes": 0, "cpu_seconds": 0.0},
+        })
+
+    # ------------------------------------------------------------ attempts
+
+    async def _attempt(self, assignment: Assignment, cancel: asyncio.Event) -> None:
+        assert self.runtime is not None
+        dirs = self.layout.attempt(assignment.key)
+        try:
+            completed = await run_attempt(
+                assignment, self.runtime, dirs, cancel, emit=self.outbox.put, upload_log=self._upload_log
+            )
+            self.ledger.finished(assignment.key)
+            self.outbox.put(completed)
+        except Exception:
+            log.exception("attempt %s crashed", assignment.key)
+            self._report_unreadable(assignment.key, "worker error while running the attempt")
+        finally:
+            self._attempts.pop(assignment.key, None)
+            if self.runtime.uses_scratch:
+                await asyncio.shield(asyncio.to_thread(dirs.remove))
+
+    async def _upload_log(self, assignment: Assignment, step: StepName, data: bytes) -> None:
+        a = assignment
+        try:
+            await retry_forever(
+                lambda: self.client.put_log(a.batch_id, a.job_id, a.attempt_id, step, data),
+                f"log {a.key}/{step}",
+            )
+        except Rejected as exc:
+            log.warning("log %s/%s not accepted: %s", a.key, step, exc.message)
+        except Unauthorized as exc:
+            self._disowned(exc)
+
+    # ------------------------------------------------------------ events
+
+    async def _send_loop(self) -> None:
+        backoff = Backoff()
+        while True:
+            idle_timeout = self.heartbeat_interval if self.draining.is_set() else None
+            if not await self.outbox.wait_for_events(idle_timeout):
+                batch: list[dict[str, Any]] = []  # a heartbeat while draining: polls have stopped
+            else:
+                await asyncio.sleep(BATCH_WINDOW)
+                batch = self.outbox.batch(MAX_BATCH)
+            try:
+                acked = await retry_forever(partial(self.client.send_events, batch), "events", backoff)
+            except Unauthorized as exc:
+                self._disowned(exc)
+                return
+            except Rejected as exc:
+                log.error("events rejected, retrying: %s", exc.message)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            for key in self.outbox.settle(batch, acked):
+                self.ledger.acknowledged(key)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def _first_done(work: Any, stop: asyncio.Event) -> None:
+    """Await `work` unless `stop` is set first."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+
+
+def run_worker(
+    url: str,
+    name: str,
+    token: str,
+    *,
+    cores: float | None = None,
+    memory_bytes: int | None = None,
+    runtime: str = "process",
+    work_dir: Path | None = None,
+) -> None:
+    """Run a worker until drained (exit 0). Raises SystemExit with a message when it cannot go on."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        agent = Agent(
+            url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir
+        )
+        await agent.run()
+
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    try:
+        with runner:
+            runner.run(main())
+    except WorkerExit as exc:
+        raise SystemExit(str(exc)) from None

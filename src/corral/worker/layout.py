@@ -1,0 +1,58 @@
+"""The worker's scratch directory: one directory per attempt with its io dir, /tmp and step logs."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.config import default_home
+from corral.runtimes.cgroups import safe_name
+from corral.worker.protocol import StepName
+
+
+def default_work_dir(instance_name: str) -> Path:
+    return default_home() / "worker" / safe_name(instance_name)
+
+
+@dataclass(frozen=True)
+class AttemptDirs:
+    root: Path
+
+    @property
+    def io(self) -> Path:
+        return self.root / "io"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    def log(self, step: StepName) -> Path:
+        return self.root / "logs" / f"{step}.log"
+
+    def create(self) -> None:
+        for d in (self.io, self.tmp, self.root / "logs"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ScratchLayout:
+    """<work_dir>/jobs/<attempt key>/{io,tmp,logs/<step>.log}"""
+
+    work_dir: Path
+
+    @property
+    def jobs(self) -> Path:
+        return self.work_dir / "jobs"
+
+    def attempt(self, key: str) -> AttemptDirs:
+        return AttemptDirs(self.jobs / safe_name(key))
+
+    def prepare(self) -> None:
+        """Create the work dir and clear what a previous run of this worker left behind."""
+        if self.jobs.exists():
+            shutil.rmtree(self.jobs, ignore_errors=True)
+        self.jobs.mkdir(parents=True, exist_ok=True)

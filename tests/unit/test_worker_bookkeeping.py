@@ -1,0 +1,150 @@
+"""The agent's bookkeeping: which attempts are known, which events still await an acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from corral.worker.agent import Agent
+from corral.worker.ledger import AttemptLedger
+from corral.worker.outbox import EventOutbox
+
+
+def test_an_attempt_is_known_from_assignment_until_its_completion_is_acked() -> None:
+    ledger = AttemptLedger()
+    assert ledger.accept("1.1.1") is not None
+    assert ledger.known() == ["1.1.1"]
+    ledger.finished("1.1.1")
+    assert ledger.known() == ["1.1.1"]  # finished but not acknowledged: still known
+    ledger.acknowledged("1.1.1")
+    assert ledger.known() == []
+
+
+def test_a_repeated_assignment_is_ignored() -> None:
+    ledger = AttemptLedger()
+    first = ledger.accept("1.1.1")
+    assert first is not None
+    assert ledger.accept("1.1.1") is None
+    ledger.finished("1.1.1")
+    assert ledger.accept("1.1.1") is None  # finished, unacked: still handled here
+
+
+def test_cancel_reaches_only_running_attempts() -> None:
+    ledger = AttemptLedger()
+    switch = ledger.accept("1.1.1")
+    assert switch is not None
+    assert ledger.cancel("9.9.9") is False
+    assert ledger.cancel("1.1.1") is True and switch.is_set()
+    ledger.finished("1.1.1")
+    assert ledger.cancel("1.1.1") is False
+
+
+def _started(key: str) -> dict[str, Any]:
+    return {"type": "started", "key": key, "time": 1.0}
+
+
+def _completed(key: str) -> dict[str, Any]:
+    return {"type": "completed", "key": key, "time": 2.0, "state": "succeeded"}
+
+
+def test_acknowledged_events_leave_the_outbox_and_completions_are_reported() -> None:
+    box = EventOutbox()
+    box.put(_started("1.1.1"))
+    box.put(_completed("1.1.1"))
+    box.put(_started("1.2.1"))
+    batch = box.batch()
+    assert len(batch) == 3
+    acked_completions = box.settle(batch, ["1.1.1", "1.2.1"])
+    assert acked_completions == ["1.1.1"]
+    assert len(box) == 0
+
+
+def test_unacknowledged_events_stay_and_are_sent_again() -> None:
+    box = EventOutbox()
+    box.put(_completed("1.1.1"))
+    box.put(_completed("1.2.1"))
+    sent = box.batch()
+    assert box.settle(sent, ["1.2.1"]) == ["1.2.1"]
+    assert box.batch() == [_completed("1.1.1")]
+
+
+def test_events_added_while_a_batch_is_in_flight_are_kept() -> None:
+    box = EventOutbox()
+    box.put(_started("1.1.1"))
+    in_flight = box.batch()
+    box.put(_completed("1.1.1"))  # arrives during the request; same key
+    assert box.settle(in_flight, ["1.1.1"]) == []
+    assert box.batch() == [_completed("1.1.1")]
+
+
+def test_batches_are_bounded() -> None:
+    box = EventOutbox()
+    for i in range(25):
+        box.put(_started(f"1.{i}.1"))
+    assert len(box.batch(10)) == 10
+    assert box.batch(10)[0]["key"] == "1.0.1"
+
+
+async def test_waiting_for_events_and_for_an_empty_outbox() -> None:
+    box = EventOutbox()
+    assert await box.wait_for_events(timeout=0.01) is False
+    waiter = asyncio.create_task(box.wait_for_events())
+    await asyncio.sleep(0)
+    box.put(_started("1.1.1"))
+    assert await asyncio.wait_for(waiter, 1) is True
+    empty = asyncio.create_task(box.wait_empty())
+    await asyncio.sleep(0.01)
+    assert not empty.done()
+    box.settle(box.batch(), ["1.1.1"])
+    await asyncio.wait_for(empty, 1)
+
+
+def _assignment(key: str, **overrides: Any) -> dict[str, Any]:
+    batch, job, attempt = (int(p) for p in key.split("."))
+    raw: dict[str, Any] = {
+        "key": key, "batch_id": batch, "job_id": job, "attempt_id": attempt,
+        "spec": {"command": ["true"], "runtime": "noop"}, "cores_mcpu": 1000, "memory_bytes": 1 << 20,
+    }
+    raw.update(overrides)
+    return raw
+
+
+async def test_agent_runs_each_assignment_once_and_knows_it(tmp_path: Path) -> None:
+    agent = Agent("http://127.0.0.1:9", "unit", "token", runtime="noop", work_dir=tmp_path)
+    from corral.runtimes import runtime_class
+
+    agent.runtime = runtime_class("noop")(instance_name="unit", work_dir=tmp_path)
+    try:
+        agent.handle_poll({"assign": [_assignment("3.1.1"), _assignment("3.2.1")], "cancel": []})
+        agent.handle_poll({"assign": [_assignment("3.1.1")], "cancel": ["8.8.8"]})
+        assert sorted(agent._attempts) == ["3.1.1", "3.2.1"]
+        assert sorted(agent.ledger.known()) == ["3.1.1", "3.2.1"]
+    finally:
+        for task in agent._attempts.values():
+            task.cancel()
+        await asyncio.gather(*agent._attempts.values(), return_exceptions=True)
+        await agent.client.aclose()
+
+
+async def test_agent_reports_an_unreadable_assignment_as_an_error(tmp_path: Path) -> None:
+    agent = Agent("http://127.0.0.1:9", "unit", "token", runtime="noop", work_dir=tmp_path)
+    try:
+        agent.handle_poll({"assign": [_assignment("3.3.1", spec={"command": "not a list"})], "cancel": []})
+        assert agent._attempts == {}
+        [event] = agent.outbox.batch()
+        assert event["type"] == "completed" and event["key"] == "3.3.1" and event["state"] == "error"
+        assert "command" in event["error"]
+        assert agent.ledger.known() == ["3.3.1"]  # known until the driver acknowledges it
+        for key in agent.outbox.settle(agent.outbox.batch(), ["3.3.1"]):
+            agent.ledger.acknowledged(key)
+        assert agent.ledger.known() == []
+    finally:
+        await agent.client.aclose()
+
+
+def test_agent_defaults_to_the_machines_resources(tmp_path: Path) -> None:
+    agent = Agent("http://127.0.0.1:9", "unit", "token", work_dir=tmp_path)
+    assert agent.cores_mcpu >= 1000 and agent.memory_bytes > 0
+    sized = Agent("http://127.0.0.1:9", "unit", "token", cores=0.5, memory_bytes=123, work_dir=tmp_path)
+    assert sized.cores_mcpu == 500 and sized.memory_bytes == 123
