@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import socket
-from contextlib import suppress
 
 import uvicorn
 
@@ -28,6 +29,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_remembered(settings: Settings) -> socket.socket:
+    """Port 0 means any port, but prefer the one used last time: workers that outlived a crashed
+    server are still calling it, and reconnect without being told anything."""
+    if settings.port == 0:
+        remembered = settings.home / "server.port"
+        with contextlib.suppress(OSError, ValueError):
+            return _bind(settings.host, int(remembered.read_text()))
+    return _bind(settings.host, settings.port)
+
+
 async def run_server(settings: Settings) -> None:
     from corral.api.app import create_app
     from corral.api.bootstrap import bootstrap
@@ -40,11 +51,18 @@ async def run_server(settings: Settings) -> None:
     driver = Driver(engine, settings)
     await driver.start()
     app = create_app(settings, engine, driver, extra_routers=[worker_router(driver, settings.log_dir)])
-    sock = _bind(settings.host, settings.port)
+    sock = _bind_remembered(settings)
     host, port = sock.getsockname()[:2]
+    (settings.home / "server.port").write_text(str(port))
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30)
     server = uvicorn.Server(config)
+    # We handle SIGTERM/SIGINT ourselves: uvicorn would re-raise the signal after serve() returns,
+    # killing the process before the provider, driver and url file are cleaned up below.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     serve = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serve.done():
         await asyncio.sleep(0.01)
@@ -63,7 +81,7 @@ async def run_server(settings: Settings) -> None:
     finally:
         await provider.stop()
         await driver.stop()
-        with suppress(Exception):
+        with contextlib.suppress(Exception):
             if settings.url_file is not None:
                 settings.url_file.unlink(missing_ok=True)
         await engine.dispose()

@@ -9,8 +9,7 @@ from typing import Any
 
 import psutil
 import pytest
-
-from tests.acceptance.conftest import RunningServer, job, worker_processes
+from tests.acceptance.harness import RunningServer, job, worker_processes
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,11 @@ def _attempts(server: RunningServer, batch_id: int, job_id: int) -> list[dict[st
 @pytest.mark.parametrize("db_kind", ["sqlite", "postgres"], indirect=True)
 def test_dag_runs_parents_before_children(start_server: Any, db_url: str) -> None:
     server = start_server(db_url=db_url)
-    jobs = [job("echo root", 1)] + [job(f"echo mid {i}", i, [1]) for i in range(2, 6)] + [job("echo sink", 6, [2, 3, 4, 5])]
+    jobs = (
+        [job("echo root", 1)]
+        + [job(f"echo mid {i}", i, [1]) for i in range(2, 6)]
+        + [job("echo sink", 6, [2, 3, 4, 5])]
+    )
     batch_id = server.submit(jobs)
     status = server.wait(batch_id)
     assert status["state"] == "success" and status["n_succeeded"] == 6
@@ -45,8 +48,12 @@ def test_dag_runs_parents_before_children(start_server: Any, db_url: str) -> Non
 def test_failure_cancels_children_and_always_run_child_still_runs(start_server: Any) -> None:
     server = start_server()
     batch_id = server.submit(
-        [job("exit 3", 1), job("echo never", 2, [1]), job("echo cleanup", 3, [1], always_run=True),
-         job("echo grandchild", 4, [2])]
+        [
+            job("exit 3", 1),
+            job("echo never", 2, [1]),
+            job("echo cleanup", 3, [1], always_run=True),
+            job("echo grandchild", 4, [2]),
+        ]
     )
     status = server.wait(batch_id)
     jobs = server.jobs(batch_id)
@@ -104,7 +111,7 @@ def test_timeout_ends_the_job_in_error(start_server: Any) -> None:
 
 def test_memory_limit_fails_the_job_as_out_of_memory(start_server: Any) -> None:
     server = start_server()
-    hog = "python3 -c \"x = bytearray(400 * 1024 * 1024); print(len(x))\""
+    hog = 'python3 -c "x = bytearray(400 * 1024 * 1024); print(len(x))"'
     batch_id = server.submit([job(hog, 1, memory="64Mi")])
     server.wait(batch_id, timeout=60)
     detail = server.job(batch_id, 1)
@@ -136,7 +143,9 @@ def test_killed_worker_job_is_retried_on_another_worker(start_server: Any) -> No
 def test_server_killed_mid_batch_restarts_and_finishes(start_server: Any, db_url: str) -> None:
     server = start_server(db_url=db_url, cores=2)
     n = 40
-    jobs = [job(f"sleep 0.{i % 5}; echo {i}", i) for i in range(1, n)] + [job("echo sink", n, list(range(1, n)))]
+    jobs = [job(f"sleep 0.{i % 5}; echo {i}", i) for i in range(1, n)] + [
+        job("echo sink", n, list(range(1, n)))
+    ]
     batch_id = server.submit(jobs)
     while server.batch(batch_id)["n_completed"] < 8:
         time.sleep(0.05)
@@ -199,6 +208,11 @@ def test_auth_isolation(start_server: Any) -> None:
         assert c.get(f"/api/v1/batches/{batch_id}").status_code == 401
     with server.client(carol) as c:
         assert c.get(f"/api/v1/batches/{batch_id}").status_code == 404
-        r = c.post("/api/v1/batches/create-fast", json={
-            "batch": {"billing_project": "secret", "token": "x", "n_jobs": 1}, "bunch": [job("true", 1)]})
+        r = c.post(
+            "/api/v1/batches/create-fast",
+            json={
+                "batch": {"billing_project": "secret", "token": "x", "n_jobs": 1},
+                "bunch": [job("true", 1)],
+            },
+        )
         assert r.status_code == 403

@@ -24,33 +24,67 @@ async def make_batch(
     now = time.time()
     async with engine.begin() as conn:
         if (await conn.execute(select(billing_projects.c.name))).first() is None:
-            await conn.execute(billing_projects.insert().values(name="default", status="open", time_created=now))
+            await conn.execute(
+                billing_projects.insert().values(name="default", status="open", time_created=now)
+            )
         batch_id = (
             await conn.execute(
                 batches.insert().values(
-                    user="alice", billing_project="default", token=f"t{now}", attributes={}, state="running",
-                    closed=True, cancelled=False, deleted=False, n_jobs=len(parents), n_completed=0,
-                    n_succeeded=0, n_failed=0, n_cancelled=0, msec_mcpu=0, cost=0.0, time_created=now,
+                    user="alice",
+                    billing_project="default",
+                    token=f"t{now}",
+                    attributes={},
+                    state="running",
+                    closed=True,
+                    cancelled=False,
+                    deleted=False,
+                    n_jobs=len(parents),
+                    n_completed=0,
+                    n_succeeded=0,
+                    n_failed=0,
+                    n_cancelled=0,
+                    msec_mcpu=0,
+                    cost=0.0,
+                    time_created=now,
                     cancel_after_n_failures=cancel_after_n_failures,
                 )
             )
         ).inserted_primary_key[0]
         await conn.execute(
             batch_updates.insert().values(
-                batch_id=batch_id, update_id=1, token="u", n_jobs=len(parents), start_job_id=1,
-                committed=True, time_created=now,
+                batch_id=batch_id,
+                update_id=1,
+                token="u",
+                n_jobs=len(parents),
+                start_job_id=1,
+                committed=True,
+                time_created=now,
             )
         )
         await conn.execute(
             jobs.insert(),
             [
                 {
-                    "batch_id": batch_id, "job_id": j, "update_id": 1, "user": "alice", "name": f"j{j}",
-                    "state": JobState.PENDING if ps else JobState.READY, "pool": "default",
-                    "cores_mcpu": 1000, "memory_bytes": 1 << 20, "storage_bytes": 0,
-                    "always_run": j in always_run, "n_max_attempts": n_max_attempts, "n_attempts": 0,
-                    "n_pending_parents": len(ps), "parent_failed": False, "spec": {"command": ["true"]},
-                    "attributes": {}, "msec_mcpu": 0, "cost": 0.0, "time_created": now,
+                    "batch_id": batch_id,
+                    "job_id": j,
+                    "update_id": 1,
+                    "user": "alice",
+                    "name": f"j{j}",
+                    "state": JobState.PENDING if ps else JobState.READY,
+                    "pool": "default",
+                    "cores_mcpu": 1000,
+                    "memory_bytes": 1 << 20,
+                    "storage_bytes": 0,
+                    "always_run": j in always_run,
+                    "n_max_attempts": n_max_attempts,
+                    "n_attempts": 0,
+                    "n_pending_parents": len(ps),
+                    "parent_failed": False,
+                    "spec": {"command": ["true"]},
+                    "attributes": {},
+                    "msec_mcpu": 0,
+                    "cost": 0.0,
+                    "time_created": now,
                 }
                 for j, ps in parents.items()
             ],
@@ -83,7 +117,11 @@ async def run(engine: AsyncEngine, batch_id: int, job_id: int, outcome: JobState
         reason = {JobState.SUCCESS: "success", JobState.FAILED: "failed", JobState.READY: "lost"}[outcome]
         return await q.end_attempts(
             conn,
-            [q.AttemptOutcome(batch_id, job_id, job.n_attempts + 1, outcome, reason, time.time(), exit_code=0)],
+            [
+                q.AttemptOutcome(
+                    batch_id, job_id, job.n_attempts + 1, outcome, reason, time.time(), exit_code=0
+                )
+            ],
             time.time(),
         )
 
@@ -133,8 +171,12 @@ async def test_lost_attempt_is_retried_until_n_max_attempts_then_error(engine: A
     assert second.requeued == []
     assert (await states(engine, b))[1] == "Error"
     async with engine.connect() as conn:
-        reasons = [r.end_reason for r in await conn.execute(
-            select(attempts.c.end_reason).where(attempts.c.batch_id == b).order_by(attempts.c.attempt_id))]
+        reasons = [
+            r.end_reason
+            for r in await conn.execute(
+                select(attempts.c.end_reason).where(attempts.c.batch_id == b).order_by(attempts.c.attempt_id)
+            )
+        ]
     assert reasons == ["lost", "lost"]
 
 
@@ -144,7 +186,9 @@ async def test_cancel_batch_keeps_always_run_jobs_and_kills_running(engine: Asyn
         ready = {r.job.key: r.job for r in await q.load_ready_jobs(conn, b)}
         await q.start_attempts(conn, [(ready[(b, 1)], "inst-1")], time.time())
     async with engine.begin() as conn:
-        await conn.execute(batches.update().where(batches.c.id == b).values(cancelled=True, state="cancelled"))
+        await conn.execute(
+            batches.update().where(batches.c.id == b).values(cancelled=True, state="cancelled")
+        )
         result = await q.cancel_batch_jobs(conn, b, time.time())
     assert [(k[1], k[3]) for k in result.killed] == [(1, "inst-1")]
     assert [r.job.job_id for r in result.cascade.ready] == [3]

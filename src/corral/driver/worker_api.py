@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -36,7 +36,7 @@ class EventsRequest(BaseModel):
 def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
     router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 
-    def instance(authorization: Annotated[str | None, Header()] = None) -> InstanceState:
+    def instance(authorization: str | None = Header(default=None)) -> InstanceState:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise HTTPException(401, "an instance token is required: Authorization: Bearer <token>")
         inst = driver.authenticate(authorization.split(" ", 1)[1].strip())
@@ -44,10 +44,9 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
             raise HTTPException(401, "unknown or retired instance token")
         return inst
 
-    Instance = Annotated[InstanceState, Depends(instance)]
 
     @router.post("/activate")
-    async def activate(body: ActivateRequest, inst: Instance) -> dict[str, Any]:
+    async def activate(body: ActivateRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
         return {
             "instance_name": inst.name,
@@ -57,16 +56,21 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
         }
 
     @router.post("/poll")
-    async def poll(body: PollRequest, inst: Instance) -> dict[str, Any]:
+    async def poll(body: PollRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         return await driver.poll(inst, body.known, body.wait)
 
     @router.post("/events")
-    async def events(body: EventsRequest, inst: Instance) -> dict[str, Any]:
+    async def events(body: EventsRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         return {"ack": await driver.report(inst, body.events)}
 
     @router.put("/logs/{batch_id}/{job_id}/{attempt_id}/{step}")
     async def upload_log(
-        batch_id: int, job_id: int, attempt_id: int, step: str, request: Request, inst: Instance
+        batch_id: int,
+        job_id: int,
+        attempt_id: int,
+        step: str,
+        request: Request,
+        inst: InstanceState = Depends(instance),
     ) -> dict[str, Any]:
         if step not in STEPS:
             raise HTTPException(400, f"step must be one of {', '.join(STEPS)}")
@@ -85,7 +89,7 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
         return {"bytes": len(body)}
 
     @router.post("/deactivate")
-    async def deactivate(inst: Instance) -> dict[str, Any]:
+    async def deactivate(inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         await driver.deactivate(inst)
         return {"ok": True}
 
