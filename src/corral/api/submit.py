@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.api.access import check_can_submit, visible_batch
 from corral.api.context import ApiContext
@@ -70,6 +71,20 @@ async def _existing(
         return batch, await batch_store.update_by_token(conn, batch.id, token)
 
 
+async def _insert_batch(conn: AsyncConnection, user: User, spec: BatchSpec, now: float) -> int:
+    await check_can_submit(conn, spec.billing_project, user)
+    return await batch_store.insert_batch(
+        conn,
+        user=user.name,
+        billing_project=spec.billing_project,
+        token=spec.token,
+        attributes=spec.attributes,
+        cancel_after_n_failures=spec.cancel_after_n_failures,
+        callback=spec.callback,
+        now=now,
+    )
+
+
 async def create_batch(ctx: ApiContext, user: User, spec: BatchSpec) -> CreateBatchResponse:
     """A new open batch (and its first update when n_jobs > 0). Idempotent on (user, token)."""
     found = await _existing(ctx, user, spec.token)
@@ -78,17 +93,7 @@ async def create_batch(ctx: ApiContext, user: User, spec: BatchSpec) -> CreateBa
     now = time.time()
     try:
         async with ctx.writing() as conn:
-            await check_can_submit(conn, spec.billing_project, user)
-            batch_id = await batch_store.insert_batch(
-                conn,
-                user=user.name,
-                billing_project=spec.billing_project,
-                token=spec.token,
-                attributes=spec.attributes,
-                cancel_after_n_failures=spec.cancel_after_n_failures,
-                callback=spec.callback,
-                now=now,
-            )
+            batch_id = await _insert_batch(conn, user, spec, now)
             upd = None
             if spec.n_jobs > 0:
                 upd = await batch_store.insert_update(
@@ -120,17 +125,7 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
     now = time.time()
     try:
         async with ctx.writing() as conn:
-            await check_can_submit(conn, spec.billing_project, user)
-            batch_id = await batch_store.insert_batch(
-                conn,
-                user=user.name,
-                billing_project=spec.billing_project,
-                token=spec.token,
-                attributes=spec.attributes,
-                cancel_after_n_failures=spec.cancel_after_n_failures,
-                callback=spec.callback,
-                now=now,
-            )
+            batch_id = await _insert_batch(conn, user, spec, now)
             batch = await batch_store.get_batch(conn, batch_id, for_update=True)
             assert batch is not None
             upd = await batch_store.insert_update(conn, batch_id, token=spec.token, n_jobs=n_jobs, now=now)
