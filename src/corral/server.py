@@ -55,14 +55,17 @@ async def run_server(settings: Settings) -> None:
     host, port = sock.getsockname()[:2]
     (settings.home / "server.port").write_text(str(port))
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=10
+    )
     server = uvicorn.Server(config)
     # We handle SIGTERM/SIGINT ourselves: uvicorn would re-raise the signal after serve() returns,
     # killing the process before the provider, driver and url file are cleaned up below.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     loop = asyncio.get_running_loop()
+    shutdown = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, shutdown.set)
     serve = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serve.done():
         await asyncio.sleep(0.01)
@@ -77,9 +80,17 @@ async def run_server(settings: Settings) -> None:
             tmp.write_text(json.dumps({"url": url}))
             tmp.replace(settings.url_file)
         log.warning("corral server listening on %s (store: %s)", url, engine.url.render_as_string())
-        await serve
+        stopping = asyncio.create_task(shutdown.wait())
+        await asyncio.wait({serve, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
     finally:
+        # Workers first, while the API still answers them (they drain and deactivate); then open
+        # long polls are answered, and only then does the HTTP server stop.
         await provider.stop()
+        driver.close_polls()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await serve
         await driver.stop()
         with contextlib.suppress(Exception):
             if settings.url_file is not None:

@@ -62,6 +62,7 @@ class Driver:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._closing = False  # shutting down: long polls return at once
         self.ticks = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -72,6 +73,12 @@ class Driver:
             asyncio.create_task(self._writer_loop(), name="driver-writer"),
             asyncio.create_task(self._monitor_loop(), name="driver-monitor"),
         ]
+
+    def close_polls(self) -> None:
+        """Answer every open long poll now, so the HTTP server can stop without waiting them out."""
+        self._closing = True
+        for inst in self.instances.values():
+            inst.notify()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -211,7 +218,7 @@ class Driver:
             inst.changed.clear()
             assign, cancel = inst.pending_for(known_set)
             gone = self.instances.get(inst.name) is not inst
-            if assign or cancel or gone or self._stopping:
+            if assign or cancel or gone or self._stopping or self._closing:
                 inst.last_seen = time.time()
                 return {"assign": assign, "cancel": cancel, "shutdown": gone}
             remaining = deadline - time.monotonic()
