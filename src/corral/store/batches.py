@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.states import BatchState
+from corral.store.paging import filtered_page
 from corral.store.tables import batch_updates, batches, billing_project_users
 
 
@@ -152,22 +153,10 @@ async def list_batches(
             billing_project_users.c.user == viewer
         )
         query = query.where(or_(batches.c.user == viewer, batches.c.billing_project.in_(member_of)))
-    found: list[BatchRecord] = []
-    cursor = last_batch_id
-    page = limit if predicate is None else max(4 * limit, 200)
-    while len(found) < limit:
-        paged = query if cursor is None else query.where(batches.c.id < cursor)
-        rows = list(await conn.execute(paged.order_by(batches.c.id.desc()).limit(page)))
-        for row in rows:
-            record = _batch(row)
-            if predicate is None or predicate(record):
-                found.append(record)
-                if len(found) == limit:
-                    break
-        if len(rows) < page:
-            break
-        cursor = rows[-1].id
-    return found
+    return await filtered_page(
+        conn, query, batches.c.id, descending=True, cursor=last_batch_id, limit=limit,
+        convert=_batch, predicate=predicate, min_page=200,
+    )
 
 
 async def set_batch_cancelled(conn: AsyncConnection, batch_id: int) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.states import JobState
+from corral.store.paging import filtered_page
 from corral.store.tables import attempts, batch_updates, jobs
 
 
@@ -104,22 +105,10 @@ async def list_jobs(
     query = _committed_jobs().where(jobs.c.batch_id == batch_id)
     if states is not None:
         query = query.where(jobs.c.state.in_([JobState(s).value for s in states]))
-    found: list[JobRecord] = []
-    cursor = last_job_id
-    page = limit if predicate is None else max(4 * limit, 500)
-    while len(found) < limit:
-        paged = query if cursor is None else query.where(jobs.c.job_id > cursor)
-        rows = list(await conn.execute(paged.order_by(jobs.c.job_id).limit(page)))
-        for row in rows:
-            record = _job(row)
-            if predicate is None or predicate(record):
-                found.append(record)
-                if len(found) == limit:
-                    break
-        if len(rows) < page:
-            break
-        cursor = rows[-1].job_id
-    return found
+    return await filtered_page(
+        conn, query, jobs.c.job_id, descending=False, cursor=last_job_id, limit=limit,
+        convert=_job, predicate=predicate, min_page=500,
+    )
 
 
 async def list_attempts(conn: AsyncConnection, batch_id: int, job_id: int) -> list[AttemptRecord]:
