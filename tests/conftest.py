@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import subprocess
 import uuid
@@ -16,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from corral.store.db import make_engine, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE_DB = "corral_template"
+# One template per checkout, so test runs in several worktrees can share one PostgreSQL cluster.
+TEMPLATE_DB = "corral_template_" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
 
 
 def _postgres_dsn() -> str:

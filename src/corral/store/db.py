@@ -74,8 +74,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the schema to `revision`; safe to call at every start (an up-to-date store is untouched)."""
+async def migrate(engine: AsyncEngine, revision: str = "heads") -> None:
+    """Bring the schema to `revision` (default: every head); safe at every start (an up-to-date store is untouched)."""
 
     def upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
