@@ -6,7 +6,12 @@ import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 
 def default_home() -> Path:
@@ -14,7 +19,30 @@ def default_home() -> Path:
 
 
 class Settings(BaseSettings):
+    """Precedence: explicit options > CORRAL_* variables > the TOML file at $CORRAL_CONFIG > defaults.
+
+    Sections of the file (e.g. `[[instance_collections]]`, `[images]`, `[buckets]`) are fields here,
+    each validated by its own pydantic model, so a typo is an error naming the key.
+    """
+
     model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CORRAL_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"CORRAL_CONFIG: no such file {config_file!r}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
 
     home: Path = Field(default_factory=default_home)
     database_url: str | None = None  # default: SQLite at {home}/corral.db

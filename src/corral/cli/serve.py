@@ -19,6 +19,10 @@ def _env(name: str) -> str:
 
 
 def server(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML file: instance collections, images, buckets, … [env: CORRAL_CONFIG]"),
+    ] = None,
     home: Annotated[Path | None, typer.Option(help=f"State directory {_env('home')}")] = None,
     database_url: Annotated[
         str | None, typer.Option(help=f"SQLAlchemy URL; default SQLite under home {_env('database_url')}")
@@ -48,7 +52,9 @@ def server(
     default_user: Annotated[str | None, typer.Option(help=_env("default_user"))] = None,
 ) -> None:
     """Run the API, the driver and the local workers in one process (until Ctrl-C / SIGTERM)."""
-    given = {k: v for k, v in locals().items() if v is not None}
+    given = {k: v for k, v in locals().items() if v is not None and k != "config"}
+    if config is not None:
+        os.environ["CORRAL_CONFIG"] = str(config.resolve())  # read by Settings; inherited by nothing secret
     settings = build_settings(given)
     from corral.server import serve
 

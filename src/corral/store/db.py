@@ -75,7 +75,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def migrate(engine: AsyncEngine, revision: str = "heads") -> None:
-    """Bring the schema to `revision` (default: every head); safe at every start (an up-to-date store is untouched)."""
+    """Bring the schema to `revision` (default: every head); an up-to-date store is untouched."""
 
     def upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)

@@ -1,0 +1,26 @@
+"""The TOML configuration file: read from $CORRAL_CONFIG, overridden by variables and options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral.config import Settings
+
+
+def test_file_values_apply_and_explicit_options_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "corral.toml"
+    config.write_text('pool = "gpu"\nlocal_workers = 3\nheartbeat_timeout = 7.5\n')
+    monkeypatch.setenv("CORRAL_CONFIG", str(config))
+    monkeypatch.setenv("CORRAL_HEARTBEAT_TIMEOUT", "9")
+    settings = Settings(local_workers=2)
+    assert settings.pool == "gpu"
+    assert settings.local_workers == 2
+    assert settings.heartbeat_timeout == 9.0
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(FileNotFoundError, match=r"nope\.toml"):
+        Settings()
