@@ -13,6 +13,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.providers.config import InstanceCollectionConfig
+
 
 def default_home() -> Path:
     return Path(os.environ.get("CORRAL_HOME", Path.home() / ".corral"))
@@ -61,6 +63,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024 * 1024
     admin_user: str = "admin"
     default_user: str = Field(default_factory=lambda: os.environ.get("USER") or "corral")
+    instance_collections: list[InstanceCollectionConfig] = Field(default_factory=list)
 
     @property
     def db_url(self) -> str:

@@ -24,3 +24,19 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("CORRAL_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(FileNotFoundError, match=r"nope\.toml"):
         Settings()
+
+
+def test_instance_collections_section_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "corral.toml"
+    config.write_text(
+        '[[instance_collections]]\nname = "lab"\nprovider = "ssh"\nshape = { cores = 4, memory = "16Gi" }\n'
+        "max_instances = 3\n[instance_collections.provider_options]\nuser = \"root\"\n"
+    )
+    monkeypatch.setenv("CORRAL_CONFIG", str(config))
+    (lab,) = Settings().instance_collections
+    assert (lab.name, lab.kind, lab.provider, lab.max_instances) == ("lab", "pool", "ssh", 3)
+    assert lab.shape is not None and lab.shape.cores == 4
+    assert lab.provider_options == {"user": "root"}
+    config.write_text('[[instance_collections]]\nname = "lab"\nprovider = "ssh"\nmax_instance = 3\n')
+    with pytest.raises(ValueError, match="max_instance"):
+        Settings()

@@ -1,8 +1,15 @@
-"""Where instances come from. Providers are chosen by name; a new provider is a new module."""
+"""Where instances come from. Providers are chosen by name from configuration; a new provider is a new module.
+
+Two kinds of provider exist:
+* the embedded `LocalProvider` (standing worker processes on this machine, configured by `local_workers`);
+* providers the autoscaler drives (`ssh`, `slurm`, clouds): they implement `InstanceProvider`, and the
+  autoscaler (driver/autoscaler.py) decides when to create and delete instances for each instance collection.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
 
 
 class Provider(Protocol):
@@ -13,3 +20,72 @@ class Provider(Protocol):
 
     async def stop(self) -> None:
         """Release every instance it runs (the embedded server's workers stop with it)."""
+
+
+@dataclass(frozen=True)
+class MachineShape:
+    """A kind of machine a provider can bring up, and what it costs."""
+
+    name: str
+    cores: float
+    memory_bytes: int
+    gpus: int = 0
+    gpu_type: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    price_per_hour: float = 0.0  # in the site's currency; feeds jobs' cost
+    preemptible: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceRequest:
+    """What the autoscaler asks a provider for: one instance of `shape` for `collection`."""
+
+    name: str  # unique, chosen by the driver; also the worker's instance name
+    collection: str
+    shape: MachineShape
+    worker_token: str  # the worker presents this to the driver
+    driver_url: str  # the driver as seen from this machine; a provider may tunnel and substitute its own
+
+
+InstanceStatus = Literal["pending", "running", "gone"]
+
+
+@dataclass(frozen=True)
+class ProviderInstance:
+    """One instance as the provider sees it now (from one listing call per tick, e.g. one `squeue`)."""
+
+    name: str
+    status: InstanceStatus
+    reason: str | None = None  # why it is gone: "preempted", "time limit", "node failure", "unreachable", …
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class InstanceProvider(Protocol):
+    """A provider the autoscaler drives. All methods are safe to call again after a driver restart."""
+
+    name: str
+
+    def shapes(self) -> list[MachineShape]:
+        """The machine shapes this provider can create, with their price."""
+        ...
+
+    async def start(self, driver_url: str) -> None:
+        """Connect (SSH sessions, SLURM login node …); no instances are created here."""
+        ...
+
+    async def stop(self) -> None:
+        """Close connections. Instances are left running only if they can be adopted after a restart."""
+        ...
+
+    async def create_instance(self, request: InstanceRequest) -> dict[str, object]:
+        """Start a worker for `request`; return the metadata to store with it (job id, host, pid)."""
+        ...
+
+    async def delete_instance(self, name: str, metadata: dict[str, object]) -> None:
+        """Stop the instance's worker and release the machine (`scancel`, kill over SSH, …). Idempotent."""
+        ...
+
+    async def list_instances(self) -> list[ProviderInstance]:
+        """Every instance of ours the provider knows, in ONE call (one `squeue` per tick, not one per job)."""
+        ...

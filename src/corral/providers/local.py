@@ -52,7 +52,10 @@ class LocalProvider:
         self._url = driver_url
         async with self.driver.engine.begin() as conn:
             await instance_store.ensure_collection(
-                conn, self.pool, kind="pool", provider=self.name,
+                conn,
+                self.pool,
+                kind="pool",
+                provider=self.name,
                 config={"workers": self.settings.local_workers, "cores": self.worker_cores},
             )
             live = await instance_store.live_instances(conn, self.pool)
@@ -75,16 +78,34 @@ class LocalProvider:
         log_dir = self.settings.home / "workers"
         log_dir.mkdir(parents=True, exist_ok=True)
         await self.driver.register_instance(
-            name=name, pool=self.pool, token=token, cores_mcpu=int(cores * 1000), memory_bytes=memory,
+            name=name,
+            pool=self.pool,
+            token=token,
+            cores_mcpu=int(cores * 1000),
+            memory_bytes=memory,
             metadata={"provider": self.name, "home": str(self.settings.home)},
         )
         env = {**os.environ, "CORRAL_WORKER_TOKEN": token, "CORRAL_HOME": str(self.settings.home)}
         with open(log_dir / f"{name}.log", "ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "corral", "worker", "--url", self._url, "--name", name,
-                "--cores", str(cores), "--memory", str(memory),
-                "--runtime", self.settings.local_worker_runtime,
-                env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                sys.executable,
+                "-m",
+                "corral",
+                "worker",
+                "--url",
+                self._url,
+                "--name",
+                name,
+                "--cores",
+                str(cores),
+                "--memory",
+                str(memory),
+                "--runtime",
+                self.settings.local_worker_runtime,
+                env=env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # survives a server crash; adopted on restart
             )
         async with self.driver.engine.begin() as conn:
@@ -155,5 +176,3 @@ def _is_our_worker(pid: int, name: str) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE and name in proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-
-
