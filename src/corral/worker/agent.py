@@ -321,7 +321,7 @@ def run_worker(
         )
         await agent.run()
 
-    # Not uvloop: libuv spawns with fork() (2 ms, growing with the worker's size), asyncio with vfork (0.8 ms).
+    # Not uvloop: libuv spawns with fork() (2 ms, growing with the worker size), asyncio with vfork (0.8).
     runner = asyncio.Runner()
     try:
         with runner:
