@@ -13,6 +13,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.images.config import ImagesConfig
 from corral.providers.config import InstanceCollectionConfig
 
 
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     admin_user: str = "admin"
     default_user: str = Field(default_factory=lambda: os.environ.get("USER") or "corral")
     instance_collections: list[InstanceCollectionConfig] = Field(default_factory=list)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
 
     @property
     def db_url(self) -> str:
