@@ -17,7 +17,7 @@ case "$CMD" in
     cat > "$DIR/config.yml" <<CONF
 version: 0.1
 log:
-  level: warn
+  level: info
 storage:
   filesystem:
     rootdirectory: $DIR/storage

@@ -418,7 +418,7 @@ class ContainerCgroups:
     """Job cgroups for OCI runtimes, which take one `cgroupsPath` for every hierarchy.
 
     `relative` is the same path under each hierarchy's root (v1: below this worker's memory cgroup);
-    `hierarchies` are all v1 mount points (runc/crun create the path in each of them).
+    `hierarchies` are all mount points on a v1 or hybrid host (runc/crun create the path in each).
     """
 
     cgroups: Cgroups
@@ -435,7 +435,7 @@ def detect_container_cgroups(instance_name: str) -> ContainerCgroups | None:
         bases = {c: m.point / relative for c, m in v1.items()}
         for base in dict.fromkeys(bases.values()):
             base.mkdir(parents=True, exist_ok=True)
-        points = tuple(m.point for m in mounts if m.fstype == "cgroup")
+        points = tuple(m.point for m in mounts if m.fstype in ("cgroup", "cgroup2"))
         return ContainerCgroups(V1Cgroups(bases), "/" + relative.strip("/"), points)
     v2 = _detect_v2(mounts, own, group)
     if v2 is None:

@@ -69,6 +69,9 @@ class OciRuntime(Runtime):
             await self.sandbox.close()
         if self.cgroups is not None:
             self.cgroups.cgroups.remove_base()
+            for hierarchy in self.cgroups.hierarchies:  # where the OCI runtime created the path too
+                with contextlib.suppress(OSError):
+                    (hierarchy / self.cgroups.relative.lstrip("/")).rmdir()
 
     async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:
         if storage_bytes > 0:

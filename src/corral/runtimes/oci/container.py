@@ -24,6 +24,7 @@ from corral.runtimes.oci.engine import Engine
 log = logging.getLogger(__name__)
 SAMPLE_INTERVAL = 1.0
 KILLED_BY_SIGKILL = 128 + signal.SIGKILL
+MiB = 1024 * 1024
 
 
 def _job_dirs(group: JobCgroup) -> list[Path]:
@@ -102,10 +103,14 @@ class ContainerRun:
         if self.group.oom_kills() > 0:  # v2 counts the child's kills in the job's memory.events
             return True
         # v1 counts an OOM kill only in the victim's (the container's, now removed) cgroup; the job's
-        # cgroup holds the limit, so its failcnt says the limit was hit, and SIGKILL says what followed.
+        # cgroup holds the limit: the limit hit there, then a SIGKILL we did not send, is the OOM killer.
         if isinstance(self.group, V1JobCgroup) and "memory" in self.group.dirs:
-            failcnt = _read_int(self.group.dirs["memory"] / "memory.failcnt")
-            return exit_code == KILLED_BY_SIGKILL and failcnt > 0
+            mem = self.group.dirs["memory"]
+            # failcnt is not kept on every kernel: a peak at the limit says the same.
+            hits = _read_int(mem / "memory.failcnt") + _read_int(mem / "memory.memsw.failcnt")
+            limit = _read_int(mem / "memory.limit_in_bytes")
+            at_limit = _read_int(mem / "memory.max_usage_in_bytes") >= limit - MiB
+            return exit_code == KILLED_BY_SIGKILL and (hits > 0 or at_limit)
         return False
 
     async def _wait(
