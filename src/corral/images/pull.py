@@ -114,7 +114,7 @@ async def copy_to_layout(ref: ImageReference, layout: Path, config: ImagesConfig
     auth = authfile(config, ref.registry, layout.parent)
     if auth is not None:
         argv += ["--src-authfile", str(auth)]
-    argv += [f"docker://{ref}", f"oci:{layout}:image"]
+    argv += [f"docker://{ref.pullable}", f"oci:{layout}:image"]
     delay = config.pull_retry_delay
     for attempt in range(1, config.pull_attempts + 1):
         try:

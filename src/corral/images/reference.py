@@ -34,6 +34,11 @@ class ImageReference:
     def name(self) -> str:
         return f"{self.registry}/{self.repository}"
 
+    @property
+    def pullable(self) -> str:
+        """What registries are asked for: the digest alone when pinned (a tag beside it is only a label)."""
+        return f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag}"
+
     def __str__(self) -> str:
         out = self.name
         if self.tag:

@@ -1,0 +1,81 @@
+"""The image cache against a real registry: bounded size, least recently used first, never an image in use."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+from tests.containers.conftest import Registry, push
+
+from corral.images import ImageCache, ImageNotFound, ImagesConfig
+
+
+def _cache(tmp_path: Path, registry: Registry, max_bytes: int) -> ImageCache:
+    config = ImagesConfig.model_validate(
+        {"registries": {registry.addr: {"insecure": True}}, "cache_max_bytes": max_bytes}
+    )
+    cache = ImageCache(config, tmp_path / "cache")
+    cache.prepare()
+    return cache
+
+
+async def test_eviction_removes_least_recently_used_images_not_in_use(
+    tmp_path: Path, registry: Registry, image_layout: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    a, b, c = (push(image_layout, registry, f"corral/lru-{name}-{tag}") for name in "abc")
+    probe = _cache(tmp_path / "probe", registry, 1 << 40)
+    lease = await probe.acquire(a)
+    one_image = lease.info.size_bytes
+    lease.release()
+    cache = _cache(tmp_path, registry, int(one_image * 1.5))  # room for one image only
+
+    held_a = await cache.acquire(a)
+    held_b = await cache.acquire(b)  # over the bound, but a is in use and b is the newest: both stay
+    assert held_a.rootfs.is_dir() and held_b.rootfs.is_dir()
+    held_a.release()
+    held_b.release()
+
+    held_c = await cache.acquire(c)  # a then b (least recently used, unused) make room
+    assert not held_a.rootfs.exists() and not held_b.rootfs.exists() and held_c.rootfs.is_dir()
+    assert (held_c.rootfs / "etc" / "image-marker").exists()
+    assert cache.pulls == 3
+
+    again = await cache.acquire(a)  # pulled again; c is in use, so it stays
+    assert cache.pulls == 4 and held_c.rootfs.is_dir() and again.rootfs.is_dir()
+    again.release()
+    held_c.release()
+
+
+async def test_a_pinned_digest_is_verified(tmp_path: Path, registry: Registry, test_image: str) -> None:
+    cache = _cache(tmp_path, registry, 1 << 40)
+    lease = await cache.acquire(test_image)
+    digest = lease.info.digest
+    lease.release()
+    assert digest.startswith("sha256:")
+    pinned = await _cache(tmp_path / "p", registry, 1 << 40).acquire(f"{test_image}@{digest}")
+    assert pinned.info.digest == digest
+    pinned.release()
+    wrong = "sha256:" + "0" * 64
+    try:
+        await _cache(tmp_path / "w", registry, 1 << 40).acquire(f"{test_image.rsplit(':', 1)[0]}@{wrong}")
+    except ImageNotFound as exc:
+        assert wrong in exc.message
+    else:
+        raise AssertionError("an unknown digest was accepted")
+
+
+async def test_concurrent_acquires_share_one_pull(
+    tmp_path: Path, registry: Registry, image_layout: Path
+) -> None:
+    repo = f"corral/many-{uuid.uuid4().hex[:6]}"
+    ref = push(image_layout, registry, repo)
+    cache = _cache(tmp_path, registry, 1 << 40)
+    leases = await asyncio.gather(*(cache.acquire(ref) for _ in range(5)))
+    assert cache.pulls == 1 and len({lease.rootfs for lease in leases}) == 1
+    assert registry.blob_fetches(repo) == 2
+    assert json.loads((leases[0].rootfs.parent / "image.json").read_text())["cwd"] == "/srv"
+    for lease in leases:
+        lease.release()
