@@ -1,5 +1,5 @@
-"""Real containers: a private docker-registry (scripts/registry.sh), a small image built offline with
-umoci from busybox-static plus bash, pushed with skopeo; crun/runc run it. Needs root."""
+"""Real containers: a private docker-registry (scripts/registry.sh), a small image built offline
+(scripts/test-image.sh: busybox-static plus bash), pushed with skopeo; crun/runc run it. Needs root."""
 
 from __future__ import annotations
 
@@ -60,47 +60,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     subprocess.run([str(script), "stop", str(directory)], check=False)
 
 
-def _build_layout(work: Path) -> Path:
-    """An OCI layout with one image: busybox applets, bash and its libraries, a marker file."""
-    layout = work / "layout"
-    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
-    subprocess.run(["umoci", "new", "--image", f"{layout}:test"], check=True)
-    bundle = work / "bundle"
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:test", str(bundle)], check=True)
-    rootfs = bundle / "rootfs"
-    for d in ("bin", "etc", "tmp", "io", "srv"):
-        (rootfs / d).mkdir(exist_ok=True)
-    busybox = shutil.which("busybox")
-    assert busybox is not None
-    shutil.copy(busybox, rootfs / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
-    for applet in applets:
-        if applet not in ("busybox", "bash", "sh") and not (rootfs / "bin" / applet).exists():
-            (rootfs / "bin" / applet).symlink_to("busybox")
-    (rootfs / "bin" / "sh").symlink_to("busybox")
-    bash = shutil.which("bash")
-    assert bash is not None
-    shutil.copy(bash, rootfs / "bin" / "bash")
-    ldd = subprocess.run(["ldd", bash], check=True, capture_output=True, text=True).stdout
-    for lib in (part for part in ldd.split() if part.startswith("/")):
-        target = rootfs / lib.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(os.path.realpath(lib), target)
-    (rootfs / "etc" / "image-marker").write_text(MARKER + "\n")
-    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    subprocess.run(["umoci", "repack", "--image", f"{layout}:test", str(bundle)], check=True)
-    subprocess.run(
-        ["umoci", "config", "--image", f"{layout}:test", "--config.env", "IMAGE_VAR=from-image",
-         "--config.workingdir", "/srv", "--config.cmd", "/bin/sh"],
-        check=True,
-    )
-    return layout
-
-
 @pytest.fixture(scope="session")
 def image_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_container_tools()
-    return _build_layout(tmp_path_factory.mktemp("image"))
+    layout = tmp_path_factory.mktemp("image") / "layout"
+    subprocess.run([str(ROOT / "scripts" / "test-image.sh"), str(layout)], check=True, capture_output=True)
+    return layout
 
 
 def push(layout: Path, registry: Registry, repository: str, tag: str = "1") -> str:

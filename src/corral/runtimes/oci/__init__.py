@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from corral.config import Settings
 from corral.images.cache import ImageCache, ImageLease
 from corral.images.pull import ImageError
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, now
@@ -35,8 +36,9 @@ class OciRuntime(Runtime):
     name = "oci"
     pids_limit = DEFAULT_PIDS_LIMIT
 
-    def __init__(self, *, instance_name: str, work_dir: Path) -> None:
+    def __init__(self, *, instance_name: str, work_dir: Path, settings: Settings | None = None) -> None:
         super().__init__(instance_name=instance_name, work_dir=work_dir)
+        self.settings = settings  # default: read at start, like the server (CORRAL_*, $CORRAL_CONFIG)
         self.sandbox = ProcessRuntime(instance_name=instance_name, work_dir=work_dir)
         self.sandbox_problem: str | None = None
         self.images: ImageCache | None = None
@@ -45,9 +47,7 @@ class OciRuntime(Runtime):
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        from corral.config import Settings  # the worker reads [images] from the same file as the server
-
-        settings = Settings()
+        settings = self.settings or Settings()  # the worker reads [images] from the server's config file
         config = settings.images
         self.images = ImageCache(config, config.cache_dir or settings.home / "images")
         await asyncio.to_thread(self.images.prepare)
