@@ -21,17 +21,19 @@ Make = Callable[..., MainRequest]
 StartRuntime = Callable[..., Any]
 
 
-@pytest.fixture
+@pytest.fixture(params=["crun", "runc"])
 async def start_runtime(
-    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> AsyncIterator[StartRuntime]:
+    """Every behaviour with both OCI engines (crun with the hybrid-cgroup workaround where needed)."""
     started: list[OciRuntime] = []
 
     async def start(**images: object) -> OciRuntime:
         monkeypatch.setenv("CORRAL_HOME", str(tmp_path / f"home{len(started)}"))
-        monkeypatch.setenv("CORRAL_IMAGES", registry.images_setting(**images))
+        monkeypatch.setenv("CORRAL_IMAGES", registry.images_setting(oci_runtime=request.param, **images))
         rt = OciRuntime(instance_name=f"test-{uuid.uuid4().hex[:8]}", work_dir=tmp_path / f"w{len(started)}")
         await rt.start()
+        assert rt.engine is not None and rt.engine.name == request.param
         started.append(rt)
         return rt
 

@@ -53,8 +53,12 @@ class Engine:
 def _probe_bundle(bundle: Path) -> None:
     """A container of the host's /usr, /bin and /lib, read-only, running /bin/true."""
     rootfs = bundle / "rootfs"
-    rootfs.mkdir(parents=True, exist_ok=True)
-    mounts: list[dict[str, object]] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    for d in ("proc", "dev"):
+        (rootfs / d).mkdir(parents=True, exist_ok=True)
+    mounts: list[dict[str, object]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+    ]
     for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64"):
         host = Path("/") / name
         if host.is_symlink():
