@@ -235,3 +235,63 @@ def _sleepers(seconds: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+CRASHING_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from corral.runtimes.base import MainRequest
+from corral.runtimes.oci import OciRuntime
+
+async def main() -> None:
+    rt = OciRuntime(instance_name=sys.argv[1], work_dir=Path(sys.argv[2]))
+    await rt.start()
+    scratch = Path(sys.argv[2]) / "jobs" / "1.1.1"
+    for d in ("io", "tmp"):
+        (scratch / d).mkdir(parents=True)
+    await rt.prepare_io(scratch / "io", 16 << 20)
+    req = MainRequest(key="1.1.1", command=["sleep", sys.argv[4]], io_dir=scratch / "io", scratch=scratch,
+                      tmp_dir=scratch / "tmp", log_path=scratch / "main.log", image=sys.argv[3])
+    await rt.run(req, asyncio.Event())
+
+asyncio.run(main())
+"""
+
+
+async def test_a_restarted_worker_clears_what_a_crashed_one_left(
+    start_runtime: StartRuntime, tmp_path: Path, test_image: str
+) -> None:
+    import subprocess
+    import sys
+
+    first = await start_runtime()  # sets CORRAL_HOME / CORRAL_IMAGES for the crashing worker too
+    await first.close()
+    name, work = f"crash-{uuid.uuid4().hex[:6]}", tmp_path / "crash"
+    seconds = str(1000 + uuid.uuid4().int % 9000)
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, name, str(work), test_image, seconds])
+    try:
+        for _ in range(600):
+            if _sleepers(seconds):
+                break
+            await asyncio.sleep(0.05)
+        assert _sleepers(seconds), "the crashing worker's container never started"
+    finally:
+        proc.kill()  # SIGKILL: no cleanup at all
+        proc.wait()
+    assert _sleepers(seconds) and _mounts_under(work)  # the container and its mounts outlived the worker
+    successor = OciRuntime(instance_name=name, work_dir=work)
+    await successor.start()
+    try:
+        for _ in range(200):
+            if not _sleepers(seconds):
+                break
+            await asyncio.sleep(0.05)
+        assert not _sleepers(seconds) and not _mounts_under(work)
+    finally:
+        await successor.close()
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    prefix = str(directory) + "/"
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines if line.split()[4].startswith(prefix)]

@@ -20,10 +20,11 @@ from corral.images.pull import ImageError
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, now
 from corral.runtimes.cgroups import ContainerCgroups, Limits, detect_container_cgroups, safe_name
 from corral.runtimes.oci.bundle import container_config
-from corral.runtimes.oci.container import ContainerRun
+from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
 from corral.runtimes.oci.engine import Engine, choose_engine
 from corral.runtimes.oci.mounts import mount_io_volume, mount_overlay, unmount, unmount_io_volume
 from corral.runtimes.oci.network import NetworkError, PrivateNetwork, public_mounts
+from corral.runtimes.oci.recovery import recover
 from corral.runtimes.process import DEFAULT_PIDS_LIMIT, ProcessRuntime
 from corral.runtimes.registry import register
 
@@ -55,6 +56,7 @@ class OciRuntime(Runtime):
         self.cgroups = await asyncio.to_thread(detect_container_cgroups, self.instance_name)
         if self.cgroups is None:
             raise RuntimeUnavailable("the oci runtime needs a cgroup memory controller (v1 or v2)")
+        await recover(self.engine, self.cgroups, self.work_dir)
         try:
             await self.sandbox.start()
         except RuntimeUnavailable as exc:  # image jobs still work; jobs without one say why they cannot
@@ -166,8 +168,6 @@ class OciRuntime(Runtime):
             )
             await proc.wait()
         if group is not None:
-            from corral.runtimes.oci.container import remove_job_cgroups
-
             await remove_job_cgroups(self.cgroups, key)
 
 
