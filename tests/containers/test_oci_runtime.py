@@ -295,3 +295,25 @@ def _mounts_under(directory: Path) -> list[str]:
     prefix = str(directory) + "/"
     lines = Path("/proc/self/mountinfo").read_text().splitlines()
     return [line.split()[4] for line in lines if line.split()[4].startswith(prefix)]
+
+
+async def test_cpu_and_pids_limits_hold_in_the_container(start_runtime: StartRuntime, make: Make) -> None:
+    rt = await start_runtime()
+    rt.pids_limit = 20
+    forks = make("for i in $(seq 40); do sleep 1 & done; wait; echo all-forked", cores_mcpu=500)
+    cancel = asyncio.Event()
+    task = asyncio.create_task(run(rt, forks, cancel))
+    quota = None
+    for _ in range(400):  # the job's cgroup exists while it runs: read the cpu limit the kernel enforces
+        assert rt.cgroups is not None
+        jobs = rt.cgroups.relative.lstrip("/")
+        found = list(Path("/sys/fs/cgroup").glob(f"cpu*/{jobs}/*/cpu.cfs_quota_us"))
+        found += list(Path("/sys/fs/cgroup").glob(f"{jobs}/*/cpu.max"))
+        if found:
+            quota = found[0].read_text().split()[0]
+            break
+        await asyncio.sleep(0.01)
+    result = await asyncio.wait_for(task, 60)
+    assert quota == "50000", quota  # 0.5 cpu of a 100 ms period
+    assert result.state in ("succeeded", "failed")  # bash retries a refused fork, then gives up on it
+    assert "fork: retry: Resource temporarily unavailable" in log_of(forks), log_of(forks)
