@@ -317,3 +317,11 @@ async def test_cpu_and_pids_limits_hold_in_the_container(start_runtime: StartRun
     assert quota == "50000", quota  # 0.5 cpu of a 100 ms period
     assert result.state in ("succeeded", "failed")  # bash retries a refused fork, then gives up on it
     assert "fork: retry: Resource temporarily unavailable" in log_of(forks), log_of(forks)
+
+
+async def test_unset_network_is_the_hosts_like_the_process_sandbox(
+    start_runtime: StartRuntime, make: Make, host_server: int
+) -> None:
+    rt = await start_runtime()
+    req = make(f"timeout 5 nc 127.0.0.1 {host_server} </dev/null", network=None)
+    assert (await run(rt, req)).state == "succeeded" and "hello" in log_of(req)

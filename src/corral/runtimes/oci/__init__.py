@@ -128,7 +128,7 @@ class OciRuntime(Runtime):
             if network is not None:
                 await network.start()
                 extra = network.mounts()
-            elif request.network == "public":
+            elif request.network in (None, "public"):
                 extra = public_mounts()
             cgroups_path = f"{self.cgroups.relative}/{safe_name(request.key)}/ctr"
             config = container_config(

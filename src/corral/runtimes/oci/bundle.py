@@ -61,7 +61,7 @@ def container_config(
 ) -> dict[str, Any]:
     """config.json for `runc run` / `crun run`; limits are on the job's cgroup, the parent of cgroups_path."""
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if request.network != "public":
+    if request.network not in (None, "public"):  # unset: the host's network, as in the process sandbox
         namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
     linux: dict[str, Any] = {
         "namespaces": namespaces,
