@@ -81,3 +81,17 @@ def push(layout: Path, registry: Registry, repository: str, tag: str = "1") -> s
 def test_image(image_layout: Path, registry: Registry) -> str:
     """The reference of the test image in the registry."""
     return push(image_layout, registry, "corral/test")
+
+
+@pytest.fixture(scope="session")
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, str, str]]:
+    """A registry that wants a user name and password: (registry, user, password)."""
+    require_container_tools()
+    directory = tmp_path_factory.mktemp("private-registry")
+    script = ROOT / "scripts" / "registry.sh"
+    user, password = "robot", "s3cret-" + os.urandom(4).hex()
+    out = subprocess.run(
+        [str(script), "start", str(directory), user, password], check=True, capture_output=True, text=True
+    )
+    yield Registry(out.stdout.strip().splitlines()[-1], directory), user, password
+    subprocess.run([str(script), "stop", str(directory)], check=False)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
 from tests.containers.conftest import Registry, push
 
-from corral.images import ImageCache, ImageNotFound, ImagesConfig
+from corral.images import ImageCache, ImageError, ImageNotFound, ImagesConfig
 
 
 def _cache(tmp_path: Path, registry: Registry, max_bytes: int) -> ImageCache:
@@ -79,3 +81,30 @@ async def test_concurrent_acquires_share_one_pull(
     assert json.loads((leases[0].rootfs.parent / "image.json").read_text())["cwd"] == "/srv"
     for lease in leases:
         lease.release()
+
+
+async def test_credentials_from_the_configuration_open_a_private_registry(
+    tmp_path: Path, private_registry: tuple[Registry, str, str], image_layout: Path
+) -> None:
+    registry, user, password = private_registry
+    ref = f"{registry.addr}/corral/private:1"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", f"{user}:{password}",
+         f"oci:{image_layout}:test", f"docker://{ref}"],
+        check=True,
+    )
+    anonymous = _cache(tmp_path / "anon", registry, 1 << 40)
+    with pytest.raises(ImageError) as refused:
+        await anonymous.acquire(ref)
+    assert "refused access" in refused.value.message and password not in refused.value.message
+
+    config = ImagesConfig.model_validate(
+        {"registries": {registry.addr: {"insecure": True, "username": user, "password": password}}}
+    )
+    cache = ImageCache(config, tmp_path / "creds")
+    cache.prepare()
+    lease = await cache.acquire(ref)
+    assert (lease.rootfs / "etc" / "image-marker").exists()
+    lease.release()
+    leftovers = [p for p in (tmp_path / "creds").rglob("auth.json")]
+    assert not leftovers  # the credentials file went with the pull's temporary directory
