@@ -325,3 +325,25 @@ async def test_unset_network_is_the_hosts_like_the_process_sandbox(
     rt = await start_runtime()
     req = make(f"timeout 5 nc 127.0.0.1 {host_server} </dev/null", network=None)
     assert (await run(rt, req)).state == "succeeded" and "hello" in log_of(req)
+
+
+async def test_the_images_user_runs_the_job_and_can_write_io_and_tmp(
+    start_runtime: StartRuntime, make: Make, image_layout: Path, registry: Registry, tmp_path: Path
+) -> None:
+    import shutil
+    import subprocess
+
+    layout = tmp_path / "nobody-layout"
+    shutil.copytree(image_layout, layout)
+    subprocess.run(
+        ["umoci", "config", "--image", f"{layout}:test", "--config.user", "65534:65534"], check=True
+    )
+    ref = push(layout, registry, "corral/nobody")
+    rt = await start_runtime()
+    req = make("id -u; echo a > /io/a && echo b > /tmp/b && echo wrote; touch /etc/x || echo etc-refused",
+               image=ref)
+    result = await run(rt, req)
+    out = log_of(req)
+    assert result.state == "succeeded", out
+    assert out.splitlines()[0] == "65534" and "wrote" in out and "etc-refused" in out
+    assert (req.io_dir / "a").stat().st_uid == 65534

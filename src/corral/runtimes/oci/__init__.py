@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 
 from corral.config import Settings
@@ -122,6 +123,9 @@ class OciRuntime(Runtime):
         rootfs: Path | None = None
         try:
             rootfs = mount_overlay(lease.rootfs, bundle)
+            if lease.info.uid != 0:  # the image's user must be able to write its /io and /tmp
+                for shared in (request.io_dir, request.tmp_dir):
+                    os.chown(shared, lease.info.uid, lease.info.gid)
             limits = Limits(request.memory_bytes, request.cores_mcpu, self.pids_limit)
             group = self.cgroups.cgroups.create(request.key, limits)
             extra = []

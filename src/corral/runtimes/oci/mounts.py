@@ -64,10 +64,15 @@ async def mount_io_volume(io_dir: Path, storage_bytes: int) -> None:
     image = volume_file(io_dir)
     # ext4's own metadata takes a little: add it so the job gets the bytes it asked for.
     size = storage_bytes + max(2 * MIB, storage_bytes // 32)
-    with open(image, "wb") as f:
-        f.truncate(size)
-    await _run(mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", str(image))
-    await _run("mount", "-o", "loop,nosuid,nodev", str(image), str(io_dir))
+    try:
+        with open(image, "wb") as f:
+            f.truncate(size)
+        await _run(mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", str(image))
+        await _run("mount", "-o", "loop,nosuid,nodev", str(image), str(io_dir))
+    except OSError as exc:
+        image.unlink(missing_ok=True)
+        raise OSError(f"could not make /io a volume of {storage_bytes} bytes (ext4 on a loop device): {exc}"
+                      ) from exc
     with contextlib.suppress(OSError):
         (io_dir / "lost+found").rmdir()
 
