@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tests.acceptance.conftest import start_server  # noqa: F401 - the whole-system fixture
 from tests.acceptance.harness import RunningServer, job
-from tests.containers.conftest import MARKER, Registry
+from tests.containers.conftest import MARKER, Registry, push
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,19 @@ def test_jobs_run_in_the_image_and_io_passes_to_the_child(
     assert (shared / "result.txt").read_text() == MARKER + "\n"
     assert f"from-parent: {MARKER}" in logs[2]
     assert "host-sandbox" in logs[3]
+
+
+def test_two_jobs_on_one_image_pull_it_once(
+    server: RunningServer, image_layout: Path, registry: Registry
+) -> None:
+    repo = f"corral/shared-{uuid.uuid4().hex[:6]}"
+    ref = push(image_layout, registry, repo)
+    batch_id = server.submit([_image_job("cat /etc/image-marker", j, ref) for j in (1, 2)])
+    status = server.wait(batch_id)
+    assert status["state"] == "success", (status, server.log_tail())
+    assert registry.blob_fetches(repo) == 2  # one layer and one config, each downloaded once
+    worker_logs = "".join(p.read_text(errors="replace") for p in (server.home / "workers").glob("*.log"))
+    assert worker_logs.count(f"pulled image {ref}") == 1, worker_logs[-2000:]
 
 
 def test_memory_limit_fails_the_job_as_out_of_memory(server: RunningServer, test_image: str) -> None:
