@@ -108,3 +108,24 @@ async def test_credentials_from_the_configuration_open_a_private_registry(
     lease.release()
     leftovers = [p for p in (tmp_path / "creds").rglob("auth.json")]
     assert not leftovers  # the credentials file went with the pull's temporary directory
+
+
+async def test_a_starting_worker_leaves_another_workers_pull_alone(
+    tmp_path: Path, registry: Registry, test_image: str
+) -> None:
+    import fcntl
+    import os
+
+    cache = _cache(tmp_path, registry, 1 << 40)
+    key = cache.entry(cache.resolve(test_image)).name
+    busy = tmp_path / "cache" / "tmp" / f"{key}-busy"
+    busy.mkdir()
+    crashed = tmp_path / "cache" / "tmp" / f"{'f' * 32}-crashed"
+    crashed.mkdir()
+    fd = os.open(tmp_path / "cache" / "locks" / f"{key}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another worker is pulling this image
+    try:
+        _cache(tmp_path, registry, 1 << 40)  # a second worker starts on the same cache
+        assert busy.is_dir() and not crashed.exists()
+    finally:
+        os.close(fd)

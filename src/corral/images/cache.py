@@ -63,8 +63,20 @@ class ImageCache:
     def prepare(self) -> None:
         for sub in ("entries", "locks", "tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.dir / "tmp", ignore_errors=True)  # half-done pulls of a crashed worker
-        (self.dir / "tmp").mkdir(exist_ok=True)
+        for leftover in (self.dir / "tmp").iterdir():
+            self._remove_if_abandoned(leftover)
+
+    def _remove_if_abandoned(self, leftover: Path) -> None:
+        """Half-done pulls of a crashed worker; not those another worker of the machine is doing now."""
+        key = leftover.name.split("-", 1)[0]
+        try:
+            fd = _lock(self.dir / "locks" / f"{key}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # its pull is in progress
+        try:
+            shutil.rmtree(leftover, ignore_errors=True)
+        finally:
+            os.close(fd)
 
     def resolve(self, image: str) -> ImageReference:
         return rewrite(parse_reference(image), self.config.rewrite)
@@ -144,7 +156,7 @@ class ImageCache:
                 continue  # a job is using it
             try:
                 (entry / "ready").unlink(missing_ok=True)
-                trash = self.dir / "tmp" / f"evicted-{entry.name}-{uuid.uuid4().hex[:8]}"
+                trash = self.dir / "tmp" / f"{entry.name}-evicted-{uuid.uuid4().hex[:8]}"
                 entry.rename(trash)
             finally:
                 os.close(fd)
