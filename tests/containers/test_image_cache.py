@@ -129,3 +129,42 @@ async def test_a_starting_worker_leaves_another_workers_pull_alone(
         assert busy.is_dir() and not crashed.exists()
     finally:
         os.close(fd)
+
+
+async def test_a_moved_tag_is_pulled_again_after_the_check_interval(
+    tmp_path: Path, registry: Registry, image_layout: Path
+) -> None:
+    import shutil
+
+    other = tmp_path / "other-layout"
+    shutil.copytree(image_layout, other)
+    subprocess.run(
+        ["umoci", "config", "--image", f"{other}:test", "--config.env", "IMAGE_VAR=v2"], check=True
+    )
+    repo = f"corral/moving-{uuid.uuid4().hex[:6]}"
+    ref = push(image_layout, registry, repo)
+
+    def cache(interval: float, name: str) -> ImageCache:
+        config = ImagesConfig.model_validate(
+            {"registries": {registry.addr: {"insecure": True}}, "tag_check_interval": interval}
+        )
+        made = ImageCache(config, tmp_path / name)
+        made.prepare()
+        return made
+
+    eager, lazy = cache(0, "eager"), cache(3600, "lazy")
+    first = await eager.acquire(ref)
+    assert (await lazy.acquire(ref)).info.digest == first.info.digest
+    push(other, registry, repo)  # the tag moves while a job still uses the old image
+
+    moved = await eager.acquire(ref)
+    assert moved.info.digest != first.info.digest and "IMAGE_VAR=v2" in moved.info.env
+    assert eager.pulls == 2
+    retired = list((tmp_path / "eager" / "tmp").glob("*-retired-*"))
+    assert len(retired) == 1 and (retired[0] / "rootfs" / "etc" / "image-marker").exists()  # still in use
+    first.release()
+    again = await eager.acquire(ref)  # same digest: checked, not pulled; the unused old image is gone
+    assert again.info.digest == moved.info.digest and eager.pulls == 2
+    assert not list((tmp_path / "eager" / "tmp").glob("*-retired-*"))
+    assert (await lazy.acquire(ref)).info.digest == first.info.digest  # not checked within its interval
+    assert lazy.pulls == 1

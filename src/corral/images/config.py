@@ -29,6 +29,7 @@ class ImagesConfig(BaseModel):
     pull_attempts: int = Field(default=3, ge=1)  # tries when the registry is unreachable
     pull_retry_delay: float = Field(default=1.0, ge=0)  # doubled after each failed try
     pull_timeout: float = Field(default=600.0, gt=0)
+    tag_check_interval: float = Field(default=300.0, ge=0)  # seconds before a cached tag is checked again
     oci_runtime: Literal["auto", "crun", "runc"] = "auto"  # auto: crun if it works here, else runc
 
     def registry(self, host: str) -> RegistryConfig:

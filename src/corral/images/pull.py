@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -136,6 +137,29 @@ async def copy_to_layout(ref: ImageReference, layout: Path, config: ImagesConfig
     if ref.digest and digest != ref.digest:  # skopeo checks blobs; the pinned manifest is ours to check
         raise ImageError(f"image {ref}: the registry served manifest {digest}, not the pinned {ref.digest}")
     return digest
+
+
+async def remote_digest(ref: ImageReference, config: ImagesConfig, scratch: Path) -> str:
+    """What the registry's tag points at now: the digest of the manifest (or index) it serves."""
+    argv = [tool("skopeo"), "inspect", "--raw", "--retry-times", "0"]
+    if config.registry(ref.registry).insecure:
+        argv.append("--tls-verify=false")
+    auth = authfile(config, ref.registry, scratch)
+    if auth is not None:
+        argv += ["--authfile", str(auth)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, f"docker://{ref.pullable}", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), config.pull_timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RegistryUnreachable(f"registry {ref.registry} did not answer for {ref}") from None
+    if proc.returncode != 0:
+        raise classify(ref, err.decode(errors="replace"))
+    return "sha256:" + hashlib.sha256(out).hexdigest()
 
 
 async def unpack(layout: Path, bundle: Path, digest: str) -> ImageInfo:
