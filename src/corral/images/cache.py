@@ -208,7 +208,9 @@ class ImageCache:
             started = time.monotonic()
             # The tag's digest before the copy: a later check compares with it (a push after it is
             # simply found at that check).
-            tag_digest = ref.digest or await remote_digest(ref, self.config, tmp)
+            tag_digest = ref.digest or await remote_digest(
+                ref, self.config, tmp, attempts=self.config.pull_attempts
+            )
             digest = await copy_to_layout(ref, tmp / "layout", self.config)
             info = await unpack(tmp / "layout", tmp / "bundle", digest)
             staged = tmp / "entry"

@@ -91,81 +91,74 @@ def classify(ref: ImageReference, stderr: str) -> ImageError:
     return ImageError(f"could not pull image {ref}: {reason}")
 
 
-async def _run(argv: list[str], timeout: float) -> tuple[int, str]:
+async def _run(argv: list[str], timeout: float) -> tuple[int, bytes, str]:
+    """(exit code, stdout, stderr-or-stdout text); a timeout is exit code -1."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except (TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError) as exc:
         proc.kill()
         await proc.wait()
+        if isinstance(exc, TimeoutError):
+            return -1, b"", f"timeout: no answer in {timeout:g}s"
         raise
-    return proc.returncode or 0, (err or out).decode(errors="replace")
+    return proc.returncode or 0, out, (err or out).decode(errors="replace")
+
+
+async def _skopeo(ref: ImageReference, config: ImagesConfig, argv: list[str], *, attempts: int) -> bytes:
+    """Run skopeo, retrying while the registry is unreachable; other failures raise at once."""
+    delay = config.pull_retry_delay
+    for attempt in range(1, attempts + 1):
+        code, out, text = await _run(argv, config.pull_timeout)
+        if code == 0:
+            return out
+        error = classify(ref, text)
+        if not isinstance(error, RegistryUnreachable):
+            raise error
+        if attempt == attempts:
+            raise RegistryUnreachable(f"{error.message} (tried {attempt} times)")
+        log.warning("registry for %s: %s; retrying in %.1fs", ref, error.message, delay)
+        await asyncio.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _source_flags(ref: ImageReference, config: ImagesConfig, scratch: Path, prefix: str) -> list[str]:
+    flags = [f"--{prefix}tls-verify=false"] if config.registry(ref.registry).insecure else []
+    auth = authfile(config, ref.registry, scratch)
+    return flags + ([f"--{prefix}authfile", str(auth)] if auth is not None else [])
 
 
 async def copy_to_layout(ref: ImageReference, layout: Path, config: ImagesConfig) -> str:
     """skopeo copy into an OCI layout, retrying an unreachable registry; returns the manifest digest."""
-    skopeo = tool("skopeo")
     digest_file = layout.parent / "digest"
-    argv = [skopeo, "copy", "--quiet", "--digestfile", str(digest_file)]
-    if config.registry(ref.registry).insecure:
-        argv.append("--src-tls-verify=false")
-    auth = authfile(config, ref.registry, layout.parent)
-    if auth is not None:
-        argv += ["--src-authfile", str(auth)]
-    argv += [f"docker://{ref.pullable}", f"oci:{layout}:image"]
-    delay = config.pull_retry_delay
-    for attempt in range(1, config.pull_attempts + 1):
-        try:
-            code, err = await _run(argv, config.pull_timeout)
-        except TimeoutError:
-            code, err = 1, f"timeout: no answer in {config.pull_timeout:g}s"
-        if code == 0:
-            break
-        error = classify(ref, err)
-        if not isinstance(error, RegistryUnreachable) or attempt == config.pull_attempts:
-            if isinstance(error, RegistryUnreachable):
-                error = RegistryUnreachable(f"{error.message} (tried {attempt} times)")
-            raise error
-        log.warning("pull %s: %s; retrying in %.1fs", ref, error.message, delay)
-        shutil.rmtree(layout, ignore_errors=True)
-        await asyncio.sleep(delay)
-        delay *= 2
+    argv = [tool("skopeo"), "copy", "--quiet", "--digestfile", str(digest_file),
+            *_source_flags(ref, config, layout.parent, "src-"),
+            f"docker://{ref.pullable}", f"oci:{layout}:image"]
+    await _skopeo(ref, config, argv, attempts=config.pull_attempts)
     digest = digest_file.read_text().strip()
     if ref.digest and digest != ref.digest:  # skopeo checks blobs; the pinned manifest is ours to check
         raise ImageError(f"image {ref}: the registry served manifest {digest}, not the pinned {ref.digest}")
     return digest
 
 
-async def remote_digest(ref: ImageReference, config: ImagesConfig, scratch: Path) -> str:
+async def remote_digest(
+    ref: ImageReference, config: ImagesConfig, scratch: Path, *, attempts: int = 1
+) -> str:
     """What the registry's tag points at now: the digest of the manifest (or index) it serves."""
-    argv = [tool("skopeo"), "inspect", "--raw", "--retry-times", "0"]
-    if config.registry(ref.registry).insecure:
-        argv.append("--tls-verify=false")
-    auth = authfile(config, ref.registry, scratch)
-    if auth is not None:
-        argv += ["--authfile", str(auth)]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, f"docker://{ref.pullable}", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), config.pull_timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise RegistryUnreachable(f"registry {ref.registry} did not answer for {ref}") from None
-    if proc.returncode != 0:
-        raise classify(ref, err.decode(errors="replace"))
-    return "sha256:" + hashlib.sha256(out).hexdigest()
+    argv = [tool("skopeo"), "inspect", "--raw", "--retry-times", "0",
+            *_source_flags(ref, config, scratch, ""), f"docker://{ref.pullable}"]
+    raw = await _skopeo(ref, config, argv, attempts=attempts)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 async def unpack(layout: Path, bundle: Path, digest: str) -> ImageInfo:
     """umoci unpack (it verifies every blob's digest) -> bundle/rootfs and the image's env/cwd/user."""
     umoci = tool("umoci")
-    code, err = await _run([umoci, "unpack", "--image", f"{layout}:image", str(bundle)], 3600)
+    code, _, err = await _run([umoci, "unpack", "--image", f"{layout}:image", str(bundle)], 3600)
     if code != 0:
         raise ImageError(f"could not unpack image ({digest}): {err.strip()}")
     runtime_config = json.loads((bundle / "config.json").read_text())
