@@ -347,3 +347,37 @@ async def test_the_images_user_runs_the_job_and_can_write_io_and_tmp(
     assert result.state == "succeeded", out
     assert out.splitlines()[0] == "65534" and "wrote" in out and "etc-refused" in out
     assert (req.io_dir / "a").stat().st_uid == 65534
+
+
+async def test_cancel_while_the_image_is_pulled_ends_the_job_at_once(
+    start_runtime: StartRuntime, make: Make
+) -> None:
+    silent = socket.socket()  # a "registry" that accepts connections and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        port = silent.getsockname()[1]
+        rt = await start_runtime(pull_timeout=120)
+        cancel = asyncio.Event()
+        task = asyncio.create_task(run(rt, make("true", image=f"127.0.0.1:{port}/corral/test:1"), cancel))
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        cancel.set()
+        result = await asyncio.wait_for(task, 10)
+        assert result.state == "cancelled"
+        await asyncio.wait_for(rt.close(), 10)  # the abandoned pull is stopped, not left to time out
+        assert not _processes_mentioning(f"127.0.0.1:{port}")
+    finally:
+        silent.close()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

@@ -110,6 +110,13 @@ class ImageCache:
         finally:
             os.close(fd)
 
+    async def close(self) -> None:
+        """Stop pulls no job waits for any more (their skopeo processes are killed)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def resolve(self, image: str) -> ImageReference:
         return rewrite(parse_reference(image), self.config.rewrite)
 

@@ -66,6 +66,8 @@ class OciRuntime(Runtime):
                  self.images.dir)
 
     async def close(self) -> None:
+        if self.images is not None:
+            await self.images.close()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.sandbox_problem is None:
