@@ -162,6 +162,7 @@ async def test_a_moved_tag_is_pulled_again_after_the_check_interval(
     assert eager.pulls == 2
     retired = list((tmp_path / "eager" / "tmp").glob("*-retired-*"))
     assert len(retired) == 1 and (retired[0] / "rootfs" / "etc" / "image-marker").exists()  # still in use
+    assert Path(first.lower).resolve() == retired[0] / "rootfs"  # a lease keeps its image through the move
     first.release()
     again = await eager.acquire(ref)  # same digest: checked, not pulled; the unused old image is gone
     assert again.info.digest == moved.info.digest and eager.pulls == 2

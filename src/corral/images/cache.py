@@ -40,8 +40,17 @@ class ImageLease:
     rootfs: Path
     info: ImageInfo
     _fd: int = field(repr=False)
+    _root_fd: int = field(default=-1, repr=False)
+
+    @property
+    def lower(self) -> str:
+        """The leased rootfs even if a moved tag renames its entry meanwhile (for overlay's lowerdir)."""
+        return f"/proc/self/fd/{self._root_fd}" if self._root_fd >= 0 else str(self.rootfs)
 
     def release(self) -> None:
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
         if self._fd >= 0:
             os.close(self._fd)  # drops the shared lock
             self._fd = -1
@@ -138,8 +147,13 @@ class ImageCache:
             os.close(fd)
         with contextlib.suppress(OSError):
             os.utime(entry / "ready")  # recency for LRU eviction
-        info = ImageInfo.from_json((entry / "image.json").read_text())
-        return ImageLease(ref, entry / "rootfs", info, fd)
+        try:
+            info = ImageInfo.from_json((entry / "image.json").read_text())
+            root_fd = os.open(entry / "rootfs", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except BaseException:
+            os.close(fd)
+            raise
+        return ImageLease(ref, entry / "rootfs", info, fd, root_fd)
 
     async def _once(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Single flight: concurrent callers with the same key share one run of `work`."""

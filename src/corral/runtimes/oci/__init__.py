@@ -124,7 +124,7 @@ class OciRuntime(Runtime):
         group = None
         rootfs: Path | None = None
         try:
-            rootfs = mount_overlay(lease.rootfs, bundle)
+            rootfs = mount_overlay(lease.lower, bundle)
             if lease.info.uid != 0:  # the image's user must be able to write its /io and /tmp
                 for shared in (request.io_dir, request.tmp_dir):
                     os.chown(shared, lease.info.uid, lease.info.gid)

@@ -35,7 +35,7 @@ def unmount(target: Path) -> None:
             raise OSError(err, f"umount {target}: {os.strerror(err)}")
 
 
-def mount_overlay(lower: Path, scratch: Path) -> Path:
+def mount_overlay(lower: str, scratch: Path) -> Path:
     """scratch/{upper,work} over the read-only image; the container's writes stay in its scratch."""
     root, upper, work = scratch / "rootfs", scratch / "upper", scratch / "work"
     for d in (root, upper, work):
