@@ -304,7 +304,7 @@ async def test_cpu_and_pids_limits_hold_in_the_container(start_runtime: StartRun
     cancel = asyncio.Event()
     task = asyncio.create_task(run(rt, forks, cancel))
     quota = None
-    for _ in range(400):  # the job's cgroup exists while it runs: read the cpu limit the kernel enforces
+    for _ in range(2000):  # the job's cgroup exists while it runs: read the cpu limit the kernel enforces
         assert rt.cgroups is not None
         jobs = rt.cgroups.relative.lstrip("/")
         found = list(Path("/sys/fs/cgroup").glob(f"cpu*/{jobs}/*/cpu.cfs_quota_us"))
