@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install what Corral needs: Debian packages (bubblewrap for the job sandbox; PostgreSQL for tests),
+# Install what Corral needs: Debian packages (bubblewrap for the job sandbox; PostgreSQL and container tools for tests),
 # then a virtual environment with the pinned Python dependencies. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0; [ "${1:-}" = "--test" ] && TEST=1
 PKGS=(bubblewrap)
 [ "$TEST" = 1 ] && PKGS+=(postgresql)
+# Containers (the oci runtime, its tests and bench W8): OCI runtimes, registry tools, user-space NAT.
+[ "$TEST" = 1 ] && PKGS+=(crun runc skopeo umoci docker-registry slirp4netns busybox-static e2fsprogs)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -23,7 +23,7 @@ from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
-from corral.worker.layout import ScratchLayout, default_work_dir
+from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
 from corral.worker.protocol import Assignment, StepName, parse_assignment
@@ -242,7 +242,15 @@ class Agent:
         finally:
             self._attempts.pop(assignment.key, None)
             if self.runtime.uses_scratch:
-                await asyncio.shield(asyncio.to_thread(dirs.remove))
+                await asyncio.shield(self._remove_scratch(dirs))
+
+    async def _remove_scratch(self, dirs: AttemptDirs) -> None:
+        assert self.runtime is not None
+        try:
+            await self.runtime.release_io(dirs.io)
+        except OSError as exc:
+            log.warning("could not release the io volume of %s: %s", dirs.root, exc)
+        await asyncio.to_thread(dirs.remove)
 
     async def _upload_log(self, assignment: Assignment, step: StepName, data: bytes) -> None:
         a = assignment
