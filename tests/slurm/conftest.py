@@ -73,8 +73,8 @@ async def slurm_provider(slurm_conf: str, tmp_path: Path) -> AsyncIterator[Any]:
 
     async def make(*, driver_url: str = "http://127.0.0.1:9", cores: float = 1, memory: str = "256Mi",
                    gpus: int = 0, runner: CommandRunner | None = None, kind: str = "pool",
-                   **options: Any) -> SlurmProvider:
-        name = f"t{uuid.uuid4().hex[:8]}"
+                   name: str | None = None, **options: Any) -> SlurmProvider:
+        name = name or f"t{uuid.uuid4().hex[:8]}"
         opts = {"env": {"SLURM_CONF": slurm_conf}, "log_dir": str(tmp_path / "pilots"), **options}
         collection = InstanceCollectionConfig(
             name=name, kind=kind, provider="slurm", shape={"cores": cores, "memory": memory, "gpus": gpus},

@@ -91,7 +91,7 @@ class SlurmProvider:
         log.info("slurm collection %s: instance %s is job %s (%s)", self.collection.name, request.name,
                  job_id, runner.where)
         return {
-            "provider": self.name, "job_id": job_id, "where": runner.where,
+            "provider": self.name, "job_id": job_id, "where": runner.where, "worker_url": url,
             "job_name": pilot.job_name(self.options, request.collection, request.name),
         }
 
