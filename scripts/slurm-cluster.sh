@@ -67,6 +67,7 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=64
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 PreemptType=preempt/partition_prio
@@ -139,7 +140,9 @@ start() {
   for n in "${NODES[@]}"; do alive "$D/run/slurmd-$n.pid" || slurmd -f "$CONF" -N "$n"; done
   for _ in $(seq 300); do
     if nodes_ready; then echo "SLURM_CONF=$CONF"; return; fi
-    scontrol update nodename="n[1-4]" state=resume >/dev/null 2>&1 || true
+    # Nodes left down (a node-failure test, a crash) come back; others are left alone.
+    down=$(sinfo -h -N -t down,drain -o %N 2>/dev/null | sort -u | paste -sd, -) || true
+    [ -z "$down" ] || scontrol update nodename="$down" state=resume >/dev/null 2>&1 || true
     sleep 0.1
   done
   echo "slurm-cluster.sh: nodes not idle after 30 s; see $D/log" >&2
