@@ -21,7 +21,7 @@ async def test_one_squeue_per_listing_whatever_the_number_of_pilots(
     slurm_provider: Any, slurm_conf: str
 ) -> None:
     runner = CountingRunner(LocalRunner({"SLURM_CONF": slurm_conf}))
-    provider: SlurmProvider = await slurm_provider(runner=runner, cores=1, memory="64Mi")
+    provider: SlurmProvider = await slurm_provider(runner=runner, cores=1, memory="64Mi", status_max_age=0)
     for n_pilots in (1, 4, 12):
         while len(provider._pilots) < n_pilots:
             await provider.create_instance(request_for(provider, f"p{len(provider._pilots)}"))
@@ -45,7 +45,7 @@ async def test_collections_on_one_cluster_share_one_squeue(
         return runners[-1]
 
     monkeypatch.setattr(cluster, "make_runner", counting)
-    options = {"env": {"SLURM_CONF": slurm_conf}, "log_dir": str(tmp_path), "status_max_age": 0.5}
+    options = {"env": {"SLURM_CONF": slurm_conf}, "log_dir": str(tmp_path), "status_max_age": 0}
     providers = [
         SlurmProvider(InstanceCollectionConfig(name=f"share{k}", provider="slurm", shape={"cores": 1},
                                                provider_options=options), Settings(home=tmp_path))
@@ -57,7 +57,19 @@ async def test_collections_on_one_cluster_share_one_squeue(
         assert len(runners) == 1  # one link (one runner, one SSH connection when remote) for the cluster
         before = runners[0].count("squeue")
         await asyncio.gather(*(p.list_instances() for p in providers))  # one autoscaler tick
-        assert runners[0].count("squeue") - before == 1
+        assert runners[0].count("squeue") - before == 1  # concurrent listings share the squeue in flight
     finally:
         for p in providers:
             await p.stop()
+
+
+async def test_listings_one_after_another_share_a_recent_squeue_and_new_pilots_are_never_missing(
+    slurm_provider: Any, slurm_conf: str
+) -> None:
+    runner = CountingRunner(LocalRunner({"SLURM_CONF": slurm_conf}))
+    provider: SlurmProvider = await slurm_provider(runner=runner, status_max_age=30)
+    await provider.list_instances()  # the squeue answer of this "tick"
+    await provider.create_instance(request_for(provider, "late"))  # submitted after it was taken
+    listed = {i.name: i for i in await provider.list_instances()}
+    assert runner.count("squeue") == 1 and runner.count("sacct") == 0
+    assert listed["late"].status == "pending"  # not "gone": squeue simply had not seen it yet

@@ -66,7 +66,9 @@ class SlurmOptions(BaseModel):
     worker_work_dir: str | None = None  # scratch on the node; default: the worker's own default
     log_dir: str | None = None  # pilots' output; default: $CORRAL_HOME/slurm (local), ~/.corral/slurm (SSH)
     history: Literal["completion_log", "accounting"] = "completion_log"  # sacct -c | sacct (slurmdbd)
-    status_max_age: float = Field(default=0.0, ge=0)  # seconds one squeue answer may be reused
+    # Seconds one squeue answer may serve further listings: SLURM collections listed one after another in a
+    # tick share one squeue. Pilots submitted after it was taken are reported pending, never missing.
+    status_max_age: float = Field(default=1.0, ge=0)
     command_timeout: float = Field(default=60.0, gt=0)
 
     @field_validator("time_limit")
