@@ -112,29 +112,31 @@ class SshRunner:
         self._listener: asyncssh.SSHListener | None = None
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
+        """The live connection (reconnecting if it dropped), with the tunnel open once a driver is known."""
         async with self._lock:
-            if self._conn is not None and not self._conn.is_closed():
-                return self._conn
-            login = self.login
-            extra: dict[str, object] = {}
-            if not login.check_host_key:
-                extra["known_hosts"] = None  # the operator turned host key checking off
-            elif login.known_hosts:
-                extra["known_hosts"] = os.path.expanduser(login.known_hosts)
-            if login.key:
-                extra["client_keys"] = [os.path.expanduser(login.key)]
-            try:
-                conn = await asyncio.wait_for(asyncssh.connect(
-                    login.host, login.port, username=login.user, keepalive_interval=15,
-                    keepalive_count_max=3, **extra,  # type: ignore[arg-type]
-                ), login.connect_timeout)
-            except (OSError, asyncssh.Error, TimeoutError) as exc:
-                raise SlurmUnavailable(f"cannot reach the SLURM login node {self.where}: {exc!r}") from None
-            self._conn = conn
-            self._listener = None
-            if self._driver is not None:
-                await self._forward(conn)
-            return conn
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self._connect()
+                self._listener = None
+            if self._driver is not None and self._listener is None:
+                await self._forward(self._conn)
+            return self._conn
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        login = self.login
+        extra: dict[str, object] = {}
+        if not login.check_host_key:
+            extra["known_hosts"] = None  # the operator turned host key checking off
+        elif login.known_hosts:
+            extra["known_hosts"] = os.path.expanduser(login.known_hosts)
+        if login.key:
+            extra["client_keys"] = [os.path.expanduser(login.key)]
+        try:
+            return await asyncio.wait_for(asyncssh.connect(
+                login.host, login.port, username=login.user, keepalive_interval=15,
+                keepalive_count_max=3, **extra,  # type: ignore[arg-type]
+            ), login.connect_timeout)
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise SlurmUnavailable(f"cannot reach the SLURM login node {self.where}: {exc!r}") from None
 
     async def _forward(self, conn: asyncssh.SSHClientConnection) -> None:
         assert self._driver is not None
@@ -157,12 +159,11 @@ class SshRunner:
         host = parts.hostname or "127.0.0.1"
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if self._driver != (host, port):
+            if self._listener is not None:
+                self._listener.close()  # the driver moved: the tunnel follows it
+                self._listener = None
             self._driver = (host, port)
-            conn = await self._connection()
-            if self._listener is None:
-                await self._forward(conn)
-        else:
-            await self._connection()
+        await self._connection()
         tunnel_host = self.login.tunnel_host or self.login.tunnel_bind
         if tunnel_host in ("0.0.0.0", ""):
             tunnel_host = "127.0.0.1"
