@@ -183,3 +183,15 @@ async def test_a_restarted_provider_adopts_its_running_pilots(slurm_provider: An
         assert found is not None and found.status == "running" and found.metadata["job_id"] == meta["job_id"]
     finally:
         await again.stop()
+
+
+async def test_job_private_allocation_is_sized_for_its_job(slurm_provider: Any, slurm_conf: str) -> None:
+    from corral.providers.base import InstanceRequest, MachineShape
+
+    provider: SlurmProvider = await slurm_provider(kind="job_private")
+    big = MachineShape(name="job-1.1", cores=6, memory_bytes=1536 * 1024**2)  # what one job asks
+    meta = await provider.create_instance(InstanceRequest("jp-1", provider.collection.name, big, "tok",
+                                                          provider._driver_url))
+    await wait_status(provider, "jp-1", "running")
+    shown = slurm(slurm_conf, "scontrol", "show", "job", str(meta["job_id"]))
+    assert "NumCPUs=6" in shown and "MinMemoryNode=1.50G" in shown
