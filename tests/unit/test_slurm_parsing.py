@@ -75,6 +75,9 @@ def test_pilot_script_runs_the_worker_with_its_settings() -> None:
     assert exports["CORRAL_URL"] == "http://h:9/" and exports["CORRAL_INSTANCE_NAME"] == "inst-1"
     assert exports["CORRAL_WORKER_CORES"] == "2.5" and exports["CORRAL_WORKER_MEMORY"] == str(3 * 1024**3)
     assert exports["CORRAL_WORKER_STOP_ON_TERM"] == "1"
+    assert 'CORRAL_WORKER_WORK_DIR="${TMPDIR:-/tmp}/corral-pilot-${SLURM_JOB_ID' in script  # node-local
+    chosen = pilot_script(SlurmOptions(worker_work_dir="/scratch/me"), _request(), "http://h:9/")
+    assert "export CORRAL_WORKER_WORK_DIR=/scratch/me" in chosen and "TMPDIR" not in chosen
 
 
 def test_job_names_tell_our_collection_apart() -> None:

@@ -63,7 +63,7 @@ class SlurmOptions(BaseModel):
     job_name_prefix: str = Field(default="corral.", pattern=r"^[A-Za-z0-9_.:-]+$")
     worker_python: str | None = None  # default: this interpreter locally, `python3` over SSH
     worker_runtime: str = "process"
-    worker_work_dir: str | None = None  # scratch on the node; default: the worker's own default
+    worker_work_dir: str | None = None  # jobs' scratch on the node; default $TMPDIR/corral-pilot-<job id>
     log_dir: str | None = None  # pilots' output; default: $CORRAL_HOME/slurm (local), ~/.corral/slurm (SSH)
     history: Literal["completion_log", "accounting"] = "completion_log"  # sacct -c | sacct (slurmdbd)
     # Seconds one squeue answer may serve further listings: SLURM collections listed one after another in a

@@ -70,5 +70,8 @@ def pilot_script(options: SlurmOptions, request: InstanceRequest, worker_url: st
         env["CORRAL_WORKER_WORK_DIR"] = options.worker_work_dir
     lines = ["#!/bin/bash", "# Corral pilot: runs one worker for this allocation."]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    if not options.worker_work_dir:
+        # Jobs' scratch on the node's local disk (SLURM's TMPDIR), not in a home shared over the network.
+        lines.append('export CORRAL_WORKER_WORK_DIR="${TMPDIR:-/tmp}/corral-pilot-${SLURM_JOB_ID:-$$}"')
     lines.append(f"exec {shlex.quote(options.python)} -m corral worker")
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from corral.providers.slurm.runners import CommandRunner, LocalRunner
 from corral.providers.slurm.states import UNKNOWN_GONE, classify
 
 log = logging.getLogger("corral.providers.slurm")
+FORGET_GONE_AFTER = 3600.0  # seconds a gone pilot keeps being reported if nobody deletes it
 
 
 @dataclass
@@ -44,6 +45,7 @@ class SlurmProvider:
         self._driver_url = ""
         self._pilots: dict[str, _Pilot] = {}  # instance name -> its job, until reported gone and deleted
         self._finished: dict[str, FinishedJob] = {}  # job id -> final record (looked up once)
+        self._gone_since: dict[str, float] = {}  # instance name -> first reported gone (monotonic)
 
     # ------------------------------------------------------------ contract
 
@@ -104,8 +106,7 @@ class SlurmProvider:
             job_id = next((j.job_id for j in snap.jobs if self._instance(j) == name), "")
         if job_id:
             await self.link.commands.cancel([job_id])
-        self._pilots.pop(name, None)
-        self._finished.pop(job_id, None)
+        self._forget(name, job_id)
 
     async def list_instances(self) -> list[ProviderInstance]:
         snap = await self.link.snapshot(self.options.status_max_age)
@@ -122,12 +123,20 @@ class SlurmProvider:
         lookup = [p.job_id for n, p in left.items() if n not in young and p.job_id not in self._finished]
         if lookup:
             self._finished.update(await self.link.commands.finished(lookup))
+        now = time.monotonic()
         for name, p in left.items():
             if name in young:
                 out.append(ProviderInstance(name, "pending", metadata={"job_id": p.job_id}))
+            elif now - self._gone_since.setdefault(name, now) > FORGET_GONE_AFTER:
+                self._forget(name, p.job_id)  # long reported gone and never deleted: stop carrying it
             else:
                 out.append(self._from_record(name, p.job_id, self._finished.get(p.job_id)))
         return out
+
+    def _forget(self, name: str, job_id: str) -> None:
+        self._pilots.pop(name, None)
+        self._gone_since.pop(name, None)
+        self._finished.pop(job_id, None)
 
     # ------------------------------------------------------------ helpers
 
