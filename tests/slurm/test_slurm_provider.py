@@ -195,3 +195,17 @@ async def test_job_private_allocation_is_sized_for_its_job(slurm_provider: Any, 
     await wait_status(provider, "jp-1", "running")
     shown = slurm(slurm_conf, "scontrol", "show", "job", str(meta["job_id"]))
     assert "NumCPUs=6" in shown and "MinMemoryNode=1.50G" in shown
+
+
+async def test_drain_before_the_walltime_ends_lets_the_pilot_exit_cleanly(
+    slurm_provider: Any, slurm_conf: str
+) -> None:
+    provider: SlurmProvider = await slurm_provider(time_limit="10", drain_before_end=300)
+    meta = await provider.create_instance(request_for(provider, "p1"))
+    job_id = str(meta["job_id"])
+    await wait_status(provider, "p1", "running")
+    # 60 s left < 300: at its next check (every 30 s) SLURM sends SIGINT; the worker drains and exits.
+    end = (dt.datetime.now() + dt.timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S")
+    slurm(slurm_conf, "scontrol", "update", f"JobId={job_id}", f"EndTime={end}")
+    gone = await wait_status(provider, "p1", "gone", timeout=90)
+    assert gone.reason == "worker exited"  # ended by itself before the walltime, not killed by it

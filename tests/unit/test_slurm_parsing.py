@@ -63,6 +63,8 @@ def test_sbatch_args_from_shape_and_options() -> None:
     assert "--job-name=corral.pool.inst-1" in args and "--output=/logs/inst-1.%j.log" in args
     assert not any(a.startswith("--gres") for a in sbatch_args(SlurmOptions(), _request(), "/l"))
     assert "--gres=gpu:4" in sbatch_args(SlurmOptions(), _request(gpus=4), "/l")
+    assert "--signal=B:INT@120" in sbatch_args(SlurmOptions(drain_before_end=120), _request(), "/l")
+    assert not any(a.startswith("--signal") for a in args)
 
 
 def test_pilot_script_runs_the_worker_with_its_settings() -> None:

@@ -56,6 +56,10 @@ class SlurmOptions(BaseModel):
     account: str | None = None
     qos: str | None = None
     time_limit: str | None = None
+    # Seconds before the walltime ends when the pilot stops taking jobs and exits once its jobs are done
+    # (sbatch --signal=B:INT@N; SLURM sends it up to 30 s late). Off: jobs still running at the end are
+    # given back and retried elsewhere.
+    drain_before_end: int | None = Field(default=None, ge=1)
     gres: str | None = None
     sbatch_args: list[str] = Field(default_factory=list)  # anything else, e.g. ["--constraint=avx2"]
     env: dict[str, str] = Field(default_factory=dict)

@@ -45,6 +45,7 @@ def sbatch_args(options: SlurmOptions, request: InstanceRequest, log_dir: str) -
     for flag, value in (
         ("--partition", options.partition), ("--account", options.account), ("--qos", options.qos),
         ("--time", options.time_limit), ("--gres", gres(options, shape)),
+        ("--signal", f"B:INT@{options.drain_before_end}" if options.drain_before_end else None),
     ):
         if value:
             args.append(f"{flag}={value}")
