@@ -148,6 +148,12 @@ async def test_preemption_reports_preempted(slurm_provider: Any, slurm_conf: str
     assert gone.reason == "preempted"
 
 
+async def test_a_configured_driver_url_is_what_pilots_call(slurm_provider: Any) -> None:
+    provider: SlurmProvider = await slurm_provider(extra_options={"driver_url": "http://headnode:8642"})
+    meta = await provider.create_instance(request_for(provider, "p1"))
+    assert meta["worker_url"] == "http://headnode:8642"
+
+
 async def test_gpu_shape_asks_gres(slurm_provider: Any, slurm_conf: str) -> None:
     provider: SlurmProvider = await slurm_provider(gpus=2)
     meta = await provider.create_instance(request_for(provider, "p1"))

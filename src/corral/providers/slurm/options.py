@@ -65,6 +65,9 @@ class SlurmOptions(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     ssh: SshLogin | None = None
     job_name_prefix: str = Field(default="corral.", pattern=r"^[A-Za-z0-9_.:-]+$")
+    # The driver's URL as the compute nodes see it, when the driver's own address does not reach them
+    # (e.g. "http://headnode:8642"); no tunnel is opened then.
+    driver_url: str | None = Field(default=None, pattern=r"^https?://")
     worker_python: str | None = None  # default: this interpreter locally, `python3` over SSH
     worker_runtime: str = "process"
     worker_work_dir: str | None = None  # jobs' scratch on the node; default $TMPDIR/corral-pilot-<job id>

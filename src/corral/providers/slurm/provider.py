@@ -70,7 +70,7 @@ class SlurmProvider:
     async def start(self, driver_url: str) -> None:
         self._driver_url = driver_url
         runner = self.link.runner
-        await runner.worker_url(driver_url)  # connects, and opens the tunnel when remote
+        await self._worker_url(driver_url)  # connects, and opens the tunnel when remote
         log_dir = self._log_dir()
         done = await runner.run(["mkdir", "-p", log_dir], timeout=self.options.command_timeout)
         if not done.ok:
@@ -85,7 +85,7 @@ class SlurmProvider:
 
     async def create_instance(self, request: InstanceRequest) -> dict[str, object]:
         runner = self.link.runner
-        url = await runner.worker_url(request.driver_url or self._driver_url)
+        url = await self._worker_url(request.driver_url or self._driver_url)
         script = pilot.pilot_script(self.options, request, url)
         args = pilot.sbatch_args(self.options, request, self._log_dir())
         job_id = await self.link.commands.submit(script, args)
@@ -160,6 +160,11 @@ class SlurmProvider:
             "job_id": job_id, "slurm_state": record.state, "exit_code": record.exit_code,
             "nodes": record.nodes, "end": record.end,
         })
+
+    async def _worker_url(self, driver_url: str) -> str:
+        if self.options.driver_url:
+            return self.options.driver_url
+        return await self.link.runner.worker_url(driver_url)
 
     def _log_dir(self) -> str:
         if self.options.log_dir:
