@@ -5,7 +5,9 @@ and are not run (they would only wait out their timeouts); once corral.driver.au
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,29 @@ def write_config(path: Path, slurm_conf: str, log_dir: Path) -> Path:
     return path
 
 
+AUTOSCALER_INTERVAL = 1.0  # seconds between the autoscaler's ticks (driver/autoscaler.py)
+
+
 @pytest.fixture
-def slurm_server(slurm_conf: str, tmp_path: Path) -> Any:
+def squeue_log(tmp_path: Path) -> Path:
+    """A `squeue` first on the server's PATH that notes the time of each call, then runs the real one."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    log = tmp_path / "squeue.calls"
+    real = shutil.which("squeue") or "/usr/bin/squeue"
+    shim = shims / "squeue"
+    shim.write_text(f'#!/bin/sh\ndate +%s.%N >> "{log}"\nexec "{real}" "$@"\n')
+    shim.chmod(0o755)
+    return log
+
+
+@pytest.fixture
+def slurm_server(slurm_conf: str, tmp_path: Path, squeue_log: Path) -> Any:
     home = tmp_path / "home"
     home.mkdir()
     config = write_config(tmp_path / "corral.toml", slurm_conf, tmp_path / "pilots")
     env = server_env(home, "hpc", config=str(config), heartbeat_timeout=10)
+    env["PATH"] = f"{squeue_log.parent / 'shims'}:{env.get('PATH', '')}"
     server = RunningServer(home, env)
     server.start()
     yield server
@@ -73,6 +92,24 @@ def test_slurm_pool_scales_up_and_runs_a_batch(slurm_server: RunningServer, slur
     assert names and all(name for name in names)
     # ... and back to no pilot once idle_seconds have passed
     wait_for("idle pilots to be released", lambda: not pilots_of(slurm_conf, "hpc"), timeout=120)
+
+
+@needs_autoscaler
+def test_the_driver_issues_at_most_one_squeue_per_tick(
+    slurm_server: RunningServer, slurm_conf: str, squeue_log: Path
+) -> None:
+    """Two SLURM collections, several pilots and many jobs: still one squeue per autoscaler tick."""
+    jobs = [job("sleep 0.5", i) for i in range(1, 25)] + [job("nproc", 25, cpu="6", memory="512Mi")]
+    t0 = time.time()
+    batch_id = slurm_server.submit(jobs)
+    wait_for("several pilots", lambda: len(pilots_of(slurm_conf, "hpc")) >= 2, timeout=120)
+    status = slurm_server.wait(batch_id, timeout=180)
+    t1 = time.time()
+    assert status["state"] == "success", status
+    calls = [float(t) for t in squeue_log.read_text().split() if t0 <= float(t) <= t1]
+    ticks = (t1 - t0) / AUTOSCALER_INTERVAL
+    assert calls, "the autoscaler never listed the SLURM collections"
+    assert len(calls) <= ticks + 2, f"{len(calls)} squeue calls in {t1 - t0:.1f}s ({ticks:.0f} ticks at most)"
 
 
 @needs_autoscaler
