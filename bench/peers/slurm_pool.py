@@ -1,13 +1,15 @@
 """W9's cluster and pools: the 4-node SLURM of scripts/slurm-cluster.sh (its own directory and ports, apart
 from the tests' one), and Corral pools of pilot workers submitted with the SLURM provider.
 
-Until the autoscaler drives the provider inside the server, the bench does its part: it records the pilot
-instances in the server's store before the server starts, then asks the provider for them (create_instance).
+With the autoscaler (corral.driver.autoscaler) the server gets a TOML with a SLURM pool of `min_instances`
+standing pilots and brings them up itself. Without it, the bench does the autoscaler's part: it records the
+pilot instances in the server's store before the server starts, then asks the provider for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import time
@@ -114,8 +116,10 @@ def start_pool(ctx: Context, slurm: Slurm, *, pilots: int, cores: float, runtime
     collection = f"w9{runtime}"
     home = WORK / f"w9-{uuid.uuid4().hex[:8]}"
     home.mkdir(parents=True)
-    db_url = f"sqlite+aiosqlite:///{home / 'corral.db'}"
     memory = 2 * 1024**3
+    if importlib.util.find_spec("corral.driver.autoscaler") is not None:
+        return _autoscaled_pool(ctx, slurm, home, collection, pilots, cores, memory, runtime)
+    db_url = f"sqlite+aiosqlite:///{home / 'corral.db'}"
     slots = [(f"pilot-{runtime}-{k}", uuid.uuid4().hex + uuid.uuid4().hex) for k in range(pilots)]
     asyncio.run(_register(db_url, collection, slots, cores, memory))
     server = CorralServer(f"w9{runtime}", {"local_workers": "0", "pool": collection}, database_url=db_url)
@@ -126,4 +130,38 @@ def start_pool(ctx: Context, slurm: Slurm, *, pilots: int, cores: float, runtime
     ctx.cleanup.callback(lambda: subprocess.run(["scancel", *job_ids], env=slurm.env, check=False,
                                                 capture_output=True))
     ctx.log(f"W9: {pilots} {runtime} pilots of {cores:g} cores running as SLURM jobs {','.join(job_ids)}")
+    return PilotPool(server, pilots, cores, runtime, job_ids)
+
+
+def _autoscaled_pool(ctx: Context, slurm: Slurm, home: Path, collection: str, pilots: int, cores: float,
+                     memory: int, runtime: str) -> PilotPool:
+    import sys
+
+    config = home / "corral.toml"
+    config.write_text(
+        f'[[instance_collections]]\nname = "{collection}"\nkind = "pool"\nprovider = "slurm"\n'
+        f'shape = {{ cores = {cores:g}, memory = "{memory}" }}\n'
+        f"min_instances = {pilots}\nmax_instances = {pilots}\nmax_new_instances_per_loop = {pilots}\n"
+        "idle_seconds = 3600\n[instance_collections.provider_options]\n"
+        f'worker_runtime = "{runtime}"\nworker_python = "{sys.executable}"\nlog_dir = "{home}"\n'
+        f'[instance_collections.provider_options.env]\nSLURM_CONF = "{slurm.env["SLURM_CONF"]}"\n'
+    )
+    server = CorralServer(collection, {"local_workers": "0", "pool": collection, "config": str(config)},
+                          database_url=f"sqlite+aiosqlite:///{home / 'corral.db'}")
+    ctx.cleanup.callback(server.stop)
+    server.start()
+    prefix = f"corral.{collection}."
+    deadline = time.monotonic() + 120
+    while True:  # the autoscaler keeps min_instances standing pilots
+        out = subprocess.run(["squeue", "-h", "-t", "running", "-o", "%i|%j"], env=slurm.env,
+                             capture_output=True, text=True).stdout
+        job_ids = [i for i, n in (ln.split("|", 1) for ln in out.splitlines()) if n.startswith(prefix)]
+        if len(job_ids) >= pilots:
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"W9: the autoscaler started {len(job_ids)}/{pilots} pilots in 120 s")
+        time.sleep(0.2)
+    ctx.cleanup.callback(lambda: subprocess.run(["scancel", *job_ids], env=slurm.env, check=False,
+                                                capture_output=True))
+    ctx.log(f"W9: {pilots} {runtime} pilots of {cores:g} cores (autoscaler), jobs {','.join(job_ids)}")
     return PilotPool(server, pilots, cores, runtime, job_ids)

@@ -104,6 +104,7 @@ def run(ctx: Context) -> list[Result]:
             pools[system] = slurm_pool.start_pool(ctx, slurm, pilots=PILOTS, cores=PILOT_CORES,
                                                   runtime=runtime)
             systems[system] = pool_batch(pools[system], n)
+            pool_batch(pools[system], PILOTS * int(PILOT_CORES / float(CORRAL_JOB_CPU)))()  # warm-up
         except Exception as exc:
             failures[system] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
     systems[SBATCH] = lambda: sbatch_each(slurm, n)
