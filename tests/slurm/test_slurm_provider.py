@@ -112,6 +112,7 @@ async def _ended(conf: str, job_id: str) -> bool:
     return job_state(conf, job_id) in {"CANCELLED", ""}
 
 
+@pytest.mark.slow  # up to 30 s: SLURM checks time limits every 30 s
 async def test_walltime_ending_reports_time_limit(slurm_provider: Any, slurm_conf: str) -> None:
     provider: SlurmProvider = await slurm_provider(time_limit="5")
     meta = await provider.create_instance(request_for(provider, "p1"))
@@ -203,6 +204,7 @@ async def test_job_private_allocation_is_sized_for_its_job(slurm_provider: Any, 
     assert "NumCPUs=6" in shown and "MinMemoryNode=1.50G" in shown
 
 
+@pytest.mark.slow  # up to 30 s: SLURM sends the warning signal at its 30 s time-limit check
 async def test_drain_before_the_walltime_ends_lets_the_pilot_exit_cleanly(
     slurm_provider: Any, slurm_conf: str
 ) -> None:
