@@ -217,3 +217,21 @@ async def test_drain_before_the_walltime_ends_lets_the_pilot_exit_cleanly(
     slurm(slurm_conf, "scontrol", "update", f"JobId={job_id}", f"EndTime={end}")
     gone = await wait_status(provider, "p1", "gone", timeout=90)
     assert gone.reason == "worker exited"  # ended by itself before the walltime, not killed by it
+
+
+async def test_without_a_record_of_why_a_pilot_ended_it_is_still_reported_gone(
+    slurm_provider: Any, slurm_conf: str
+) -> None:
+    # history = "accounting" asks slurmdbd, which this cluster does not run: `sacct` fails.
+    provider: SlurmProvider = await slurm_provider(history="accounting")
+    meta = await provider.create_instance(request_for(provider, "p1"))
+    job_id = str(meta["job_id"])
+    await wait_status(provider, "p1", "running")
+    slurm(slurm_conf, "scancel", job_id)
+
+    async def left_queue() -> bool:
+        return job_id not in slurm(slurm_conf, "squeue", "-h", "-o", "%i")
+
+    await wait_async("the pilot to leave squeue", left_queue, timeout=30)
+    gone = await status_of(provider, "p1")
+    assert gone is not None and gone.status == "gone" and gone.reason == "left SLURM without a record"

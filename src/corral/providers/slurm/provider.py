@@ -16,9 +16,9 @@ from corral.domain.resources import parse_bytes
 from corral.providers.base import InstanceRequest, MachineShape, ProviderInstance
 from corral.providers.config import InstanceCollectionConfig
 from corral.providers.slurm import cluster, pilot
-from corral.providers.slurm.commands import FinishedJob, QueuedJob
+from corral.providers.slurm.commands import FinishedJob, QueuedJob, SlurmCommandFailed
 from corral.providers.slurm.options import parse_options
-from corral.providers.slurm.runners import CommandRunner, LocalRunner
+from corral.providers.slurm.runners import CommandRunner, LocalRunner, SlurmUnavailable
 from corral.providers.slurm.states import UNKNOWN_GONE, classify
 
 log = logging.getLogger("corral.providers.slurm")
@@ -122,7 +122,12 @@ class SlurmProvider:
         young = {n for n, p in left.items() if p.submitted > snap.taken}  # submitted after squeue ran
         lookup = [p.job_id for n, p in left.items() if n not in young and p.job_id not in self._finished]
         if lookup:
-            self._finished.update(await self.link.commands.finished(lookup))
+            try:
+                self._finished.update(await self.link.commands.finished(lookup))
+            except (SlurmCommandFailed, SlurmUnavailable) as exc:
+                # They are gone either way (squeue no longer has them); only the reason stays unknown.
+                log.warning("slurm collection %s: cannot tell why jobs %s ended: %s", self.collection.name,
+                            ",".join(lookup), exc.message)
         now = time.monotonic()
         for name, p in left.items():
             if name in young:
