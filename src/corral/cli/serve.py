@@ -86,6 +86,11 @@ def worker(
     work_dir: Annotated[
         Path | None, typer.Option(envvar="CORRAL_WORKER_WORK_DIR", help="Scratch space for jobs")
     ] = None,
+    stop_on_term: Annotated[
+        bool,
+        typer.Option(envvar="CORRAL_WORKER_STOP_ON_TERM",
+                     help="SIGTERM stops at once and gives running jobs back (SLURM pilots)"),
+    ] = False,
 ) -> None:
     """Run a worker agent that takes jobs from the driver at URL."""
     if cores is not None and cores <= 0:
@@ -93,4 +98,7 @@ def worker(
     memory_bytes = None if memory is None else parse_bytes(memory, field="--memory")
     from corral.worker.agent import run_worker
 
-    run_worker(url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir)
+    run_worker(
+        url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir,
+        stop_on_term=stop_on_term,
+    )

@@ -2,6 +2,8 @@
 
 Signals: the first SIGTERM/SIGINT drains (no new work, running jobs finish and are reported, then
 deactivate and exit 0); a second one stops at once (jobs are killed, the driver treats them as lost).
+With `stop_on_term` (SLURM pilots) the first SIGTERM stops at once: SLURM signals every process of the
+allocation, jobs included, so their exits must not be reported as failures but given back as lost.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Agent:
         runtime: str = "process",
         work_dir: Path | None = None,
         client: DriverClient | None = None,
+        stop_on_term: bool = False,
     ) -> None:
         self.name = name
         self.cores_mcpu = max(1, round((cores or machine_cores()) * 1000))
@@ -71,6 +74,7 @@ class Agent:
         self.draining = asyncio.Event()
         self.stopping = asyncio.Event()  # hard stop: a second signal, or the driver disowned us
         self.fatal: str | None = None
+        self.stop_on_term = stop_on_term
         self._attempts: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -166,7 +170,11 @@ class Agent:
                 loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: int) -> None:
-        if self.draining.is_set():
+        if self.stop_on_term and sig == signal.SIGTERM:
+            log.warning("SIGTERM: the allocation is ending; stopping now, running jobs are given back")
+            self.draining.set()
+            self.stopping.set()
+        elif self.draining.is_set():
             log.warning("second %s: stopping now, killing running jobs", signal.Signals(sig).name)
             self.stopping.set()
         else:
@@ -274,6 +282,8 @@ class Agent:
                 batch: list[dict[str, Any]] = []  # a heartbeat while draining: polls have stopped
             else:
                 await asyncio.sleep(BATCH_WINDOW)
+                if self.stopping.is_set():
+                    return  # exits seen while stopping are the kill's doing: the driver gets them as lost
                 batch = self.outbox.batch(MAX_BATCH)
             try:
                 acked = await retry_forever(partial(self.client.send_events, batch), "events", backoff)
@@ -318,6 +328,7 @@ def run_worker(
     memory_bytes: int | None = None,
     runtime: str = "process",
     work_dir: Path | None = None,
+    stop_on_term: bool = False,
 ) -> None:
     """Run a worker until drained (exit 0). Raises SystemExit with a message when it cannot go on."""
     if not logging.getLogger().handlers:
@@ -325,7 +336,8 @@ def run_worker(
 
     async def main() -> None:
         agent = Agent(
-            url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir
+            url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir,
+            stop_on_term=stop_on_term,
         )
         await agent.run()
 
