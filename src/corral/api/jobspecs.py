@@ -160,6 +160,7 @@ def prepare_bunch(
                 attributes=attributes,
                 in_update_parents=inside,
                 earlier_parents=earlier,
+                job_group_id=job.absolute_job_group_id or 0,  # the Hail layer resolves in-update ids
             )
         )
     cycle = find_cycle(in_update_graph) if in_update_graph else None

@@ -4,6 +4,7 @@ attempts, plus the small facts the client asks for (version, cloud, regions)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -16,10 +17,15 @@ from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status
 from corral.api.query import batch_predicate, job_predicate
 from corral.errors import InvalidInput, NotFound
+from corral.hail.job_groups import descendants, group_status
 from corral.hail.query_v2 import batch_predicate_v2, job_predicate_v2
 from corral.hail.shapes import ROOT_JOB_GROUP_ID, hail_batch, hail_job, hail_job_entry, hail_job_group
 from corral.store import batches as batch_store
+from corral.store import job_groups as group_store
 from corral.store import jobs_read
+from corral.store.batches import BatchRecord
+from corral.store.job_groups import JobGroupRecord
+from corral.store.jobs_read import JobRecord
 from corral.store.logs import STEPS, read_latest_logs
 from corral.store.users import User
 
@@ -74,35 +80,61 @@ async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str,
         return hail_batch(await visible_batch(conn, batch_id, user))
 
 
-def _root_only(batch_id: int, job_group_id: int) -> None:
-    if job_group_id != ROOT_JOB_GROUP_ID:
-        raise NotFound(
-            f"job_group_id: batch {batch_id} has no job group {job_group_id}; only the root group 0 exists",
-            field="job_group_id",
-        )
+async def _groups(ctx: ApiContext, user: User, batch_id: int) -> tuple[BatchRecord, list[JobGroupRecord]]:
+    async with ctx.reading() as conn:
+        batch = await visible_batch(conn, batch_id, user)
+        return batch, await group_store.list_groups(conn, batch_id)
+
+
+def _group(batch: BatchRecord, groups: list[JobGroupRecord], job_group_id: int) -> JobGroupRecord:
+    for g in groups:
+        if g.job_group_id == job_group_id:
+            return g
+    raise NotFound(f"job_group_id: batch {batch.id} has no job group {job_group_id}", field="job_group_id")
 
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}")
 async def get_job_group(batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
-    _root_only(batch_id, job_group_id)
+    batch, groups = await _groups(ctx, user, batch_id)
+    if job_group_id == ROOT_JOB_GROUP_ID:
+        return hail_job_group(batch)
+    group = _group(batch, groups, job_group_id)
     async with ctx.reading() as conn:
-        return hail_job_group(await visible_batch(conn, batch_id, user))
+        counts = await group_store.job_counts(conn, batch_id)
+    return group_status(batch, group, descendants(groups, job_group_id), counts)
 
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}/job-groups")
-async def list_child_groups(batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser) -> Any:
-    _root_only(batch_id, job_group_id)
+async def list_child_groups(
+    batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser, last_job_group_id: int | None = None
+) -> Any:
+    batch, groups = await _groups(ctx, user, batch_id)
+    if job_group_id != ROOT_JOB_GROUP_ID:
+        _group(batch, groups, job_group_id)
+    after = last_job_group_id or 0
+    children = [g for g in groups if g.parent_id == job_group_id and g.job_group_id > after]
+    page = children[:PAGE]
     async with ctx.reading() as conn:
-        await visible_batch(conn, batch_id, user)
-    return {"job_groups": [], "last_job_group_id": None}
+        counts = await group_store.job_counts(conn, batch_id) if page else {}
+    return {
+        "job_groups": [group_status(batch, g, descendants(groups, g.job_group_id), counts) for g in page],
+        "last_job_group_id": page[-1].job_group_id if len(children) > PAGE else None,
+    }
 
 
 async def _list_jobs(
-    ctx: ApiContext, user: User, batch_id: int, q: str | None, last: int | None, v2: bool
+    ctx: ApiContext, user: User, batch_id: int, q: str | None, last: int | None, v2: bool,
+    job_group_id: int = ROOT_JOB_GROUP_ID, recursive: bool = True,
 ) -> dict[str, Any]:
-    predicate = job_predicate_v2(q) if v2 else job_predicate(q)
+    query = job_predicate_v2(q) if v2 else job_predicate(q)
+    batch, groups = await _groups(ctx, user, batch_id)
+    members: set[int] | None = None  # None: every job of the batch
+    if job_group_id != ROOT_JOB_GROUP_ID:
+        _group(batch, groups, job_group_id)
+    if job_group_id != ROOT_JOB_GROUP_ID or not recursive:
+        members = descendants(groups, job_group_id) if recursive else {job_group_id}
+    predicate = _combine(query, members)
     async with ctx.reading() as conn:
-        batch = await visible_batch(conn, batch_id, user)
         found = await jobs_read.list_jobs(conn, batch_id, last_job_id=last, limit=PAGE, predicate=predicate)
     return {
         "jobs": [hail_job_entry(j, batch.billing_project) for j in found],
@@ -110,13 +142,26 @@ async def _list_jobs(
     }
 
 
+def _combine(
+    query: Callable[[JobRecord], bool] | None, members: set[int] | None
+) -> Callable[[JobRecord], bool] | None:
+    if members is None:
+        return query
+    if query is None:
+        return lambda j: j.job_group_id in members
+    return lambda j: j.job_group_id in members and query(j)
+
+
+def _recursive(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
+
+
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}/jobs")
 async def list_group_jobs(
     batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser,
     q: str | None = None, last_job_id: int | None = None, recursive: str = "False",
 ) -> dict[str, Any]:
-    _root_only(batch_id, job_group_id)
-    return await _list_jobs(ctx, user, batch_id, q, last_job_id, v2=False)
+    return await _list_jobs(ctx, user, batch_id, q, last_job_id, False, job_group_id, _recursive(recursive))
 
 
 @router.get("/batches/{batch_id}/jobs")
@@ -186,5 +231,4 @@ async def list_group_jobs_v2(
     q: str | None = None, last_job_id: int | None = None,
     recursive: Annotated[str, Query()] = "False",
 ) -> dict[str, Any]:
-    _root_only(batch_id, job_group_id)
-    return await _list_jobs(ctx, user, batch_id, q, last_job_id, v2=True)
+    return await _list_jobs(ctx, user, batch_id, q, last_job_id, True, job_group_id, _recursive(recursive))

@@ -27,7 +27,9 @@ def hail_job_group(batch: BatchRecord) -> dict[str, Any]:
 
 
 def hail_job_entry(job: JobRecord, billing_project: str) -> dict[str, Any]:
-    return job_summary(job, billing_project).model_dump()
+    out = job_summary(job, billing_project).model_dump()
+    out["job_group_id"] = job.job_group_id
+    return out
 
 
 def _step_statuses(status: dict[str, Any] | None, spec: dict[str, Any]) -> dict[str, Any]:
@@ -49,13 +51,16 @@ def _step_statuses(status: dict[str, Any] | None, spec: dict[str, Any]) -> dict[
 
 def hail_job(job: JobRecord, billing_project: str, spec: dict[str, Any]) -> dict[str, Any]:
     out = job_status(job, billing_project, spec).model_dump()
+    out["job_group_id"] = job.job_group_id
     out["status"] = _step_statuses(job.status, spec)
     out["spec"]["process"] = {"type": "docker", "image": spec.get("image"), "command": spec.get("command")}
     return out
 
 
-def created(response: CreateBatchResponse | CreateUpdateResponse, batch_id: int) -> dict[str, Any]:
+def created(
+    response: CreateBatchResponse | CreateUpdateResponse, batch_id: int, start_job_group_id: int
+) -> dict[str, Any]:
     out = response.model_dump()
     out.setdefault("id", batch_id)
-    out["start_job_group_id"] = 1
+    out["start_job_group_id"] = start_job_group_id
     return out

@@ -1,7 +1,7 @@
 """Hail's /api/v1alpha submission routes: create(-fast), updates, bunches, commit, cancel, delete.
 
 They reuse corral.api.submit; what is added here is the bucket mapping applied to every job's files
-and a clear 400 for what Corral does not do yet (job groups below the root)."""
+and job groups (corral.hail.group_submit)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,12 @@ from corral.api.gcpause import gc_paused
 from corral.api.jobspecs import parse_bunch
 from corral.api.schemas import BatchSpec, CreateFastRequest, JobSpec, UpdateFastRequest, UpdateSpec
 from corral.errors import InvalidInput
+from corral.hail import group_submit
 from corral.hail.buckets import BucketMap
-from corral.hail.shapes import ROOT_JOB_GROUP_ID, created
+from corral.hail.group_cancel import cancel_group
+from corral.hail.job_groups import ROOT, parse_group_specs
+from corral.hail.shapes import created
+from corral.hail.stand_ins import replace_hailtop_delete
 
 router = APIRouter(tags=["hail"])
 M = TypeVar("M", CreateFastRequest, UpdateFastRequest)
@@ -34,28 +38,12 @@ def _buckets(ctx: ApiContext) -> BucketMap:
     return found
 
 
-def _no_job_groups(groups: list[Any], field: str) -> None:
-    if groups:
-        raise InvalidInput(
-            f"{field}: this server runs every job in the batch's root job group; create the jobs without "
-            "create_job_group",
-            field=field,
-        )
-
-
 def _adapt(ctx: ApiContext, bunch: list[JobSpec], field: str) -> None:
-    """Bucket URLs -> storage URLs; only the root job group (0) exists."""
+    """Bucket URLs -> storage URLs the workers reach; stand-ins for jobs that need Hail's image."""
     buckets = _buckets(ctx)
     for i, job in enumerate(bunch):
-        at = f"{field}[{i}]"
-        for name in ("in_update_job_group_id", "absolute_job_group_id"):
-            group = getattr(job, name)
-            if group not in (None, ROOT_JOB_GROUP_ID):
-                raise InvalidInput(
-                    f"{at}.{name}: job group {group} does not exist; use the root job group 0",
-                    field=f"{at}.{name}",
-                )
-        buckets.rewrite_job(job, at)
+        buckets.rewrite_job(job, f"{field}[{i}]")
+        replace_hailtop_delete(job)
 
 
 async def _json(request: Request) -> Any:
@@ -74,39 +62,70 @@ def _model(cls: type[M], raw: Any) -> M:
         raise InvalidInput(message, field=path) from None
 
 
+def _n_job_groups(spec: BatchSpec | UpdateSpec) -> int:
+    n = (spec.model_extra or {}).get("n_job_groups") or 0
+    if not isinstance(n, int) or n < 0:
+        raise InvalidInput("n_job_groups: give a whole number >= 0", field="n_job_groups")
+    return n
+
+
 @router.post("/batches/create-fast")
 async def create_fast(request: Request, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     raw = await _json(request)
     with gc_paused():
         body = _model(CreateFastRequest, raw)
-        _no_job_groups(raw.get("job_groups") or [], "job_groups")
+        specs = parse_group_specs(raw.get("job_groups") or [], "job_groups")
         _adapt(ctx, body.bunch, "bunch")
-        response = await submit.create_fast(ctx, user, body)
-    return created(response, response.id)
+        if not specs:
+            await group_submit.resolve_bunch(ctx, 0, None, body.bunch)  # only the root group exists yet
+            response = await submit.create_fast(ctx, user, body)
+            return created(response, response.id, 1)
+        if not body.bunch:
+            raise InvalidInput("bunch: a batch created with job groups needs at least one job", field="bunch")
+        group_submit.dry_run(ctx, specs, body.bunch, start=1, n_jobs=len(body.bunch), existing={})
+        spec = body.batch.model_copy(update={"n_jobs": len(body.bunch)})
+        response = await submit.create_batch(ctx, user, spec)
+        assert response.update_id is not None
+        await group_submit.submit_with_groups(ctx, user, response.id, response.update_id, specs, body.bunch)
+    return created(response, response.id, 1)
 
 
 @router.post("/batches/create")
 async def create(body: BatchSpec, ctx: Context, user: CurrentUser) -> dict[str, Any]:
-    if (body.model_extra or {}).get("n_job_groups"):
-        _no_job_groups([1], "n_job_groups")
+    n_groups = _n_job_groups(body)
     response = await submit.create_batch(ctx, user, body)
-    return created(response, response.id)
+    start = 1
+    if response.update_id is not None:
+        start = await group_submit.reserve(ctx, response.id, response.update_id, n_groups)
+    return created(response, response.id, start)
 
 
 @router.post("/batches/{batch_id}/updates/create")
 async def create_update(batch_id: int, body: UpdateSpec, ctx: Context, user: CurrentUser) -> dict[str, Any]:
-    if (body.model_extra or {}).get("n_job_groups"):
-        _no_job_groups([1], "n_job_groups")
-    return created(await submit.create_update(ctx, user, batch_id, body), batch_id)
+    n_groups = _n_job_groups(body)
+    response = await submit.create_update(ctx, user, batch_id, body)
+    start = await group_submit.reserve(ctx, batch_id, response.update_id, n_groups)
+    return created(response, batch_id, start)
 
 
 @router.post("/batches/{batch_id}/update-fast")
 async def update_fast(batch_id: int, request: Request, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     raw = await _json(request)
     body = _model(UpdateFastRequest, raw)
-    _no_job_groups(raw.get("job_groups") or [], "job_groups")
+    specs = parse_group_specs(raw.get("job_groups") or [], "job_groups")
     _adapt(ctx, body.bunch, "bunch")
-    return created(await submit.update_fast(ctx, user, batch_id, body), batch_id)
+    if not specs:
+        await group_submit.resolve_bunch(ctx, batch_id, None, body.bunch)
+        response = await submit.update_fast(ctx, user, batch_id, body)
+        start = await group_submit.reserve(ctx, batch_id, response.update_id, 0)
+        return created(response, batch_id, start)
+    existing = await group_submit.existing_groups(ctx, batch_id)
+    start = max(existing, default=0) + 1
+    group_submit.dry_run(ctx, specs, body.bunch, start=start, n_jobs=body.update.n_jobs, existing=existing)
+    update = await submit.create_update(ctx, user, batch_id, body.update)
+    await group_submit.submit_with_groups(ctx, user, batch_id, update.update_id, specs, body.bunch)
+    reserved = await group_submit.update_range(ctx, batch_id, update.update_id)
+    return created(update, batch_id, reserved[0] if reserved else 1)
 
 
 @router.post("/batches/{batch_id}/updates/{update_id}/jobs/create")
@@ -118,20 +137,29 @@ async def create_jobs(
         bunch = parse_bunch(body)
         del body
         _adapt(ctx, bunch, "bunch")
+        await group_submit.resolve_bunch(ctx, batch_id, update_id, bunch)
         await submit.add_bunch(ctx, user, batch_id, update_id, bunch)
     return {}
 
 
 @router.post("/batches/{batch_id}/updates/{update_id}/job-groups/create")
-async def create_job_groups(batch_id: int, update_id: int, request: Request, user: CurrentUser) -> None:
-    raw = await _json(request)
-    _no_job_groups(raw if isinstance(raw, list) else [raw], "job_groups")
+async def create_job_groups(
+    batch_id: int, update_id: int, request: Request, ctx: Context, user: CurrentUser
+) -> dict[str, Any]:
+    specs = parse_group_specs(await _json(request), "job_groups")
+    await group_submit.add_groups(ctx, user, batch_id, update_id, specs)
+    return {}
 
 
 @router.patch("/batches/{batch_id}/updates/{update_id}/commit")
 async def commit_update(batch_id: int, update_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+    await group_submit.check_groups_complete(ctx, batch_id, update_id)
     upd = await submit.commit(ctx, user, batch_id, update_id)
-    return {"update_id": upd.update_id, "start_job_id": upd.start_job_id, "start_job_group_id": 1}
+    reserved = await group_submit.update_range(ctx, batch_id, update_id)
+    return {
+        "update_id": upd.update_id, "start_job_id": upd.start_job_id,
+        "start_job_group_id": reserved[0] if reserved else 1,
+    }
 
 
 @router.patch("/batches/{batch_id}/cancel")
@@ -144,11 +172,10 @@ async def cancel(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, An
 async def cancel_job_group(
     batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser
 ) -> dict[str, Any]:
-    if job_group_id != ROOT_JOB_GROUP_ID:
-        raise InvalidInput(
-            f"job_group_id: batch {batch_id} has only the root job group 0", field="job_group_id"
-        )
-    await submit.cancel(ctx, user, batch_id)
+    if job_group_id == ROOT:
+        await submit.cancel(ctx, user, batch_id)
+    else:
+        await cancel_group(ctx, user, batch_id, job_group_id)
     return {}
 
 
