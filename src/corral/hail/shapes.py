@@ -10,6 +10,7 @@ from corral.store.batches import BatchRecord
 from corral.store.jobs_read import JobRecord
 
 ROOT_JOB_GROUP_ID = 0
+_COPY_EXIT = {"succeeded": 0, "failed": 1}
 
 
 def hail_batch(batch: BatchRecord) -> dict[str, Any]:
@@ -38,7 +39,11 @@ def _step_statuses(status: dict[str, Any] | None, spec: dict[str, Any]) -> dict[
     out = dict(status or {})
     steps = dict(out.get("container_statuses") or {})
     for step in ("input", "main", "output"):
-        steps.setdefault(step, None)
+        found = steps.get(step)
+        if isinstance(found, dict) and found.get("exit_code") is None and found.get("state") in _COPY_EXIT:
+            # a file-copy step has no process of its own: report it the way Hail's copier container would
+            found = {**found, "exit_code": _COPY_EXIT[found["state"]]}
+        steps[step] = found
     out["container_statuses"] = steps
     image = spec.get("image")
     if image and "note" not in out:

@@ -89,7 +89,7 @@ batch = run(b)
 status = batch.status()
 found = states(batch)
 assert status["state"] == "cancelled", status
-assert found == {"fails": "Failed", "waits-0": "Cancelled", "waits-1": "Cancelled", "waits-2": "Cancelled"}, found
+assert found == {"fails": "Failed", **{f"waits-{i}": "Cancelled" for i in range(3)}}, found
 record("cancel_after_n_failures", found)
 
 # --- timeout -> Error; env and attributes; always_copy_output
