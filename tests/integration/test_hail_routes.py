@@ -165,3 +165,20 @@ async def test_bucket_urls_become_storage_urls_and_unmapped_buckets_are_refused(
     r = await hail.client.post(f"{API}/batches/create-fast", json=_groups_request("nowhere", bad, []))
     assert r.status_code == 400 and r.json()["field"] == "bunch[0].input_files[0].from", r.text
     assert await _counts(hail.engine) == before
+
+
+async def test_hail_user_gets_a_token_and_the_default_billing_project(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    from corral.hail.compat_dir import hail_user_token
+    from corral.store import users as user_store
+
+    settings = Settings(home=tmp_path / "home", admin_user="admin", default_user="alice", hail_user="bob",
+                        hail_compat_dir=tmp_path / "hail")
+    tokens = await bootstrap(engine, settings)
+    token = await hail_user_token(engine, settings, tokens)
+    assert token not in (tokens["token"], tokens["admin_token"])
+    async with engine.connect() as conn:
+        assert await user_store.is_billing_project_member(conn, "default", "bob")
+    settings.hail_user = None
+    assert await hail_user_token(engine, settings, tokens) == tokens["token"]  # the default user's own

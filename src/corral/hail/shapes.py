@@ -14,9 +14,7 @@ _COPY_EXIT = {"succeeded": 0, "failed": 1}
 
 
 def hail_batch(batch: BatchRecord) -> dict[str, Any]:
-    out = batch_status(batch).model_dump()
-    out["n_job_groups"] = 1
-    return out
+    return batch_status(batch).model_dump()
 
 
 def hail_job_group(batch: BatchRecord) -> dict[str, Any]:

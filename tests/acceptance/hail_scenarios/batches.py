@@ -4,6 +4,8 @@ log, attempts, cancel and delete."""
 
 from __future__ import annotations
 
+import time
+
 import hailtop.batch as hb
 from common import backend, done, new_batch, record, run
 from hailtop.batch_client.client import BatchClient
@@ -16,7 +18,9 @@ for i in range(1030):
     j = b.new_job(f"n{i}", attributes={"parity": "even" if i % 2 == 0 else "odd"})
     j.cpu(0.25)
     j.command("sleep 0.2")
+started = time.monotonic()
 large = run(b, wait=False)
+submit_seconds = time.monotonic() - started
 assert not large._async_batch._submission_info.used_fast_path  # the bunch path was taken
 status = large.status()
 assert status["n_jobs"] == 1030 and status["closed"], status
@@ -28,7 +32,8 @@ large.cancel()
 status = large.wait(disable_progress_bar=True)
 assert status["state"] == "cancelled" and status["n_completed"] == 1030, status
 assert status["n_cancelled"] > 0 and status["n_succeeded"] + status["n_cancelled"] == 1030, status
-record("large", {"succeeded": status["n_succeeded"], "cancelled": status["n_cancelled"]})
+record("large", {"succeeded": status["n_succeeded"], "cancelled": status["n_cancelled"],
+                 "submit_seconds": round(submit_seconds, 2)})
 
 # --- run(wait=False), then the client's own calls on the returned batch
 b = new_batch("nowait")
