@@ -128,3 +128,21 @@ def test_low_level_client_dag_job_groups_billing(hail_python: str, hail_server: 
     outer = results["job_groups"]
     assert (outer["n_jobs"], outer["n_succeeded"], outer["n_cancelled"]) == (4, 3, 1)
     assert "Traceback" not in hail_server.log.read_text()  # no request ended in a server error
+
+
+def test_restart_keeps_port_ca_and_batches(hail_server: RunningServer) -> None:
+    """Runs last: a client's deploy config and trust stay valid across a server restart."""
+    compat = hail_server.home / "hail"
+    deploy_before, ca_before = (compat / "deploy-config.json").read_text(), (compat / "ca.pem").read_bytes()
+    token = json.loads((compat / "tokens.json").read_text())["default"]
+    hail_server.stop()
+    hail_server.start()
+    assert (compat / "deploy-config.json").read_text() == deploy_before
+    assert (compat / "ca.pem").read_bytes() == ca_before
+    assert json.loads((compat / "tokens.json").read_text())["default"] == token
+    deploy = json.loads(deploy_before)
+    base = f"https://{deploy['domain']}{deploy['base_path']}/batch"
+    context = ssl.create_default_context(cafile=str(compat / "ca.pem"))
+    with httpx.Client(verify=context, headers={"Authorization": f"Bearer {token}"}) as client:
+        batches = client.get(f"{base}/api/v1alpha/batches", params={"q": "name=scatter"}).json()["batches"]
+    assert len(batches) == 1 and batches[0]["state"] == "success"

@@ -165,6 +165,11 @@ def group_status(
         "n_failed": n_failed, "n_cancelled": by.get("Cancelled", 0),
         "time_created": iso(group.time_created),
         "time_completed": iso(total.time_completed) if complete else None,
-        "duration": None, "cost": total.cost, "msec_mcpu": total.msec_mcpu, "cost_breakdown": [],
+        "duration": _duration_ms(group.time_created, total.time_completed) if complete else None,
+        "cost": total.cost, "msec_mcpu": total.msec_mcpu, "cost_breakdown": [],
         "attributes": group.attributes, "parent_id": group.parent_id,
     }
+
+
+def _duration_ms(start: float, end: float | None) -> int | None:
+    return None if end is None else max(0, round((end - start) * 1000))

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -31,12 +32,18 @@ class HailListener:
             await self.task
 
 
-def _bind(host: str) -> socket.socket:
+def _bind(host: str, remembered: Path) -> socket.socket:
+    """The port used last time if it is free (a client waiting on a batch keeps its deploy config
+    across a server restart), else any free port."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    try:
+        sock.bind((host, int(remembered.read_text())))
+    except (OSError, ValueError):
+        sock.bind((host, 0))
     sock.listen(2048)
     sock.setblocking(False)
+    remembered.write_text(str(sock.getsockname()[1]))
     return sock
 
 
@@ -47,7 +54,7 @@ async def start_hail_listener(
     assert settings.hail_compat_dir is not None
     tls = await asyncio.to_thread(ensure_tls, settings.home / "tls")
     token = await hail_user_token(engine, settings, tokens)
-    sock = _bind(settings.host)
+    sock = _bind(settings.host, settings.home / "hail.port")
     port = int(sock.getsockname()[1])
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=10,
