@@ -182,3 +182,13 @@ async def test_hail_user_gets_a_token_and_the_default_billing_project(
         assert await user_store.is_billing_project_member(conn, "default", "bob")
     settings.hail_user = None
     assert await hail_user_token(engine, settings, tokens) == tokens["token"]  # the default user's own
+
+
+async def test_native_api_refuses_job_groups_it_does_not_have(hail: HailApi) -> None:
+    spec = {"billing_project": "default", "token": "native", "n_jobs": 1}
+    r = await hail.client.post("/api/v1/batches/create-fast",
+                               json={"batch": spec, "bunch": [job(1, absolute_job_group_id=3)]})
+    assert r.status_code == 400 and r.json()["field"] == "bunch[0].absolute_job_group_id", r.text
+    r = await hail.client.post("/api/v1/batches/create-fast",
+                               json={"batch": spec, "bunch": [job(1, in_update_job_group_id=0)]})
+    assert r.status_code == 200, r.text
