@@ -192,3 +192,12 @@ async def test_native_api_refuses_job_groups_it_does_not_have(hail: HailApi) -> 
     r = await hail.client.post("/api/v1/batches/create-fast",
                                json={"batch": spec, "bunch": [job(1, in_update_job_group_id=0)]})
     assert r.status_code == 200, r.text
+
+
+async def test_unknown_hail_endpoints_say_so_with_a_404(hail: HailApi) -> None:
+    for method, path in (("GET", f"{API}/batches/1/jobs/1/resource_usage"), ("POST", f"{API}/nothing"),
+                         ("DELETE", "/hail/batch/api/v2alpha/batches/1/x")):
+        r = await hail.client.request(method, path)
+        assert r.status_code == 404 and path in r.json()["message"], r.text
+    r = await hail.client.patch(f"{API}/batches/1/jobs")  # a known path with another method
+    assert 400 <= r.status_code < 500, r.text
