@@ -139,7 +139,7 @@ async def test_bunch_path_reserves_group_ids_and_commit_needs_every_group(hail: 
 @pytest.mark.parametrize(("groups", "field"), [
     ([{"job_group_id": 1, "in_update_parent_id": 1}], "job_groups[0].in_update_parent_id"),
     ([{"job_group_id": 1, "absolute_parent_id": 7}], "job_groups[0].absolute_parent_id"),
-    ([{"job_group_id": 1, "cancel_after_n_failures": 1}], "job_groups[0].cancel_after_n_failures"),
+    ([{"job_group_id": 1, "cancel_after_n_failures": 0}], "job_groups[0].cancel_after_n_failures"),
 ])
 async def test_bad_group_specs_are_400_and_change_nothing(
     hail: HailApi, groups: list[dict[str, Any]], field: str
@@ -201,3 +201,21 @@ async def test_unknown_hail_endpoints_say_so_with_a_404(hail: HailApi) -> None:
         assert r.status_code == 404 and path in r.json()["message"], r.text
     r = await hail.client.patch(f"{API}/batches/1/jobs")  # a known path with another method
     assert 400 <= r.status_code < 500, r.text
+
+
+def _set_state(batch_id: int, job_id: int, state: str) -> Any:
+    return jobs.update().where(jobs.c.batch_id == batch_id, jobs.c.job_id == job_id).values(state=state)
+
+
+async def test_group_failure_limit_cancels_that_group_tree_only(hail: HailApi) -> None:
+    groups = [{"job_group_id": 1, "in_update_parent_id": 0, "cancel_after_n_failures": 2},
+              {"job_group_id": 2, "in_update_parent_id": 1}, {"job_group_id": 3, "in_update_parent_id": 0}]
+    bunch = [job(i, in_update_job_group_id=i) for i in (1, 2, 3)]
+    r = await hail.client.post(f"{API}/batches/create-fast", json=_groups_request("limit", bunch, groups))
+    batch_id = r.json()["id"]
+    async with hail.engine.begin() as conn:
+        await conn.execute(_set_state(batch_id, 1, "Failed"))
+        assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {}  # 1 failure of 2
+        await conn.execute(_set_state(batch_id, 2, "Error"))
+        assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {batch_id: {1, 2}}
+        assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {}  # already cancelled

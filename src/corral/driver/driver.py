@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from corral.config import Settings
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyQueues, plan_placements
+from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, lost_outcome
@@ -318,7 +319,13 @@ class Driver:
             await q.mark_started(conn, started)
             cascade = await q.end_attempts(conn, outcomes, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
-            for batch_id, group_ids in inbox.cancelled_groups.items():
+            group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
+            failed = {o.batch_id for o in outcomes if o.job_state in (JobState.FAILED, JobState.ERROR)}
+            if failed:  # job groups with cancel_after_n_failures
+                over = await job_group_store.cancel_over_failure_limit(conn, failed)
+                for batch_id, group_ids in over.items():
+                    group_cancels.setdefault(batch_id, set()).update(group_ids)
+            for batch_id, group_ids in group_cancels.items():
                 to_cancel.update(await self._cancel_jobs(conn, batch_id, cascade, now, group_ids))
             await self._apply_cancels(conn, to_cancel, cascade, now)
             if self._doomed:

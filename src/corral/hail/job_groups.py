@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from corral.api.convert import iso
 from corral.api.errors import validation_error_field
 from corral.api.schemas import JobSpec
+from corral.domain.job_groups import descendants as tree_below
 from corral.domain.states import JobState
 from corral.errors import InvalidInput
 from corral.store.batches import BatchRecord
@@ -29,25 +30,20 @@ class JobGroupSpec(BaseModel):
     absolute_parent_id: int | None = Field(default=None, ge=0)
     attributes: dict[str, str] = Field(default_factory=dict)
     callback: str | None = None
-    cancel_after_n_failures: int | None = None
+    cancel_after_n_failures: int | None = Field(default=None, ge=1)
+
+
+_GROUP_SPECS = TypeAdapter(list[JobGroupSpec])
 
 
 def parse_group_specs(raw: Any, field: str) -> list[JobGroupSpec]:
     if not isinstance(raw, list):
         raise InvalidInput(f"{field}: send a JSON list of job group specs", field=field)
     try:
-        specs = [JobGroupSpec.model_validate(item) for item in raw]
+        return _GROUP_SPECS.validate_python(raw)
     except ValidationError as exc:
         path, message = validation_error_field(dict(exc.errors()[0]), prefix=field)
         raise InvalidInput(message, field=path) from None
-    for i, spec in enumerate(specs):
-        if spec.cancel_after_n_failures is not None:
-            raise InvalidInput(
-                f"{field}[{i}].cancel_after_n_failures: not supported on job groups here; set "
-                "cancel_after_n_failures on the batch",
-                field=f"{field}[{i}].cancel_after_n_failures",
-            )
-    return specs
 
 
 def group_rows(
@@ -82,6 +78,7 @@ def group_rows(
         rows.append({
             "batch_id": batch_id, "job_group_id": own, "update_id": update_id, "parent_id": parent,
             "attributes": spec.attributes, "callback": spec.callback, "cancelled": False, "time_created": now,
+            "cancel_after_n_failures": spec.cancel_after_n_failures,
         })
     return rows
 
@@ -123,16 +120,7 @@ def resolve_job_groups(
 
 def descendants(groups: Iterable[JobGroupRecord], root: int) -> set[int]:
     """root and every group below it."""
-    children: dict[int, list[int]] = {}
-    for g in groups:
-        children.setdefault(g.parent_id, []).append(g.job_group_id)
-    out, todo = {root}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
+    return tree_below([(g.job_group_id, g.parent_id) for g in groups], root)
 
 
 _DONE = {s.value for s in (JobState.SUCCESS, JobState.FAILED, JobState.ERROR, JobState.CANCELLED)}

@@ -6,13 +6,14 @@ are inserted before its jobs and become visible when the update is committed."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from corral.domain.job_groups import descendants
 from corral.store.tables import batch_updates, job_group_updates, job_groups, jobs
 
 _INCOMPLETE = ("Pending", "Ready", "Creating", "Running")
@@ -28,6 +29,7 @@ class JobGroupRecord:
     callback: str | None
     cancelled: bool
     time_created: float
+    cancel_after_n_failures: int | None = None
 
 
 @dataclass(slots=True)
@@ -169,3 +171,40 @@ async def cancelled_with_work(conn: AsyncConnection) -> dict[int, set[int]]:
     for row in rows:
         out[int(row.batch_id)].add(int(row.job_group_id))
     return dict(out)
+
+
+async def cancel_over_failure_limit(conn: AsyncConnection, batch_ids: Iterable[int]) -> dict[int, set[int]]:
+    """Groups (with every group below them) whose tree reached its cancel_after_n_failures: marked
+    cancelled here; the caller cancels their jobs. Only batches with such limits cost more than a query."""
+    limited = list(
+        await conn.execute(
+            select(job_groups.c.batch_id).distinct().where(
+                job_groups.c.batch_id.in_(sorted(batch_ids)), job_groups.c.cancelled.is_(False),
+                job_groups.c.cancel_after_n_failures.is_not(None),
+            )
+        )
+    )
+    out: dict[int, set[int]] = {}
+    for row in limited:
+        batch_id = int(row.batch_id)
+        groups = await list_groups(conn, batch_id)
+        links = [(g.job_group_id, g.parent_id) for g in groups]
+        failed = {
+            int(r.job_group_id): int(r.n)
+            for r in await conn.execute(
+                select(jobs.c.job_group_id, func.count().label("n"))
+                .where(jobs.c.batch_id == batch_id, jobs.c.state.in_(("Failed", "Error")))
+                .group_by(jobs.c.job_group_id)
+            )
+        }
+        doomed: set[int] = set()
+        for g in groups:
+            if g.cancelled or g.cancel_after_n_failures is None or g.job_group_id in doomed:
+                continue
+            tree = descendants(links, g.job_group_id)
+            if sum(failed.get(member, 0) for member in tree) >= g.cancel_after_n_failures:
+                doomed |= tree
+        if doomed:
+            await set_cancelled(conn, batch_id, sorted(doomed))
+            out[batch_id] = doomed
+    return out

@@ -194,6 +194,7 @@ job_groups = Table(
     Column("attributes", JSON, nullable=False),
     Column("callback", Text, nullable=True),
     Column("cancelled", Boolean, nullable=False, default=False),
+    Column("cancel_after_n_failures", Integer, nullable=True),  # failures in the group's tree
     Column("time_created", Float, nullable=False),
 )
 

@@ -171,6 +171,18 @@ assert newest.job_group_id == 3 and later.wait()["state"] == "Success" and late.
 assert outer.status()["n_jobs"] == 4 and sorted(g.job_group_id for g in outer.job_groups()) == [2, 3]
 record("job_groups", outer.status())
 
+# a job group's cancel_after_n_failures cancels that group only
+b = client.create_batch()
+strict = b.create_job_group(cancel_after_n_failures=1)
+failing = strict.create_job(IMAGE, ["/bin/bash", "-c", "exit 1"], resources={"cpu": "0.25"})
+sleeper = strict.create_job(IMAGE, ["/bin/bash", "-c", "sleep 300"], resources={"cpu": "0.25"})
+bystander = bash(b, "sleep 1")
+b.submit()
+status = b.wait(disable_progress_bar=True)
+assert [state(failing), state(sleeper), state(bystander)] == ["Failed", "Cancelled", "Success"], status
+assert strict.status()["state"] == "cancelled"
+record("group_cancel_after_n_failures", "ok")
+
 # --- billing projects through the client's calls
 project = client.get_billing_project("default")
 assert project["billing_project"] == "default" and project["status"] == "open", project

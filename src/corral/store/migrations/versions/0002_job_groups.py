@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('attributes', sa.JSON(), nullable=False),
     sa.Column('callback', sa.Text(), nullable=True),
     sa.Column('cancelled', sa.Boolean(), nullable=False),
+    sa.Column('cancel_after_n_failures', sa.Integer(), nullable=True),
     sa.Column('time_created', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['batch_id'], ['batches.id'], name=op.f('fk_job_groups_batch_id_batches')),
     sa.PrimaryKeyConstraint('batch_id', 'job_group_id', name=op.f('pk_job_groups'))
