@@ -219,3 +219,17 @@ async def test_group_failure_limit_cancels_that_group_tree_only(hail: HailApi) -
         await conn.execute(_set_state(batch_id, 2, "Error"))
         assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {batch_id: {1, 2}}
         assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {}  # already cancelled
+
+
+async def test_updates_reserve_consecutive_disjoint_group_ranges(hail: HailApi) -> None:
+    import asyncio
+
+    r = await hail.client.post(f"{API}/batches/create", json={"billing_project": "default", "token": "c"})
+    batch_id = r.json()["id"]
+    replies = await asyncio.gather(*[
+        hail.client.post(f"{API}/batches/{batch_id}/updates/create",
+                         json={"n_jobs": 1, "n_job_groups": 3, "token": f"u{i}"})
+        for i in range(6)
+    ])
+    starts = sorted(reply.json()["start_job_group_id"] for reply in replies)
+    assert starts == [1, 4, 7, 10, 13, 16], starts

@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.job_groups import descendants
-from corral.store.tables import batch_updates, job_group_updates, job_groups, jobs
+from corral.store.tables import batch_updates, batches, job_group_updates, job_groups, jobs
 
 _INCOMPLETE = ("Pending", "Ready", "Creating", "Running")
 
@@ -52,6 +52,11 @@ class StateCounts:
 
 async def reserve(conn: AsyncConnection, batch_id: int, update_id: int, n_job_groups: int) -> int:
     """The update's first group id (idempotent): the range follows every range reserved before."""
+    found = await update_range(conn, batch_id, update_id)
+    if found is not None:
+        return found[0]
+    # Lock the batch row: concurrent updates of one batch must not reserve overlapping ranges.
+    await conn.execute(select(batches.c.id).where(batches.c.id == batch_id).with_for_update())
     found = await update_range(conn, batch_id, update_id)
     if found is not None:
         return found[0]
