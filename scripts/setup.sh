@@ -27,3 +27,7 @@ else
   .venv/bin/python -m pip install -q -e . 2>&1 | grep -v -i "warning" || true
 fi
 .venv/bin/python -c "import corral" || { echo "setup: corral did not install" >&2; exit 1; }
+# The stock Hail Batch client for the compatibility tests, in its own venv (.venv-hail).
+if [ "$TEST" = 1 ]; then
+  scripts/hail-client.sh >/dev/null || { echo "setup: the hail client did not install" >&2; exit 1; }
+fi

@@ -13,6 +13,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.hail.buckets import BucketsConfig
 from corral.images.config import ImagesConfig
 from corral.providers.config import InstanceCollectionConfig
 
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     default_user: str = Field(default_factory=lambda: os.environ.get("USER") or "corral")
     instance_collections: list[InstanceCollectionConfig] = Field(default_factory=list)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+    hail_compat_dir: Path | None = None  # serve HTTPS for the stock hailtop client; write its config here
+    hail_user: str | None = None  # the user tokens.json in hail_compat_dir is for (default: default_user)
+    buckets: BucketsConfig = Field(default_factory=dict)  # [buckets] name = "file:///…" | "s3://…"
 
     @property
     def db_url(self) -> str:

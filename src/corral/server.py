@@ -47,10 +47,15 @@ async def run_server(settings: Settings) -> None:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     await migrate(engine)
-    await bootstrap(engine, settings)
+    tokens = await bootstrap(engine, settings)
     driver = Driver(engine, settings)
     await driver.start()
-    app = create_app(settings, engine, driver, extra_routers=[worker_router(driver, settings.log_dir)])
+    routers = [worker_router(driver, settings.log_dir)]
+    if settings.hail_compat_dir is not None:
+        from corral.hail.routes import hail_routers
+
+        routers += hail_routers()
+    app = create_app(settings, engine, driver, extra_routers=routers)
     sock = _bind_remembered(settings)
     host, port = sock.getsockname()[:2]
     (settings.home / "server.port").write_text(str(port))
@@ -70,9 +75,14 @@ async def run_server(settings: Settings) -> None:
     while not server.started and not serve.done():
         await asyncio.sleep(0.01)
     provider = LocalProvider(driver, settings)
+    hail = None
     try:
         if serve.done():
             await serve  # raises the startup error
+        if settings.hail_compat_dir is not None:
+            from corral.hail.serve import start_hail_listener
+
+            hail = await start_hail_listener(settings, app, engine, tokens)
         if settings.local_workers > 0:
             await provider.start(url)
         if settings.url_file is not None:
@@ -88,6 +98,8 @@ async def run_server(settings: Settings) -> None:
         # long polls are answered, and only then does the HTTP server stop.
         await provider.stop()
         driver.close_polls()
+        if hail is not None:
+            await hail.stop()
         server.should_exit = True
         with contextlib.suppress(Exception):
             await serve

@@ -75,3 +75,6 @@ async def bootstrap(engine: AsyncEngine, settings: Settings) -> dict[str, str]:
     else:
         os.chmod(settings.tokens_file, 0o600)
     return tokens
+
+
+ensure_user = _ensure_user  # public: the Hail compatibility layer makes its user the same way

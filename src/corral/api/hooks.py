@@ -11,3 +11,6 @@ class DriverHooks(Protocol):
 
     async def batch_cancelled(self, batch_id: int) -> None:
         """The batch was cancelled: the driver cancels its jobs."""
+
+    async def job_groups_cancelled(self, batch_id: int, job_group_ids: set[int]) -> None:
+        """These job groups of the batch were cancelled: the driver cancels their unfinished jobs."""

@@ -48,6 +48,18 @@ def check_bunch_size(n: int, *, field: str = "bunch") -> None:
         )
 
 
+def check_root_job_group(bunch: Sequence[JobSpec], *, field: str = "bunch") -> None:
+    """The native API has no job groups (they live in the Hail-compatible API): only the root, 0."""
+    for index, job in enumerate(bunch):
+        for name in ("in_update_job_group_id", "absolute_job_group_id"):
+            if getattr(job, name) not in (None, 0):
+                raise InvalidInput(
+                    f"{field}[{index}].{name}: job groups are available through the Hail-compatible API "
+                    "(/api/v1alpha); here leave it out or use 0",
+                    field=f"{field}[{index}].{name}",
+                )
+
+
 def worker_spec(job: JobSpec) -> dict[str, object]:
     """The `spec` column: exactly what docs/worker-protocol.md's Assignment.spec carries."""
     return {
@@ -169,6 +181,7 @@ def prepare_bunch(
                 attributes=attributes,
                 in_update_parents=inside,
                 earlier_parents=earlier,
+                job_group_id=job.absolute_job_group_id or 0,  # the Hail layer resolves in-update ids
             )
         )
     cycle = find_cycle(in_update_graph) if in_update_graph else None

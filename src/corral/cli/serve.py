@@ -50,6 +50,13 @@ def server(
     max_body_bytes: Annotated[int | None, typer.Option(help=_env("max_body_bytes"))] = None,
     admin_user: Annotated[str | None, typer.Option(help=_env("admin_user"))] = None,
     default_user: Annotated[str | None, typer.Option(help=_env("default_user"))] = None,
+    hail_compat_dir: Annotated[
+        Path | None,
+        typer.Option(help=f"Serve the stock hailtop client over HTTPS {_env('hail_compat_dir')}"),
+    ] = None,
+    hail_user: Annotated[
+        str | None, typer.Option(help=f"User of the Hail tokens.json {_env('hail_user')}")
+    ] = None,
 ) -> None:
     """Run the API, the driver and the local workers in one process (until Ctrl-C / SIGTERM)."""
     given = {k: v for k, v in locals().items() if v is not None and k != "config"}

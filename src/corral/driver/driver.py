@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from corral.config import Settings
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyQueues, plan_placements
+from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, lost_outcome
 from corral.store import instances as instance_store
+from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
 
 log = logging.getLogger("corral.driver")
@@ -42,10 +44,11 @@ class _Inbox:
     reports: list[_Report] = field(default_factory=list)
     committed: set[int] = field(default_factory=set)
     cancelled: set[int] = field(default_factory=set)
+    cancelled_groups: dict[int, set[int]] = field(default_factory=dict)  # batch -> job group ids
     lost: dict[str, str] = field(default_factory=dict)  # instance name -> reason
 
     def __bool__(self) -> bool:
-        return bool(self.reports or self.committed or self.cancelled or self.lost)
+        return bool(self.reports or self.committed or self.cancelled or self.cancelled_groups or self.lost)
 
 
 class Driver:
@@ -99,6 +102,7 @@ class Driver:
                 running = await q.load_running_attempts(conn)
                 ready = await q.load_ready_jobs(conn)
                 cancelled = await q.cancelled_batches_with_work(conn)
+                cancelled_groups = await job_group_store.cancelled_with_work(conn)
         self.queues.clear()
         self.running_mcpu.clear()
         self._doomed.clear()
@@ -137,6 +141,8 @@ class Driver:
         for queued in ready:
             self._enqueue(queued)
         self._inbox.cancelled.update(cancelled)
+        for batch_id, group_ids in cancelled_groups.items():
+            self._inbox.cancelled_groups.setdefault(batch_id, set()).update(group_ids)
         for inst in self.instances.values():
             inst.notify()
         self._wake.set()
@@ -171,6 +177,10 @@ class Driver:
 
     async def batch_cancelled(self, batch_id: int) -> None:
         self._inbox.cancelled.add(batch_id)
+        self._wake.set()
+
+    async def job_groups_cancelled(self, batch_id: int, job_group_ids: set[int]) -> None:
+        self._inbox.cancelled_groups.setdefault(batch_id, set()).update(job_group_ids)
         self._wake.set()
 
     # ------------------------------------------------------------ instances (providers)
@@ -309,6 +319,14 @@ class Driver:
             await q.mark_started(conn, started)
             cascade = await q.end_attempts(conn, outcomes, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
+            group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
+            failed = {o.batch_id for o in outcomes if o.job_state in (JobState.FAILED, JobState.ERROR)}
+            if failed:  # job groups with cancel_after_n_failures
+                over = await job_group_store.cancel_over_failure_limit(conn, failed)
+                for batch_id, group_ids in over.items():
+                    group_cancels.setdefault(batch_id, set()).update(group_ids)
+            for batch_id, group_ids in group_cancels.items():
+                to_cancel.update(await self._cancel_jobs(conn, batch_id, cascade, now, group_ids))
             await self._apply_cancels(conn, to_cancel, cascade, now)
             if self._doomed:
                 doomed, self._doomed = sorted(self._doomed), set()
@@ -343,26 +361,35 @@ class Driver:
     ) -> None:
         while batch_ids:
             batch_id = batch_ids.pop()
-            result = await q.cancel_batch_jobs(conn, batch_id, now)
-            for _b, _j, _a, instance_name in result.killed:
-                inst = self.instances.get(instance_name)
-                if inst is None:
-                    continue
-                key = f"{_b}.{_j}.{_a}"
-                if key in inst.assigned:
-                    if key in inst.delivered:
-                        inst.to_cancel.add(key)
-                    else:
-                        self._release(inst.assigned[key])
-                    inst.notify()
-            for queues in self.queues.values():
-                queues.remove_where(batch_id)
+            batch_ids.update(await self._cancel_jobs(conn, batch_id, cascade, now))
+
+    async def _cancel_jobs(
+        self, conn: AsyncConnection, batch_id: int, cascade: q.CascadeResult, now: float,
+        job_group_ids: set[int] | None = None,
+    ) -> set[int]:
+        """Cancel the batch's unfinished jobs (of those job groups only, when given); returns other
+        batches the cascade says to cancel."""
+        result = await q.cancel_batch_jobs(conn, batch_id, now, job_group_ids=job_group_ids)
+        for _b, _j, _a, instance_name in result.killed:
+            inst = self.instances.get(instance_name)
+            if inst is None:
+                continue
+            key = f"{_b}.{_j}.{_a}"
+            if key in inst.assigned:
+                if key in inst.delivered:
+                    inst.to_cancel.add(key)
+                else:
+                    self._release(inst.assigned[key])
+                inst.notify()
+        for queues in self.queues.values():
+            queues.remove_where(batch_id)
+        if job_group_ids is None:
             self._doomed = {k for k in self._doomed if k[0] != batch_id}
-            # always_run jobs of the batch stay queued; re-read them from the store.
-            for queued in await q.load_ready_jobs(conn, batch_id):
-                self._enqueue(queued)
-            cascade.merge(result.cascade)
-            batch_ids.update(b for b in result.cascade.batches_to_cancel if b != batch_id)
+        # always_run jobs of the batch stay queued; re-read them from the store.
+        for queued in await q.load_ready_jobs(conn, batch_id):
+            self._enqueue(queued)
+        cascade.merge(result.cascade)
+        return {b for b in result.cascade.batches_to_cancel if b != batch_id}
 
     async def _schedule(self, conn: AsyncConnection, now: float) -> set[InstanceState]:
         notified: set[InstanceState] = set()

@@ -36,6 +36,7 @@ class JobRecord:
     time_created: float
     time_completed: float | None
     attributes: dict[str, str]
+    job_group_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ class NewJob:
     attributes: dict[str, str]
     in_update_parents: list[int] = field(default_factory=list)  # absolute ids inside the same update
     earlier_parents: list[int] = field(default_factory=list)  # absolute ids of earlier updates
+    job_group_id: int = 0  # absolute; 0 is the batch's root job group
 
 
 def _states_in(column: Any, states: Iterable[JobState]) -> Any:
@@ -136,6 +137,7 @@ async def insert_jobs(
                 "cost": 0.0,
                 "time_created": now,
                 "time_completed": None,
+                "job_group_id": job.job_group_id,
             }
         )
         links.extend(

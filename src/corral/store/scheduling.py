@@ -7,7 +7,7 @@ update is conditional on the state the driver expects, so a stale or duplicate r
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -527,17 +527,21 @@ class CancelResult:
     killed: list[tuple[int, int, int, str]]  # (batch, job, attempt, instance) attempts to kill
 
 
-async def cancel_batch_jobs(conn: AsyncConnection, batch_id: int, now: float) -> CancelResult:
-    """Cancel every unfinished job of a committed update of the batch that is not always_run."""
-    rows = list(
-        await conn.execute(
-            select(jobs.c.job_id, jobs.c.state, jobs.c.n_attempts)
-            .join(batch_updates, and_(batch_updates.c.batch_id == jobs.c.batch_id,
-                                      batch_updates.c.update_id == jobs.c.update_id))
-            .where(jobs.c.batch_id == batch_id, jobs.c.state.in_(_INCOMPLETE))
-            .where(jobs.c.always_run.is_(False), batch_updates.c.committed.is_(True))
-        )
+async def cancel_batch_jobs(
+    conn: AsyncConnection, batch_id: int, now: float, *, job_group_ids: Collection[int] | None = None
+) -> CancelResult:
+    """Cancel every unfinished job of a committed update of the batch that is not always_run
+    (only those of the given job groups, when given)."""
+    query = (
+        select(jobs.c.job_id, jobs.c.state, jobs.c.n_attempts)
+        .join(batch_updates, and_(batch_updates.c.batch_id == jobs.c.batch_id,
+                                  batch_updates.c.update_id == jobs.c.update_id))
+        .where(jobs.c.batch_id == batch_id, jobs.c.state.in_(_INCOMPLETE))
+        .where(jobs.c.always_run.is_(False), batch_updates.c.committed.is_(True))
     )
+    if job_group_ids is not None:
+        query = query.where(jobs.c.job_group_id.in_(sorted(job_group_ids)))
+    rows = list(await conn.execute(query))
     killed: list[tuple[int, int, int, str]] = []
     active = [r for r in rows if r.state in (JobState.RUNNING, JobState.CREATING)]
     if active:

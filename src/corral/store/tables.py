@@ -123,6 +123,7 @@ jobs = Table(
     Column("cost", Float, nullable=False, default=0.0),
     Column("time_created", Float, nullable=False),
     Column("time_completed", Float, nullable=True),
+    Column("job_group_id", Integer, nullable=False, default=0, server_default="0"),  # 0: the root group
     Index(None, "state"),
     Index(None, "batch_id", "state"),
 )
@@ -181,4 +182,28 @@ instances = Table(
     Column("last_heartbeat", Float, nullable=True),
     Column("time_deleted", Float, nullable=True),
     Index(None, "state"),
+)
+
+job_groups = Table(
+    "job_groups",
+    metadata,
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), primary_key=True),
+    Column("job_group_id", Integer, primary_key=True),  # 1, 2, … per batch; 0 (the root) is the batch
+    Column("update_id", Integer, nullable=False),
+    Column("parent_id", Integer, nullable=False),  # 0: a child of the root group
+    Column("attributes", JSON, nullable=False),
+    Column("callback", Text, nullable=True),
+    Column("cancelled", Boolean, nullable=False, default=False),
+    Column("cancel_after_n_failures", Integer, nullable=True),  # failures in the group's tree
+    Column("time_created", Float, nullable=False),
+)
+
+job_group_updates = Table(
+    "job_group_updates",
+    metadata,
+    Column("batch_id", BigInteger, primary_key=True),
+    Column("update_id", Integer, primary_key=True),
+    Column("start_job_group_id", Integer, nullable=False),  # the update's groups are start .. start+n-1
+    Column("n_job_groups", Integer, nullable=False),
+    ForeignKeyConstraint(["batch_id", "update_id"], ["batch_updates.batch_id", "batch_updates.update_id"]),
 )

@@ -12,7 +12,7 @@ from corral.api.auth import CurrentUser
 from corral.api.context import Context
 from corral.api.convert import batch_status
 from corral.api.gcpause import gc_paused
-from corral.api.jobspecs import parse_bunch
+from corral.api.jobspecs import check_root_job_group, parse_bunch
 from corral.api.query import batch_predicate
 from corral.api.schemas import (
     BatchList,
@@ -31,6 +31,7 @@ router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 
 @router.post("/create-fast")
 async def create_fast(body: CreateFastRequest, ctx: Context, user: CurrentUser) -> CreateBatchResponse:
+    check_root_job_group(body.bunch)
     return await submit.create_fast(ctx, user, body)
 
 
@@ -50,6 +51,7 @@ async def create_update(
 async def update_fast(
     batch_id: int, body: UpdateFastRequest, ctx: Context, user: CurrentUser
 ) -> CreateUpdateResponse:
+    check_root_job_group(body.bunch)
     return await submit.update_fast(ctx, user, batch_id, body)
 
 
@@ -75,6 +77,7 @@ async def create_jobs(
     with gc_paused():
         bunch = parse_bunch(body)
         del body
+        check_root_job_group(bunch)
         inserted = await submit.add_bunch(ctx, user, batch_id, update_id, bunch)
     return {"inserted": inserted}
 
