@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 SAMPLE_INTERVAL = 1.0
 DEFAULT_PIDS_LIMIT = 4096
 IMAGE_NOTE = (
-    "image ignored: this worker runs the process runtime (the host, sandboxed); workers started with "
+    "image ignored: this worker runs jobs in the process sandbox on the host; workers started with "
     "--runtime oci run jobs in their image"
 )
 
