@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
+from corral.worker.gpus import GpuDevices, visible_devices_env
 from corral.worker.layout import ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
@@ -72,6 +74,7 @@ class Agent:
         self.stopping = asyncio.Event()  # hard stop: a second signal, or the driver disowned us
         self.fatal: str | None = None
         self._attempts: dict[str, asyncio.Task[None]] = {}
+        self.gpus = GpuDevices.from_env()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -230,6 +233,15 @@ class Agent:
     async def _attempt(self, assignment: Assignment, cancel: asyncio.Event) -> None:
         assert self.runtime is not None
         dirs = self.layout.attempt(assignment.key)
+        devices = self.gpus.acquire(assignment.key, assignment.spec.gpus)
+        if devices is None:
+            wanted = assignment.spec.gpus
+            self._report_unreadable(assignment.key, f"{wanted} GPUs requested, fewer are free on this worker")
+            self._attempts.pop(assignment.key, None)
+            return
+        if self.gpus.ids or devices:
+            env = {**assignment.spec.env, **visible_devices_env(devices)}
+            assignment = replace(assignment, spec=replace(assignment.spec, env=env))
         try:
             completed = await run_attempt(
                 assignment, self.runtime, dirs, cancel, emit=self.outbox.put, upload_log=self._upload_log
@@ -240,6 +252,7 @@ class Agent:
             log.exception("attempt %s crashed", assignment.key)
             self._report_unreadable(assignment.key, "worker error while running the attempt")
         finally:
+            self.gpus.release(assignment.key)
             self._attempts.pop(assignment.key, None)
             if self.runtime.uses_scratch:
                 await asyncio.shield(asyncio.to_thread(dirs.remove))

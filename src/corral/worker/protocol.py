@@ -29,6 +29,7 @@ class JobSpec:
     output_files: list[FileSpec] = field(default_factory=list)
     always_copy_output: bool = False
     network: str | None = None
+    gpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def parse_assignment(raw: dict[str, Any]) -> Assignment:
             output_files=_files(spec.get("output_files"), "spec.output_files"),
             always_copy_output=bool(spec.get("always_copy_output", False)),
             network=spec.get("network"),
+            gpus=int(spec.get("gpus") or 0),
         )
         return Assignment(
             key=str(raw["key"]),
