@@ -12,9 +12,11 @@ import socket
 import uvicorn
 
 from corral.config import Settings
+from corral.driver.autoscaler import Autoscaler
 from corral.driver.driver import Driver
 from corral.driver.worker_api import worker_router
 from corral.providers.local import LocalProvider
+from corral.providers.registry import create_provider
 from corral.store.db import make_engine, migrate
 
 log = logging.getLogger("corral.server")
@@ -70,11 +72,15 @@ async def run_server(settings: Settings) -> None:
     while not server.started and not serve.done():
         await asyncio.sleep(0.01)
     provider = LocalProvider(driver, settings)
+    autoscaler = Autoscaler(
+        driver, settings, {c.name: create_provider(c, settings) for c in settings.instance_collections}
+    )
     try:
         if serve.done():
             await serve  # raises the startup error
         if settings.local_workers > 0:
             await provider.start(url)
+        await autoscaler.start(url)
         if settings.url_file is not None:
             tmp = settings.url_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"url": url}))
@@ -86,6 +92,7 @@ async def run_server(settings: Settings) -> None:
     finally:
         # Workers first, while the API still answers them (they drain and deactivate); then open
         # long polls are answered, and only then does the HTTP server stop.
+        await autoscaler.stop()
         await provider.stop()
         driver.close_polls()
         server.should_exit = True
