@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
@@ -41,7 +42,13 @@ def _bind_remembered(settings: Settings) -> socket.socket:
     return _bind(settings.host, settings.port)
 
 
-async def run_server(settings: Settings) -> None:
+async def run_server(
+    settings: Settings,
+    *,
+    started: Callable[[Driver, Autoscaler], None] | None = None,
+    shutdown: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or `shutdown` is set); `started` sees the live driver and autoscaler."""
     from corral.api.app import create_app
     from corral.api.bootstrap import bootstrap
 
@@ -65,7 +72,7 @@ async def run_server(settings: Settings) -> None:
     # killing the process before the provider, driver and url file are cleaned up below.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     loop = asyncio.get_running_loop()
-    shutdown = asyncio.Event()
+    shutdown = shutdown or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
     serve = asyncio.create_task(server.serve(sockets=[sock]))
@@ -85,6 +92,8 @@ async def run_server(settings: Settings) -> None:
             tmp = settings.url_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"url": url}))
             tmp.replace(settings.url_file)
+        if started is not None:
+            started(driver, autoscaler)
         log.warning("corral server listening on %s (store: %s)", url, engine.url.render_as_string())
         stopping = asyncio.create_task(shutdown.wait())
         await asyncio.wait({serve, stopping}, return_when=asyncio.FIRST_COMPLETED)
