@@ -158,41 +158,25 @@ def test_two_users_on_a_constrained_ssh_pool_get_equal_shares(
 def test_gpu_jobs_see_only_their_assigned_devices(
     start_server: Any, tmp_path: Path, ssh_testbed: SshTestbed
 ) -> None:
-    out = tmp_path / "seen"
-    out.mkdir()
     hosts = [ssh_testbed.loopback_host("gpubox", cores=4, memory="2Gi", gpus=4, gpu_type="t4")]
     gpu_pool = pool("gpu", hosts, shape={"gpus": 2, "gpu_type": "t4"}, cores=2, max_instances=2)
     server = serve(start_server, tmp_path, [gpu_pool], pool="gpu")
-    jobs = [
-        job(
-            f'echo "$CUDA_VISIBLE_DEVICES" > {out}/job{i}; sleep 1',
-            i,
-            cpu="0.5",
-            resources={"cpu": "0.5", "memory": "64Mi", "gpus": 1, "gpu_type": "t4"},
-        )
-        for i in range(1, 5)
-    ]
-    jobs.append(
-        job(
-            f'echo "$CUDA_VISIBLE_DEVICES" > {out}/job5',
-            5,
-            resources={"cpu": "0.5", "memory": "64Mi", "gpus": 2},
-        )
-    )
-    jobs.append(
-        job(f'echo "[$CUDA_VISIBLE_DEVICES]" > {out}/job6', 6, resources={"cpu": "0.5", "memory": "64Mi"})
-    )
+    show = 'echo "[$CUDA_VISIBLE_DEVICES]"'
+    one_gpu = {"cpu": "0.5", "memory": "64Mi", "gpus": 1, "gpu_type": "t4"}
+    jobs = [job(f"{show}; sleep 1", i, resources=one_gpu) for i in range(1, 5)]
+    jobs.append(job(show, 5, resources={"cpu": "0.5", "memory": "64Mi", "gpus": 2}))
+    jobs.append(job(show, 6, resources={"cpu": "0.5", "memory": "64Mi"}))
     batch_id = server.submit(jobs)
     assert server.wait(batch_id, timeout=300)["state"] == "success"
-    seen = {i: (out / f"job{i}").read_text().strip() for i in range(1, 7)}
+    with server.client() as c:
+        logs = {i: c.get(f"/api/v1/batches/{batch_id}/jobs/{i}/log").json() for i in range(1, 7)}
+    seen = {i: log["main"].strip() for i, log in logs.items()}
     for i in range(1, 5):
-        assert seen[i] in {"0", "1", "2", "3"}, seen
-    assert seen[5] in {"0,1", "2,3"}, seen  # both devices of one instance
+        assert seen[i] in {"[0]", "[1]", "[2]", "[3]"}, seen
+    assert seen[5] in {"[0,1]", "[2,3]"}, seen  # both devices of one instance
     assert seen[6] == "[]", seen  # a job without GPUs sees none
-    gpu_ids = {m for (m,) in store(server, "SELECT metadata FROM instances WHERE collection = 'gpu'")}
-    assert any('"gpu_ids": ["0", "1"]' in m for m in gpu_ids) or any(
-        '"gpu_ids": ["2", "3"]' in m for m in gpu_ids
-    )
+    devices = {m for (m,) in store(server, "SELECT metadata FROM instances WHERE collection = 'gpu'")}
+    assert all('"gpu_ids": ["0", "1"]' in m or '"gpu_ids": ["2", "3"]' in m for m in devices), devices
 
 
 def test_a_job_that_fits_no_pool_gets_its_own_instance_deleted_when_it_ends(
