@@ -1,0 +1,27 @@
+"""The worker hands each attempt its own GPUs and hides the others."""
+
+from __future__ import annotations
+
+from corral.worker.gpus import GpuDevices, parse_gpu_ids, visible_devices_env
+
+
+def test_gpu_ids_from_a_list_or_a_count() -> None:
+    assert parse_gpu_ids("2,3") == ["2", "3"]
+    assert parse_gpu_ids("3") == ["0", "1", "2"]
+    assert parse_gpu_ids("") == [] and parse_gpu_ids(None) == []
+
+
+def test_attempts_get_distinct_devices_until_released() -> None:
+    devices = GpuDevices(["0", "1", "2"])
+    assert devices.acquire("a", 2) == ["0", "1"]
+    assert devices.acquire("b", 2) is None  # only one left
+    assert devices.acquire("c", 1) == ["2"]
+    devices.release("a")
+    assert sorted(devices.acquire("b", 2) or []) == ["0", "1"]
+    assert devices.acquire("d", 0) == []
+
+
+def test_visible_devices_env_hides_everything_for_no_gpus() -> None:
+    assert visible_devices_env(["1", "3"])["CUDA_VISIBLE_DEVICES"] == "1,3"
+    assert visible_devices_env([])["CUDA_VISIBLE_DEVICES"] == ""
+    assert visible_devices_env([])["NVIDIA_VISIBLE_DEVICES"] == "none"
