@@ -48,7 +48,7 @@ def check_bunch_size(n: int, *, field: str = "bunch") -> None:
 
 def worker_spec(job: JobSpec) -> dict[str, object]:
     """The `spec` column: exactly what docs/worker-protocol.md's Assignment.spec carries."""
-    return {
+    spec: dict[str, object] = {
         "command": list(job.process.command),
         "image": job.process.image,
         "env": {e.name: e.value for e in job.env},
@@ -57,8 +57,10 @@ def worker_spec(job: JobSpec) -> dict[str, object]:
         "output_files": [{"from": f.from_, "to": f.to} for f in job.output_files],
         "always_copy_output": job.always_copy_output,
         "network": job.network,
-        "gpus": job.resources.gpus,  # the worker picks which of its devices the job sees
     }
+    if job.resources.gpus:
+        spec["gpus"] = job.resources.gpus  # the worker picks which of its devices the job sees
+    return spec
 
 
 class _ResourceCache:
