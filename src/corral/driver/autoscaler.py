@@ -347,9 +347,11 @@ class Autoscaler:
         task.add_done_callback(self._background.discard)
 
     async def _delete_now(self, m: _Managed) -> None:
-        # The writer loop first ends its attempts (instance_lost); then the machine goes.
-        for _ in range(100):
-            if m.name not in self.driver.instances:
+        # The writer loop first ends its attempts (instance_lost) and marks it inactive; then the machine
+        # goes and it is marked deleted. Two ticks on: the one in flight, then the one that saw the loss.
+        seen = self.driver.ticks
+        for _ in range(200):
+            if m.name not in self.driver.instances and self.driver.ticks >= seen + 2:
                 break
             await asyncio.sleep(0.05)
         try:

@@ -43,7 +43,8 @@ class GpuDevices:
         return taken
 
     def release(self, key: str) -> None:
-        self._free.extend(self._held.pop(key, []))
+        freed = set(self._held.pop(key, []))
+        self._free = [d for d in self.ids if d in freed or d in self._free]  # in the worker's order
 
 
 def visible_devices_env(devices: list[str]) -> dict[str, str]:

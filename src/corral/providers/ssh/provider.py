@@ -206,5 +206,6 @@ def _host_shape(host: SshHost) -> MachineShape:
 
 
 def create_provider(collection: InstanceCollectionConfig, settings: Settings) -> SshProvider:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # its INFO logs every channel and command
     options = parse_options(collection.provider_options, collection=collection.name)
     return SshProvider(collection.name, options)

@@ -25,10 +25,14 @@ from corral.providers.ssh.options import JumpHost, SshHost, SshOptions
 log = logging.getLogger("corral.providers.ssh")
 
 # Runs on the host: start the worker in its own session, stop it when our stdin (the SSH channel) ends.
+# The token comes as the first line of stdin, so it never shows in the host's process list.
 LAUNCHER = r"""
 import os, signal, subprocess, sys, threading
+token = sys.stdin.readline().strip()
 log = open(sys.argv[1], "ab")
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+env = {**os.environ, "CORRAL_WORKER_TOKEN": token}
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                     env=env)
 print(p.pid, flush=True)
 def stop(*_):
     try:
@@ -111,6 +115,8 @@ class HostSession:
         self.workers: dict[str, RemoteWorker] = {}
         self.home = ""
         self._watch: asyncio.Task[None] | None = None
+        self._venv_lock = asyncio.Lock()
+        self._venv_ready = ""  # digest of the bundle known installed on this host
 
     @property
     def alive(self) -> bool:
@@ -154,6 +160,13 @@ class HostSession:
 
     async def ensure_venv(self, bundle: WorkerBundle) -> str:
         """The venv's python on the host, installing the bundle when this version is not there yet."""
+        async with self._venv_lock:  # instances created together on one host upload the bundle once
+            if self._venv_ready != bundle.digest:
+                await self._install(bundle)
+                self._venv_ready = bundle.digest
+        return f"{self.work_dir}/venv-{bundle.digest}/bin/python"
+
+    async def _install(self, bundle: WorkerBundle) -> None:
         assert self.conn is not None
         args = [self.work_dir, bundle.digest, self.host.python]
         script = f"sh -c {shlex.quote(INSTALL)} install {shlex.join(args)}"
@@ -166,10 +179,9 @@ class HostSession:
             if result.exit_status != 0:
                 err = result.stderr.decode(errors="replace") if isinstance(result.stderr, bytes) else ""
                 raise HostUnreachable(f"installing the worker on {self.host.name} failed: {err[-1500:]}")
-            log.info("worker venv on %s: %s in %.1fs", self.host.name,
+            log.info("worker venv on %s: %s in %.1fs (bundle %d bytes)", self.host.name,
                      (result.stdout or b"").decode().strip() if isinstance(result.stdout, bytes) else "",
-                     time.monotonic() - started)
-        return f"{self.work_dir}/venv-{bundle.digest}/bin/python"
+                     time.monotonic() - started, bundle.size)
 
     async def start_worker(
         self, python: str, *, name: str, token: str, cores: float, memory_bytes: int, gpu_ids: list[str],
@@ -177,10 +189,7 @@ class HostSession:
     ) -> RemoteWorker:
         assert self.conn is not None
         logs = f"{self.work_dir}/logs"
-        env = {
-            "CORRAL_WORKER_TOKEN": token, "CORRAL_HOME": f"{self.work_dir}/home",
-            "CORRAL_WORKER_GPUS": ",".join(gpu_ids),
-        }
+        env = {"CORRAL_HOME": f"{self.work_dir}/home", "CORRAL_WORKER_GPUS": ",".join(gpu_ids)}
         worker = [
             python, "-m", "corral", "worker", "--url", f"http://127.0.0.1:{self.tunnel_port}", "--name", name,
             "--cores", str(cores), "--memory", str(memory_bytes), "--runtime", runtime,
@@ -191,6 +200,7 @@ class HostSession:
             f"-c {shlex.quote(LAUNCHER)} {shlex.quote(f'{logs}/{name}.log')} {shlex.join(worker)}"
         )
         process = await self.conn.create_process(command)
+        process.stdin.write(token + "\n")
         line = await asyncio.wait_for(process.stdout.readline(), self.options.connect_timeout)
         if not str(line).strip().isdigit():
             process.close()
