@@ -24,7 +24,7 @@ from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
-from corral.worker.gpus import GpuDevices, visible_devices_env
+from corral.worker.gpus import GpuDevices, device_nodes, visible_devices_env
 from corral.worker.layout import ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
@@ -241,7 +241,8 @@ class Agent:
             return
         if self.gpus.ids or devices:
             env = {**assignment.spec.env, **visible_devices_env(devices)}
-            assignment = replace(assignment, spec=replace(assignment.spec, env=env))
+            nodes = tuple(str(node) for node in device_nodes(devices))
+            assignment = replace(assignment, spec=replace(assignment.spec, env=env), devices=nodes)
         try:
             completed = await run_attempt(
                 assignment, self.runtime, dirs, cancel, emit=self.outbox.put, upload_log=self._upload_log

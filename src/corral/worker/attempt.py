@@ -27,7 +27,7 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
         key=assignment.key, command=spec.command, io_dir=dirs.io, scratch=dirs.root, tmp_dir=dirs.tmp,
         log_path=dirs.log("main"), env=spec.env, image=spec.image, network=spec.network,
         cores_mcpu=assignment.cores_mcpu, memory_bytes=assignment.memory_bytes,
-        storage_bytes=assignment.storage_bytes, timeout=spec.timeout,
+        storage_bytes=assignment.storage_bytes, timeout=spec.timeout, devices=assignment.devices,
     )
 
 

@@ -42,6 +42,7 @@ class Assignment:
     cores_mcpu: int
     memory_bytes: int
     storage_bytes: int = 0
+    devices: tuple[str, ...] = ()  # set by this worker: device nodes of the attempt's GPUs
 
 
 def _files(raw: Any, what: str) -> list[FileSpec]:
