@@ -46,6 +46,7 @@ class _Managed:
     metadata: dict[str, object] = field(default_factory=dict)
     created: bool = False  # create_instance has returned
     reserved_for: tuple[int, int] | None = None
+    running_since: float | None = None  # the provider reported it running (a queued SLURM job is not)
     idle_since: float | None = None
     drain_tick: int | None = None  # the driver's tick when its release began
 
@@ -92,6 +93,7 @@ class Autoscaler:
         *,
         interval: float = 1.0,
         startup_timeout: float = 600.0,
+        list_timeout: float = 120.0,
     ) -> None:
         self.driver = driver
         self.collections = {c.name: c for c in settings.instance_collections}
@@ -99,6 +101,7 @@ class Autoscaler:
         self.limits = {n: lim for n, c in self.collections.items() if (lim := collection_limits(c))}
         self.interval = interval
         self.startup_timeout = startup_timeout
+        self.list_timeout = list_timeout
         self.driver_url = ""
         self.ticks = 0
         self._managed: dict[str, _Managed] = {}
@@ -201,7 +204,7 @@ class Autoscaler:
 
     async def _list(self, collection: str) -> list[ProviderInstance] | None:
         try:
-            return await self.providers[collection].list_instances()
+            return await asyncio.wait_for(self.providers[collection].list_instances(), self.list_timeout)
         except Exception:
             log.exception("listing instances of %s failed", collection)
             return None
@@ -214,14 +217,19 @@ class Autoscaler:
         for m in self._of(collection):
             inst = self.driver.instances.get(m.name)
             found = seen.get(m.name)
+            if found is not None and found.status == "running" and m.running_since is None:
+                m.running_since = now
             if found is not None and found.status == "gone":
                 self._lose(m, found.reason or "gone")
             elif m.created and found is None and now - m.time_created > LISTING_GRACE:
                 self._lose(m, "the provider no longer lists it")
             elif m.created and inst is None:
                 self._release(m)  # the driver dropped it (silent, deactivated)
-            elif inst is not None and not inst.active and now - m.time_created > self.startup_timeout:
-                self._lose(m, f"its worker did not start within {self.startup_timeout:.0f}s")
+            elif (
+                inst is not None and not inst.active and m.running_since is not None
+                and now - m.running_since > self.startup_timeout
+            ):
+                self._lose(m, f"its worker did not call in within {self.startup_timeout:.0f}s of starting")
             elif inst is not None and inst.active:
                 if inst.assigned:
                     m.idle_since = None
@@ -251,19 +259,37 @@ class Autoscaler:
                 self._managed[name].drain_tick = self.driver.ticks
         if now < self._backoff_until.get(collection, 0.0):
             return
-        queues = self.driver.queues.get(collection)
-        running = self.driver.running_mcpu.get(collection, {})
-        demands = {}
-        ready_gpus = 0
-        if queues is not None:
-            demands = {u: UserDemand(running.get(u, 0), mcpu) for u, mcpu in queues.ready_mcpu.items()}
-            if limits.gpus:
-                ready_gpus = sum(j.gpus for j in queues)
         views = [self._view(m) for m in self._of(collection) if m.drain_tick is None]
+        demands, ready_gpus = self._demands(collection, limits, views)
         shape = collection_shape(self.collections[collection])
         assert shape is not None
         for _ in range(pool_instances_to_create(limits, demands, views, ready_gpus=ready_gpus)):
             self._create(collection, shape, None)
+
+    def _demands(
+        self, collection: str, limits: PoolLimits, views: list[InstanceView]
+    ) -> tuple[dict[str, UserDemand], int]:
+        """Users' ready cores (and GPUs) that an instance of this pool could run.
+
+        Jobs no instance of the shape can run do not grow the pool (they wait for a job-private collection
+        or a config change). The scan stops once demand exceeds what the pool could still add.
+        """
+        queues = self.driver.queues.get(collection)
+        if queues is None or not len(queues):
+            return {}, 0
+        running = self.driver.running_mcpu.get(collection, {})
+        room = (limits.cap - len(views)) * limits.cores_mcpu + sum(v.free_mcpu for v in views)
+        ready: dict[str, int] = {}
+        gpus = total = 0
+        for job in queues:
+            if not limits.fits(job):
+                continue
+            ready[job.user] = ready.get(job.user, 0) + job.cores_mcpu
+            gpus += job.gpus
+            total += job.cores_mcpu
+            if total > room and (not limits.gpus or gpus > limits.gpus * limits.cap):
+                break
+        return {u: UserDemand(running.get(u, 0), mcpu) for u, mcpu in ready.items()}, gpus
 
     def _serve_private(self, collection: str) -> None:
         col = self.collections[collection]
