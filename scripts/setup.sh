@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0; [ "${1:-}" = "--test" ] && TEST=1
 PKGS=(bubblewrap)
-[ "$TEST" = 1 ] && PKGS+=(postgresql openssh-server iproute2)  # sshd hosts: scripts/sshd.sh
+[ "$TEST" = 1 ] && PKGS+=(postgresql slurm-wlm slurm-client munge openssh-server)  # SLURM + sshd tests
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
