@@ -21,6 +21,7 @@ from bench.workloads.common import (
 )
 
 RAW = "raw (xargs -P cores)"
+SANDBOX = "raw bwrap sandbox (xargs -P cores)"
 
 
 def corral_true(server: CorralServer, n: int) -> Callable[[], float]:
@@ -29,7 +30,7 @@ def corral_true(server: CorralServer, n: int) -> Callable[[], float]:
         with server.client() as c:
             t0 = time.perf_counter()
             batch_id = server.submit_bunches(c, jobs)
-            status = server.wait(c, batch_id, timeout=60 + n / 5)
+            status = server.wait(c, batch_id, timeout=60 + n / 5, poll=0.05)
             elapsed = time.perf_counter() - t0
         all_succeeded(status)
         return elapsed
@@ -39,7 +40,9 @@ def corral_true(server: CorralServer, n: int) -> Callable[[], float]:
 
 def run(ctx: Context) -> list[Result]:
     n, slots = ctx.sizes.w3_jobs, SLOTS_PER_CORE * cores()
-    systems: dict[str, Callable[[], float]] = {RAW: lambda: raw.run_true(n)}
+    systems: dict[str, Callable[[], float]] = {
+        RAW: lambda: raw.run_true(n), SANDBOX: lambda: raw.run_true(n, sandboxed=True)
+    }
     failures: dict[str, Outcome] = {}
     try:
         systems["Corral"] = corral_true(start_server(ctx, "w3", process_worker_settings()), n)
@@ -54,9 +57,10 @@ def run(ctx: Context) -> list[Result]:
     outcomes = interleaved(ctx, "W3", systems, ctx.sizes.repeats)
     outcomes.update(failures)
     rates = {name: Outcome([n / t for t in o.samples], o.error) for name, o in outcomes.items()}
-    order = [RAW, "Corral", *[name for name in systems if name not in (RAW, "Corral")]]
+    order = [RAW, SANDBOX, "Corral", *[name for name in systems if name not in (RAW, SANDBOX, "Corral")]]
     notes = {
         RAW: f"{n:,} x `true`, {cores()} at a time",
+        SANDBOX: "the same `true` in the bwrap sandbox Corral's process runtime uses (no cgroups): its floor",
         "Corral": f"process runtime, 1 local worker with {cores()} cores, jobs of {CORRAL_JOB_CPU} cpu",
         "SLURM (sbatch each)": "one sbatch per job; tuned node (64 advertised CPUs)",
         "SLURM (array)": "one --array job; tuned node (64 advertised CPUs)",

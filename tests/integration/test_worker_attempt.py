@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import uuid
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from corral.runtimes import Runtime, runtime_class
-from corral.worker.attempt import run_attempt
+from corral.worker.attempt import INLINE_LOG_BYTES, run_attempt
 from corral.worker.layout import ScratchLayout
 from corral.worker.protocol import Assignment, StepName, parse_assignment
 
@@ -62,7 +63,29 @@ async def attempt(runtime: Runtime, a: Assignment, tmp_path: Path, cancel: async
     event = await run_attempt(
         a, runtime, layout.attempt(a.key), cancel or asyncio.Event(), emit=rec.emit, upload_log=rec.upload
     )
+    for step, encoded in event.get("logs", {}).items():  # small logs ride in the event, big ones are uploaded
+        assert step not in rec.logs, f"{step} log both inline and uploaded"
+        rec.logs[step] = base64.b64decode(encoded)
     return event, rec
+
+
+@needs_sandbox
+async def test_small_logs_ride_in_the_event_and_big_ones_are_uploaded(
+    process_runtime: Runtime, tmp_path: Path
+) -> None:
+    a = assignment(f"echo small; head -c {INLINE_LOG_BYTES + 1} /dev/zero | tr '\\0' x >&2")
+    rec = Recorder()
+    layout = ScratchLayout(tmp_path / "work")
+    event = await run_attempt(a, process_runtime, layout.attempt(a.key), asyncio.Event(), emit=rec.emit,
+                              upload_log=rec.upload)
+    assert event["state"] == "succeeded", event
+    assert "logs" not in event  # the main log is over the inline limit: uploaded, not carried
+    assert rec.logs["main"].startswith(b"small\n") and len(rec.logs["main"]) == INLINE_LOG_BYTES + 7
+
+    quiet = assignment("true")
+    event = await run_attempt(quiet, process_runtime, layout.attempt(quiet.key), asyncio.Event(),
+                              emit=rec.emit, upload_log=rec.upload)
+    assert event["logs"] == {"main": ""}  # an empty log is still recorded: it hides no older attempt's log
 
 
 @needs_sandbox

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,6 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
             raise HTTPException(401, "unknown or retired instance token")
         return inst
 
-
     @router.post("/activate")
     async def activate(body: ActivateRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
@@ -61,6 +62,9 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
 
     @router.post("/events")
     async def events(body: EventsRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
+        inline = _inline_logs(inst, body.events, log_dir)
+        if inline:
+            await asyncio.to_thread(_write_logs, inline)  # durable before the completion is committed
         return {"ack": await driver.report(inst, body.events)}
 
     @router.put("/logs/{batch_id}/{job_id}/{attempt_id}/{step}")
@@ -77,15 +81,7 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
         if f"{batch_id}.{job_id}.{attempt_id}" not in inst.assigned:
             raise HTTPException(404, "no such attempt on this instance")
         body = await request.body()
-        path = log_path(log_dir, batch_id, job_id, attempt_id, step)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(body)
-            tmp.replace(path)
-
-        await asyncio.to_thread(write)
+        await asyncio.to_thread(_write_logs, [(log_path(log_dir, batch_id, job_id, attempt_id, step), body)])
         return {"bytes": len(body)}
 
     @router.post("/deactivate")
@@ -94,3 +90,33 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
         return {"ok": True}
 
     return router
+
+
+def _inline_logs(
+    inst: InstanceState, events: list[dict[str, Any]], log_dir: Path
+) -> list[tuple[Path, bytes]]:
+    """Small step logs a `completed` event carries (base64 by step), taken out of the event."""
+    out: list[tuple[Path, bytes]] = []
+    for event in events:
+        logs = event.pop("logs", None)
+        key = str(event.get("key", ""))
+        if not isinstance(logs, dict) or key not in inst.assigned:
+            continue
+        batch_id, job_id, attempt_id = (int(part) for part in key.split("."))
+        for step, encoded in logs.items():
+            if step not in STEPS or not isinstance(encoded, str):
+                raise HTTPException(400, f"events[].logs: steps are {', '.join(STEPS)}; values base64")
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except binascii.Error as exc:
+                raise HTTPException(400, f"events[].logs.{step}: not base64: {exc}") from None
+            out.append((log_path(log_dir, batch_id, job_id, attempt_id, step), data))
+    return out
+
+
+def _write_logs(logs: list[tuple[Path, bytes]]) -> None:
+    for path, data in logs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # readers see the whole log or none

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from corral.worker.steps import copy_step
 log = logging.getLogger(__name__)
 
 MAX_LOG_BYTES = 32 * 1024 * 1024  # the driver's body limit is 64 MiB; keep the end, where errors are
+INLINE_LOG_BYTES = 64 * 1024  # smaller logs ride in the `completed` event: no request of their own
 
 EmitEvent = Callable[[dict[str, Any]], None]
 UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
@@ -24,17 +26,33 @@ UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
 def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
     spec = assignment.spec
     return MainRequest(
-        key=assignment.key, command=spec.command, io_dir=dirs.io, scratch=dirs.root, tmp_dir=dirs.tmp,
-        log_path=dirs.log("main"), env=spec.env, image=spec.image, network=spec.network,
-        cores_mcpu=assignment.cores_mcpu, memory_bytes=assignment.memory_bytes,
-        storage_bytes=assignment.storage_bytes, timeout=spec.timeout, devices=assignment.devices,
+        key=assignment.key,
+        command=spec.command,
+        io_dir=dirs.io,
+        scratch=dirs.root,
+        tmp_dir=dirs.tmp,
+        log_path=dirs.log("main"),
+        env=spec.env,
+        image=spec.image,
+        network=spec.network,
+        cores_mcpu=assignment.cores_mcpu,
+        memory_bytes=assignment.memory_bytes,
+        storage_bytes=assignment.storage_bytes,
+        timeout=spec.timeout,
+        devices=assignment.devices,
     )
 
 
 def main_status(result: MainResult) -> StepStatus:
     return StepStatus(
-        "main", result.state, result.start, result.end, exit_code=result.exit_code, error=result.error,
-        out_of_memory=result.out_of_memory, note=result.note,
+        "main",
+        result.state,
+        result.start,
+        result.end,
+        exit_code=result.exit_code,
+        error=result.error,
+        out_of_memory=result.out_of_memory,
+        note=result.note,
     )
 
 
@@ -52,8 +70,13 @@ async def run_attempt(
     emit(started_event(assignment.key, now()))
     statuses: dict[StepName, StepStatus | None] = dict.fromkeys(STEPS)
     event: dict[str, Any] = {
-        "type": "completed", "key": assignment.key, "state": "succeeded", "exit_code": None, "error": None,
-        "out_of_memory": False, "timed_out": False,
+        "type": "completed",
+        "key": assignment.key,
+        "state": "succeeded",
+        "exit_code": None,
+        "error": None,
+        "out_of_memory": False,
+        "timed_out": False,
         "resource_usage": {"max_memory_bytes": 0, "cpu_seconds": 0.0},
     }
 
@@ -88,8 +111,11 @@ async def run_attempt(
         result = MainResult("error", t, t, error=f"runtime {runtime.name} failed: {exc!r}")
     statuses["main"] = main_status(result)
     event.update(
-        state=result.state, exit_code=result.exit_code, error=result.error,
-        out_of_memory=result.out_of_memory, timed_out=result.timed_out,
+        state=result.state,
+        exit_code=result.exit_code,
+        error=result.error,
+        out_of_memory=result.out_of_memory,
+        timed_out=result.timed_out,
         resource_usage={"max_memory_bytes": result.max_memory_bytes, "cpu_seconds": result.cpu_seconds},
     )
 
@@ -133,10 +159,12 @@ async def _finish_with_logs(
     upload_log: UploadLog,
 ) -> dict[str, Any]:
     ran = [s.name for s in statuses.values() if s is not None and s.state != "skipped"]
-    contents = await asyncio.gather(*(asyncio.to_thread(read_log, dirs.log(step)) for step in ran))
-    await asyncio.gather(
-        *(upload_log(assignment, step, data) for step, data in zip(ran, contents, strict=True))
-    )
+    contents = await asyncio.to_thread(lambda: [read_log(dirs.log(step)) for step in ran])
+    logs = dict(zip(ran, contents, strict=True))
+    inline = {step: data for step, data in logs.items() if len(data) <= INLINE_LOG_BYTES}
+    await asyncio.gather(*(upload_log(assignment, s, data) for s, data in logs.items() if s not in inline))
+    if inline:
+        event["logs"] = {step: base64.b64encode(data).decode("ascii") for step, data in inline.items()}
     return _finish(event, statuses)
 
 

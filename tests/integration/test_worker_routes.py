@@ -1,0 +1,111 @@
+"""The worker protocol's routes against a real Driver and store, in-process: logs carried in events."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from test_api_support import job
+
+from corral.api.app import create_app
+from corral.api.bootstrap import bootstrap
+from corral.config import Settings
+from corral.driver.driver import Driver
+from corral.driver.worker_api import worker_router
+from corral.store import instances as instance_store
+
+WORKER_TOKEN = "worker-token-for-tests"
+
+
+@dataclass
+class Service:
+    user: httpx.AsyncClient
+    worker: httpx.AsyncClient
+    settings: Settings
+
+
+@pytest.fixture
+async def service(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]:
+    settings = Settings(home=tmp_path / "home", admin_user="admin", default_user="alice", pool="default")
+    tokens = await bootstrap(engine, settings)
+    driver = Driver(engine, settings)
+    await driver.start()
+    async with engine.begin() as conn:
+        await instance_store.ensure_collection(conn, "default", kind="pool", provider="test", config={})
+    await driver.register_instance(
+        name="w1", pool="default", token=WORKER_TOKEN, cores_mcpu=4000, memory_bytes=8 << 30, metadata={}
+    )
+    app = create_app(settings, engine, driver, extra_routers=[worker_router(driver, settings.log_dir)])
+    transport = httpx.ASGITransport(app=app)
+    base = "http://corral.test"
+    user_auth = {"Authorization": f"Bearer {tokens['token']}"}
+    worker_auth = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=base, headers=user_auth, timeout=30) as user,
+        httpx.AsyncClient(transport=transport, base_url=base, headers=worker_auth, timeout=30) as worker,
+    ):
+        r = await worker.post("/api/v1/worker/activate", json={"cores_mcpu": 4000, "memory_bytes": 8 << 30})
+        assert r.status_code == 200, r.text
+        try:
+            yield Service(user, worker, settings)
+        finally:
+            driver.close_polls()
+            await driver.stop()
+
+
+async def _assigned(service: Service) -> dict[str, Any]:
+    r = await service.user.post(
+        "/api/v1/batches/create-fast",
+        json={"batch": {"billing_project": "default", "token": "t1", "n_jobs": 1}, "bunch": [job(1)]},
+    )
+    assert r.status_code == 200, r.text
+    r = await service.worker.post("/api/v1/worker/poll", json={"known": [], "wait": 10})
+    assert r.status_code == 200, r.text
+    (assignment,) = r.json()["assign"]
+    return dict(assignment)
+
+
+def _completed(key: str, logs: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": "completed", "key": key, "time": 2.0, "state": "succeeded", "exit_code": 0, "error": None,
+        "out_of_memory": False, "timed_out": False,
+        "container_statuses": {"input": None, "main": None, "output": None},
+        "resource_usage": {"max_memory_bytes": 0, "cpu_seconds": 0.0}, "logs": logs,
+    }
+
+
+async def test_logs_carried_in_the_completed_event_are_served_per_step(service: Service) -> None:
+    a = await _assigned(service)
+    main_log = b"hello from main\n"
+    events = [{"type": "started", "key": a["key"], "time": 1.0},
+              _completed(a["key"], {"main": base64.b64encode(main_log).decode()})]
+    r = await service.worker.post("/api/v1/worker/events", json={"events": events})
+    assert r.status_code == 200, r.text
+    assert a["key"] in r.json()["ack"]
+    r = await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}/log")
+    assert r.json() == {"main": main_log.decode()}
+    status = (await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}")).json()
+    assert status["state"] == "Success"
+    assert "logs" not in (status.get("status") or {})  # logs go to files, not into the job's status row
+
+
+async def test_a_log_that_is_not_base64_is_refused_and_changes_nothing(service: Service) -> None:
+    a = await _assigned(service)
+    r = await service.worker.post(
+        "/api/v1/worker/events", json={"events": [_completed(a["key"], {"main": "not base64!"})]}
+    )
+    assert r.status_code == 400 and "logs.main" in r.text
+    r = await service.worker.post(
+        "/api/v1/worker/events", json={"events": [_completed(a["key"], {"stdout": ""})]}
+    )
+    assert r.status_code == 400 and "input, main, output" in r.text
+    status = (await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}")).json()
+    assert status["state"] == "Running"
+    r = await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}/log")
+    assert r.json() == {}
