@@ -212,3 +212,33 @@ def test_a_job_that_fits_no_pool_gets_its_own_instance_deleted_when_it_ends(
     assert rows[0][1] == "lab"
     assert rows[1][1:] == ("big", f"{batch_id}.2", 3000), rows
     wait_for("the job-private instance deleted", lambda: live_instances(server, "big") == [], server, 60)
+
+
+def test_a_server_killed_mid_batch_restarts_and_the_batch_finishes_on_new_instances(
+    start_server: Any, tmp_path: Path, ssh_testbed: SshTestbed
+) -> None:
+    hosts = [ssh_testbed.loopback_host("lb1", cores=1, memory="1Gi"),
+             ssh_testbed.loopback_host("lb2", cores=1, memory="1Gi")]
+    server = serve(start_server, tmp_path, [pool("crash", hosts, max_instances=2, idle_seconds=30)],
+                   pool="crash")
+    batch_id = server.submit([job("sleep 3", i, cpu="1") for i in range(1, 5)])
+
+    def running() -> list[tuple[Any, ...]]:
+        return store(server, "SELECT job_id, instance_name FROM attempts WHERE batch_id = ? AND state = "
+                     "'running' AND time_started IS NOT NULL", batch_id)
+
+    wait_for("two jobs running", lambda: len(running()) == 2, server, 300)
+    before = {name for _, name in running()}
+    server.kill()  # SIGKILL: the SSH connections drop, and with them the workers
+    server.start()
+    status = server.wait(batch_id, timeout=300)
+    assert status["state"] == "success", status
+    lost = store(server, "SELECT instance_name FROM attempts WHERE batch_id = ? AND end_reason = 'lost'",
+                 batch_id)
+    assert {name for (name,) in lost} == before  # the attempts that were running are recorded lost
+    later = store(server, "SELECT DISTINCT instance_name FROM attempts WHERE batch_id = ? AND end_reason = "
+                  "'success'", batch_id)
+    assert {name for (name,) in later}.isdisjoint(before)  # and their jobs finished on new instances
+    wait_for("the old instances deleted", lambda: all(
+        s == "deleted" for (s,) in store(server, "SELECT state FROM instances WHERE name IN (?, ?)", *before)
+    ), server, 60)
