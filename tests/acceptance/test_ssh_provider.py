@@ -51,6 +51,7 @@ async def test_hosts_added_and_removed_in_the_inventory_file_take_effect_while_r
         first = await provider.create_instance(request("lab-1"))
         assert first["host"] == "lb1"
         assert psutil.Process(int(first["pid"])).is_running()  # type: ignore[call-overload]
+        assert provider.capacity(SHAPE) == 0  # the autoscaler asks no more of a full inventory
         with pytest.raises(NoHostFits):
             await provider.create_instance(request("lab-2"))  # lb1 is full
         venv_marker = next(Path(str(lb1["work_dir"])).glob("venv-*/.complete"))
@@ -58,6 +59,7 @@ async def test_hosts_added_and_removed_in_the_inventory_file_take_effect_while_r
 
         write_inventory(inventory, [lb1, lb2])
         await provider.list_instances()  # the autoscaler's tick re-reads the inventory before creating
+        assert provider.capacity(SHAPE) == 1
         second = await provider.create_instance(request("lab-2"))
         assert second["host"] == "lb2"
         assert venv_marker.stat().st_mtime == installed_at  # same version: the venv was reused

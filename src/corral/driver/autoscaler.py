@@ -29,7 +29,13 @@ from corral.domain.resources import parse_bytes
 from corral.domain.scheduling import ReadyJob
 from corral.domain.tokens import new_token
 from corral.driver.driver import Driver
-from corral.providers.base import InstanceProvider, InstanceRequest, MachineShape, ProviderInstance
+from corral.providers.base import (
+    BoundedProvider,
+    InstanceProvider,
+    InstanceRequest,
+    MachineShape,
+    ProviderInstance,
+)
 from corral.providers.config import InstanceCollectionConfig
 from corral.store import instances as instance_store
 
@@ -263,7 +269,8 @@ class Autoscaler:
         demands, ready_gpus = self._demands(collection, limits, views)
         shape = collection_shape(self.collections[collection])
         assert shape is not None
-        for _ in range(pool_instances_to_create(limits, demands, views, ready_gpus=ready_gpus)):
+        wanted = pool_instances_to_create(limits, demands, views, ready_gpus=ready_gpus)
+        for _ in range(min(wanted, self._capacity(collection, shape))):
             self._create(collection, shape, None)
 
     def _demands(
@@ -307,7 +314,17 @@ class Autoscaler:
             queued, served, live=len(mine), max_instances=col.max_instances,
             max_new=col.max_new_instances_per_loop,
         ):
-            self._create(collection, job_shape(job, col), job.key)
+            shape = job_shape(job, col)
+            if self._capacity(collection, shape) > 0:
+                self._create(collection, shape, job.key)
+
+    def _capacity(self, collection: str, shape: MachineShape) -> int:
+        """Instances of `shape` the provider can still make (unbounded unless it keeps an inventory)."""
+        provider = self.providers[collection]
+        if isinstance(provider, BoundedProvider):
+            pending = sum(1 for name in self._creating if self._managed[name].collection == collection)
+            return max(0, provider.capacity(shape) - pending)
+        return 1 << 30
 
     def _view(self, m: _Managed) -> InstanceView:
         inst = self.driver.instances.get(m.name)

@@ -142,6 +142,23 @@ class SshProvider:
 
     # ------------------------------------------------------------ internals
 
+    def capacity(self, shape: MachineShape) -> int:
+        """How many more instances of `shape` fit on the hosts now (the autoscaler asks no more of us)."""
+        count = 0
+        for host in self.hosts.values():
+            cores, memory, gpu_ids = self._free(host)
+            while (
+                shape.cores <= cores + 1e-9 and shape.memory_bytes <= memory
+                and gpus_fit(shape.gpus, shape.gpu_type, len(gpu_ids), host.gpu_type)
+                and all(host.labels.get(k) == v for k, v in shape.labels.items())
+            ):
+                count += 1
+                cores, memory = cores - shape.cores, memory - shape.memory_bytes
+                gpu_ids = gpu_ids[shape.gpus:]
+                if shape.cores <= 0:
+                    break
+        return count
+
     def _gone_reason(self, placed: _Placed, session: HostSession | None) -> str | None:
         if placed.host not in self.hosts:
             return f"host {placed.host} was removed from the inventory"
