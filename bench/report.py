@@ -28,12 +28,15 @@ TARGETS = [
     Target("W5", "Corral", "latency p50", "≤ 100 ms", lambda v: v <= 100),
     Target("W6", "Corral (SQLite)", "server RSS", "≤ 2 GiB", lambda v: v <= 2048),
     Target("W7", "Corral", "decision pass", "≤ 100 ms", lambda v: v <= 100),
+    Target("W9", "Corral SLURM pool (process)", "throughput", "≥ 10x sbatch each", lambda r: r >= 10,
+           on_ratio=True),
 ]
+W9_REF = "SLURM (sbatch each)"  # W9 compares every row with plain sbatch on the same cluster
 
 
 def reference(result: Result, results: list[Result]) -> Result | None:
     """The row a result is compared with: raw spawning for W3, the Corral row of the same metric otherwise."""
-    want = RAW if result.workload == "W3" else "Corral"
+    want = {"W3": RAW, "W9": W9_REF}.get(result.workload, "Corral")
     if result.system == want or result.workload in ("W1", "W2", "W6", "W7"):
         return None
     for other in results:

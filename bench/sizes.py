@@ -20,10 +20,13 @@ class Sizes:
     w2_bunch: int = 10_000
     w6_repeats: int = 2  # a million-job submission per repeat
     w7_repeats: int = 3
+    w9_jobs: int = 1_000
+    w9_runs: int = 30
     quick: bool = False
 
 
 FULL = Sizes(repeats=3, w1_jobs=20_000, w2_jobs=100_000, w3_jobs=2_000, w4_fanout=500, w5_runs=50,
              w6_jobs=1_000_000, w7_jobs=1_000_000)
 QUICK = Sizes(repeats=2, w1_jobs=5_000, w2_jobs=100_000, w3_jobs=300, w4_fanout=100, w5_runs=20,
-              w6_jobs=100_000, w7_jobs=1_000_000, w6_repeats=1, w7_repeats=2, quick=True)
+              w6_jobs=100_000, w7_jobs=1_000_000, w6_repeats=1, w7_repeats=2, w9_jobs=300, w9_runs=15,
+              quick=True)

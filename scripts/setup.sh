@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Install what Corral needs: Debian packages (bubblewrap for the job sandbox; PostgreSQL for tests),
+# Install what Corral needs: Debian packages (bubblewrap for the job sandbox; PostgreSQL and container tools for tests),
 # then a virtual environment with the pinned Python dependencies. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0; [ "${1:-}" = "--test" ] && TEST=1
 PKGS=(bubblewrap)
-[ "$TEST" = 1 ] && PKGS+=(postgresql slurm-wlm slurm-client munge openssh-server)  # SLURM + sshd tests
+[ "$TEST" = 1 ] && PKGS+=(postgresql)
+# Containers (the oci runtime, its tests and bench W8): OCI runtimes, registry tools, user-space NAT.
+[ "$TEST" = 1 ] && PKGS+=(crun runc skopeo umoci docker-registry slirp4netns busybox-static e2fsprogs)
+# SLURM and sshd (the ssh and slurm providers' tests, bench W9); iproute2 for network-namespace hosts.
+[ "$TEST" = 1 ] && PKGS+=(slurm-wlm slurm-client munge openssh-server iproute2)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.images.config import ImagesConfig
 from corral.providers.config import InstanceCollectionConfig
 
 
@@ -54,7 +55,7 @@ class Settings(BaseSettings):
     local_workers: int = 1  # local worker processes started by the embedded server (0: none)
     local_worker_cores: float | None = None  # default: the machine's cores
     local_worker_memory: str | None = None  # default: the machine's memory
-    local_worker_runtime: str = "process"  # process | noop
+    local_worker_runtime: str = "process"  # process | noop | oci (containers for jobs with an image)
     pool: str = "default"
     scheduler_interval: float = 0.005  # seconds between scheduling ticks when there is work
     commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     admin_user: str = "admin"
     default_user: str = Field(default_factory=lambda: os.environ.get("USER") or "corral")
     instance_collections: list[InstanceCollectionConfig] = Field(default_factory=list)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
 
     @property
     def db_url(self) -> str:

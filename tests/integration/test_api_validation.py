@@ -46,6 +46,13 @@ BAD_BUNCHES: list[tuple[str, list[dict[str, Any]], str, tuple[str, ...]]] = [
         ("required",),
     ),
     ("timeout", [job(1), job(2, timeout=-1)], "bunch[1].timeout", ("positive",)),
+    (
+        "bad image",
+        [job(1), job(2, process={"type": "docker", "image": "Ubuntu:24 .04", "command": ["true"]})],
+        "bunch[1].process.image",
+        ("not an image reference", "ubuntu:24.04"),
+    ),
+    ("bad network", [job(1), job(2, network="host")], "bunch[1].network", ("'host'", "private")),
 ]
 
 

@@ -12,10 +12,12 @@ from corral.api.schemas import MAX_JOBS_PER_BUNCH, JobSpec
 from corral.domain.dag import check_job_ids, find_cycle
 from corral.domain.resources import ResourceRequest, parse_resources
 from corral.errors import InvalidInput
+from corral.images.reference import parse_reference
 from corral.store.batches import UpdateRecord
 from corral.store.jobs_write import NewJob
 
 SUPPORTED_PROCESS_TYPES = frozenset({"docker"})
+NETWORK_MODES = (None, "none", "private", "public")
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
 _BUNCH = TypeAdapter(list[JobSpec])
 
@@ -92,6 +94,13 @@ def _check_process(job: JobSpec, at: str) -> None:
         raise InvalidInput(
             f"{at}.process.command: give the command as a non-empty list of arguments",
             field=f"{at}.process.command",
+        )
+    if job.process.image is not None:
+        parse_reference(job.process.image, field=f"{at}.process.image")  # 400 naming the field
+    if job.network not in NETWORK_MODES:
+        raise InvalidInput(
+            f"{at}.network: {job.network!r} is not a network mode; use 'none', 'private' or 'public'",
+            field=f"{at}.network",
         )
     if job.timeout is not None and not 0 < job.timeout <= MAX_TIMEOUT_SECONDS:
         raise InvalidInput(

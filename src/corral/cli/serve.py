@@ -40,7 +40,7 @@ def server(
         str | None, typer.Option(help=f"Memory per local worker, e.g. 4Gi {_env('local_worker_memory')}")
     ] = None,
     local_worker_runtime: Annotated[
-        str | None, typer.Option(help=f"process | noop {_env('local_worker_runtime')}")
+        str | None, typer.Option(help=f"process | noop | oci {_env('local_worker_runtime')}")
     ] = None,
     pool: Annotated[str | None, typer.Option(help=f"Default pool {_env('pool')}")] = None,
     scheduler_interval: Annotated[float | None, typer.Option(help=_env("scheduler_interval"))] = None,
@@ -81,11 +81,16 @@ def worker(
         str | None, typer.Option(envvar="CORRAL_WORKER_MEMORY", help="Memory to offer (bytes or 4Gi)")
     ] = None,
     runtime: Annotated[
-        str, typer.Option(envvar="CORRAL_WORKER_RUNTIME", help="How jobs run: process | noop | …")
+        str, typer.Option(envvar="CORRAL_WORKER_RUNTIME", help="How jobs run: process | noop | oci")
     ] = "process",
     work_dir: Annotated[
         Path | None, typer.Option(envvar="CORRAL_WORKER_WORK_DIR", help="Scratch space for jobs")
     ] = None,
+    stop_on_term: Annotated[
+        bool,
+        typer.Option(envvar="CORRAL_WORKER_STOP_ON_TERM",
+                     help="SIGTERM stops at once and gives running jobs back (SLURM pilots)"),
+    ] = False,
 ) -> None:
     """Run a worker agent that takes jobs from the driver at URL."""
     if cores is not None and cores <= 0:
@@ -93,4 +98,7 @@ def worker(
     memory_bytes = None if memory is None else parse_bytes(memory, field="--memory")
     from corral.worker.agent import run_worker
 
-    run_worker(url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir)
+    run_worker(
+        url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir,
+        stop_on_term=stop_on_term,
+    )

@@ -70,6 +70,12 @@ class Runtime(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what `start` prepared."""
 
+    async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:  # noqa: B027 - optional hook
+        """Before the input step: make `io_dir` the job's /io (e.g. a volume of `storage_bytes`); OSError."""
+
+    async def release_io(self, io_dir: Path) -> None:  # noqa: B027 - optional hook
+        """After the output step: undo `prepare_io`."""
+
     @abstractmethod
     async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:
         """Run the command to completion, or until `cancel` is set (then kill it: state 'cancelled').

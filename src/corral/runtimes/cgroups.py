@@ -411,3 +411,34 @@ def detect_cgroups(instance_name: str) -> Cgroups | None:
     if found is None:
         log.warning("no cgroup memory controller found: jobs run without memory/cpu limits")
     return found
+
+
+@dataclass(frozen=True)
+class ContainerCgroups:
+    """Job cgroups for OCI runtimes, which take one `cgroupsPath` for every hierarchy.
+
+    `relative` is the same path under each hierarchy's root (v1: below this worker's memory cgroup);
+    `hierarchies` are all mount points on a v1 or hybrid host (runc/crun create the path in each).
+    """
+
+    cgroups: Cgroups
+    relative: str
+    hierarchies: tuple[Path, ...]
+
+
+def detect_container_cgroups(instance_name: str) -> ContainerCgroups | None:
+    group = f"corral-oci-{safe_name(instance_name)}"
+    mounts, own = _mounts(), _own_paths()
+    v1 = {c: m for c in V1_CONTROLLERS for m in mounts if m.fstype == "cgroup" and c in m.options}
+    if "memory" in v1 and "memory" in own:
+        relative = str(_under(v1["memory"], own["memory"]).relative_to(v1["memory"].point) / group)
+        bases = {c: m.point / relative for c, m in v1.items()}
+        for base in dict.fromkeys(bases.values()):
+            base.mkdir(parents=True, exist_ok=True)
+        points = tuple(m.point for m in mounts if m.fstype in ("cgroup", "cgroup2"))
+        return ContainerCgroups(V1Cgroups(bases), "/" + relative.strip("/"), points)
+    v2 = _detect_v2(mounts, own, group)
+    if v2 is None:
+        return None
+    mount = next(m for m in mounts if m.fstype == "cgroup2")
+    return ContainerCgroups(v2, "/" + str(v2.base.relative_to(mount.point)).strip("/"), ())

@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL = 1.0
 DEFAULT_PIDS_LIMIT = 4096
-IMAGE_NOTE = "image ignored: no container runtime yet; ran in the process sandbox on the host"
+IMAGE_NOTE = (
+    "image ignored: this worker runs the process runtime (the host, sandboxed); workers started with "
+    "--runtime oci run jobs in their image"
+)
 
 
 class _NoCgroup(JobCgroup):

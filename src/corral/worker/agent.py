@@ -2,6 +2,8 @@
 
 Signals: the first SIGTERM/SIGINT drains (no new work, running jobs finish and are reported, then
 deactivate and exit 0); a second one stops at once (jobs are killed, the driver treats them as lost).
+With `stop_on_term` (SLURM pilots) the first SIGTERM stops at once: SLURM signals every process of the
+allocation, jobs included, so their exits must not be reported as failures but given back as lost.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
 from corral.worker.gpus import GpuDevices, device_nodes, visible_devices_env
-from corral.worker.layout import ScratchLayout, default_work_dir
+from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
 from corral.worker.protocol import Assignment, StepName, parse_assignment
@@ -59,6 +61,7 @@ class Agent:
         runtime: str = "process",
         work_dir: Path | None = None,
         client: DriverClient | None = None,
+        stop_on_term: bool = False,
     ) -> None:
         self.name = name
         self.cores_mcpu = max(1, round((cores or machine_cores()) * 1000))
@@ -73,6 +76,7 @@ class Agent:
         self.draining = asyncio.Event()
         self.stopping = asyncio.Event()  # hard stop: a second signal, or the driver disowned us
         self.fatal: str | None = None
+        self.stop_on_term = stop_on_term
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self.gpus = GpuDevices.from_env()
 
@@ -169,7 +173,11 @@ class Agent:
                 loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: int) -> None:
-        if self.draining.is_set():
+        if self.stop_on_term and sig == signal.SIGTERM:
+            log.warning("SIGTERM: the allocation is ending; stopping now, running jobs are given back")
+            self.draining.set()
+            self.stopping.set()
+        elif self.draining.is_set():
             log.warning("second %s: stopping now, killing running jobs", signal.Signals(sig).name)
             self.stopping.set()
         else:
@@ -256,7 +264,15 @@ class Agent:
             self.gpus.release(assignment.key)
             self._attempts.pop(assignment.key, None)
             if self.runtime.uses_scratch:
-                await asyncio.shield(asyncio.to_thread(dirs.remove))
+                await asyncio.shield(self._remove_scratch(dirs))
+
+    async def _remove_scratch(self, dirs: AttemptDirs) -> None:
+        assert self.runtime is not None
+        try:
+            await self.runtime.release_io(dirs.io)
+        except OSError as exc:
+            log.warning("could not release the io volume of %s: %s", dirs.root, exc)
+        await asyncio.to_thread(dirs.remove)
 
     async def _upload_log(self, assignment: Assignment, step: StepName, data: bytes) -> None:
         a = assignment
@@ -280,6 +296,8 @@ class Agent:
                 batch: list[dict[str, Any]] = []  # a heartbeat while draining: polls have stopped
             else:
                 await asyncio.sleep(BATCH_WINDOW)
+                if self.stopping.is_set():
+                    return  # exits seen while stopping are the kill's doing: the driver gets them as lost
                 batch = self.outbox.batch(MAX_BATCH)
             try:
                 acked = await retry_forever(partial(self.client.send_events, batch), "events", backoff)
@@ -324,6 +342,7 @@ def run_worker(
     memory_bytes: int | None = None,
     runtime: str = "process",
     work_dir: Path | None = None,
+    stop_on_term: bool = False,
 ) -> None:
     """Run a worker until drained (exit 0). Raises SystemExit with a message when it cannot go on."""
     if not logging.getLogger().handlers:
@@ -331,7 +350,8 @@ def run_worker(
 
     async def main() -> None:
         agent = Agent(
-            url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir
+            url, name, token, cores=cores, memory_bytes=memory_bytes, runtime=runtime, work_dir=work_dir,
+            stop_on_term=stop_on_term,
         )
         await agent.run()
 

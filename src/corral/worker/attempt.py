@@ -88,6 +88,7 @@ async def run_attempt(
         return await _run_without_scratch(assignment, runtime, cancel, event, statuses, dirs)
     try:
         await asyncio.to_thread(dirs.create)
+        await runtime.prepare_io(dirs.io, assignment.storage_bytes)
     except OSError as exc:
         event["state"], event["error"] = "error", f"could not create the job's scratch directory: {exc}"
         return _finish(event, statuses)

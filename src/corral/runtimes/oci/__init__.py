@@ -1,0 +1,186 @@
+"""The oci runtime: each job with an image runs in an OCI container (crun or runc, no Docker engine).
+
+Its root is an overlay over the unpacked image from the shared cache, /io is bound from the host (the
+input and output steps use the same directory; a volume of the job's storage size when it asks for
+one), limits are on the job's cgroup (v1 or v2) with the container in a child cgroup of it, and the
+network is none, private (NAT) or public. Jobs without an image run in the process sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from corral.config import Settings
+from corral.images.cache import ImageCache, ImageLease
+from corral.images.pull import ImageError
+from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, now
+from corral.runtimes.cgroups import ContainerCgroups, Limits, detect_container_cgroups, safe_name
+from corral.runtimes.oci.bundle import container_config
+from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
+from corral.runtimes.oci.engine import Engine, choose_engine
+from corral.runtimes.oci.mounts import mount_io_volume, mount_overlay, unmount, unmount_io_volume
+from corral.runtimes.oci.network import NetworkError, PrivateNetwork, public_mounts
+from corral.runtimes.oci.recovery import recover
+from corral.runtimes.process import DEFAULT_PIDS_LIMIT, ProcessRuntime
+from corral.runtimes.registry import register
+
+log = logging.getLogger(__name__)
+NETWORKS = (None, "none", "private", "public")
+
+
+@register
+class OciRuntime(Runtime):
+    name = "oci"
+    pids_limit = DEFAULT_PIDS_LIMIT
+
+    def __init__(self, *, instance_name: str, work_dir: Path, settings: Settings | None = None) -> None:
+        super().__init__(instance_name=instance_name, work_dir=work_dir)
+        self.settings = settings  # default: read at start, like the server (CORRAL_*, $CORRAL_CONFIG)
+        self.sandbox = ProcessRuntime(instance_name=instance_name, work_dir=work_dir)
+        self.sandbox_problem: str | None = None
+        self.images: ImageCache | None = None
+        self.engine: Engine | None = None
+        self.cgroups: ContainerCgroups | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        settings = self.settings or Settings()  # the worker reads [images] from the server's config file
+        config = settings.images
+        self.images = ImageCache(config, config.cache_dir or settings.home / "images")
+        await asyncio.to_thread(self.images.prepare)
+        self.engine = await choose_engine(config.oci_runtime, self.work_dir)
+        self.cgroups = await asyncio.to_thread(detect_container_cgroups, self.instance_name)
+        if self.cgroups is None:
+            raise RuntimeUnavailable("the oci runtime needs a cgroup memory controller (v1 or v2)")
+        await recover(self.engine, self.cgroups, self.work_dir)
+        try:
+            await self.sandbox.start()
+        except RuntimeUnavailable as exc:  # image jobs still work; jobs without one say why they cannot
+            self.sandbox_problem = exc.message
+        log.info("oci runtime: %s, %s, image cache %s", self.engine.name, self.cgroups.cgroups.describe(),
+                 self.images.dir)
+
+    async def close(self) -> None:
+        if self.images is not None:
+            await self.images.close()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self.sandbox_problem is None:
+            await self.sandbox.close()
+        if self.cgroups is not None:
+            self.cgroups.cgroups.remove_base()
+            for hierarchy in self.cgroups.hierarchies:  # where the OCI runtime created the path too
+                with contextlib.suppress(OSError):
+                    (hierarchy / self.cgroups.relative.lstrip("/")).rmdir()
+
+    async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:
+        if storage_bytes > 0:
+            await mount_io_volume(io_dir, storage_bytes)
+
+    async def release_io(self, io_dir: Path) -> None:
+        await asyncio.to_thread(unmount_io_volume, io_dir)
+
+    async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:
+        if not request.image:
+            if self.sandbox_problem is not None:
+                t = now()
+                return MainResult("error", t, t, error=f"no image given and {self.sandbox_problem}")
+            return await self.sandbox.run(request, cancel)
+        start = now()
+        if request.network not in NETWORKS:
+            return MainResult("error", start, now(), error=f"unknown network mode {request.network!r}")
+        assert self.images is not None, "OciRuntime.start() was not called"
+        pull = asyncio.ensure_future(self.images.acquire(request.image))
+        cancelled = asyncio.ensure_future(cancel.wait())
+        try:
+            await asyncio.wait({pull, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+        if not pull.done():
+            pull.add_done_callback(_release_unused)  # the pull goes on for other jobs; this one stops
+            return MainResult("cancelled", start, now())
+        try:
+            lease = pull.result()
+        except ImageError as exc:
+            return MainResult("error", start, now(), error=exc.message)
+        except Exception as exc:  # e.g. an invalid reference that slipped past the API
+            return MainResult("error", start, now(), error=f"image {request.image}: {exc}")
+        try:
+            return await self._run_container(request, lease, cancel, start)
+        finally:
+            lease.release()
+
+    async def _run_container(
+        self, request: MainRequest, lease: ImageLease, cancel: asyncio.Event, start: float
+    ) -> MainResult:
+        assert self.engine is not None and self.cgroups is not None
+        bundle = request.scratch / "bundle"
+        network = PrivateNetwork(request.key, request.scratch) if request.network == "private" else None
+        group = None
+        rootfs: Path | None = None
+        try:
+            rootfs = mount_overlay(lease.lower, bundle)
+            if lease.info.uid != 0:  # the image's user must be able to write its /io and /tmp
+                for shared in (request.io_dir, request.tmp_dir):
+                    os.chown(shared, lease.info.uid, lease.info.gid)
+            limits = Limits(request.memory_bytes, request.cores_mcpu, self.pids_limit)
+            group = self.cgroups.cgroups.create(request.key, limits)
+            extra = []
+            if network is not None:
+                await network.start()
+                extra = network.mounts()
+            elif request.network in (None, "public"):
+                extra = public_mounts()
+            cgroups_path = f"{self.cgroups.relative}/{safe_name(request.key)}/ctr"
+            config = container_config(
+                request, lease.info, rootfs, cgroups_path=cgroups_path,
+                netns_path=str(network.path) if network else None, extra_mounts=extra,
+            )
+            (bundle / "config.json").write_text(json.dumps(config))
+        except (OSError, NetworkError) as exc:
+            await self._cleanup(request.key, rootfs, group, network, killed=False)
+            return MainResult("error", start, now(), error=f"could not set up the container: {exc}")
+        container = ContainerRun(self.engine, bundle, _container_id(request.key), group, self.cgroups)
+        try:
+            result = await container.run(request, cancel, start)
+        finally:
+            await self._cleanup(request.key, rootfs, group, network, killed=container.killed)
+        return result
+
+    async def _cleanup(
+        self, key: str, rootfs: Path | None, group: object, network: PrivateNetwork | None, *, killed: bool
+    ) -> None:
+        if network is not None:
+            await network.stop()
+        if rootfs is not None:
+            with contextlib.suppress(OSError):
+                unmount(rootfs)
+        # Off the job's critical path: state of a killed container, emptied cgroups.
+        task = asyncio.create_task(self._tidy(key, group, killed))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _tidy(self, key: str, group: object, killed: bool) -> None:
+        assert self.engine is not None and self.cgroups is not None
+        if killed:
+            proc = await asyncio.create_subprocess_exec(
+                *self.engine.delete_argv(_container_id(key)), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )
+            await proc.wait()
+        if group is not None:
+            await remove_job_cgroups(self.cgroups, key)
+
+
+def _container_id(key: str) -> str:
+    return "corral-" + safe_name(key)
+
+
+def _release_unused(task: asyncio.Future[ImageLease]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        task.result().release()

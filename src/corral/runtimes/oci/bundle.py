@@ -1,0 +1,96 @@
+"""The OCI runtime spec (config.json) of one job's container: its root, mounts, process and namespaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from corral.images.pull import ImageInfo
+from corral.runtimes.base import DEFAULT_PATH, MainRequest, without_rc_files
+
+# Docker's default capability set: enough for package managers and servers, no admin powers.
+CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+MASKED_PATHS = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+BASE_MOUNTS: list[dict[str, Any]] = [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+     "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+     "options": ["nosuid", "noexec", "nodev", "ro"]},
+]
+
+
+def container_env(request: MainRequest, image: ImageInfo) -> list[str]:
+    """The image's environment, then Corral's defaults where the image says nothing, then the job's own."""
+    env: dict[str, str] = {"PATH": DEFAULT_PATH, "HOME": "/root" if image.uid == 0 else "/tmp"}
+    for item in image.env:
+        name, _, value = item.partition("=")
+        env[name] = value
+    env.setdefault("TMPDIR", "/tmp")
+    env.update(request.env)
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def bind(source: Path, destination: str, *, readonly: bool = False) -> dict[str, Any]:
+    options = ["rbind", "nosuid", "nodev", "ro" if readonly else "rw"]
+    return {"destination": destination, "type": "bind", "source": str(source), "options": options}
+
+
+def container_config(
+    request: MainRequest,
+    image: ImageInfo,
+    rootfs: Path,
+    *,
+    cgroups_path: str | None,
+    netns_path: str | None,
+    extra_mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """config.json for `runc run` / `crun run`; limits are on the job's cgroup, the parent of cgroups_path."""
+    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if request.network not in (None, "public"):  # unset: the host's network, as in the process sandbox
+        namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    }
+    if cgroups_path:
+        linux["cgroupsPath"] = cgroups_path
+    mounts = [
+        *BASE_MOUNTS,
+        bind(request.io_dir, "/io"),
+        bind(request.tmp_dir, "/tmp"),
+        *extra_mounts,
+    ]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": image.uid, "gid": image.gid},
+            "args": without_rc_files(request.command),
+            "env": container_env(request, image),
+            "cwd": image.cwd or "/",
+            "capabilities": {k: CAPABILITIES for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 20000, "soft": 20000}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": str(rootfs), "readonly": False},
+        "hostname": "job",
+        "mounts": mounts,
+        "linux": linux,
+    }

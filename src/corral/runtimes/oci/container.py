@@ -1,0 +1,181 @@
+"""One `crun run` / `runc run` from start to result: wait, timeout, cancel kill, usage and OOM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+from pathlib import Path
+
+from corral.runtimes.base import MainRequest, MainResult, now
+from corral.runtimes.cgroups import (
+    ContainerCgroups,
+    JobCgroup,
+    V1JobCgroup,
+    V2Cgroups,
+    V2JobCgroup,
+    safe_name,
+)
+from corral.runtimes.oci.engine import Engine
+
+log = logging.getLogger(__name__)
+SAMPLE_INTERVAL = 1.0
+KILLED_BY_SIGKILL = 128 + signal.SIGKILL
+MiB = 1024 * 1024
+
+
+def _job_dirs(group: JobCgroup) -> list[Path]:
+    if isinstance(group, V1JobCgroup):
+        return list(dict.fromkeys(group.dirs.values()))
+    if isinstance(group, V2JobCgroup):
+        return [group.path]
+    return []
+
+
+def _read_int(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class ContainerRun:
+    def __init__(
+        self, engine: Engine, bundle: Path, container_id: str, group: JobCgroup, cgroups: ContainerCgroups
+    ) -> None:
+        self.engine = engine
+        self.bundle = bundle
+        self.container_id = container_id
+        self.group = group
+        self.cgroups = cgroups
+        self.killed = False  # by us (cancel, timeout): not an OOM, and the state needs `delete --force`
+
+    def pids(self) -> list[int]:
+        """Every process in the job's cgroup and below (the container is in a child cgroup)."""
+        found: set[int] = set()
+        for top in _job_dirs(self.group):
+            for root, _dirs, _files in os.walk(top):
+                with contextlib.suppress(OSError, ValueError):
+                    found.update(int(p) for p in Path(root, "cgroup.procs").read_text().split())
+        return sorted(found)
+
+    async def run(self, request: MainRequest, cancel: asyncio.Event, start: float) -> MainResult:
+        argv = self.engine.run_argv(self.bundle, self.container_id)
+        try:
+            with open(request.log_path, "ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            return MainResult("error", start, now(), error=f"could not start {self.engine.name}: {exc}")
+        try:
+            outcome = await self._wait(proc, cancel, request.timeout)
+        finally:
+            if proc.returncode is None:
+                self.killed = True
+                await self._kill(proc)
+        usage = self.group.usage()
+        result = MainResult(
+            "succeeded", start, now(), max_memory_bytes=usage.max_memory_bytes, cpu_seconds=usage.cpu_seconds
+        )
+        if outcome == "cancelled":
+            result.state = "cancelled"
+        elif outcome == "timeout":
+            result.state, result.timed_out = "error", True
+            result.error = f"timed out after {request.timeout:g}s"
+        else:
+            code = proc.returncode if proc.returncode is not None else -1
+            result.exit_code = 128 - code if code < 0 else code
+            if result.exit_code != 0:
+                result.state = "failed"
+                if self._out_of_memory(result.exit_code):
+                    result.out_of_memory = True
+                    result.error = (
+                        f"out of memory: the job exceeded its memory limit of {request.memory_bytes} bytes"
+                    )
+        return result
+
+    def _out_of_memory(self, exit_code: int) -> bool:
+        if self.group.oom_kills() > 0:  # v2 counts the child's kills in the job's memory.events
+            return True
+        # v1 counts an OOM kill only in the victim's (the container's, now removed) cgroup; the job's
+        # cgroup holds the limit: the limit hit there, then a SIGKILL we did not send, is the OOM killer.
+        if isinstance(self.group, V1JobCgroup) and "memory" in self.group.dirs:
+            mem = self.group.dirs["memory"]
+            # failcnt is not kept on every kernel: a peak at the limit says the same.
+            hits = _read_int(mem / "memory.failcnt") + _read_int(mem / "memory.memsw.failcnt")
+            limit = _read_int(mem / "memory.limit_in_bytes")
+            at_limit = _read_int(mem / "memory.max_usage_in_bytes") >= limit - MiB
+            return exit_code == KILLED_BY_SIGKILL and (hits > 0 or at_limit)
+        return False
+
+    async def _wait(
+        self, proc: asyncio.subprocess.Process, cancel: asyncio.Event, timeout: float | None
+    ) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        exited = asyncio.ensure_future(proc.wait())
+        cancelled = asyncio.ensure_future(cancel.wait())
+        try:
+            while True:
+                step = SAMPLE_INTERVAL
+                if deadline is not None:
+                    step = min(step, deadline - loop.time())
+                    if step <= 0:
+                        return "timeout"
+                done, _ = await asyncio.wait(
+                    {exited, cancelled}, timeout=step, return_when=asyncio.FIRST_COMPLETED
+                )
+                if exited in done:
+                    return "exited"
+                if cancelled in done:
+                    return "cancelled"
+                self.group.sample()
+        finally:
+            for task in (exited, cancelled):
+                task.cancel()
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGKILL the container's processes (its cgroup), then the runtime process itself."""
+        for _ in range(500):
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.01)
+            if proc.returncode is not None and not self.pids():
+                return
+        log.warning("processes of a killed container are still alive after 5 s: %s", self.pids())
+
+
+async def remove_job_cgroups(cgroups: ContainerCgroups, key: str) -> None:
+    """rmdir the job's cgroup (and the container's child, if the runtime left it) in every hierarchy."""
+    if isinstance(cgroups.cgroups, V2Cgroups):
+        tops = [cgroups.cgroups.base / safe_name(key)]
+    else:
+        tops = [p / cgroups.relative.lstrip("/") / safe_name(key) for p in cgroups.hierarchies]
+    pending = [d for top in tops for d in (top / "ctr", top)]
+    for attempt in range(200):
+        left = []
+        for d in pending:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                    log.warning("could not remove cgroup %s: %s", d, exc)
+                    continue
+                left.append(d)
+        if not left:
+            return
+        pending = left
+        await asyncio.sleep(0.002 if attempt < 20 else 0.02)
+    log.warning("job cgroups still busy after 4 s; left in place: %s", pending)
