@@ -25,9 +25,9 @@ from corral.domain.autoscaling import (
     private_jobs_to_serve,
 )
 from corral.domain.fair_share import UserDemand
-from corral.domain.resources import parse_bytes
 from corral.domain.scheduling import ReadyJob
 from corral.domain.tokens import new_token
+from corral.driver.collections import collection_limits, collection_shape, job_shape
 from corral.driver.driver import Driver
 from corral.providers.base import (
     BoundedProvider,
@@ -36,7 +36,6 @@ from corral.providers.base import (
     MachineShape,
     ProviderInstance,
 )
-from corral.providers.config import InstanceCollectionConfig
 from corral.store import instances as instance_store
 
 log = logging.getLogger("corral.autoscaler")
@@ -55,39 +54,6 @@ class _Managed:
     running_since: float | None = None  # the provider reported it running (a queued SLURM job is not)
     idle_since: float | None = None
     drain_tick: int | None = None  # the driver's tick when its release began
-
-
-def collection_shape(col: InstanceCollectionConfig) -> MachineShape | None:
-    if col.shape is None:
-        return None
-    s = col.shape
-    return MachineShape(
-        name=col.name, cores=s.cores, memory_bytes=parse_bytes(s.memory, field=f"{col.name}.shape.memory"),
-        gpus=s.gpus, gpu_type=s.gpu_type, labels=dict(s.labels), price_per_hour=s.price_per_hour,
-        preemptible=col.preemptible,
-    )
-
-
-def collection_limits(col: InstanceCollectionConfig) -> PoolLimits | None:
-    shape = collection_shape(col)
-    if shape is None:
-        return None
-    return PoolLimits(
-        cores_mcpu=int(shape.cores * 1000), memory_bytes=shape.memory_bytes, gpus=shape.gpus,
-        gpu_type=shape.gpu_type, min_instances=col.min_instances, max_instances=col.max_instances,
-        max_live_instances=col.max_live_instances, max_new_per_loop=col.max_new_instances_per_loop,
-        idle_seconds=col.idle_seconds,
-    )
-
-
-def job_shape(job: ReadyJob, col: InstanceCollectionConfig) -> MachineShape:
-    """A job-private instance is sized for its one job."""
-    base = collection_shape(col)
-    return MachineShape(
-        name=f"job-{job.batch_id}-{job.job_id}", cores=job.cores_mcpu / 1000, memory_bytes=job.memory_bytes,
-        gpus=job.gpus, gpu_type=job.gpu_type or (base.gpu_type if base else None),
-        labels=dict(base.labels) if base else {}, preemptible=col.preemptible,
-    )
 
 
 class Autoscaler:
