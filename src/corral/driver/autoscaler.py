@@ -82,6 +82,7 @@ class Autoscaler:
         self._backoff_until: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._loop: asyncio.Task[None] | None = None
+        self._unplaceable: set[tuple[object, ...]] = set()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -148,6 +149,14 @@ class Autoscaler:
                 cap = self.limits.get(other.name)
                 if cap is None or cap.fits(job):
                     return other.name
+        request = (pool, job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type)
+        if request not in self._unplaceable:  # once per kind of request: say why such jobs wait
+            self._unplaceable.add(request)
+            log.warning(
+                "jobs of pool %s needing %.3g cores, %d bytes, %d GPUs (%s) fit no instance of it and no "
+                "job-private collection can take them: they wait", pool, job.cores_mcpu / 1000,
+                job.memory_bytes, job.gpus, job.gpu_type or "any type",
+            )
         return pool
 
     def _reroute_queued(self) -> None:
