@@ -8,13 +8,16 @@ import json
 import logging
 import signal
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
 from corral.config import Settings
+from corral.driver.autoscaler import Autoscaler
 from corral.driver.driver import Driver
 from corral.driver.worker_api import worker_router
 from corral.providers.local import LocalProvider
+from corral.providers.registry import create_provider
 from corral.store.db import make_engine, migrate
 
 log = logging.getLogger("corral.server")
@@ -39,7 +42,13 @@ def _bind_remembered(settings: Settings) -> socket.socket:
     return _bind(settings.host, settings.port)
 
 
-async def run_server(settings: Settings) -> None:
+async def run_server(
+    settings: Settings,
+    *,
+    started: Callable[[Driver, Autoscaler], None] | None = None,
+    shutdown: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or `shutdown` is set); `started` sees the live driver and autoscaler."""
     from corral.api.app import create_app
     from corral.api.bootstrap import bootstrap
 
@@ -68,7 +77,7 @@ async def run_server(settings: Settings) -> None:
     # killing the process before the provider, driver and url file are cleaned up below.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     loop = asyncio.get_running_loop()
-    shutdown = asyncio.Event()
+    shutdown = shutdown or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
     serve = asyncio.create_task(server.serve(sockets=[sock]))
@@ -76,6 +85,9 @@ async def run_server(settings: Settings) -> None:
         await asyncio.sleep(0.01)
     provider = LocalProvider(driver, settings)
     hail = None
+    autoscaler = Autoscaler(
+        driver, settings, {c.name: create_provider(c, settings) for c in settings.instance_collections}
+    )
     try:
         if serve.done():
             await serve  # raises the startup error
@@ -85,10 +97,13 @@ async def run_server(settings: Settings) -> None:
             hail = await start_hail_listener(settings, app, engine, tokens)
         if settings.local_workers > 0:
             await provider.start(url)
+        await autoscaler.start(url)
         if settings.url_file is not None:
             tmp = settings.url_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"url": url}))
             tmp.replace(settings.url_file)
+        if started is not None:
+            started(driver, autoscaler)
         log.warning("corral server listening on %s (store: %s)", url, engine.url.render_as_string())
         stopping = asyncio.create_task(shutdown.wait())
         await asyncio.wait({serve, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -96,6 +111,7 @@ async def run_server(settings: Settings) -> None:
     finally:
         # Workers first, while the API still answers them (they drain and deactivate); then open
         # long polls are answered, and only then does the HTTP server stop.
+        await autoscaler.stop()
         await provider.stop()
         driver.close_polls()
         if hail is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from tests.acceptance.harness import RunningServer
+from tests.acceptance.sshbed import SshTestbed, start_testbed, stop_testbed
 
 
 @pytest.fixture
@@ -51,3 +52,11 @@ def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshTestbed]:
+    """sshd on loopback and in two network-namespace hosts behind a jump host (scripts/sshd.sh)."""
+    testbed = start_testbed(tmp_path_factory.mktemp("sshd"), tmp_path_factory.mktemp("ssh-work"))
+    yield testbed
+    stop_testbed(testbed)

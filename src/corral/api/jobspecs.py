@@ -62,7 +62,7 @@ def check_root_job_group(bunch: Sequence[JobSpec], *, field: str = "bunch") -> N
 
 def worker_spec(job: JobSpec) -> dict[str, object]:
     """The `spec` column: exactly what docs/worker-protocol.md's Assignment.spec carries."""
-    return {
+    spec: dict[str, object] = {
         "command": list(job.process.command),
         "image": job.process.image,
         "env": {e.name: e.value for e in job.env},
@@ -72,20 +72,25 @@ def worker_spec(job: JobSpec) -> dict[str, object]:
         "always_copy_output": job.always_copy_output,
         "network": job.network,
     }
+    if job.resources.gpus:
+        spec["gpus"] = job.resources.gpus  # the worker picks which of its devices the job sees
+    return spec
 
 
 class _ResourceCache:
     """Bunches repeat the same few resource strings: parse each distinct triple once."""
 
     def __init__(self) -> None:
-        self._parsed: dict[tuple[object, object, object], ResourceRequest] = {}
+        self._parsed: dict[tuple[object, ...], ResourceRequest] = {}
 
     def parse(self, job: JobSpec, prefix: str) -> ResourceRequest:
         r = job.resources
-        key = (r.cpu, r.memory, r.storage)
+        key = (r.cpu, r.memory, r.storage, r.gpus, r.gpu_type)
         found = self._parsed.get(key)
         if found is None:
-            found = parse_resources(r.cpu, r.memory, r.storage, prefix=prefix)
+            found = parse_resources(
+                r.cpu, r.memory, r.storage, gpus=r.gpus, gpu_type=r.gpu_type, prefix=prefix
+            )
             self._parsed[key] = found
         return found
 
@@ -175,6 +180,8 @@ def prepare_bunch(
                 cores_mcpu=request.cores_mcpu,
                 memory_bytes=request.memory_bytes,
                 storage_bytes=request.storage_bytes,
+                gpus=request.gpus,
+                gpu_type=request.gpu_type,
                 always_run=job.always_run,
                 n_max_attempts=job.n_max_attempts,
                 spec=worker_spec(job),

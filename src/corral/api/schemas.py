@@ -26,6 +26,7 @@ class ResourcesSpec(BaseModel):
     memory: str | float | None = None
     storage: str | float | None = None
     gpus: int = 0
+    gpu_type: str | None = None
 
 
 class ProcessSpec(BaseModel):

@@ -1,4 +1,4 @@
-"""Best-fit placement of jobs onto instances by free cores and memory."""
+"""Best-fit placement of jobs onto instances by free cores, memory and GPUs (count and type)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,22 @@ class InstanceCapacity:
     name: str
     free_mcpu: int
     free_memory_bytes: int
+    free_gpus: int = 0
+    gpu_type: str | None = None
 
-    def fits(self, cores_mcpu: int, memory_bytes: int) -> bool:
-        return self.free_mcpu >= cores_mcpu and self.free_memory_bytes >= memory_bytes
+    def fits(self, cores_mcpu: int, memory_bytes: int, gpus: int = 0, gpu_type: str | None = None) -> bool:
+        return (
+            self.free_mcpu >= cores_mcpu
+            and self.free_memory_bytes >= memory_bytes
+            and gpus_fit(gpus, gpu_type, self.free_gpus, self.gpu_type)
+        )
+
+
+def gpus_fit(wanted: int, wanted_type: str | None, free: int, instance_type: str | None) -> bool:
+    """A job without GPUs fits anywhere; one with GPUs needs enough free devices of the type it names."""
+    if wanted <= 0:
+        return True
+    return free >= wanted and (wanted_type is None or wanted_type == instance_type)
 
 
 class FreeCapacityIndex:
@@ -31,20 +44,24 @@ class FreeCapacityIndex:
     def __len__(self) -> int:
         return len(self._order)
 
-    def best_fit(self, cores_mcpu: int, memory_bytes: int) -> InstanceCapacity | None:
-        """The instance with the fewest free cores that still fits the job (cores and memory)."""
+    def best_fit(
+        self, cores_mcpu: int, memory_bytes: int, gpus: int = 0, gpu_type: str | None = None
+    ) -> InstanceCapacity | None:
+        """The instance with the fewest free cores that still fits the job (cores, memory, GPUs)."""
         start = bisect.bisect_left(self._order, (cores_mcpu, ""))
         for _free, name in self._order[start:]:
             inst = self._by_name[name]
-            if inst.free_memory_bytes >= memory_bytes:
+            gpus_ok = gpus_fit(gpus, gpu_type, inst.free_gpus, inst.gpu_type)
+            if inst.free_memory_bytes >= memory_bytes and gpus_ok:
                 return inst
         return None
 
-    def take(self, inst: InstanceCapacity, cores_mcpu: int, memory_bytes: int) -> None:
+    def take(self, inst: InstanceCapacity, cores_mcpu: int, memory_bytes: int, gpus: int = 0) -> None:
         index = bisect.bisect_left(self._order, (inst.free_mcpu, inst.name))
         del self._order[index]
         inst.free_mcpu -= cores_mcpu
         inst.free_memory_bytes -= memory_bytes
+        inst.free_gpus -= gpus
         if inst.free_mcpu > 0:
             bisect.insort(self._order, (inst.free_mcpu, inst.name))
         else:

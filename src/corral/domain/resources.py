@@ -74,6 +74,7 @@ class ResourceRequest:
     memory_bytes: int
     storage_bytes: int
     gpus: int = 0
+    gpu_type: str | None = None  # any type when None
 
 
 def parse_resources(
@@ -81,9 +82,20 @@ def parse_resources(
     memory: str | float | int | None,
     storage: str | float | int | None,
     *,
+    gpus: int = 0,
+    gpu_type: str | None = None,
     prefix: str = "resources",
 ) -> ResourceRequest:
     cores = parse_cpu_mcpu(cpu, field=f"{prefix}.cpu")
     memory_bytes = parse_memory_bytes(memory, cores, field=f"{prefix}.memory")
     storage_bytes = 0 if storage is None else parse_bytes(storage, field=f"{prefix}.storage")
-    return ResourceRequest(cores, memory_bytes, storage_bytes)
+    if gpus < 0:
+        raise InvalidInput(
+            f"{prefix}.gpus: {gpus} must be 0 or a positive number of GPUs", field=f"{prefix}.gpus"
+        )
+    if gpu_type is not None and not gpu_type.strip():
+        raise InvalidInput(
+            f"{prefix}.gpu_type: give a GPU type such as 'a100', or leave it out for any type",
+            field=f"{prefix}.gpu_type",
+        )
+    return ResourceRequest(cores, memory_bytes, storage_bytes, gpus, gpu_type.strip() if gpu_type else None)

@@ -18,6 +18,8 @@ class ReadyJob:
     cores_mcpu: int
     memory_bytes: int
     n_attempts: int  # attempts already made; the next one is n_attempts + 1
+    gpus: int = 0
+    gpu_type: str | None = None  # any type when None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -59,6 +61,20 @@ class ReadyQueues:
         if not self._by_user[user]:
             del self._by_user[user]
         return job
+
+    def take(self, key: tuple[int, int]) -> ReadyJob | None:
+        """Remove one job wherever it is in its user's FIFO (a job-private instance came up for it)."""
+        if key not in self._keys:
+            return None
+        for user, queue in self._by_user.items():
+            for job in queue:
+                if job.key == key:
+                    queue.remove(job)
+                    self._forget(job)
+                    if not queue:
+                        del self._by_user[user]
+                    return job
+        return None
 
     def remove_where(self, batch_id: int) -> list[ReadyJob]:
         """Drop every queued job of a batch (it was cancelled); returns them."""
@@ -122,12 +138,28 @@ def plan_placements(
         job = queues.peek(user)
         if job is None or shares[user] <= 0:
             continue
-        inst = index.best_fit(job.cores_mcpu, job.memory_bytes)
+        inst = index.best_fit(job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type)
         if inst is None:
             continue
         queues.pop(user)
-        index.take(inst, job.cores_mcpu, job.memory_bytes)
+        index.take(inst, job.cores_mcpu, job.memory_bytes, job.gpus)
         shares[user] -= job.cores_mcpu
         placements.append(Placement(job, inst.name))
         active.append(user)
+    return placements
+
+
+def plan_reserved_placements(
+    queues: ReadyQueues, reserved: Mapping[tuple[int, int], InstanceCapacity]
+) -> list[Placement]:
+    """Job-private instances: each takes the one job it was made for, once that job is ready and fits."""
+    placements: list[Placement] = []
+    for key, inst in reserved.items():
+        if key not in queues:
+            continue
+        job = next(j for j in queues if j.key == key)
+        if not inst.fits(job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type):
+            continue
+        queues.take(key)
+        placements.append(Placement(job, inst.name))
     return placements

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
 from corral.domain.placement import InstanceCapacity
-from corral.domain.scheduling import ReadyQueues, plan_placements
+from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
 from corral.driver.instances import AttemptInFlight, InstanceState
@@ -67,6 +68,8 @@ class Driver:
         self._stopping = False
         self._closing = False  # shutting down: long polls return at once
         self.ticks = 0
+        # Set by the autoscaler: which queue a ready job joins (a job that fits no pool goes job-private).
+        self.route_pool: Callable[[str, ReadyJob], str] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -113,6 +116,8 @@ class Driver:
             inst = old.get(rec.name) or InstanceState(
                 rec.name, rec.collection, rec.token_hash, rec.cores_mcpu, rec.memory_bytes
             )
+            inst.gpus, inst.gpu_type = rec.gpus, rec.gpu_type
+            inst.reserved_for = _job_key(rec.reserved_for)
             inst.cores_mcpu, inst.memory_bytes = rec.cores_mcpu, rec.memory_bytes
             inst.active = rec.state == "active"
             inst.last_seen = now  # a grace period: workers reconnect after a driver restart
@@ -123,11 +128,12 @@ class Driver:
             self._by_token[rec.token_hash] = rec.name
         for att in running:
             inst_or_none = self.instances.get(att.instance_name)
+            pool = inst_or_none.pool if inst_or_none is not None else att.pool  # job-private: its collection
             flight = AttemptInFlight(
-                att.batch_id, att.job_id, att.attempt_id, att.user, att.pool, att.cores_mcpu,
+                att.batch_id, att.job_id, att.attempt_id, att.user, pool, att.cores_mcpu,
                 att.memory_bytes, self._payload(att.batch_id, att.job_id, att.attempt_id, att.spec,
                                                 att.cores_mcpu, att.memory_bytes),
-                att.time_assigned, att.instance_name, att.time_started,
+                att.time_assigned, att.instance_name, att.time_started, att.gpus,
             )
             if inst_or_none is None:
                 # Its instance is gone: end it as lost in the first tick.
@@ -137,7 +143,7 @@ class Driver:
                 self._inbox.lost[att.instance_name] = "instance no longer live"
                 continue
             inst_or_none.assigned[flight.key] = flight
-            self.running_mcpu[att.pool][att.user] += att.cores_mcpu
+            self.running_mcpu[pool][att.user] += att.cores_mcpu
         for queued in ready:
             self._enqueue(queued)
         self._inbox.cancelled.update(cancelled)
@@ -167,7 +173,8 @@ class Driver:
         if queued.doomed and not queued.always_run:
             self._doomed.add(queued.job.key)
         else:
-            self.queues[queued.pool].push(queued.job)
+            pool = self.route_pool(queued.pool, queued.job) if self.route_pool else queued.pool
+            self.queues[pool].push(queued.job)
 
     # ------------------------------------------------------------ hooks (API)
 
@@ -187,15 +194,20 @@ class Driver:
 
     async def register_instance(
         self, *, name: str, pool: str, token: str, cores_mcpu: int, memory_bytes: int,
-        metadata: dict[str, Any],
+        metadata: dict[str, Any], gpus: int = 0, gpu_type: str | None = None,
+        reserved_for: tuple[int, int] | None = None,
     ) -> None:
         token_hash = hash_token(token)
+        reserved = f"{reserved_for[0]}.{reserved_for[1]}" if reserved_for else None
         async with self.engine.begin() as conn:
             await instance_store.create_instance(
                 conn, name=name, collection=pool, cores_mcpu=cores_mcpu, memory_bytes=memory_bytes,
-                token_hash=token_hash, metadata=metadata, now=time.time(),
+                token_hash=token_hash, metadata=metadata, now=time.time(), gpus=gpus, gpu_type=gpu_type,
+                reserved_for=reserved,
             )
-        self.instances[name] = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
+        inst = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
+        inst.gpus, inst.gpu_type, inst.reserved_for = gpus, gpu_type, reserved_for
+        self.instances[name] = inst
         self._by_token[token_hash] = name
 
     def instance_lost(self, name: str, reason: str) -> None:
@@ -397,8 +409,16 @@ class Driver:
             if not len(queues):
                 continue
             pool_instances = [i for i in self.instances.values() if i.pool == pool and i.schedulable]
-            capacities = [InstanceCapacity(i.name, i.free_mcpu, i.free_memory) for i in pool_instances]
-            placements = plan_placements(queues, capacities, self.running_mcpu[pool])
+            capacities = [
+                InstanceCapacity(i.name, i.free_mcpu, i.free_memory, i.free_gpus, i.gpu_type)
+                for i in pool_instances if i.reserved_for is None
+            ]
+            reserved = {
+                i.reserved_for: InstanceCapacity(i.name, i.free_mcpu, i.free_memory, i.free_gpus, i.gpu_type)
+                for i in pool_instances if i.reserved_for is not None
+            }
+            placements = plan_reserved_placements(queues, reserved) if reserved else []
+            placements += plan_placements(queues, capacities, self.running_mcpu[pool])
             if not placements:
                 continue
             specs = await q.start_attempts(conn, [(p.job, p.instance) for p in placements], now)
@@ -411,7 +431,8 @@ class Driver:
                 payload = self._payload(job.batch_id, job.job_id, attempt_id, spec, job.cores_mcpu,
                                         job.memory_bytes)
                 flight = AttemptInFlight(job.batch_id, job.job_id, attempt_id, job.user, pool,
-                                         job.cores_mcpu, job.memory_bytes, payload, now, placement.instance)
+                                         job.cores_mcpu, job.memory_bytes, payload, now, placement.instance,
+                                         gpus=job.gpus)
                 inst = self.instances[placement.instance]
                 inst.assigned[flight.key] = flight
                 self.running_mcpu[pool][job.user] += job.cores_mcpu
@@ -437,3 +458,10 @@ class Driver:
                 if inst.active and now - inst.last_seen > self.settings.heartbeat_timeout:
                     log.warning("instance %s silent for %.0fs: lost", inst.name, now - inst.last_seen)
                     self.instance_lost(inst.name, f"no heartbeat for {self.settings.heartbeat_timeout:.0f}s")
+
+
+def _job_key(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    batch_id, job_id = text.split(".")
+    return int(batch_id), int(job_id)

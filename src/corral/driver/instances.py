@@ -23,6 +23,7 @@ class AttemptInFlight:
     time_assigned: float
     instance_name: str
     time_started: float | None = None
+    gpus: int = 0
 
     @property
     def key(self) -> str:
@@ -44,6 +45,13 @@ class InstanceState:
     delivered: set[str] = field(default_factory=set)
     to_cancel: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    gpus: int = 0
+    gpu_type: str | None = None
+    reserved_for: tuple[int, int] | None = None  # a job-private instance runs only this job
+
+    @property
+    def free_gpus(self) -> int:
+        return self.gpus - sum(a.gpus for a in self.assigned.values())
 
     @property
     def used_mcpu(self) -> int:

@@ -89,3 +89,11 @@ class InstanceProvider(Protocol):
     async def list_instances(self) -> list[ProviderInstance]:
         """Every instance of ours the provider knows, in ONE call (one `squeue` per tick, not one per job)."""
         ...
+
+
+@runtime_checkable
+class BoundedProvider(Protocol):
+    """Optional: a provider with a fixed inventory (ssh hosts) says how many more instances of a shape fit,
+    so the autoscaler does not ask for instances that would fail."""
+
+    def capacity(self, shape: MachineShape) -> int: ...

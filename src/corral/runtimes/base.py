@@ -36,6 +36,7 @@ class MainRequest:
     memory_bytes: int = 0  # 0: no limit
     storage_bytes: int = 0
     timeout: float | None = None
+    devices: tuple[str, ...] = ()  # device nodes the job may use (its GPUs' /dev/nvidiaN …)
 
 
 @dataclass

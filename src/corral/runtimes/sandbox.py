@@ -58,6 +58,8 @@ def bwrap_argv(bwrap: str, request: MainRequest) -> list[str]:
     args += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
     if request.network == "none":
         args.append("--unshare-net")
+    for device in request.devices:  # the sandbox's /dev is private: bind in only the job's GPUs
+        args += ["--dev-bind", device, device]
     return [*args, "--", *without_rc_files(request.command)]
 
 

@@ -24,6 +24,9 @@ class InstanceRecord:
     token_hash: str
     metadata: dict[str, Any]
     last_heartbeat: float | None
+    gpus: int = 0
+    gpu_type: str | None = None
+    reserved_for: str | None = None  # "batch_id.job_id" of a job-private instance
 
 
 async def ensure_collection(
@@ -52,11 +55,15 @@ async def create_instance(
     token_hash: str,
     metadata: dict[str, Any],
     now: float,
+    gpus: int = 0,
+    gpu_type: str | None = None,
+    reserved_for: str | None = None,
 ) -> None:
     await conn.execute(
         instances.insert().values(
             name=name, collection=collection, state="pending", cores_mcpu=cores_mcpu,
             memory_bytes=memory_bytes, token_hash=token_hash, metadata=metadata, time_created=now,
+            gpus=gpus, gpu_type=gpu_type, reserved_for=reserved_for,
         )
     )
 
@@ -65,6 +72,7 @@ async def live_instances(conn: AsyncConnection, collection: str | None = None) -
     query = select(
         instances.c.name, instances.c.collection, instances.c.state, instances.c.cores_mcpu,
         instances.c.memory_bytes, instances.c.token_hash, instances.c.metadata, instances.c.last_heartbeat,
+        instances.c.gpus, instances.c.gpu_type, instances.c.reserved_for,
     ).where(instances.c.state.in_(LIVE_STATES))
     if collection is not None:
         query = query.where(instances.c.collection == collection)

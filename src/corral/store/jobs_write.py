@@ -43,6 +43,8 @@ class NewJob:
     spec: dict[str, Any]
     attributes: dict[str, str]
     in_update_parents: list[int] = field(default_factory=list)  # absolute ids inside the same update
+    gpus: int = 0
+    gpu_type: str | None = None
     earlier_parents: list[int] = field(default_factory=list)  # absolute ids of earlier updates
     job_group_id: int = 0  # absolute; 0 is the batch's root job group
 
@@ -124,6 +126,8 @@ async def insert_jobs(
                 "cores_mcpu": job.cores_mcpu,
                 "memory_bytes": job.memory_bytes,
                 "storage_bytes": job.storage_bytes,
+                "gpus": job.gpus,
+                "gpu_type": job.gpu_type,
                 "always_run": job.always_run,
                 "n_max_attempts": job.n_max_attempts,
                 "n_attempts": 0,

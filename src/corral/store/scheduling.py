@@ -62,6 +62,7 @@ class RunningAttempt:
     spec: dict[str, Any]
     time_assigned: float
     time_started: float | None
+    gpus: int = 0
 
     @property
     def key(self) -> str:
@@ -110,12 +111,14 @@ def _queued_job_query() -> Any:
     )
     return select(
         jobs.c.batch_id, jobs.c.job_id, jobs.c.user, jobs.c.cores_mcpu, jobs.c.memory_bytes,
-        jobs.c.n_attempts, jobs.c.pool, jobs.c.always_run, doomed.label("doomed"),
+        jobs.c.n_attempts, jobs.c.pool, jobs.c.always_run, doomed.label("doomed"), jobs.c.gpus,
+        jobs.c.gpu_type,
     ).join(batches, batches.c.id == jobs.c.batch_id)
 
 
 def _queued(row: Any) -> QueuedJob:
-    job = ReadyJob(row.batch_id, row.job_id, row.user, row.cores_mcpu, row.memory_bytes, row.n_attempts)
+    job = ReadyJob(row.batch_id, row.job_id, row.user, row.cores_mcpu, row.memory_bytes, row.n_attempts,
+                   row.gpus, row.gpu_type)
     return QueuedJob(job, row.pool, bool(row.always_run), bool(row.doomed))
 
 
@@ -131,7 +134,7 @@ async def load_running_attempts(conn: AsyncConnection) -> list[RunningAttempt]:
     query = select(
         attempts.c.batch_id, attempts.c.job_id, attempts.c.attempt_id, attempts.c.instance_name,
         jobs.c.user, jobs.c.pool, attempts.c.cores_mcpu, attempts.c.memory_bytes, jobs.c.storage_bytes,
-        jobs.c.spec, attempts.c.time_assigned, attempts.c.time_started,
+        jobs.c.spec, attempts.c.time_assigned, attempts.c.time_started, jobs.c.gpus,
     ).join(jobs, and_(jobs.c.batch_id == attempts.c.batch_id, jobs.c.job_id == attempts.c.job_id)).where(
         attempts.c.state == "running"
     )

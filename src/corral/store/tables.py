@@ -110,6 +110,8 @@ jobs = Table(
     Column("cores_mcpu", Integer, nullable=False),
     Column("memory_bytes", BigInteger, nullable=False),
     Column("storage_bytes", BigInteger, nullable=False),
+    Column("gpus", Integer, nullable=False, server_default="0"),  # 0002: GPUs the job needs
+    Column("gpu_type", String(100), nullable=True),  # 0002: any GPU type when None
     Column("always_run", Boolean, nullable=False),
     Column("n_max_attempts", Integer, nullable=False),
     Column("n_attempts", Integer, nullable=False, default=0),
@@ -177,6 +179,9 @@ instances = Table(
     Column("memory_bytes", BigInteger, nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("metadata", JSON, nullable=False),  # provider's own facts: pid, host, …
+    Column("gpus", Integer, nullable=False, server_default="0"),  # 0002: GPUs it advertises
+    Column("gpu_type", String(100), nullable=True),  # 0002
+    Column("reserved_for", String(60), nullable=True),  # 0002: "batch.job" of a job-private instance
     Column("time_created", Float, nullable=False),
     Column("time_activated", Float, nullable=True),
     Column("last_heartbeat", Float, nullable=True),

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
+from corral.worker.gpus import GpuDevices, device_nodes, visible_devices_env
 from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
@@ -76,6 +78,7 @@ class Agent:
         self.fatal: str | None = None
         self.stop_on_term = stop_on_term
         self._attempts: dict[str, asyncio.Task[None]] = {}
+        self.gpus = GpuDevices.from_env()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -238,6 +241,16 @@ class Agent:
     async def _attempt(self, assignment: Assignment, cancel: asyncio.Event) -> None:
         assert self.runtime is not None
         dirs = self.layout.attempt(assignment.key)
+        devices = self.gpus.acquire(assignment.key, assignment.spec.gpus)
+        if devices is None:
+            wanted = assignment.spec.gpus
+            self._report_unreadable(assignment.key, f"{wanted} GPUs requested, fewer are free on this worker")
+            self._attempts.pop(assignment.key, None)
+            return
+        if self.gpus.ids or devices:
+            env = {**assignment.spec.env, **visible_devices_env(devices)}
+            nodes = tuple(str(node) for node in device_nodes(devices))
+            assignment = replace(assignment, spec=replace(assignment.spec, env=env), devices=nodes)
         try:
             completed = await run_attempt(
                 assignment, self.runtime, dirs, cancel, emit=self.outbox.put, upload_log=self._upload_log
@@ -248,6 +261,7 @@ class Agent:
             log.exception("attempt %s crashed", assignment.key)
             self._report_unreadable(assignment.key, "worker error while running the attempt")
         finally:
+            self.gpus.release(assignment.key)
             self._attempts.pop(assignment.key, None)
             if self.runtime.uses_scratch:
                 await asyncio.shield(self._remove_scratch(dirs))

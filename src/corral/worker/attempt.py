@@ -39,6 +39,7 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
         memory_bytes=assignment.memory_bytes,
         storage_bytes=assignment.storage_bytes,
         timeout=spec.timeout,
+        devices=assignment.devices,
     )
 
 

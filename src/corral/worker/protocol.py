@@ -29,6 +29,7 @@ class JobSpec:
     output_files: list[FileSpec] = field(default_factory=list)
     always_copy_output: bool = False
     network: str | None = None
+    gpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Assignment:
     cores_mcpu: int
     memory_bytes: int
     storage_bytes: int = 0
+    devices: tuple[str, ...] = ()  # set by this worker: device nodes of the attempt's GPUs
 
 
 def _files(raw: Any, what: str) -> list[FileSpec]:
@@ -70,6 +72,7 @@ def parse_assignment(raw: dict[str, Any]) -> Assignment:
             output_files=_files(spec.get("output_files"), "spec.output_files"),
             always_copy_output=bool(spec.get("always_copy_output", False)),
             network=spec.get("network"),
+            gpus=int(spec.get("gpus") or 0),
         )
         return Assignment(
             key=str(raw["key"]),
