@@ -1,10 +1,8 @@
-"""End to end through the autoscaler (branch `providers`): a server started with --config whose
-[[instance_collections]] use provider = "slurm". Until the autoscaler is merged these are expected failures
-and are not run (they would only wait out their timeouts); once corral.driver.autoscaler exists they run."""
+"""End to end through the autoscaler: a server started with --config whose [[instance_collections]]
+use provider = "slurm"."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 import time
@@ -16,15 +14,6 @@ from tests.acceptance.harness import RunningServer, job
 from tests.slurm.conftest import server_env
 from tests.slurm.infra import slurm, wait_for
 from tests.slurm.test_slurm_pilots import attempts
-
-HAS_AUTOSCALER = importlib.util.find_spec("corral.driver.autoscaler") is not None
-
-def needs_autoscaler(test: Any) -> Any:
-    marks = [pytest.mark.needs_autoscaler, pytest.mark.xfail(
-        not HAS_AUTOSCALER, reason="autoscaler lands on branch providers", run=False, strict=False)]
-    for mark in marks:
-        test = mark(test)
-    return test
 
 
 def write_config(path: Path, slurm_conf: str, log_dir: Path) -> Path:
@@ -83,7 +72,6 @@ def pilots_of(slurm_conf: str, collection: str) -> dict[str, int]:
             if n.startswith(f"corral.{collection}.")}
 
 
-@needs_autoscaler
 def test_slurm_pool_scales_up_and_runs_a_batch(slurm_server: RunningServer, slurm_conf: str) -> None:
     batch_id = slurm_server.submit([job(f"echo {i}", i) for i in range(1, 11)])
     status = slurm_server.wait(batch_id, timeout=180)
@@ -94,7 +82,6 @@ def test_slurm_pool_scales_up_and_runs_a_batch(slurm_server: RunningServer, slur
     wait_for("idle pilots to be released", lambda: not pilots_of(slurm_conf, "hpc"), timeout=120)
 
 
-@needs_autoscaler
 def test_the_driver_issues_at_most_one_squeue_per_tick(
     slurm_server: RunningServer, slurm_conf: str, squeue_log: Path
 ) -> None:
@@ -112,7 +99,6 @@ def test_the_driver_issues_at_most_one_squeue_per_tick(
     assert len(calls) <= ticks + 2, f"{len(calls)} squeue calls in {t1 - t0:.1f}s ({ticks:.0f} ticks at most)"
 
 
-@needs_autoscaler
 def test_scancel_of_a_pilot_mid_job_is_retried_and_the_batch_succeeds(
     slurm_server: RunningServer, slurm_conf: str
 ) -> None:
@@ -127,7 +113,6 @@ def test_scancel_of_a_pilot_mid_job_is_retried_and_the_batch_succeeds(
     assert len(tries) >= 2 and tries[0]["reason"] == "lost" and tries[-1]["reason"] == "success"
 
 
-@needs_autoscaler
 def test_job_larger_than_any_pool_instance_gets_a_job_private_allocation(
     slurm_server: RunningServer, slurm_conf: str
 ) -> None:
