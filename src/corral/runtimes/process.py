@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 from pathlib import Path
 
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups
 from corral.runtimes.registry import register
 from corral.runtimes.sandbox import bwrap_argv, find_bwrap, root_layout, wrapped_argv
+from corral.runtimes.supervise import kill_until_gone, wait_for_exit
 
 log = logging.getLogger(__name__)
 
-SAMPLE_INTERVAL = 1.0
 DEFAULT_PIDS_LIMIT = 4096
 IMAGE_NOTE = (
     "image ignored: this worker runs jobs in the process sandbox on the host; workers started with "
@@ -109,10 +106,10 @@ class ProcessRuntime(Runtime):
         except OSError as exc:
             return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
         try:
-            outcome = await _wait(proc, group, cancel, request.timeout)
+            outcome = await wait_for_exit(proc, cancel, request.timeout, group.sample)
         finally:
             if proc.returncode is None:  # cancelled, timed out, or this task itself was cancelled
-                await _kill_tree(proc, group)
+                await kill_until_gone(proc, group.kill, group.pids, "job")
         end = now()
         usage = group.usage()
         result = MainResult(
@@ -135,47 +132,6 @@ class ProcessRuntime(Runtime):
                         f"out of memory: the job exceeded its memory limit of {request.memory_bytes} bytes"
                     )
         return result
-
-
-async def _wait(
-    proc: asyncio.subprocess.Process, group: JobCgroup, cancel: asyncio.Event, timeout: float | None
-) -> str:
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    exited = asyncio.ensure_future(proc.wait())
-    cancelled = asyncio.ensure_future(cancel.wait())
-    try:
-        while True:
-            step = SAMPLE_INTERVAL
-            if deadline is not None:
-                step = min(step, deadline - loop.time())
-                if step <= 0:
-                    return "timeout"
-            done, _ = await asyncio.wait(
-                {exited, cancelled}, timeout=step, return_when=asyncio.FIRST_COMPLETED
-            )
-            if exited in done:
-                return "exited"
-            if cancelled in done:
-                return "cancelled"
-            group.sample()
-    finally:
-        for task in (exited, cancelled):
-            task.cancel()
-
-
-async def _kill_tree(proc: asyncio.subprocess.Process, group: JobCgroup) -> None:
-    """SIGKILL everything: the cgroup's processes and the sandbox's session (pid 1 of its namespace)."""
-    for _ in range(500):
-        group.kill()
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.01)
-        if proc.returncode is not None and not group.pids():
-            return
-    log.warning("processes of a killed job are still alive after 5 s: %s", group.pids())
 
 
 async def _remove(group: JobCgroup) -> None:

@@ -20,9 +20,9 @@ from corral.runtimes.cgroups import (
     safe_name,
 )
 from corral.runtimes.oci.engine import Engine
+from corral.runtimes.supervise import kill_pids, kill_until_gone, wait_for_exit
 
 log = logging.getLogger(__name__)
-SAMPLE_INTERVAL = 1.0
 KILLED_BY_SIGKILL = 128 + signal.SIGKILL
 MiB = 1024 * 1024
 
@@ -73,11 +73,11 @@ class ContainerRun:
         except OSError as exc:
             return MainResult("error", start, now(), error=f"could not start {self.engine.name}: {exc}")
         try:
-            outcome = await self._wait(proc, cancel, request.timeout)
+            outcome = await wait_for_exit(proc, cancel, request.timeout, self.group.sample)
         finally:
             if proc.returncode is None:
                 self.killed = True
-                await self._kill(proc)
+                await kill_until_gone(proc, lambda: kill_pids(self.pids()), self.pids, "container")
         usage = self.group.usage()
         result = MainResult(
             "succeeded", start, now(), max_memory_bytes=usage.max_memory_bytes, cpu_seconds=usage.cpu_seconds
@@ -112,47 +112,6 @@ class ContainerRun:
             at_limit = _read_int(mem / "memory.max_usage_in_bytes") >= limit - MiB
             return exit_code == KILLED_BY_SIGKILL and (hits > 0 or at_limit)
         return False
-
-    async def _wait(
-        self, proc: asyncio.subprocess.Process, cancel: asyncio.Event, timeout: float | None
-    ) -> str:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        exited = asyncio.ensure_future(proc.wait())
-        cancelled = asyncio.ensure_future(cancel.wait())
-        try:
-            while True:
-                step = SAMPLE_INTERVAL
-                if deadline is not None:
-                    step = min(step, deadline - loop.time())
-                    if step <= 0:
-                        return "timeout"
-                done, _ = await asyncio.wait(
-                    {exited, cancelled}, timeout=step, return_when=asyncio.FIRST_COMPLETED
-                )
-                if exited in done:
-                    return "exited"
-                if cancelled in done:
-                    return "cancelled"
-                self.group.sample()
-        finally:
-            for task in (exited, cancelled):
-                task.cancel()
-
-    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        """SIGKILL the container's processes (its cgroup), then the runtime process itself."""
-        for _ in range(500):
-            for pid in self.pids():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.01)
-            if proc.returncode is not None and not self.pids():
-                return
-        log.warning("processes of a killed container are still alive after 5 s: %s", self.pids())
 
 
 async def remove_job_cgroups(cgroups: ContainerCgroups, key: str) -> None:
