@@ -16,6 +16,7 @@ from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status
 from corral.api.query import batch_predicate, job_predicate
+from corral.api.routes.jobs import visible_job
 from corral.errors import InvalidInput, NotFound
 from corral.hail.job_groups import descendants, group_status
 from corral.hail.query_v2 import batch_predicate_v2, job_predicate_v2
@@ -171,30 +172,20 @@ async def list_jobs(
     return await _list_jobs(ctx, user, batch_id, q, last_job_id, v2=False)
 
 
-async def _job(ctx: ApiContext, user: User, batch_id: int, job_id: int) -> Any:
-    async with ctx.reading() as conn:
-        batch = await visible_batch(conn, batch_id, user)
-        found = await jobs_read.get_job(conn, batch_id, job_id)
-        if found is None:
-            raise NotFound(f"job_id: batch {batch_id} has no job {job_id}", field="job_id")
-        attempts = await jobs_read.list_attempts(conn, batch_id, job_id)
-    return batch, found[0], found[1], attempts
-
-
 @router.get("/batches/{batch_id}/jobs/{job_id}")
 async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
-    batch, job, spec, _ = await _job(ctx, user, batch_id, job_id)
+    batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
     return hail_job(job, batch.billing_project, dict(spec))
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/attempts")
 async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> list[dict[str, Any]]:
-    _, _, _, attempts = await _job(ctx, user, batch_id, job_id)
+    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     return [attempt_status(a).model_dump() for a in attempts]
 
 
 async def _logs(ctx: ApiContext, user: User, batch_id: int, job_id: int) -> dict[str, str]:
-    _, _, _, attempts = await _job(ctx, user, batch_id, job_id)
+    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     ids = [a.attempt_id for a in attempts]
     _, logs = await asyncio.to_thread(read_latest_logs, ctx.settings.log_dir, batch_id, job_id, ids)
     return logs

@@ -24,9 +24,10 @@ from corral.store.users import User
 router = APIRouter(prefix="/api/v1/batches/{batch_id}/jobs", tags=["jobs"])
 
 
-async def _job(
+async def visible_job(
     ctx: ApiContext, user: User, batch_id: int, job_id: int
 ) -> tuple[BatchRecord, JobRecord, dict[str, object], list[AttemptRecord]]:
+    """The batch, job, spec and attempts, if `user` may see them (404 otherwise)."""
     async with ctx.reading() as conn:
         batch = await visible_batch(conn, batch_id, user)
         found = await jobs_read.get_job(conn, batch_id, job_id)
@@ -63,20 +64,20 @@ async def list_jobs(
 
 @router.get("/{job_id}")
 async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> JobStatus:
-    batch, job, spec, _ = await _job(ctx, user, batch_id, job_id)
+    batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
     return job_status(job, batch.billing_project, dict(spec))
 
 
 @router.get("/{job_id}/attempts")
 async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> list[AttemptStatus]:
-    _, _, _, attempts = await _job(ctx, user, batch_id, job_id)
+    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     return [attempt_status(a) for a in attempts]
 
 
 @router.get("/{job_id}/log")
 async def get_logs(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, str]:
     """{step: text} of the newest attempt that has logs ({} before the job ran)."""
-    _, _, _, attempts = await _job(ctx, user, batch_id, job_id)
+    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     ids = [a.attempt_id for a in attempts]
     _, logs = await asyncio.to_thread(read_latest_logs, ctx.settings.log_dir, batch_id, job_id, ids)
     return logs
@@ -86,7 +87,7 @@ async def get_logs(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) 
 async def get_step_log(batch_id: int, job_id: int, step: str, ctx: Context, user: CurrentUser) -> str:
     if step not in STEPS:
         raise InvalidInput(f"step: {step!r} is not a step; use one of {', '.join(STEPS)}", field="step")
-    _, _, _, attempts = await _job(ctx, user, batch_id, job_id)
+    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     ids = [a.attempt_id for a in attempts]
     _, logs = await asyncio.to_thread(read_latest_logs, ctx.settings.log_dir, batch_id, job_id, ids)
     if step not in logs:
