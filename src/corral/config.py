@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     admin_user: str = "admin"
     default_user: str = Field(default_factory=lambda: os.environ.get("USER") or "corral")
     instance_collections: list[InstanceCollectionConfig] = Field(default_factory=list)
+    # What a core-hour costs on instances whose shape names no price (the local workers): jobs' cost.
+    cost_per_core_hour: float = Field(default=0.0, ge=0)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     hail_compat_dir: Path | None = None  # serve HTTPS for the stock hailtop client; write its config here
     hail_user: str | None = None  # the user tokens.json in hail_compat_dir is for (default: default_user)

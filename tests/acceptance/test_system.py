@@ -119,6 +119,20 @@ def test_memory_limit_fails_the_job_as_out_of_memory(start_server: Any) -> None:
     assert detail["status"]["out_of_memory"] is True
 
 
+def test_cost_is_the_cores_used_times_the_rate_rolled_up_to_the_batch(start_server: Any) -> None:
+    server = start_server(cost_per_core_hour=3600.0)  # one unit per core-second: easy to check
+    batch_id = server.submit([job("sleep 0.5", 1, cpu="1"), job("sleep 0.2", 2, cpu="0.5")])
+    status = server.wait(batch_id)
+    jobs = [server.job(batch_id, j) for j in (1, 2)]
+    for detail in jobs:
+        assert detail["state"] == "Success", detail
+        core_seconds = detail["msec_mcpu"] / 1000 / 1000
+        assert detail["cost"] == pytest.approx(core_seconds * 3600.0 / 3600, rel=1e-6)
+    assert jobs[0]["cost"] >= 0.5  # 1 core for at least the 0.5 s the job slept
+    assert jobs[1]["cost"] >= 0.1  # half a core for at least 0.2 s
+    assert status["cost"] == pytest.approx(sum(d["cost"] for d in jobs), rel=1e-6)
+
+
 def test_killed_worker_job_is_retried_on_another_worker(start_server: Any) -> None:
     server = start_server(local_workers=2, cores=1)
     batch_id = server.submit([job("sleep 4; echo done", 1, cpu="1")])

@@ -50,6 +50,9 @@ def server(
     max_body_bytes: Annotated[int | None, typer.Option(help=_env("max_body_bytes"))] = None,
     admin_user: Annotated[str | None, typer.Option(help=_env("admin_user"))] = None,
     default_user: Annotated[str | None, typer.Option(help=_env("default_user"))] = None,
+    cost_per_core_hour: Annotated[
+        float | None, typer.Option(help=f"Price of a core-hour on local workers {_env('cost_per_core_hour')}")
+    ] = None,
     hail_compat_dir: Annotated[
         Path | None,
         typer.Option(help=f"Serve the stock hailtop client over HTTPS {_env('hail_compat_dir')}"),

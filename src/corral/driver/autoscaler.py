@@ -326,6 +326,7 @@ class Autoscaler:
                 name=m.name, pool=m.collection, token=token, cores_mcpu=int(shape.cores * 1000),
                 memory_bytes=shape.memory_bytes, metadata={"provider": provider.name, "shape": shape.name},
                 gpus=shape.gpus, gpu_type=shape.gpu_type, reserved_for=m.reserved_for,
+                cost_per_core_hour=shape.price_per_hour / shape.cores if shape.price_per_hour else None,
             )
             request = InstanceRequest(m.name, m.collection, shape, token, self.driver_url)
             metadata = await provider.create_instance(request)
@@ -342,6 +343,8 @@ class Autoscaler:
         self._failures[m.collection] = 0
         self._creating.pop(m.name, None)
         m.metadata = {"provider": provider.name, "shape": shape.name, **metadata}
+        if shape.price_per_hour:
+            m.metadata["cost_per_core_hour"] = shape.price_per_hour / shape.cores
         m.created, m.time_created = True, time.time()
         async with self.driver.engine.begin() as conn:
             await instance_store.set_instance_metadata(conn, m.name, dict(m.metadata))

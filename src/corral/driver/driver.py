@@ -53,10 +53,9 @@ class _Inbox:
 
 
 class Driver:
-    def __init__(self, engine: AsyncEngine, settings: Settings, *, cost_per_core_hour: float = 0.0) -> None:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.cost_per_core_hour = cost_per_core_hour
         self.queues: dict[str, ReadyQueues] = defaultdict(ReadyQueues)
         self.running_mcpu: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.instances: dict[str, InstanceState] = {}
@@ -118,6 +117,7 @@ class Driver:
             )
             inst.gpus, inst.gpu_type = rec.gpus, rec.gpu_type
             inst.reserved_for = _job_key(rec.reserved_for)
+            inst.cost_per_core_hour = self._rate(rec.metadata.get("cost_per_core_hour"))
             inst.cores_mcpu, inst.memory_bytes = rec.cores_mcpu, rec.memory_bytes
             inst.active = rec.state == "active"
             inst.last_seen = now  # a grace period: workers reconnect after a driver restart
@@ -195,9 +195,12 @@ class Driver:
     async def register_instance(
         self, *, name: str, pool: str, token: str, cores_mcpu: int, memory_bytes: int,
         metadata: dict[str, Any], gpus: int = 0, gpu_type: str | None = None,
-        reserved_for: tuple[int, int] | None = None,
+        reserved_for: tuple[int, int] | None = None, cost_per_core_hour: float | None = None,
     ) -> None:
+        """`cost_per_core_hour`: the shape's price per core-hour (default: the site's rate)."""
         token_hash = hash_token(token)
+        if cost_per_core_hour is not None:
+            metadata = {**metadata, "cost_per_core_hour": cost_per_core_hour}  # kept across restarts
         reserved = f"{reserved_for[0]}.{reserved_for[1]}" if reserved_for else None
         async with self.engine.begin() as conn:
             await instance_store.create_instance(
@@ -207,8 +210,12 @@ class Driver:
             )
         inst = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
         inst.gpus, inst.gpu_type, inst.reserved_for = gpus, gpu_type, reserved_for
+        inst.cost_per_core_hour = self._rate(cost_per_core_hour)
         self.instances[name] = inst
         self._by_token[token_hash] = name
+
+    def _rate(self, rate: object) -> float:
+        return float(rate) if isinstance(rate, int | float) else self.settings.cost_per_core_hour
 
     def instance_lost(self, name: str, reason: str) -> None:
         if name in self.instances:
@@ -308,14 +315,14 @@ class Driver:
                 elif event.get("type") == "completed":
                     released.append(flight)
                     if key not in report.instance.to_cancel:
-                        outcomes.append(completed_outcome(flight, event, self.cost_per_core_hour))
+                        outcomes.append(completed_outcome(flight, event, report.instance.cost_per_core_hour))
             acks.append((report, keys))
         lost_instances = [self.instances[name] for name in inbox.lost if name in self.instances]
         for inst in lost_instances:
             for flight in inst.assigned.values():
                 released.append(flight)
                 if flight.key not in inst.to_cancel:
-                    outcomes.append(lost_outcome(flight, inbox.lost[inst.name], now, self.cost_per_core_hour))
+                    outcomes.append(lost_outcome(flight, inbox.lost[inst.name], now, inst.cost_per_core_hour))
         # Free what ended before planning, so this tick can reuse the cores.
         for flight in released:
             self._release(flight)
