@@ -28,6 +28,6 @@ class Sizes:
 FULL = Sizes(repeats=3, w1_jobs=20_000, w2_jobs=100_000, w3_jobs=2_000, w4_fanout=500, w5_runs=50,
              w6_jobs=1_000_000, w7_jobs=1_000_000)
 # Quick mode must stay under 3 minutes with W8 and W9 included (SLURM's 1 s per job bounds W5/W9 runs).
-QUICK = Sizes(repeats=2, w1_jobs=5_000, w2_jobs=100_000, w3_jobs=200, w4_fanout=100, w5_runs=12,
-              w6_jobs=100_000, w7_jobs=1_000_000, w6_repeats=1, w7_repeats=2, w9_jobs=200, w9_runs=8,
+QUICK = Sizes(repeats=2, w1_jobs=5_000, w2_jobs=100_000, w3_jobs=200, w4_fanout=100, w5_runs=8,
+              w6_jobs=100_000, w7_jobs=1_000_000, w6_repeats=1, w7_repeats=2, w9_jobs=200, w9_runs=6,
               quick=True)
