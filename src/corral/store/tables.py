@@ -127,7 +127,7 @@ jobs = Table(
     Column("time_completed", Float, nullable=True),
     Column("job_group_id", Integer, nullable=False, default=0, server_default="0"),  # 0: the root group
     Index(None, "state"),
-    Index(None, "batch_id", "state"),
+    Index(None, "batch_id", "state", "job_id"),  # point updates stay point lookups without statistics
 )
 
 job_parents = Table(
