@@ -121,6 +121,14 @@ class RunningServer:
                 if not page["jobs"] or last is None:
                     return out
 
+    def completed_when_first_finishes(self, *batch_ids: int) -> list[int]:
+        """Each batch's n_completed at the moment the first of them completes (fair-share checks)."""
+        while True:
+            statuses = [self.batch(b) for b in batch_ids]
+            if any(s["complete"] for s in statuses):
+                return [int(s["n_completed"]) for s in statuses]
+            time.sleep(0.05)
+
     def job(self, batch_id: int, job_id: int) -> dict[str, Any]:
         with self.client() as c:
             r = c.get(f"/api/v1/batches/{batch_id}/jobs/{job_id}")
