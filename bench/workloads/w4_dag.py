@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from bench.context import Context
-from bench.corral_server import CorralServer, all_succeeded, job_spec
+from bench.corral_server import CorralServer, job_spec
 from bench.model import Result
 from bench.paths import cores
 from bench.peers import hail, slurm, snakemake
@@ -32,12 +31,7 @@ def corral_dag(server: CorralServer, fanout: int) -> Callable[[], float]:
     def once() -> float:
         jobs = dag_jobs(fanout)
         with server.client() as c:
-            t0 = time.perf_counter()
-            batch_id = server.submit_fast(c, jobs)
-            status = server.wait(c, batch_id, timeout=60 + fanout / 5)
-            elapsed = time.perf_counter() - t0
-        all_succeeded(status)
-        return elapsed
+            return server.run_batch(c, jobs, timeout=60 + fanout / 5)
 
     return once
 

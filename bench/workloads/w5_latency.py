@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from bench.context import Context
-from bench.corral_server import CorralServer, all_succeeded, job_spec
+from bench.corral_server import CorralServer, job_spec
 from bench.model import Result, failed, percentile
 from bench.peers import slurm
 from bench.workloads.common import CORRAL_JOB_CPU, process_worker_settings, start_server
@@ -16,12 +15,7 @@ def corral_latency(ctx: Context, server: CorralServer) -> Callable[[], float]:
     client = ctx.cleanup.enter_context(server.client())
 
     def once() -> float:
-        t0 = time.perf_counter()
-        batch_id = server.submit_fast(client, [job_spec(1, ["true"], cpu=CORRAL_JOB_CPU)])
-        status = server.wait(client, batch_id, timeout=60, poll=0.002)
-        elapsed = time.perf_counter() - t0
-        all_succeeded(status)
-        return elapsed
+        return server.run_batch(client, [job_spec(1, ["true"], cpu=CORRAL_JOB_CPU)], timeout=60, poll=0.002)
 
     return once
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from bench.context import Context
-from bench.corral_server import all_succeeded, job_spec
+from bench.corral_server import job_spec
 from bench.model import Result, failed, percentile
 from bench.peers import slurm_pool
 from bench.peers.slurm import Slurm
@@ -28,12 +28,7 @@ def pool_batch(pool: PilotPool, n: int) -> Callable[[], float]:
     def once() -> float:
         jobs = [job_spec(i, ["true"], cpu=CORRAL_JOB_CPU) for i in range(1, n + 1)]
         with server.client() as c:
-            t0 = time.perf_counter()
-            batch_id = server.submit_bunches(c, jobs)
-            status = server.wait(c, batch_id, timeout=60 + n / 5)
-            elapsed = time.perf_counter() - t0
-        all_succeeded(status)
-        return elapsed
+            return server.run_batch(c, jobs, timeout=60 + n / 5, bunches=True)
 
     return once
 
@@ -43,12 +38,7 @@ def pool_latency(pool: PilotPool) -> Callable[[], float]:
 
     def once() -> float:
         with server.client() as c:
-            t0 = time.perf_counter()
-            batch_id = server.submit_fast(c, [job_spec(1, ["true"], cpu=CORRAL_JOB_CPU)])
-            status = server.wait(c, batch_id, timeout=60, poll=0.002)
-            elapsed = time.perf_counter() - t0
-        all_succeeded(status)
-        return elapsed
+            return server.run_batch(c, [job_spec(1, ["true"], cpu=CORRAL_JOB_CPU)], timeout=60, poll=0.002)
 
     return once
 
