@@ -30,6 +30,19 @@ def require_container_tools() -> None:
         pytest.skip(f"container tests: {problem}")
 
 
+def sleepers(seconds: str) -> list[int]:
+    """Pids of `sleep SECONDS` processes on this machine: a cancelled job's must be gone."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", seconds.encode()]:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 @dataclass(frozen=True)
 class Registry:
     addr: str  # 127.0.0.1:port

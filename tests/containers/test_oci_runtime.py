@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.containers.conftest import MARKER, Registry, push
+from tests.containers.conftest import MARKER, Registry, push, sleepers
 
 from corral.runtimes import MainRequest, MainResult
 from corral.runtimes.oci import OciRuntime
@@ -213,28 +213,16 @@ async def test_cancel_kills_the_container(start_runtime: StartRuntime, make: Mak
             break
         await asyncio.sleep(0.05)
     assert "started" in log_of(req)
-    sleepers = _sleepers(seconds)
-    assert sleepers, "the container's sleep is not running"
+    started = sleepers(seconds)
+    assert started, "the container's sleep is not running"
     cancel.set()
     result = await asyncio.wait_for(task, 30)
     assert result.state == "cancelled"
     for _ in range(200):
-        if not set(_sleepers(seconds)) & set(sleepers):
+        if not set(sleepers(seconds)) & set(started):
             break
         await asyncio.sleep(0.05)
-    assert not set(_sleepers(seconds)) & set(sleepers), "the container's processes survived the cancel"
-
-
-def _sleepers(seconds: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", seconds.encode()]:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    assert not set(sleepers(seconds)) & set(started), "the container's processes survived the cancel"
 
 
 CRASHING_WORKER = """
@@ -271,22 +259,22 @@ async def test_a_restarted_worker_clears_what_a_crashed_one_left(
     proc = subprocess.Popen([sys.executable, "-c", CRASHING_WORKER, name, str(work), test_image, seconds])
     try:
         for _ in range(600):
-            if _sleepers(seconds):
+            if sleepers(seconds):
                 break
             await asyncio.sleep(0.05)
-        assert _sleepers(seconds), "the crashing worker's container never started"
+        assert sleepers(seconds), "the crashing worker's container never started"
     finally:
         proc.kill()  # SIGKILL: no cleanup at all
         proc.wait()
-    assert _sleepers(seconds) and _mounts_under(work)  # the container and its mounts outlived the worker
+    assert sleepers(seconds) and _mounts_under(work)  # the container and its mounts outlived the worker
     successor = OciRuntime(instance_name=name, work_dir=work)
     await successor.start()
     try:
         for _ in range(200):
-            if not _sleepers(seconds):
+            if not sleepers(seconds):
                 break
             await asyncio.sleep(0.05)
-        assert not _sleepers(seconds) and not _mounts_under(work)
+        assert not sleepers(seconds) and not _mounts_under(work)
     finally:
         await successor.close()
 

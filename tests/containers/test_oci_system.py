@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tests.acceptance.conftest import start_server  # noqa: F401 - the whole-system fixture
 from tests.acceptance.harness import RunningServer, job
-from tests.containers.conftest import MARKER, Registry, push
+from tests.containers.conftest import MARKER, Registry, push, sleepers
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +119,7 @@ def test_cancel_kills_the_container(server: RunningServer, test_image: str) -> N
     seconds = str(1000 + uuid.uuid4().int % 9000)
     batch_id = server.submit([_image_job(f"sleep {seconds}", 1, test_image)])
     deadline = time.monotonic() + 60
-    while not _sleepers(seconds):
+    while not sleepers(seconds):
         assert time.monotonic() < deadline, f"the container never started\n{server.log_tail()}"
         time.sleep(0.1)
     with server.client() as c:
@@ -127,18 +127,8 @@ def test_cancel_kills_the_container(server: RunningServer, test_image: str) -> N
     server.wait(batch_id, timeout=30)
     assert server.jobs(batch_id)[1]["state"] == "Cancelled"
     deadline = time.monotonic() + 15
-    while _sleepers(seconds) and time.monotonic() < deadline:
+    while sleepers(seconds) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _sleepers(seconds), "the cancelled container's process is still alive"
+    assert not sleepers(seconds), "the cancelled container's process is still alive"
 
 
-def _sleepers(seconds: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", seconds.encode()]:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
