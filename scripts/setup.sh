@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0; [ "${1:-}" = "--test" ] && TEST=1
-PKGS=(bubblewrap)
+PKGS=(bubblewrap slirp4netns libseccomp2 util-linux)
 [ "$TEST" = 1 ] && PKGS+=(postgresql)
 # Containers (the oci runtime, its tests and bench W8): OCI runtimes, registry tools, user-space NAT.
 [ "$TEST" = 1 ] && PKGS+=(crun runc skopeo umoci docker-registry slirp4netns busybox-static e2fsprogs)

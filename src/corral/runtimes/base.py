@@ -93,6 +93,8 @@ def job_environment(request: MainRequest) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "SHLVL": "1",  # with stdin not a socket, bash skips rc files anyway; this keeps it so
     }
+    # `nproc`, OpenMP and BLAS size their thread pools by it: the job's cores, not the machine's.
+    env["OMP_NUM_THREADS"] = str(max(1, -(-request.cores_mcpu // 1000)))
     env.update(request.env)
     for leaky in ("BASH_ENV", "ENV"):
         if leaky not in request.env:

@@ -1,15 +1,35 @@
-"""The process runtime: each job a bubblewrap sandbox in its own cgroup, killed as a whole tree."""
+"""The process runtime: each job a bubblewrap sandbox in its own cgroup, killed as a whole tree.
+
+The job runs as an unprivileged uid of its own (root worker) or the worker's user in a user namespace,
+with no capabilities, no_new_privs and a seccomp filter; CORRAL_HOME and the worker's files are hidden;
+its network is none, private (NAT, no host loopback) or, where the site allows it, the host's.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
+import sys
 from pathlib import Path
 
+from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups
+from corral.runtimes.identity import JobUser, JobUsers, give_to
+from corral.runtimes.network import NetworkError, Slirp, find_slirp, plumbing, resolv_conf
 from corral.runtimes.registry import register
-from corral.runtimes.sandbox import bwrap_argv, find_bwrap, root_layout, wrapped_argv
+from corral.runtimes.sandbox import (
+    SandboxView,
+    bwrap_argv,
+    find_bwrap,
+    find_setpriv,
+    root_layout,
+    wrapped_argv,
+)
+from corral.runtimes.seccomp import build_filter, open_filter
 from corral.runtimes.supervise import kill_until_gone, wait_for_exit
 
 log = logging.getLogger(__name__)
@@ -46,14 +66,37 @@ class ProcessRuntime(Runtime):
     name = "process"
     pids_limit = DEFAULT_PIDS_LIMIT
 
-    def __init__(self, *, instance_name: str, work_dir: Path) -> None:
+    def __init__(self, *, instance_name: str, work_dir: Path, settings: Settings | None = None) -> None:
         super().__init__(instance_name=instance_name, work_dir=work_dir)
+        self.settings = settings
         self.bwrap = ""
+        self.setpriv = ""
         self.cgroups: Cgroups | None = None
+        self.users = JobUsers(instance_name)
+        self.view = SandboxView()
+        self.seccomp = work_dir / "seccomp.bpf"
+        self.user_path: str | None = None  # the user's PATH, kept on the embedded default
         self._cleanups: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        settings = self.settings or Settings()
+        self.jobs = settings.jobs
         self.bwrap = find_bwrap()
+        if self.users.privileged:
+            self.setpriv = find_setpriv()
+        try:
+            await asyncio.to_thread(build_filter, self.seccomp)
+        except (OSError, ImportError) as exc:
+            raise RuntimeUnavailable(f"cannot build the jobs' seccomp filter (libseccomp2, pyseccomp): {exc}"
+                                     ) from exc
+        if self.jobs.default_network != "none" or not self.jobs.host_network:
+            try:
+                find_slirp()
+            except NetworkError as exc:
+                raise RuntimeUnavailable(exc.message) from None
+        self.view = SandboxView.build(
+            _secrets(settings, self.work_dir), self._shared_paths(), job_has_own_uid=self.users.privileged
+        )
         probe = await asyncio.create_subprocess_exec(
             self.bwrap, *root_layout(), "--unshare-pid", "--die-with-parent", "--", "/bin/true",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
@@ -93,23 +136,95 @@ class ProcessRuntime(Runtime):
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
 
+    def _shared_paths(self) -> list[Path]:
+        """Host paths jobs see read-only: the worker's Python, the site's, the user's environment."""
+        interpreter = Path(os.path.realpath(sys.executable)).parent.parent
+        paths = [Path(sys.prefix), Path(sys.base_prefix), interpreter]
+        paths += self.jobs.visible_paths
+        if self.jobs.share_user_environment and os.environ.get("CORRAL_SHARE_USER_ENV") == "1":
+            for name in ("VIRTUAL_ENV", "CONDA_PREFIX"):
+                if os.environ.get(name):
+                    paths.append(Path(os.environ[name]))
+            paths.append(Path.cwd())
+            self.user_path = os.environ.get("PATH")
+        return paths
+
+    def _environment(self, request: MainRequest) -> dict[str, str]:
+        env = job_environment(request)
+        if self.user_path and "PATH" not in request.env:
+            env["PATH"] = self.user_path
+            for name in ("VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV"):
+                if name in os.environ and name not in request.env:
+                    env[name] = os.environ[name]
+        return env
+
     async def _run_in(
         self, group: JobCgroup, request: MainRequest, cancel: asyncio.Event, start: float, note: str | None
     ) -> MainResult:
-        argv = wrapped_argv(self.bwrap, request, group.procs_files)
+        user = self.users.acquire(request.key)
         try:
+            return await self._run_as(user, group, request, cancel, start, note)
+        finally:
+            self.users.release(request.key)
+
+    async def _run_as(
+        self, user: JobUser | None, group: JobCgroup, request: MainRequest, cancel: asyncio.Event,
+        start: float, note: str | None,
+    ) -> MainResult:
+        jobs = self.jobs
+        net = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
+        extra: list[str] = []
+        fds: list[int] = []
+        info_r = ready_r = block_w = -1
+        slirp: Slirp | None = None
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
+            seccomp_fd = open_filter(self.seccomp)
+            fds.append(seccomp_fd)
+            if net == "nat":
+                extra += ["--ro-bind", str(resolv_conf(request.scratch)), "/etc/resolv.conf"]
+                info_r, info_w = os.pipe()
+                ready_r, ready_w = os.pipe()
+                block_r, block_w = os.pipe()
+                fds += [info_r, info_w, ready_r, ready_w, block_r, block_w]
+                extra += ["--info-fd", str(info_w)]
+            sandbox = bwrap_argv(
+                self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
+                unshare_net=net != "host", extra=extra, gate=(ready_w, block_r) if net == "nat" else None,
+            )
+            argv = wrapped_argv(sandbox, group.procs_files)
             with open(request.log_path, "ab") as out:
                 proc = await asyncio.create_subprocess_exec(
-                    *argv, env=job_environment(request), stdin=asyncio.subprocess.DEVNULL,
+                    *argv, env=self._environment(request), stdin=asyncio.subprocess.DEVNULL,
                     stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                    pass_fds=[fd for fd in fds if fd not in (info_r, ready_r, block_w)],
                 )
-        except OSError as exc:
+            if net == "nat":
+                for fd in (info_w, ready_w, block_r):
+                    os.close(fd)
+                fds = [fd for fd in fds if fd not in (info_w, ready_w, block_r)]
+                pid = await asyncio.to_thread(_child_pid, info_r)
+                if await asyncio.to_thread(os.read, ready_r, 1) != b"1":
+                    raise ValueError("the sandbox exited before its network could be set up")
+                slirp = Slirp()
+                await slirp.attach(pid)
+                os.write(block_w, b"1")
+        except (OSError, NetworkError, ValueError) as exc:
+            if proc is not None and proc.returncode is None:
+                await kill_until_gone(proc, group.kill, group.pids, "job")
+            if slirp is not None:
+                await slirp.stop()
+            _close(fds)
             return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
+        _close(fds)
         try:
             outcome = await wait_for_exit(proc, cancel, request.timeout, group.sample)
         finally:
             if proc.returncode is None:  # cancelled, timed out, or this task itself was cancelled
                 await kill_until_gone(proc, group.kill, group.pids, "job")
+            if slirp is not None:
+                await slirp.stop()
         end = now()
         usage = group.usage()
         result = MainResult(
@@ -132,6 +247,35 @@ class ProcessRuntime(Runtime):
                         f"out of memory: the job exceeded its memory limit of {request.memory_bytes} bytes"
                     )
         return result
+
+
+def _secrets(settings: Settings, work_dir: Path) -> list[Path]:
+    """Never visible inside a job: the store, tokens and TLS keys, every job's scratch, SSH keys."""
+    found = [settings.home, work_dir, Path.home() / ".ssh", Path.home() / ".corral"]
+    if settings.hail_compat_dir is not None:
+        found.append(settings.hail_compat_dir)
+    if settings.images.cache_dir is not None:
+        found.append(settings.images.cache_dir)
+    return found
+
+
+def _child_pid(info_fd: int) -> int:
+    """bwrap writes {"child-pid": N} to --info-fd once the sandbox's namespaces exist."""
+    data = b""
+    while True:
+        chunk = os.read(info_fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        with contextlib.suppress(ValueError):
+            return int(json.loads(data)["child-pid"])
+    raise ValueError("the sandbox exited before its network could be set up")
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 async def _remove(group: JobCgroup) -> None:
