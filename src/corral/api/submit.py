@@ -26,6 +26,7 @@ from corral.api.schemas import (
     UpdateSpec,
 )
 from corral.errors import Conflict, InvalidInput, NotFound
+from corral.files.roots import file_roots
 from corral.store import batches as batch_store
 from corral.store import jobs_write
 from corral.store.batches import BatchRecord, UpdateRecord
@@ -121,7 +122,8 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
     if found is not None:
         return _response(found[0].id, found[1])
     provisional = UpdateRecord(0, 1, spec.token, n_jobs, 1, False)
-    rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool)
+    files = file_roots(ctx.settings, user.name, spec.billing_project)
+    rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool, files=files)
     now = time.time()
     try:
         async with ctx.writing() as conn:
@@ -145,11 +147,12 @@ async def add_bunch(
 ) -> int:
     """Insert a bunch of an uncommitted update; returns how many jobs were inserted (0: a repeat)."""
     async with ctx.reading() as conn:
-        await visible_batch(conn, batch_id, user)
+        seen = await visible_batch(conn, batch_id, user)
         upd = await batch_store.get_update(conn, batch_id, update_id)
     if upd is None:
         raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
-    rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool)
+    files = file_roots(ctx.settings, user.name, seen.billing_project)
+    rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
     async with ctx.writing() as conn:
         batch = await visible_batch(conn, batch_id, user)
         _check_open(batch)
@@ -213,7 +216,8 @@ async def update_fast(
             upd = await batch_store.insert_update(
                 conn, batch_id, token=spec.token, n_jobs=spec.n_jobs, now=now
             )
-        rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool)
+        files = file_roots(ctx.settings, user.name, batch.billing_project)
+        rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
         await jobs_write.insert_jobs(conn, batch, upd, rows, now)
         await jobs_write.commit_update(conn, batch, upd, now)
     await _notify_committed(ctx, batch_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from corral.errors import CorralError
+from corral.runtimes.identity import JobUser
 
 MainState = Literal["succeeded", "failed", "error", "cancelled"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -69,6 +70,13 @@ class Runtime(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what `start` prepared."""
+
+    def job_user(self, key: str) -> JobUser | None:
+        """Hold the host identity the attempt's job runs as (None: the worker's own); `release_job_user`."""
+        return None
+
+    def release_job_user(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Let go of `job_user(key)`."""
 
     async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:  # noqa: B027 - optional hook
         """Before the input step: make `io_dir` the job's /io (e.g. a volume of `storage_bytes`); OSError."""

@@ -32,13 +32,16 @@ class JobUsers:
         spread = zlib.crc32(instance_name.encode()) % WORKER_SPREAD
         self.base = JOB_UID_BASE + spread * SLOTS_PER_WORKER
         self._by_key: dict[str, JobUser] = {}
+        self._holds: dict[str, int] = {}
         self._free: list[int] = []
         self._next = 0
 
     def acquire(self, key: str) -> JobUser | None:
+        """The attempt's uid; held until as many `release` calls (the attempt and its main step hold it)."""
         if not self.privileged:
             return None
         found = self._by_key.get(key)
+        self._holds[key] = self._holds.get(key, 0) + 1
         if found is not None:
             return found
         if self._free:
@@ -50,6 +53,10 @@ class JobUsers:
         return user
 
     def release(self, key: str) -> None:
+        holds = self._holds.pop(key, 0) - 1
+        if holds > 0:
+            self._holds[key] = holds
+            return
         user = self._by_key.pop(key, None)
         if user is not None:
             self._free.append(user.uid - self.base)

@@ -111,6 +111,12 @@ class ProcessRuntime(Runtime):
             await asyncio.to_thread(self.cgroups.remove_stale)
             log.info("process runtime: bwrap %s, %s", self.bwrap, self.cgroups.describe())
 
+    def job_user(self, key: str) -> JobUser | None:
+        return self.users.acquire(key)
+
+    def release_job_user(self, key: str) -> None:
+        self.users.release(key)
+
     async def close(self) -> None:
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.runtimes.base import MainRequest, MainResult, Runtime, now
+from corral.runtimes.identity import JobUser, give_to
 from corral.worker.layout import AttemptDirs
 from corral.worker.protocol import STEPS, Assignment, StepName, StepStatus, started_event
 from corral.worker.steps import copy_step
@@ -66,7 +67,6 @@ async def run_attempt(
     upload_log: UploadLog,
 ) -> dict[str, Any]:
     """Run the steps and upload their logs; returns the `completed` event (not yet emitted)."""
-    spec = assignment.spec
     emit(started_event(assignment.key, now()))
     statuses: dict[StepName, StepStatus | None] = dict.fromkeys(STEPS)
     event: dict[str, Any] = {
@@ -79,22 +79,44 @@ async def run_attempt(
         "timed_out": False,
         "resource_usage": {"max_memory_bytes": 0, "cpu_seconds": 0.0},
     }
+    if not runtime.uses_scratch:
+        return await _run_without_scratch(assignment, runtime, cancel, event, statuses, dirs)
+    user = runtime.job_user(assignment.key)
+    try:
+        return await _run_steps(assignment, runtime, dirs, cancel, event, statuses, user, upload_log)
+    finally:
+        runtime.release_job_user(assignment.key)
+
+
+async def _run_steps(
+    assignment: Assignment,
+    runtime: Runtime,
+    dirs: AttemptDirs,
+    cancel: asyncio.Event,
+    event: dict[str, Any],
+    statuses: dict[StepName, StepStatus | None],
+    user: JobUser | None,
+    upload_log: UploadLog,
+) -> dict[str, Any]:
+    spec = assignment.spec
 
     def fail(step: StepStatus) -> None:
         event["state"] = "cancelled" if step.state == "cancelled" else "error"
         event["error"] = step.error
 
-    if not runtime.uses_scratch:
-        return await _run_without_scratch(assignment, runtime, cancel, event, statuses, dirs)
     try:
         await asyncio.to_thread(dirs.create)
         await runtime.prepare_io(dirs.io, assignment.storage_bytes)
+        await asyncio.to_thread(give_to, user, dirs.io, dirs.tmp)
     except OSError as exc:
         event["state"], event["error"] = "error", f"could not create the job's scratch directory: {exc}"
         return _finish(event, statuses)
 
+    access = spec.file_access
     if spec.input_files:
-        copied = await copy_step("input", spec.input_files, dirs.io, dirs.log("input"), cancel)
+        copied = await copy_step(
+            "input", spec.input_files, dirs.io, dirs.log("input"), cancel, user=user, access=access
+        )
         statuses["input"] = copied
         if copied.state != "succeeded":
             fail(copied)
@@ -123,7 +145,9 @@ async def run_attempt(
     if spec.output_files:
         copy_anyway = spec.always_copy_output and result.state in ("failed", "error")
         if result.state == "succeeded" or copy_anyway:
-            copied = await copy_step("output", spec.output_files, dirs.io, dirs.log("output"), cancel)
+            copied = await copy_step(
+                "output", spec.output_files, dirs.io, dirs.log("output"), cancel, user=user, access=access
+            )
             statuses["output"] = copied
             if copied.state != "succeeded" and event["state"] == "succeeded":
                 fail(copied)

@@ -30,6 +30,7 @@ class JobSpec:
     always_copy_output: bool = False
     network: str | None = None
     gpus: int = 0
+    file_access: str = "job"  # "worker": the embedded default's own user (local copies with its rights)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def parse_assignment(raw: dict[str, Any]) -> Assignment:
             always_copy_output=bool(spec.get("always_copy_output", False)),
             network=spec.get("network"),
             gpus=int(spec.get("gpus") or 0),
+            file_access="worker" if spec.get("file_access") == "worker" else "job",
         )
         return Assignment(
             key=str(raw["key"]),

@@ -20,6 +20,7 @@ from corral.images.cache import ImageCache, ImageLease
 from corral.images.pull import ImageError
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, now
 from corral.runtimes.cgroups import ContainerCgroups, Limits, detect_container_cgroups, safe_name
+from corral.runtimes.identity import JobUser
 from corral.runtimes.oci.bundle import container_config
 from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
 from corral.runtimes.oci.engine import Engine, choose_engine
@@ -77,6 +78,12 @@ class OciRuntime(Runtime):
             for hierarchy in self.cgroups.hierarchies:  # where the OCI runtime created the path too
                 with contextlib.suppress(OSError):
                     (hierarchy / self.cgroups.relative.lstrip("/")).rmdir()
+
+    def job_user(self, key: str) -> JobUser | None:
+        return self.sandbox.job_user(key)
+
+    def release_job_user(self, key: str) -> None:
+        self.sandbox.release_job_user(key)
 
     async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:
         if storage_bytes > 0:
