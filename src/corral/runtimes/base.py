@@ -78,10 +78,10 @@ class Runtime(ABC):
     def release_job_user(self, key: str) -> None:  # noqa: B027 - optional hook
         """Let go of `job_user(key)`."""
 
-    async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:  # noqa: B027 - optional hook
-        """Before the input step: make `io_dir` the job's /io (e.g. a volume of `storage_bytes`); OSError."""
+    async def prepare_io(self, volume: Path, storage_bytes: int) -> None:  # noqa: B027 - optional hook
+        """Before the input step: make `volume` (where /io and /tmp go) hold `storage_bytes`; OSError."""
 
-    async def release_io(self, io_dir: Path) -> None:  # noqa: B027 - optional hook
+    async def release_io(self, volume: Path) -> None:  # noqa: B027 - optional hook
         """After the output step: undo `prepare_io`."""
 
     @abstractmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from corral.errors import CorralError
+from corral.runtimes.logcap import read_pipe
 
 # Inside the job's namespace only (slirp4netns: .2 gateway, .3 DNS, .100 the job). Never the host's subnet.
 PRIVATE_CIDR = "198.51.100.0/24"
@@ -70,7 +71,7 @@ class Slirp:
             )
             os.close(ready_w)
             ready_w = -1
-            got = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 1), 10)
+            got = await asyncio.wait_for(read_pipe(ready_r, bool), 10)
             if got != b"1":
                 raise NetworkError("slirp4netns could not configure the job's network namespace")
         finally:

@@ -19,6 +19,7 @@ from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups
 from corral.runtimes.identity import JobUser, JobUsers, give_to
+from corral.runtimes.logcap import CappedLog, read_pipe
 from corral.runtimes.network import NetworkError, Slirp, find_slirp, plumbing, resolv_conf
 from corral.runtimes.registry import register
 from corral.runtimes.sandbox import (
@@ -31,6 +32,7 @@ from corral.runtimes.sandbox import (
 )
 from corral.runtimes.seccomp import build_filter, open_filter
 from corral.runtimes.supervise import kill_until_gone, wait_for_exit
+from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_full
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,13 @@ class ProcessRuntime(Runtime):
     def job_user(self, key: str) -> JobUser | None:
         return self.users.acquire(key)
 
+    async def prepare_io(self, volume: Path, storage_bytes: int) -> None:
+        if storage_bytes > 0:
+            await mount_io_volume(volume, storage_bytes)
+
+    async def release_io(self, volume: Path) -> None:
+        await asyncio.to_thread(unmount_io_volume, volume)
+
     def release_job_user(self, key: str) -> None:
         self.users.release(key)
 
@@ -184,6 +193,7 @@ class ProcessRuntime(Runtime):
         info_r = ready_r = block_w = -1
         slirp: Slirp | None = None
         proc: asyncio.subprocess.Process | None = None
+        log = CappedLog(request.log_path)
         try:
             await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
             seccomp_fd = open_filter(self.seccomp)
@@ -200,18 +210,19 @@ class ProcessRuntime(Runtime):
                 unshare_net=net != "host", extra=extra, gate=(ready_w, block_r) if net == "nat" else None,
             )
             argv = wrapped_argv(sandbox, group.procs_files)
-            with open(request.log_path, "ab") as out:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, env=self._environment(request), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                    pass_fds=[fd for fd in fds if fd not in (info_r, ready_r, block_w)],
-                )
+            out = log.open()
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=self._environment(request), stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                pass_fds=[fd for fd in fds if fd not in (info_r, ready_r, block_w)],
+            )
+            log.child_started()
             if net == "nat":
                 for fd in (info_w, ready_w, block_r):
                     os.close(fd)
                 fds = [fd for fd in fds if fd not in (info_w, ready_w, block_r)]
-                pid = await asyncio.to_thread(_child_pid, info_r)
-                if await asyncio.to_thread(os.read, ready_r, 1) != b"1":
+                pid = _child_pid(await read_pipe(info_r, _has_child_pid))
+                if await read_pipe(ready_r, bool) != b"1":
                     raise ValueError("the sandbox exited before its network could be set up")
                 slirp = Slirp()
                 await slirp.attach(pid)
@@ -221,7 +232,9 @@ class ProcessRuntime(Runtime):
                 await kill_until_gone(proc, group.kill, group.pids, "job")
             if slirp is not None:
                 await slirp.stop()
+            await log.close()
             _close(fds)
+            await log.close()
             return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
         _close(fds)
         try:
@@ -231,6 +244,7 @@ class ProcessRuntime(Runtime):
                 await kill_until_gone(proc, group.kill, group.pids, "job")
             if slirp is not None:
                 await slirp.stop()
+            await log.close()
         end = now()
         usage = group.usage()
         result = MainResult(
@@ -247,6 +261,11 @@ class ProcessRuntime(Runtime):
             result.exit_code = 128 - code if code < 0 else code  # killed by a signal: as a shell says
             if result.exit_code != 0:
                 result.state = "failed"
+                if request.storage_bytes > 0 and volume_full(request.io_dir):
+                    result.error = (
+                        f"No space left: the job filled its storage request of {request.storage_bytes} bytes "
+                        "(/io and /tmp)"
+                    )
                 if group.oom_kills() > 0:
                     result.out_of_memory = True
                     result.error = (
@@ -265,17 +284,18 @@ def _secrets(settings: Settings, work_dir: Path) -> list[Path]:
     return found
 
 
-def _child_pid(info_fd: int) -> int:
+def _has_child_pid(data: bytes) -> bool:
+    with contextlib.suppress(ValueError):
+        return "child-pid" in json.loads(data)
+    return False
+
+
+def _child_pid(info: bytes) -> int:
     """bwrap writes {"child-pid": N} to --info-fd once the sandbox's namespaces exist."""
-    data = b""
-    while True:
-        chunk = os.read(info_fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-        with contextlib.suppress(ValueError):
-            return int(json.loads(data)["child-pid"])
-    raise ValueError("the sandbox exited before its network could be set up")
+    try:
+        return int(json.loads(info)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("the sandbox exited before its network could be set up") from None
 
 
 def _close(fds: list[int]) -> None:

@@ -269,7 +269,7 @@ class Agent:
     async def _remove_scratch(self, dirs: AttemptDirs) -> None:
         assert self.runtime is not None
         try:
-            await self.runtime.release_io(dirs.io)
+            await self.runtime.release_io(dirs.volume)
         except OSError as exc:
             log.warning("could not release the io volume of %s: %s", dirs.root, exc)
         await asyncio.to_thread(dirs.remove)

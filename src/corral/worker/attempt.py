@@ -106,7 +106,8 @@ async def _run_steps(
 
     try:
         await asyncio.to_thread(dirs.create)
-        await runtime.prepare_io(dirs.io, assignment.storage_bytes)
+        await runtime.prepare_io(dirs.volume, assignment.storage_bytes)
+        await asyncio.to_thread(dirs.create_io)
         await asyncio.to_thread(give_to, user, dirs.io, dirs.tmp)
     except OSError as exc:
         event["state"], event["error"] = "error", f"could not create the job's scratch directory: {exc}"

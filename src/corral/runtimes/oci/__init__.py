@@ -24,7 +24,7 @@ from corral.runtimes.identity import JobUser
 from corral.runtimes.oci.bundle import container_config
 from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
 from corral.runtimes.oci.engine import Engine, choose_engine
-from corral.runtimes.oci.mounts import mount_io_volume, mount_overlay, unmount, unmount_io_volume
+from corral.runtimes.oci.mounts import mount_overlay, unmount
 from corral.runtimes.oci.network import NetworkError, PrivateNetwork, public_mounts
 from corral.runtimes.oci.recovery import recover
 from corral.runtimes.process import DEFAULT_PIDS_LIMIT, ProcessRuntime
@@ -85,12 +85,11 @@ class OciRuntime(Runtime):
     def release_job_user(self, key: str) -> None:
         self.sandbox.release_job_user(key)
 
-    async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:
-        if storage_bytes > 0:
-            await mount_io_volume(io_dir, storage_bytes)
+    async def prepare_io(self, volume: Path, storage_bytes: int) -> None:
+        await self.sandbox.prepare_io(volume, storage_bytes)
 
-    async def release_io(self, io_dir: Path) -> None:
-        await asyncio.to_thread(unmount_io_volume, io_dir)
+    async def release_io(self, volume: Path) -> None:
+        await self.sandbox.release_io(volume)
 
     async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:
         if not request.image:
