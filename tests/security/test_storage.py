@@ -36,7 +36,8 @@ def test_writing_past_the_storage_request_fails_with_no_space_left(
 def test_a_200_mb_print_is_capped_on_disk_while_running_and_the_cut_is_marked(
     server: RunningServer, attacker: Attacker
 ) -> None:
-    status, log = attacker.run("echo FIRST-LINE; head -c 200000000 /dev/zero | tr '\\0' x; echo; echo LAST-LINE")
+    script = "echo FIRST-LINE; head -c 200000000 /dev/zero | tr '\\0' x; echo; echo LAST-LINE"
+    status, log = attacker.run(script)
     assert status["state"] == "Success", status
     assert log.startswith("FIRST-LINE")
     assert log.rstrip().endswith("LAST-LINE")
