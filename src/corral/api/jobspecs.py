@@ -76,6 +76,9 @@ def worker_spec(job: JobSpec, files: FileRoots | None = None) -> dict[str, objec
     urls = [f.from_ for f in job.input_files] + [f.to for f in job.output_files]
     if files is not None and files.as_worker and any(local_path(u, field="url") is not None for u in urls):
         spec["file_access"] = "worker"  # the embedded default's own user: their files, their rights
+    secret = [e.name for e in job.env if e.secret]
+    if secret:
+        spec["secret_env"] = secret
     if job.resources.gpus:
         spec["gpus"] = job.resources.gpus  # the worker picks which of its devices the job sees
     return spec

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from corral.api.access import check_can_submit, visible_batch
+from corral.api.access import check_can_submit, owned_batch, visible_batch
 from corral.api.context import ApiContext
 from corral.api.jobspecs import prepare_bunch
 from corral.api.schemas import (
@@ -147,14 +147,14 @@ async def add_bunch(
 ) -> int:
     """Insert a bunch of an uncommitted update; returns how many jobs were inserted (0: a repeat)."""
     async with ctx.reading() as conn:
-        seen = await visible_batch(conn, batch_id, user)
+        seen = await owned_batch(conn, batch_id, user, "append jobs to it")
         upd = await batch_store.get_update(conn, batch_id, update_id)
     if upd is None:
         raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
     files = file_roots(ctx.settings, user.name, seen.billing_project)
     rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user)
+        batch = await owned_batch(conn, batch_id, user, "append jobs to it")
         _check_open(batch)
         # A shared lock on the update: bunches go in parallel, a commit waits for them.
         locked = await batch_store.get_update(conn, batch_id, update_id, for_share=True)
@@ -170,7 +170,7 @@ async def add_bunch(
 async def commit(ctx: ApiContext, user: User, batch_id: int, update_id: int) -> UpdateRecord:
     """Commit an update (idempotent): its jobs join the batch and the parentless ones become Ready."""
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "commit jobs to it", for_update=True)
         upd = await batch_store.get_update(conn, batch_id, update_id, for_update=True)
         if upd is None:
             raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
@@ -185,7 +185,7 @@ async def commit(ctx: ApiContext, user: User, batch_id: int, update_id: int) -> 
 async def create_update(ctx: ApiContext, user: User, batch_id: int, spec: UpdateSpec) -> CreateUpdateResponse:
     """A new update appending jobs to the batch. Idempotent on (batch, token)."""
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "append jobs to it", for_update=True)
         upd = await batch_store.update_by_token(conn, batch_id, spec.token)
         if upd is None:
             _check_open(batch)
@@ -207,7 +207,7 @@ async def update_fast(
         )
     now = time.time()
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "append jobs to it", for_update=True)
         upd = await batch_store.update_by_token(conn, batch_id, spec.token)
         if upd is not None and upd.committed:
             return CreateUpdateResponse(update_id=upd.update_id, start_job_id=upd.start_job_id)
@@ -234,7 +234,7 @@ async def cancel(ctx: ApiContext, user: User, batch_id: int) -> None:
 async def delete(ctx: ApiContext, user: User, batch_id: int) -> None:
     """Cancel the batch if it is still running, then hide it: afterwards it is 404 everywhere."""
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "delete it", for_update=True)
         running = not batch.complete
         if running:
             await batch_store.set_batch_cancelled(conn, batch_id)
