@@ -133,6 +133,20 @@ class Cgroups(ABC):
     def describe(self) -> str:
         return f"cgroup v{self.version}"
 
+    @abstractmethod
+    def paths(self) -> list[Path]:
+        """This worker's parent cgroups (one per hierarchy)."""
+
+
+RECORD = "cgroups"  # in the work dir: where a dead worker's job cgroups are (worker/cleanup.py reads it)
+
+
+def record_cgroups(work_dir: Path, paths: list[Path]) -> None:
+    """Remember (appending) where this worker's job cgroups live, for whoever cleans up after it."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with open(work_dir / RECORD, "a") as f:
+        f.writelines(f"{p}\n" for p in paths)
+
 
 def _rmdir(path: Path) -> bool:
     try:
@@ -193,6 +207,9 @@ class V1Cgroups(Cgroups):
 
     def describe(self) -> str:
         return "cgroup v1 (" + ", ".join(f"{c}: {p}" for c, p in self.bases.items()) + ")"
+
+    def paths(self) -> list[Path]:
+        return list(dict.fromkeys(self.bases.values()))
 
     def create(self, name: str, limits: Limits) -> JobCgroup:
         dirs = {c: base / safe_name(name) for c, base in self.bases.items()}
@@ -286,6 +303,9 @@ class V2Cgroups(Cgroups):
 
     def describe(self) -> str:
         return f"cgroup v2 ({self.base})"
+
+    def paths(self) -> list[Path]:
+        return [self.base]
 
     def create(self, name: str, limits: Limits) -> JobCgroup:
         path = self.base / safe_name(name)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
-from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups
+from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups, record_cgroups
 from corral.runtimes.identity import JobUser, JobUsers, give_to
 from corral.runtimes.logcap import CappedLog, read_pipe
 from corral.runtimes.network import NetworkError, Slirp, find_slirp, plumbing, resolv_conf
@@ -110,6 +110,7 @@ class ProcessRuntime(Runtime):
             raise RuntimeUnavailable(f"bubblewrap ({self.bwrap}) cannot create a sandbox here: {reason}")
         self.cgroups = await asyncio.to_thread(detect_cgroups, self.instance_name)
         if self.cgroups is not None:
+            await asyncio.to_thread(record_cgroups, self.work_dir, self.cgroups.paths())
             await asyncio.to_thread(self.cgroups.remove_stale)
             log.info("process runtime: bwrap %s, %s", self.bwrap, self.cgroups.describe())
 

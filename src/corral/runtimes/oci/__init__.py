@@ -19,7 +19,13 @@ from corral.config import Settings
 from corral.images.cache import ImageCache, ImageLease
 from corral.images.pull import ImageError
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, now
-from corral.runtimes.cgroups import ContainerCgroups, Limits, detect_container_cgroups, safe_name
+from corral.runtimes.cgroups import (
+    ContainerCgroups,
+    Limits,
+    detect_container_cgroups,
+    record_cgroups,
+    safe_name,
+)
 from corral.runtimes.identity import JobUser
 from corral.runtimes.oci.bundle import container_config
 from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
@@ -58,6 +64,9 @@ class OciRuntime(Runtime):
         self.cgroups = await asyncio.to_thread(detect_container_cgroups, self.instance_name)
         if self.cgroups is None:
             raise RuntimeUnavailable("the oci runtime needs a cgroup memory controller (v1 or v2)")
+        made = self.cgroups.cgroups.paths()
+        made += [h / self.cgroups.relative.lstrip("/") for h in self.cgroups.hierarchies]
+        await asyncio.to_thread(record_cgroups, self.work_dir, made)
         await recover(self.engine, self.cgroups, self.work_dir)
         try:
             await self.sandbox.start()
