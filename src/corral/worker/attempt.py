@@ -33,7 +33,7 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
         scratch=dirs.root,
         tmp_dir=dirs.tmp,
         log_path=dirs.log("main"),
-        env=spec.env,
+        env={**corral_env(assignment), **spec.env},
         image=spec.image,
         network=spec.network,
         cores_mcpu=assignment.cores_mcpu,
@@ -42,6 +42,16 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
         timeout=spec.timeout,
         devices=assignment.devices,
     )
+
+
+def corral_env(assignment: Assignment) -> dict[str, str]:
+    """Corral's documented variables (docs/jobs.md): a stable key for idempotent side effects."""
+    return {
+        "CORRAL_BATCH_ID": str(assignment.batch_id),
+        "CORRAL_JOB_ID": str(assignment.job_id),
+        "CORRAL_JOB_KEY": f"{assignment.batch_id}-{assignment.job_id}",
+        "CORRAL_ATTEMPT_ID": str(assignment.attempt_id),
+    }
 
 
 def main_status(result: MainResult) -> StepStatus:
