@@ -98,7 +98,10 @@ async def set_instance_state(conn: AsyncConnection, name: str, state: str, now: 
 
 
 async def set_instance_metadata(conn: AsyncConnection, name: str, metadata: dict[str, Any]) -> None:
-    await conn.execute(update(instances).where(instances.c.name == name).values(metadata=metadata))
+    """Add or replace these keys of the instance's metadata (the others, such as its shape, stay)."""
+    row = (await conn.execute(select(instances.c.metadata).where(instances.c.name == name))).first()
+    merged = {**(row.metadata if row is not None and row.metadata else {}), **metadata}
+    await conn.execute(update(instances).where(instances.c.name == name).values(metadata=merged))
 
 
 async def record_heartbeats(conn: AsyncConnection, seen: Sequence[tuple[str, float]]) -> None:

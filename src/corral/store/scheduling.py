@@ -64,10 +64,6 @@ class RunningAttempt:
     time_started: float | None
     gpus: int = 0
 
-    @property
-    def key(self) -> str:
-        return f"{self.batch_id}.{self.job_id}.{self.attempt_id}"
-
 
 @dataclass(frozen=True, slots=True)
 class AttemptOutcome:
