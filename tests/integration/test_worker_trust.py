@@ -194,7 +194,8 @@ async def test_a_reactivation_claiming_1000_cores_and_a_pebibyte_is_capped_at_th
     )
     assert (r.json()["cores_mcpu"], r.json()["memory_bytes"]) == (4000, 8 << 30)
     # A smaller machine than declared is believed.
-    r = await service.worker.post("/api/v1/worker/activate", json={"cores_mcpu": 2000, "memory_bytes": 1 << 30})
+    smaller = {"cores_mcpu": 2000, "memory_bytes": 1 << 30}
+    r = await service.worker.post("/api/v1/worker/activate", json=smaller)
     assert (r.json()["cores_mcpu"], r.json()["memory_bytes"]) == (2000, 1 << 30)
     for bad in ({"cores_mcpu": 2**40, "memory_bytes": 1}, {"cores_mcpu": 1, "memory_bytes": 1e30},
                 {"cores_mcpu": 0, "memory_bytes": 1}):

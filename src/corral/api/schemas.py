@@ -109,7 +109,7 @@ class CreateUpdateResponse(BaseModel):
 
 
 BatchStateName = Literal["open", "running", "success", "failure", "cancelled"]
-JobStateName = Literal["Pending", "Ready", "Creating", "Running", "Success", "Failed", "Error", "Cancelled"]
+JobStateName = Literal["Pending", "Ready", "Running", "Success", "Failed", "Error", "Cancelled"]
 
 
 class BatchStatus(BaseModel):
