@@ -6,10 +6,13 @@ import time
 
 from test_api_support import Api, api_fixture, job, job_rows, parent_links, row_counts  # noqa: F401
 
+from corral.store import instances as instance_store
 from transition_guard import walk_to
 
 
 async def test_create_fast_writes_the_job_row_contract(api: Api) -> None:
+    async with api.engine.begin() as conn:  # jobs may name only pools the site has
+        await instance_store.ensure_collection(conn, "gpu", kind="pool", provider="test", config={})
     bunch = [
         job(
             1,

@@ -38,8 +38,8 @@ class Service:
     engine: AsyncEngine
 
 
-@pytest.fixture
-async def service(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]:
+@pytest.fixture(name="service")
+async def service_fixture(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]:
     settings = Settings(home=tmp_path / "home", admin_user="admin", default_user="alice", pool="default")
     tokens = await bootstrap(engine, settings)
     driver = Driver(engine, settings)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
 from corral.domain.attempts import clamp_time
+from corral.domain.capacity import Resources, SiteCollection, largest, why_unplaceable
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
@@ -27,6 +28,7 @@ from corral.domain.tokens import hash_token
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
+from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
@@ -45,6 +47,9 @@ class Driver:
         self._by_token: dict[str, str] = {}
         self._inbox = Inbox()
         self._doomed: set[tuple[int, int]] = set()
+        self.unplaceable = UnplaceableJobs()  # ready jobs their pool can never hold, with the reason
+        self.site_collections: dict[str, SiteCollection] = {}
+        self._largest: dict[str, Resources | None] = {}  # per pool, until an instance comes or goes
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -88,9 +93,13 @@ class Driver:
                 ready = await q.load_ready_jobs(conn)
                 cancelled = await q.cancelled_batches_with_work(conn)
                 cancelled_groups = await job_group_store.cancelled_with_work(conn)
+                sites = await instance_store.site_collections(conn)
         self.queues.clear()
         self.running_mcpu.clear()
         self._doomed.clear()
+        self.unplaceable.clear()
+        self._largest.clear()
+        self.site_collections = sites
         old = self.instances
         self.instances = {}
         self._by_token = {}
@@ -153,9 +162,47 @@ class Driver:
     def _enqueue(self, queued: q.QueuedJob) -> None:
         if queued.doomed and not queued.always_run:
             self._doomed.add(queued.job.key)
+            return
+        pool = self.route_pool(queued.pool, queued.job) if self.route_pool else queued.pool
+        self._queue(pool, queued.job)
+
+    def _queue(self, pool: str, job: ReadyJob) -> None:
+        reason = self._why_unplaceable(pool, job)
+        if reason is not None:
+            self.unplaceable.park(pool, job, reason)
         else:
-            pool = self.route_pool(queued.pool, queued.job) if self.route_pool else queued.pool
-            self.queues[pool].push(queued.job)
+            self.queues[pool].push(job)
+
+    def _park_unplaceable_heads(self, pool: str, queues: ReadyQueues) -> None:
+        """Only the head of a user's FIFO can block it: a head that can never be placed steps aside."""
+        for user in queues.users():
+            while (job := queues.peek(user)) is not None:
+                reason = self._why_unplaceable(pool, job)
+                if reason is None:
+                    break
+                queues.pop(user)
+                self.unplaceable.park(pool, job, reason)
+
+    def _why_unplaceable(self, pool: str, job: ReadyJob) -> str | None:
+        """A job its pool's largest instance (configured shape or live instance) cannot hold never runs."""
+        site = self.site_collections.get(pool)
+        if site is not None and site.kind != "pool":
+            return None  # job-private collections are sized for each job
+        if pool not in self._largest:
+            sizes = [Resources(i.cores_mcpu, i.memory_bytes, i.gpus, i.gpu_type)
+                     for i in self.instances.values() if i.pool == pool and i.reserved_for is None]
+            if site is not None and site.largest is not None:
+                sizes.append(site.largest)
+            self._largest[pool] = largest(sizes)
+        return why_unplaceable(Resources(job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type), pool,
+                               self._largest[pool])
+
+    def _pool_changed(self, pool: str) -> None:
+        """An instance of the pool came or grew: jobs that could not be placed there are checked again."""
+        self._largest.pop(pool, None)
+        for job in self.unplaceable.release(pool):
+            self._queue(pool, job)
+        self._wake.set()
 
     # ------------------------------------------------------------ hooks (API)
 
@@ -191,11 +238,14 @@ class Driver:
                 token_hash=token_hash, metadata=metadata, now=time.time(), gpus=gpus, gpu_type=gpu_type,
                 reserved_for=reserved,
             )
+            self.site_collections = await instance_store.site_collections(conn)
         inst = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
         inst.gpus, inst.gpu_type, inst.reserved_for = gpus, gpu_type, reserved_for
         inst.cost_per_core_hour = self._rate(cost_per_core_hour)
         self.instances[name] = inst
         self._by_token[token_hash] = name
+        if reserved_for is None:
+            self._pool_changed(pool)
 
     def _rate(self, rate: object) -> float:
         return float(rate) if isinstance(rate, int | float) else self.settings.cost_per_core_hour
@@ -227,6 +277,8 @@ class Driver:
             await instance_store.activate_instance(conn, inst.name, cores_mcpu, memory_bytes, now)
         inst.cores_mcpu, inst.memory_bytes = cores_mcpu, memory_bytes
         inst.active, inst.draining = True, False
+        if inst.reserved_for is None:
+            self._pool_changed(inst.pool)
         self._wake.set()
 
     async def poll(self, inst: InstanceState, known: list[str], wait: float) -> dict[str, Any]:
@@ -365,6 +417,7 @@ class Driver:
             self._release(flight)
         for inst in lost_instances:
             self.instances.pop(inst.name, None)
+            self._largest.pop(inst.pool, None)
             inst.active = False
             inst.notify()
 
@@ -391,6 +444,7 @@ class Driver:
                 self._enqueue(queued)
             # Cancellations may doom more ready jobs; they are cancelled next tick.
             assignments = await self._schedule(conn, now)
+            await q.save_waiting_reasons(conn, self.unplaceable.take_reasons())
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
@@ -439,6 +493,7 @@ class Driver:
                 inst.notify()
         for queues in self.queues.values():
             queues.remove_where(batch_id)
+        self.unplaceable.drop_batch(batch_id)
         if job_group_ids is None:
             self._doomed = {k for k in self._doomed if k[0] != batch_id}
         # always_run jobs of the batch stay queued; re-read them from the store.
@@ -450,6 +505,7 @@ class Driver:
     async def _schedule(self, conn: AsyncConnection, now: float) -> set[InstanceState]:
         notified: set[InstanceState] = set()
         for pool, queues in self.queues.items():
+            self._park_unplaceable_heads(pool, queues)
             if not len(queues):
                 continue
             pool_instances = [i for i in self.instances.values() if i.pool == pool and i.schedulable]

@@ -34,7 +34,8 @@ async def start_attempts(
     ]
     moved = await move_jobs(
         conn, JobState.RUNNING, params, only_from={JobState.READY},
-        where=[jobs.c.n_attempts == bindparam("prev")], values={"n_attempts": bindparam("next")},
+        where=[jobs.c.n_attempts == bindparam("prev")],
+        values={"n_attempts": bindparam("next"), "waiting_reason": None},
     )
     started = list(placements)
     if moved != len(params):

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from corral.domain.capacity import SiteCollection, collection_capacity
 from corral.store.tables import instance_collections, instances
 
 LIVE_STATES = ("pending", "active")
@@ -43,6 +44,14 @@ async def ensure_collection(
             .where(instance_collections.c.name == name)
             .values(kind=kind, provider=provider, config=config)
         )
+
+
+async def site_collections(conn: AsyncConnection) -> dict[str, SiteCollection]:
+    """Every collection the site has declared, with the largest instance it can bring up."""
+    rows = await conn.execute(
+        select(instance_collections.c.name, instance_collections.c.kind, instance_collections.c.config)
+    )
+    return {row.name: collection_capacity(row.name, row.kind, row.config or {}) for row in rows}
 
 
 async def create_instance(

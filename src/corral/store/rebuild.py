@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.scheduling import ReadyJob
 from corral.domain.states import INCOMPLETE_STATES, JobState
 from corral.store.driver_records import QueuedJob, RunningAttempt
-from corral.store.job_moves import state_in
+from corral.store.job_moves import JobKey, state_in
 from corral.store.tables import attempts, batches, jobs
 
 
@@ -65,3 +66,16 @@ async def cancelled_batches_with_work(conn: AsyncConnection) -> list[int]:
         )
     )
     return [row.id for row in await conn.execute(query)]
+
+
+async def save_waiting_reasons(conn: AsyncConnection, reasons: Mapping[JobKey, str | None]) -> None:
+    """Why Ready jobs wait (None: they no longer do); jobs that left Ready keep nothing."""
+    if not reasons:
+        return
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
+        .where(jobs.c.state == JobState.READY)
+        .values(waiting_reason=bindparam("r")),
+        [{"b": b, "j": j, "r": reason} for (b, j), reason in reasons.items()],
+    )

@@ -13,11 +13,16 @@ from corral.store.batch_state import refresh_batch_states
 from corral.store.cancel import cancel_batch_jobs, cancel_ready_jobs
 from corral.store.cascade import complete_jobs
 from corral.store.driver_records import AttemptOutcome, CancelResult, CascadeResult, QueuedJob, RunningAttempt
-from corral.store.rebuild import cancelled_batches_with_work, load_ready_jobs, load_running_attempts
+from corral.store.rebuild import (
+    cancelled_batches_with_work,
+    load_ready_jobs,
+    load_running_attempts,
+    save_waiting_reasons,
+)
 
 __all__ = [
     "AttemptOutcome", "BatchState", "CancelResult", "CascadeResult", "QueuedJob", "RunningAttempt",
     "cancel_batch_jobs", "cancel_ready_jobs", "cancelled_batches_with_work", "complete_jobs",
     "end_attempts", "load_ready_jobs", "load_running_attempts", "mark_started", "refresh_batch_states",
-    "start_attempts",
+    "save_waiting_reasons", "start_attempts",
 ]
