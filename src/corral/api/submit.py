@@ -25,11 +25,14 @@ from corral.api.schemas import (
     UpdateFastRequest,
     UpdateSpec,
 )
+from corral.domain.capacity import Resources, check_placeable
 from corral.errors import Conflict, InvalidInput, NotFound
 from corral.files.roots import file_roots
 from corral.store import batches as batch_store
+from corral.store import instances as instance_store
 from corral.store import jobs_write
 from corral.store.batches import BatchRecord, UpdateRecord
+from corral.store.jobs_write import NewJob
 from corral.store.users import User
 
 log = logging.getLogger("corral.api")
@@ -46,6 +49,20 @@ def _response(batch_id: int, upd: UpdateRecord | None) -> CreateBatchResponse:
 def _check_open(batch: BatchRecord) -> None:
     if batch.cancelled:
         raise Conflict(f"batch_id: batch {batch.id} is cancelled; it accepts no new jobs", field="batch_id")
+
+
+async def _check_placeable(conn: AsyncConnection, rows: Sequence[NewJob], default_pool: str) -> None:
+    """Refuse (400, naming the job) a job whose pool does not exist or that no instance the site can
+    bring up could ever run; such a job would otherwise wait forever."""
+    collections = await instance_store.site_collections(conn)
+    seen: set[tuple[object, ...]] = set()
+    for row in rows:
+        key = (row.pool, row.cores_mcpu, row.memory_bytes, row.gpus, row.gpu_type)
+        if key in seen:
+            continue
+        seen.add(key)
+        need = Resources(row.cores_mcpu, row.memory_bytes, row.gpus, row.gpu_type)
+        check_placeable(need, row.pool, collections, default_pool=default_pool, where=row.path)
 
 
 async def _notify_committed(ctx: ApiContext, batch_id: int) -> None:
@@ -124,6 +141,8 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
     provisional = UpdateRecord(0, 1, spec.token, n_jobs, 1, False)
     files = file_roots(ctx.settings, user.name, spec.billing_project)
     rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool, files=files)
+    async with ctx.reading() as conn:
+        await _check_placeable(conn, rows, ctx.settings.pool)
     now = time.time()
     try:
         async with ctx.writing() as conn:
@@ -154,6 +173,7 @@ async def add_bunch(
     files = file_roots(ctx.settings, user.name, seen.billing_project)
     rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
     async with ctx.writing() as conn:
+        await _check_placeable(conn, rows, ctx.settings.pool)
         batch = await owned_batch(conn, batch_id, user, "append jobs to it")
         _check_open(batch)
         # A shared lock on the update: bunches go in parallel, a commit waits for them.
@@ -218,6 +238,7 @@ async def update_fast(
             )
         files = file_roots(ctx.settings, user.name, batch.billing_project)
         rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
+        await _check_placeable(conn, rows, ctx.settings.pool)
         await jobs_write.insert_jobs(conn, batch, upd, rows, now)
         await jobs_write.commit_update(conn, batch, upd, now)
     await _notify_committed(ctx, batch_id)
