@@ -96,7 +96,7 @@ def test_another_jobs_scratch_is_unreadable(server: RunningServer, attacker: Att
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not deadline_files:
-        deadline_files = list(worker_dir.glob("*/jobs/*/io/secret"))
+        deadline_files = list(worker_dir.glob("*/jobs/*/vol/io/secret"))
         time.sleep(0.1)
     assert deadline_files, "the victim's job did not start"
     io_dir = deadline_files[0].parent
