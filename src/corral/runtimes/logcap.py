@@ -70,7 +70,7 @@ class CappedLog:
         os.close(self._write_fd)
         self._write_fd = -1
         loop = asyncio.get_running_loop()
-        self._out = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self._out = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed in close(); readable live
         self._eof = loop.create_future()
         os.set_blocking(self._read_fd, False)
         loop.add_reader(self._read_fd, self._readable)
