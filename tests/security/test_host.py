@@ -109,3 +109,15 @@ def test_another_jobs_scratch_is_unreadable(server: RunningServer, attacker: Att
         c.patch(f"/api/v1/batches/{batch_id}/cancel")
     assert status["state"] == "Success", status
     assert secret not in log
+
+
+def test_a_new_user_namespace_is_refused_by_clone_too(attacker: Attacker) -> None:
+    """unshare(2) is denied; clone(2) with CLONE_NEWUSER (a way back to capabilities) must be as well."""
+    script = (
+        "python3 -c 'import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); "
+        "r = libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0); "
+        "print(\"CLONED\" if r >= 0 else \"refused\", os.strerror(ctypes.get_errno()))'"
+    )
+    status, log = attacker.run(script)
+    assert status["state"] == "Success", (status, log)
+    assert "refused Operation not permitted" in log and "CLONED" not in log, log

@@ -18,6 +18,7 @@ from pathlib import Path
 from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups, record_cgroups
+from corral.runtimes.config import JobsConfig
 from corral.runtimes.identity import JobUser, JobUsers, give_to
 from corral.runtimes.logcap import CappedLog, read_pipe
 from corral.runtimes.network import NetworkError, Slirp, find_slirp, plumbing, resolv_conf
@@ -71,6 +72,7 @@ class ProcessRuntime(Runtime):
     def __init__(self, *, instance_name: str, work_dir: Path, settings: Settings | None = None) -> None:
         super().__init__(instance_name=instance_name, work_dir=work_dir)
         self.settings = settings
+        self.jobs = JobsConfig()  # read from the settings at start
         self.bwrap = ""
         self.setpriv = ""
         self.cgroups: Cgroups | None = None

@@ -26,9 +26,9 @@ DENIED_SYSCALLS = (
     "set_mempolicy", "setns", "settimeofday", "stime", "swapoff", "swapon", "syslog", "_sysctl", "sysfs",
     "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
 )
-# clone/clone3 with namespace flags (a new user namespace would give the job capabilities back in it).
-CLONE_NAMESPACE_FLAGS = 0x7E020000  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME(0x80)
-CLONE_NEWTIME = 0x80
+# clone with any namespace flag (a new user namespace would give the job capabilities back in it):
+# NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET — one rule per bit.
+CLONE_NAMESPACE_BITS = (0x80, 0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000)
 
 
 def build_filter(path: Path) -> Path:
@@ -42,8 +42,8 @@ def build_filter(path: Path) -> Path:
             flt.add_rule(deny, name)
         except (OSError, ValueError, RuntimeError):  # not a syscall on this architecture
             continue
-    for flags in (CLONE_NAMESPACE_FLAGS, CLONE_NEWTIME):
-        flt.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flags, flags))
+    for bit in CLONE_NAMESPACE_BITS:
+        flt.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, bit, bit))
     # clone3 passes its flags in memory a filter cannot read: make it ENOSYS, libc falls back to clone.
     flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
     # TIOCSTI would let a job push keystrokes into a terminal it inherited.

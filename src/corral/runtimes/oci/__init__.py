@@ -27,6 +27,7 @@ from corral.runtimes.cgroups import (
     safe_name,
 )
 from corral.runtimes.identity import JobUser
+from corral.runtimes.network import plumbing
 from corral.runtimes.oci.bundle import container_config
 from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
 from corral.runtimes.oci.engine import Engine, choose_engine
@@ -57,6 +58,8 @@ class OciRuntime(Runtime):
 
     async def start(self) -> None:
         settings = self.settings or Settings()  # the worker reads [images] from the server's config file
+        self.sandbox.settings = settings
+        self.sandbox.jobs = settings.jobs  # networks: the same rules for containers and the sandbox
         config = settings.images
         self.images = ImageCache(config, config.cache_dir or settings.home / "images")
         await asyncio.to_thread(self.images.prepare)
@@ -135,7 +138,9 @@ class OciRuntime(Runtime):
     ) -> MainResult:
         assert self.engine is not None and self.cgroups is not None
         bundle = request.scratch / "bundle"
-        network = PrivateNetwork(request.key, request.scratch) if request.network == "private" else None
+        jobs = self.sandbox.jobs
+        plumbing_ = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
+        network = PrivateNetwork(request.key, request.scratch) if plumbing_ == "nat" else None
         group = None
         rootfs: Path | None = None
         try:
@@ -149,12 +154,12 @@ class OciRuntime(Runtime):
             if network is not None:
                 await network.start()
                 extra = network.mounts()
-            elif request.network in (None, "public"):
+            elif plumbing_ == "host":
                 extra = public_mounts()
             cgroups_path = f"{self.cgroups.relative}/{safe_name(request.key)}/ctr"
             config = container_config(
                 request, lease.info, rootfs, cgroups_path=cgroups_path,
-                netns_path=str(network.path) if network else None, extra_mounts=extra,
+                netns_path=str(network.path) if network else None, extra_mounts=extra, network=plumbing_,
             )
             (bundle / "config.json").write_text(json.dumps(config))
         except (OSError, NetworkError) as exc:
