@@ -8,10 +8,9 @@ its network is none, private (NAT, no host loopback) or, where the site allows i
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,8 +19,15 @@ from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavai
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups, record_cgroups
 from corral.runtimes.config import JobsConfig
 from corral.runtimes.identity import JobUser, JobUsers, give_to
-from corral.runtimes.logcap import CappedLog, read_pipe
-from corral.runtimes.network import NetworkError, Slirp, find_slirp, plumbing, resolv_conf
+from corral.runtimes.logcap import CappedLog
+from corral.runtimes.network import (
+    NetworkError,
+    NetworkPool,
+    PrivateNetwork,
+    find_slirp,
+    plumbing,
+    resolv_conf,
+)
 from corral.runtimes.registry import register
 from corral.runtimes.sandbox import (
     SandboxView,
@@ -80,6 +86,8 @@ class ProcessRuntime(Runtime):
         self.view = SandboxView()
         self.seccomp = work_dir / "seccomp.bpf"
         self.user_path: str | None = None  # the user's PATH, kept on the embedded default
+        self.networks = NetworkPool(work_dir)
+        self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._cleanups: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -132,6 +140,7 @@ class ProcessRuntime(Runtime):
     async def close(self) -> None:
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self.networks.close()
         if self.cgroups is not None:
             self.cgroups.remove_base()
 
@@ -192,61 +201,44 @@ class ProcessRuntime(Runtime):
         jobs = self.jobs
         net = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
         extra: list[str] = []
-        fds: list[int] = []
-        info_r = ready_r = block_w = -1
-        slirp: Slirp | None = None
+        network: PrivateNetwork | None = None
         proc: asyncio.subprocess.Process | None = None
         log = CappedLog(request.log_path)
+        seccomp_fd = -1
         try:
             await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
             seccomp_fd = open_filter(self.seccomp)
-            fds.append(seccomp_fd)
+            enter: list[str] = []
             if net == "nat":
+                network = await self.networks.take()
+                enter = [self.nsenter, f"--net={network.path}"]  # bwrap keeps the namespace it starts in
                 extra += ["--ro-bind", str(resolv_conf(request.scratch)), "/etc/resolv.conf"]
-                info_r, info_w = os.pipe()
-                ready_r, ready_w = os.pipe()
-                block_r, block_w = os.pipe()
-                fds += [info_r, info_w, ready_r, ready_w, block_r, block_w]
-                extra += ["--info-fd", str(info_w)]
             sandbox = bwrap_argv(
                 self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
-                unshare_net=net != "host", extra=extra, gate=(ready_w, block_r) if net == "nat" else None,
+                unshare_net=net == "none", extra=extra,
             )
-            argv = wrapped_argv(sandbox, group.procs_files)
-            out = log.open()
+            argv = wrapped_argv([*enter, *sandbox], group.procs_files)
             proc = await asyncio.create_subprocess_exec(
                 *argv, env=self._environment(request), stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                pass_fds=[fd for fd in fds if fd not in (info_r, ready_r, block_w)],
+                stdout=log.open(), stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                pass_fds=[seccomp_fd],
             )
             log.child_started()
-            if net == "nat":
-                for fd in (info_w, ready_w, block_r):
-                    os.close(fd)
-                fds = [fd for fd in fds if fd not in (info_w, ready_w, block_r)]
-                pid = _child_pid(await read_pipe(info_r, _has_child_pid))
-                if await read_pipe(ready_r, bool) != b"1":
-                    raise ValueError("the sandbox exited before its network could be set up")
-                slirp = Slirp()
-                await slirp.attach(pid)
-                os.write(block_w, b"1")
         except (OSError, NetworkError, ValueError) as exc:
-            if proc is not None and proc.returncode is None:
-                await kill_until_gone(proc, group.kill, group.pids, "job")
-            if slirp is not None:
-                await slirp.stop()
-            await log.close()
-            _close(fds)
+            if network is not None:
+                self.networks.give_back(network)
             await log.close()
             return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
-        _close(fds)
+        finally:
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
         try:
             outcome = await wait_for_exit(proc, cancel, request.timeout, group.sample)
         finally:
             if proc.returncode is None:  # cancelled, timed out, or this task itself was cancelled
                 await kill_until_gone(proc, group.kill, group.pids, "job")
-            if slirp is not None:
-                await slirp.stop()
+            if network is not None:  # the sandbox's pid namespace is gone: nothing of the job is left in it
+                self.networks.give_back(network)
             await log.close()
         end = now()
         usage = group.usage()
@@ -285,26 +277,6 @@ def _secrets(settings: Settings, work_dir: Path) -> list[Path]:
     if settings.images.cache_dir is not None:
         found.append(settings.images.cache_dir)
     return found
-
-
-def _has_child_pid(data: bytes) -> bool:
-    with contextlib.suppress(ValueError):
-        return "child-pid" in json.loads(data)
-    return False
-
-
-def _child_pid(info: bytes) -> int:
-    """bwrap writes {"child-pid": N} to --info-fd once the sandbox's namespaces exist."""
-    try:
-        return int(json.loads(info)["child-pid"])
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("the sandbox exited before its network could be set up") from None
-
-
-def _close(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 async def _remove(group: JobCgroup) -> None:

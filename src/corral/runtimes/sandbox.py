@@ -144,10 +144,7 @@ def bwrap_argv(
     seccomp_fd: int | None = None,
     unshare_net: bool | None = None,
     extra: Sequence[str] = (),
-    gate: tuple[int, int] | None = None,
 ) -> list[str]:
-    """`gate` (ready_w, go_r): inside the sandbox, once its namespaces are set up, say so on ready_w and
-    wait for a byte on go_r before the job starts (its private network is attached in between)."""
     args = [bwrap, *root_layout()]
     args += ["--bind", str(request.tmp_dir), "/tmp", "--bind", str(request.io_dir), "/io"]
     args += view.args()
@@ -162,10 +159,6 @@ def bwrap_argv(
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     command = without_rc_files(request.command)
-    if gate is not None:
-        ready, go = gate
-        script = f'printf 1 >&{ready}; exec {ready}>&-; read -r _ <&{go}; exec {go}<&-; exec "$@"'
-        command = ["/bin/bash", "--noprofile", "--norc", "-c", script, "gate", *command]  # dash: fds < 10
     if user is None:  # not root: bwrap's own user namespace; the job is the worker's user, no caps
         return [*args, "--unshare-user", "--cap-drop", "ALL", "--", *command]
     args += ["--cap-drop", "ALL"]

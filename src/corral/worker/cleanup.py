@@ -16,10 +16,12 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 from corral.runtimes.cgroups import RECORD as CGROUPS
+from corral.runtimes.network import NETNS_RECORD
 
 log = logging.getLogger(__name__)
 LOCK = "worker.lock"
@@ -79,6 +81,11 @@ def _clean_dead(dead: Path, *, keep_dir: bool = False) -> None:
         for line in (dead / CGROUPS).read_text().splitlines():
             if line.strip() and not _remove_cgroup_tree(Path(line.strip())):
                 log.warning("could not remove cgroup %s of a dead worker", line.strip())
+    with contextlib.suppress(OSError):  # private networks: their slirp4netns exited with the worker
+        for name in (dead / NETNS_RECORD).read_text().split():
+            if name.startswith("corral-"):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        (dead / NETNS_RECORD).unlink()
     for point in _mounts_under(dead):
         with contextlib.suppress(OSError):
             unmount(point)

@@ -27,12 +27,12 @@ from corral.runtimes.cgroups import (
     safe_name,
 )
 from corral.runtimes.identity import JobUser
-from corral.runtimes.network import plumbing
-from corral.runtimes.oci.bundle import container_config
+from corral.runtimes.network import NetworkError, PrivateNetwork, plumbing, resolv_conf
+from corral.runtimes.oci.bundle import bind, container_config
 from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
 from corral.runtimes.oci.engine import Engine, choose_engine
 from corral.runtimes.oci.mounts import mount_overlay, unmount
-from corral.runtimes.oci.network import NetworkError, PrivateNetwork, public_mounts
+from corral.runtimes.oci.network import public_mounts
 from corral.runtimes.oci.recovery import recover
 from corral.runtimes.process import DEFAULT_PIDS_LIMIT, ProcessRuntime
 from corral.runtimes.registry import register
@@ -140,7 +140,7 @@ class OciRuntime(Runtime):
         bundle = request.scratch / "bundle"
         jobs = self.sandbox.jobs
         plumbing_ = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
-        network = PrivateNetwork(request.key, request.scratch) if plumbing_ == "nat" else None
+        network: PrivateNetwork | None = None
         group = None
         rootfs: Path | None = None
         try:
@@ -151,9 +151,9 @@ class OciRuntime(Runtime):
             limits = Limits(request.memory_bytes, request.cores_mcpu, self.pids_limit)
             group = self.cgroups.cgroups.create(request.key, limits)
             extra = []
-            if network is not None:
-                await network.start()
-                extra = network.mounts()
+            if plumbing_ == "nat":
+                network = await self.sandbox.networks.take()
+                extra = [bind(resolv_conf(request.scratch), "/etc/resolv.conf", readonly=True)]
             elif plumbing_ == "host":
                 extra = public_mounts()
             cgroups_path = f"{self.cgroups.relative}/{safe_name(request.key)}/ctr"
@@ -175,8 +175,8 @@ class OciRuntime(Runtime):
     async def _cleanup(
         self, key: str, rootfs: Path | None, group: object, network: PrivateNetwork | None, *, killed: bool
     ) -> None:
-        if network is not None:
-            await network.stop()
+        if network is not None:  # the container's processes are gone: the next job may use it
+            self.sandbox.networks.give_back(network)
         if rootfs is not None:
             with contextlib.suppress(OSError):
                 unmount(rootfs)
