@@ -66,7 +66,7 @@ def new_user(server: RunningServer, name: str | None = None, project: str = "def
     return Attacker(server, name, token)
 
 
-@pytest.fixture(scope="module", params=["process"])
+@pytest.fixture(scope="module", params=["process", "oci"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:

@@ -35,8 +35,9 @@ def test_a_restarted_worker_removes_what_sigkilled_workers_left(server: RunningS
         name = argv[argv.index("--name") + 1]
         work_dir = workers_dir / name
         cgroups = _recorded_cgroups(work_dir)
-        assert cgroups and all(c.is_dir() for c in cgroups)
-        assert any(any(c.iterdir()) for c in cgroups)  # the running job's cgroup is in there
+        existing = [c for c in cgroups if c.is_dir()]  # oci: container paths exist once a container ran
+        assert existing, cgroups
+        assert any(any(p.is_dir() for p in c.iterdir()) for c in existing)  # the running job's cgroup
         proc.send_signal(signal.SIGKILL)
         psutil.wait_procs([proc], timeout=30)
         left.append((work_dir, cgroups))
