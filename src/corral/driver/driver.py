@@ -24,11 +24,13 @@ from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
+from corral.driver.changes import TickListener, tick_changes
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, lost_outcome
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
+from corral.store import usage as usage_store
 
 log = logging.getLogger("corral.driver")
 
@@ -69,6 +71,9 @@ class Driver:
         self.ticks = 0
         # Set by the autoscaler: which queue a ready job joins (a job that fits no pool goes job-private).
         self.route_pool: Callable[[str, ReadyJob], str] | None = None
+        # Called after each committed tick with what it changed (the web pages' live updates).
+        self.tick_listeners: list[TickListener] = []
+        self._placed: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -301,6 +306,7 @@ class Driver:
         released: list[AttemptInFlight] = []
         outcomes: list[q.AttemptOutcome] = []
         started: list[tuple[int, int, int, float]] = []
+        samples: list[usage_store.UsageSample] = []
         for report in inbox.reports:
             keys: list[str] = []
             for event in report.events:
@@ -312,6 +318,8 @@ class Driver:
                 if event.get("type") == "started":
                     flight.time_started = float(event.get("time") or now)
                     started.append((flight.batch_id, flight.job_id, flight.attempt_id, flight.time_started))
+                elif event.get("type") == "usage":
+                    samples += usage_samples(flight, event)
                 elif event.get("type") == "completed":
                     released.append(flight)
                     if key not in report.instance.to_cancel:
@@ -336,8 +344,10 @@ class Driver:
                 for queued in await q.load_ready_jobs(conn, batch_id):
                     self._enqueue(queued)
             await q.mark_started(conn, started)
+            await usage_store.insert_samples(conn, samples)
             cascade = await q.end_attempts(conn, outcomes, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
+            to_cancel_all = to_cancel | set(inbox.cancelled_groups)
             group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
             failed = {o.batch_id for o in outcomes if o.job_state in (JobState.FAILED, JobState.ERROR)}
             if failed:  # job groups with cancel_after_n_failures
@@ -347,6 +357,7 @@ class Driver:
             for batch_id, group_ids in group_cancels.items():
                 to_cancel.update(await self._cancel_jobs(conn, batch_id, cascade, now, group_ids))
             await self._apply_cancels(conn, to_cancel, cascade, now)
+            doomed: list[tuple[int, int]] = []
             if self._doomed:
                 doomed, self._doomed = sorted(self._doomed), set()
                 cascade.merge(await q.cancel_ready_jobs(conn, doomed, now))
@@ -363,6 +374,16 @@ class Driver:
         for inst in assignments:
             inst.notify()
         self.ticks += 1
+        placed, self._placed = self._placed, []
+        if self.tick_listeners:
+            changes = tick_changes(
+                jobs=[(b, j) for b, j, _a, _t in started] + placed
+                + doomed + [qj.job.key for qj in cascade.ready + cascade.requeued],
+                whole_batches=set(inbox.committed) | to_cancel_all,
+                outcomes=cascade.ended or outcomes,
+            )
+            for listener in self.tick_listeners:
+                listener(changes)
         return bool(self._doomed) or bool(self._inbox)
 
     def _release(self, flight: AttemptInFlight) -> None:
@@ -442,6 +463,7 @@ class Driver:
                                          gpus=job.gpus)
                 inst = self.instances[placement.instance]
                 inst.assigned[flight.key] = flight
+                self._placed.append(job.key)
                 self.running_mcpu[pool][job.user] += job.cores_mcpu
                 notified.add(inst)
         return notified
@@ -465,6 +487,21 @@ class Driver:
                 if inst.active and now - inst.last_seen > self.settings.heartbeat_timeout:
                     log.warning("instance %s silent for %.0fs: lost", inst.name, now - inst.last_seen)
                     self.instance_lost(inst.name, f"no heartbeat for {self.settings.heartbeat_timeout:.0f}s")
+
+
+def usage_samples(flight: AttemptInFlight, event: dict[str, Any]) -> list[usage_store.UsageSample]:
+    """A `usage` event's samples [[time, cpu_mcpu, memory_bytes], ...]; malformed entries are dropped."""
+    out: list[usage_store.UsageSample] = []
+    raw = event.get("samples")
+    for sample in raw if isinstance(raw, list) else []:
+        try:
+            t, cpu, memory = float(sample[0]), int(sample[1]), int(sample[2])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if cpu >= 0 and memory >= 0 and t == t:  # t == t: not NaN
+            out.append(usage_store.UsageSample(flight.batch_id, flight.job_id, flight.attempt_id, t,
+                                               min(cpu, 2**31 - 1), memory))
+    return out[:1000]
 
 
 def _job_key(text: str | None) -> tuple[int, int] | None:
