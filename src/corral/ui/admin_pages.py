@@ -1,0 +1,123 @@
+"""/ui/pools (admins: collections, instances, fair-share view) and /ui/billing (spend, limits, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from corral.api.context import Context
+from corral.errors import Forbidden, InvalidInput
+from corral.store import ui_billing, ui_views
+from corral.ui.auth import page_user
+from corral.ui.render import page
+from corral.ui.routing import UiRoute
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+INSTANCE_STATES = ("pending", "active", "inactive", "deleted")
+INSTANCES_SHOWN = 500
+
+
+@router.get("/pools", response_class=HTMLResponse)
+async def pools_page(request: Request, ctx: Context, deleted: bool = False) -> Response:
+    user = await page_user(request, ctx)
+    if not user.is_admin:
+        raise Forbidden(f"user {user.name!r} is not an admin; the pools page is for admins only")
+    async with ctx.reading() as conn:
+        collections = await ui_views.collections(conn)
+        instances = await ui_views.instances_view(conn, include_deleted=deleted, limit=INSTANCES_SHOWN)
+        counts = await ui_views.instance_counts(conn)
+        shares = await ui_views.user_cores(conn)
+    names = sorted({c.name for c in collections} | {i.collection for i in instances} | {c for c, _ in counts})
+    by_name = {c.name: c for c in collections}
+    summary: list[dict[str, Any]] = []
+    for name in names:
+        live = [i for i in instances if i.collection == name and i.state == "active"]
+        summary.append(
+            {
+                "name": name,
+                "provider": by_name[name].provider if name in by_name else "",
+                "kind": by_name[name].kind if name in by_name else "",
+                "counts": {s: counts.get((name, s), 0) for s in INSTANCE_STATES},
+                "total_mcpu": sum(i.cores_mcpu for i in live),
+                "free_mcpu": sum(max(0, i.cores_mcpu - i.used_mcpu) for i in live),
+                "total_gpus": sum(i.gpus for i in live),
+                "free_gpus": sum(max(0, i.gpus - i.used_gpus) for i in live),
+            }
+        )
+    return page(
+        request,
+        "pools.html",
+        collections=summary,
+        instances=instances,
+        shares=shares,
+        now=time.time(),
+        show_deleted=deleted,
+        states=INSTANCE_STATES,
+        shown=INSTANCES_SHOWN,
+    )
+
+
+def _day(value: str | None, default: datetime, field: str) -> datetime:
+    if not value:
+        return default
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput(f"{field}: {value!r} is not a date; use YYYY-MM-DD", field=field) from None
+
+
+async def _spend(request: Request, ctx: Context, start: str | None, end: str | None) -> dict[str, Any]:
+    user = await page_user(request, ctx)
+    today = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = _day(start, today - timedelta(days=30), "start")
+    last = _day(end, today, "end")
+    if last < first:
+        raise InvalidInput(
+            "end: the range ends before it starts; pick an end on or after the start", field="end"
+        )
+    viewer = None if user.is_admin else user.name
+    async with ctx.reading() as conn:
+        spend = await ui_billing.spend(
+            conn, start=first.timestamp(), end=(last + timedelta(days=1)).timestamp(), viewer=viewer
+        )
+        projects = await ui_billing.projects_spend(conn, member=viewer)
+        members = await ui_billing.members(conn) if user.is_admin else {}
+    return {
+        "spend": spend,
+        "projects": projects,
+        "members": members,
+        "is_admin": user.is_admin,
+        "start": first.strftime("%Y-%m-%d"),
+        "end": last.strftime("%Y-%m-%d"),
+    }
+
+
+@router.get("/billing", response_class=HTMLResponse)
+async def billing_page(
+    request: Request, ctx: Context, start: str | None = None, end: str | None = None
+) -> Response:
+    return page(request, "billing.html", **await _spend(request, ctx, start, end))
+
+
+@router.get("/billing.csv")
+async def billing_csv(
+    request: Request, ctx: Context, start: str | None = None, end: str | None = None
+) -> Response:
+    data = await _spend(request, ctx, start, end)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["day", "billing_project", "user", "batches", "cost"])
+    for row in data["spend"].rows:
+        writer.writerow([row.day, row.billing_project, row.user, row.n_batches, f"{row.cost:.6f}"])
+    name = f"corral-spend-{data['start']}-{data['end']}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
