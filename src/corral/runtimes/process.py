@@ -10,7 +10,7 @@ from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavai
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups
 from corral.runtimes.registry import register
 from corral.runtimes.sandbox import bwrap_argv, find_bwrap, root_layout, wrapped_argv
-from corral.runtimes.supervise import kill_until_gone, wait_for_exit
+from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ProcessRuntime(Runtime):
         except OSError as exc:
             return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
         try:
-            outcome = await wait_for_exit(proc, cancel, request.timeout, group.sample)
+            outcome = await wait_for_exit(proc, cancel, request.timeout, sampling(group, request.usage_sink))
         finally:
             if proc.returncode is None:  # cancelled, timed out, or this task itself was cancelled
                 await kill_until_gone(proc, group.kill, group.pids, "job")

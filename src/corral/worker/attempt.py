@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,14 @@ from corral.runtimes.base import MainRequest, MainResult, Runtime, now
 from corral.worker.layout import AttemptDirs
 from corral.worker.protocol import STEPS, Assignment, StepName, StepStatus, started_event
 from corral.worker.steps import copy_step
+from corral.worker.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
 
 MAX_LOG_BYTES = 32 * 1024 * 1024  # the driver's body limit is 64 MiB; keep the end, where errors are
 INLINE_LOG_BYTES = 64 * 1024  # smaller logs ride in the `completed` event: no request of their own
+LIVE_LOG_FAST_BYTES = 1024 * 1024
+LIVE_LOG_MAX_BYTES = 8 * 1024 * 1024
 
 EmitEvent = Callable[[dict[str, Any]], None]
 UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
@@ -41,6 +45,28 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
         timeout=spec.timeout,
         devices=assignment.devices,
     )
+
+
+async def upload_live_log(assignment: Assignment, path: Path, upload_log: UploadLog) -> None:
+    """While the main step runs, send its log as it grows (the job page tails it): every 3 s while
+    under 1 MiB, every 15 s up to 8 MiB; larger logs arrive when the attempt ends."""
+    sent = 0
+    while True:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        await asyncio.sleep(3.0 if size < LIVE_LOG_FAST_BYTES else 15.0)
+        if size == sent or size > LIVE_LOG_MAX_BYTES:
+            continue
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            await upload_log(assignment, "main", data)
+            sent = size
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the final upload still carries the whole log
+            log.debug("live log upload of %s failed: %s", assignment.key, exc)
 
 
 def main_status(result: MainResult) -> StepStatus:
@@ -104,12 +130,18 @@ async def run_attempt(
         event["state"] = "cancelled"
         return await _finish_with_logs(event, statuses, assignment, dirs, upload_log)
 
+    recorder = UsageRecorder(assignment.key, emit)
+    live_log = asyncio.create_task(upload_live_log(assignment, dirs.log("main"), upload_log))
     try:
-        result = await runtime.run(main_request(assignment, dirs), cancel)
+        request = replace(main_request(assignment, dirs), usage_sink=recorder.sample)
+        result = await runtime.run(request, cancel)
     except Exception as exc:  # a runtime bug must not lose the attempt: report it as an error
         log.exception("runtime %s failed on %s", runtime.name, assignment.key)
         t = now()
         result = MainResult("error", t, t, error=f"runtime {runtime.name} failed: {exc!r}")
+    finally:
+        live_log.cancel()
+        recorder.flush()
     statuses["main"] = main_status(result)
     event.update(
         state=result.state,
