@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import event, update
 from test_api_support import Api, api_fixture, job  # noqa: F401
 
 from corral.store.logs import log_path
@@ -49,7 +51,9 @@ async def test_login_sets_httponly_samesite_cookie_and_rejects_bad_tokens(api: A
     assert r.status_code == 401 and "unknown token" in r.text
     assert COOKIE not in r.cookies
     r = await api.client.post(
-        "/ui/login", data={"token": api.tokens["token"], "next": "https://evil.example/"}, follow_redirects=False
+        "/ui/login",
+        data={"token": api.tokens["token"], "next": "https://evil.example/"},
+        follow_redirects=False,
     )
     assert r.status_code == 303 and r.headers["location"] == "/ui/batches"  # never off-site
     cookie = r.headers["set-cookie"]
@@ -79,8 +83,13 @@ async def test_actions_need_the_csrf_token_with_a_cookie_session(api: Api) -> No
 async def test_another_users_batch_is_a_404(api: Api) -> None:
     bob = await api.new_user("bob")
     batch_id = await api.submit([job(1)])
-    for path in (f"/ui/batches/{batch_id}", f"/ui/batches/{batch_id}/jobs/1", f"/ui/batches/{batch_id}/events",
-                 f"/ui/batches/{batch_id}/jobs/1/log/main", f"/ui/batches/{batch_id}/jobs/1/usage"):
+    for path in (
+        f"/ui/batches/{batch_id}",
+        f"/ui/batches/{batch_id}/jobs/1",
+        f"/ui/batches/{batch_id}/events",
+        f"/ui/batches/{batch_id}/jobs/1/log/main",
+        f"/ui/batches/{batch_id}/jobs/1/usage",
+    ):
         r = await api.client.get(path, headers=bob)
         assert r.status_code == 404, path
         assert f"batch {batch_id} not found" in r.text
@@ -125,13 +134,15 @@ async def test_batch_page_counts_jobs_and_escapes_names(api: Api) -> None:
         )
     html = (await api.client.get(f"/ui/batches/{batch_id}")).text
     assert XSS not in html
-    assert re.search(r'data-state="Success">Success <b>2</b>', html)
-    assert re.search(r'data-state="Ready">Ready <b>3</b>', html)
+    assert re.search(r'data-state="Success"><i class="dot s-success"></i>Success <b>2</b>', html)
+    assert re.search(r'data-state="Ready"><i class="dot s-ready"></i>Ready <b>3</b>', html)
     filtered = (await api.client.get(f"/ui/batches/{batch_id}", params={"state": "success"})).text
     assert re.findall(r'id="job-(\d+)"', filtered) == ["1", "2"]
     api_jobs = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs", params={"state": "success"})).json()
     assert [j["job_id"] for j in api_jobs["jobs"]] == [1, 2]
     assert 'id="dag"' in html  # small batch: a graph
+    fragment = (await api.client.get(f"/ui/batches/{batch_id}/dag")).text
+    assert fragment.count("<rect") == 5 and 'class="s-success" data-job-id="1"' in fragment
 
 
 async def test_job_page_shows_reason_logs_escaped_and_api_content(api: Api) -> None:
@@ -139,13 +150,25 @@ async def test_job_page_shows_reason_logs_escaped_and_api_content(api: Api) -> N
     now = time.time()
     async with api.engine.begin() as conn:
         await conn.execute(
-            attempts.insert().values(batch_id=batch_id, job_id=1, attempt_id=1, instance_name="inst-1",
-                                     cores_mcpu=500, memory_bytes=256 << 20, state="ended",
-                                     end_reason="failed", exit_code=3, time_assigned=now - 5,
-                                     time_started=now - 4, time_ended=now)
+            attempts.insert().values(
+                batch_id=batch_id,
+                job_id=1,
+                attempt_id=1,
+                instance_name="inst-1",
+                cores_mcpu=500,
+                memory_bytes=256 << 20,
+                state="ended",
+                end_reason="failed",
+                exit_code=3,
+                time_assigned=now - 5,
+                time_started=now - 4,
+                time_ended=now,
+            )
         )
         await conn.execute(
-            update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id == 1).values(
+            update(jobs)
+            .where(jobs.c.batch_id == batch_id, jobs.c.job_id == 1)
+            .values(
                 state="Failed", exit_code=3, n_attempts=1, status={"exit_code": 3, "container_statuses": {}}
             )
         )
@@ -174,8 +197,16 @@ async def test_usage_route_returns_the_stored_series(api: Api) -> None:
     now = time.time()
     async with api.engine.begin() as conn:
         await conn.execute(
-            attempts.insert().values(batch_id=batch_id, job_id=1, attempt_id=1, instance_name="i", cores_mcpu=500,
-                                     memory_bytes=256 << 20, state="running", time_assigned=now)
+            attempts.insert().values(
+                batch_id=batch_id,
+                job_id=1,
+                attempt_id=1,
+                instance_name="i",
+                cores_mcpu=500,
+                memory_bytes=256 << 20,
+                state="running",
+                time_assigned=now,
+            )
         )
         samples = [usage_store.UsageSample(batch_id, 1, 1, now + i, 250 * i, (i + 1) << 20) for i in range(3)]
         await usage_store.insert_samples(conn, samples)
@@ -202,3 +233,39 @@ async def test_billing_page_and_csv_show_spend_by_project_user_day(api: Api) -> 
 async def test_pools_page_for_admins(api: Api) -> None:
     html = (await api.client.get("/ui/pools", headers=api.admin)).text
     assert 'id="collections"' in html and 'id="instances"' in html
+
+
+async def _submit_large(api: Api, n: int) -> int:
+    """A batch of n jobs: job 1 and n-1 children of it (they stay Pending)."""
+    r = await api.client.post("/api/v1/batches/create", json={"token": f"large-{n}", "n_jobs": n})
+    batch_id, update_id = r.json()["id"], r.json()["update_id"]
+    for start in range(1, n + 1, 10_000):
+        bunch = [job(j, parents=[] if j == 1 else [1]) for j in range(start, min(n, start + 9_999) + 1)]
+        r = await api.client.post(f"/api/v1/batches/{batch_id}/updates/{update_id}/jobs/create", json=bunch)
+        assert r.status_code == 200, r.text
+    r = await api.client.patch(f"/api/v1/batches/{batch_id}/updates/{update_id}/commit")
+    assert r.status_code == 200, r.text
+    return int(batch_id)
+
+
+@pytest.mark.parametrize("db_kind", ["postgres"])
+async def test_a_100000_job_batch_page_is_a_few_small_queries(api: Api) -> None:
+    batch_id = await _submit_large(api, 100_000)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(api.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        html = (await api.client.get(f"/ui/batches/{batch_id}")).text
+    finally:
+        event.remove(api.engine.sync_engine, "before_cursor_execute", count)
+    assert len(re.findall(r'<tr id="job-', html)) == 50
+    assert re.search(r'data-state="Pending"><i class="dot s-pending"></i>Pending <b>99999</b>', html)
+    assert 'id="dag"' not in html
+    # batch, access, counts, project spend, one page of jobs, its attempts, the DAG guard: no query per job
+    assert len(statements) <= 10, statements
+    assert not any(
+        "LIMIT" not in s.upper() and "FROM jobs" in s and "GROUP BY" not in s.upper() for s in statements
+    ), statements

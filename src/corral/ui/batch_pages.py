@@ -199,6 +199,7 @@ async def batch_page(
         table=table,
         error=error,
         dag=dag_layout(dag) if dag else None,
+        batch_id=batch_id,
         **context,
     )
 
@@ -219,6 +220,18 @@ async def jobs_table(
         ctx, user, batch_id, state=state, q=q, last_job_id=last_job_id, limit=limit
     )
     return HTMLResponse(render_text("jobs_table.html", table=table))
+
+
+@router.get("/batches/{batch_id}/dag", response_class=HTMLResponse)
+async def dag_fragment(request: Request, batch_id: int, ctx: Context) -> Response:
+    """The graph alone (batches of at most DAG_MAX_JOBS jobs): what a live update swaps in."""
+    user = await page_user(request, ctx)
+    async with ctx.reading() as conn:
+        record = await visible_batch(conn, batch_id, user)
+        dag = await ui_views.dag(conn, batch_id, record.n_jobs)
+    if not dag:
+        return HTMLResponse("")
+    return HTMLResponse(render_text("dag.html", dag=dag_layout(dag), batch_id=batch_id))
 
 
 @router.post("/batches/{batch_id}/cancel")

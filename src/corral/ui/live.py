@@ -27,7 +27,7 @@ class BatchUpdate:
     complete: bool
 
 
-@dataclass
+@dataclass(eq=False)  # one per open page, kept in sets by identity
 class Subscription:
     batch_id: int
     jobs: set[int] | None = field(default_factory=set)  # changed since last read; None: any

@@ -70,6 +70,13 @@ def epoch(value: str | None) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def corehours(msec_mcpu: int | None) -> str:
+    """msec x mcpu -> core-hours with three significant digits."""
+    if not msec_mcpu:
+        return "0"
+    return f"{msec_mcpu / 3.6e9:.3g}"
+
+
 def cores(mcpu: int | None) -> str:
     if mcpu is None:
         return ""
@@ -85,7 +92,7 @@ def make_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        epoch=epoch, duration=duration, size=size, money=money, when=when, cores=cores, seconds=seconds
+        corehours=corehours, epoch=epoch, duration=duration, size=size, money=money, when=when, cores=cores, seconds=seconds
     )
     return env
 

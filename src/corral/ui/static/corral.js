@@ -19,6 +19,8 @@
     source.addEventListener("jobs", function (msg) {
       var table = document.getElementById("jobs-table");
       if (table && shows(table, msg.data)) htmx.trigger(table, "corral:refresh");
+      var dag = document.getElementById("dag-frag");  // small batches only
+      if (dag) htmx.trigger(dag, "corral:refresh");
       var live = document.getElementById("live");
       var jobId = live && live.getAttribute("data-job-id");
       if (jobId && (msg.data === "*" || msg.data.split(",").indexOf(jobId) >= 0)) {
