@@ -92,7 +92,14 @@ def make_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        corehours=corehours, epoch=epoch, duration=duration, size=size, money=money, when=when, cores=cores, seconds=seconds
+        corehours=corehours,
+        epoch=epoch,
+        duration=duration,
+        size=size,
+        money=money,
+        when=when,
+        cores=cores,
+        seconds=seconds,
     )
     return env
 
