@@ -269,3 +269,27 @@ async def test_a_100000_job_batch_page_is_a_few_small_queries(api: Api) -> None:
     assert not any(
         "LIMIT" not in s.upper() and "FROM jobs" in s and "GROUP BY" not in s.upper() for s in statements
     ), statements
+
+
+async def test_admins_change_billing_project_members_from_the_page(api: Api) -> None:
+    await api.new_user("dave")
+    admin_token = api.tokens["admin_token"]
+    api.client.headers.pop("Authorization")
+    api.client.cookies.set(COOKIE, admin_token)
+    csrf = csrf_for(admin_token)
+    r = await api.client.post("/ui/billing/default/members", data={"csrf": csrf, "user": "dave"})
+    assert r.status_code == 303
+    projects = (await api.client.get("/api/v1/billing-projects", headers=api.admin)).json()
+    assert "dave" in next(p for p in projects if p["billing_project"] == "default")["users"]
+    assert 'name="remove" value="dave"' in (await api.client.get("/ui/billing")).text
+    r = await api.client.post("/ui/billing/default/members", data={"csrf": csrf, "remove": "dave"})
+    assert r.status_code == 303
+    projects = (await api.client.get("/api/v1/billing-projects", headers=api.admin)).json()
+    assert "dave" not in next(p for p in projects if p["billing_project"] == "default")["users"]
+    r = await api.client.post("/ui/billing/default/members", data={"csrf": csrf, "user": "nobody"})
+    assert r.status_code == 404 and "nobody" in r.text
+    api.client.cookies.set(COOKIE, api.tokens["token"])  # not an admin
+    r = await api.client.post(
+        "/ui/billing/default/members", data={"csrf": csrf_for(api.tokens["token"]), "user": "dave"}
+    )
+    assert r.status_code == 403

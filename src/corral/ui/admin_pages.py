@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from corral.api.context import Context
+from corral.api.routes import billing as api_billing
 from corral.errors import Forbidden, InvalidInput
 from corral.store import ui_billing, ui_views
-from corral.ui.auth import page_user
+from corral.ui.auth import check_csrf, page_user
 from corral.ui.render import page
 from corral.ui.routing import UiRoute
 
@@ -121,3 +122,20 @@ async def billing_csv(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+@router.post("/billing/{billing_project}/members")
+async def change_member(request: Request, billing_project: str, ctx: Context) -> Response:
+    """Admins add (`user`) or remove (`remove`) a member, through the API's own routes."""
+    user = await page_user(request, ctx)
+    fields = await check_csrf(request)
+    if not user.is_admin:
+        raise Forbidden(f"user {user.name!r} is not an admin; only admins change members")
+    if fields.get("remove"):
+        await api_billing.remove_member(billing_project, fields["remove"].strip(), ctx, user)
+    else:
+        member = fields.get("user", "").strip()
+        if not member:
+            raise InvalidInput("user: name the user to add", field="user")
+        await api_billing.add_member(billing_project, member, ctx, user)
+    return RedirectResponse("/ui/billing", status_code=303)
