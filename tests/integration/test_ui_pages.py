@@ -114,6 +114,9 @@ async def test_batches_list_is_mine_by_default_and_matches_the_api(api: Api) -> 
     assert f'<span class="state s-{status["state"]}">{status["state"]}</span>' in row
     r = await api.client.get("/ui/batches", params={"q": "frobnicate"})
     assert r.status_code == 400 and "cannot understand" in r.text
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert " on" not in html.split("<body", 1)[1].replace(" onerror=&#34;", "")  # no inline handlers
 
 
 async def test_batches_list_pages_with_the_api_cursor(api: Api) -> None:

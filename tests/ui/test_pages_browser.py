@@ -127,7 +127,9 @@ def test_job_page_tails_the_log_and_plots_usage(
     tab.page.reload()  # the finished page: usage plots from the stored series
     with server.client() as c:
         usage = c.get(f"/ui/batches/{batch_id}/jobs/1/usage").json()
-    assert len(usage["time"]) >= 2 and max(usage["cpu_cores"]) > 0.3, usage
+    # a busy loop registers (how much depends on the shared machine; a sleeping job reads ~0)
+    assert len(usage["time"]) >= 2 and max(usage["cpu_cores"]) > 0.05, usage
+    assert all(m > 0 for m in usage["memory_bytes"]), usage
     expect(tab.page.locator("#usage-cpu .uplot")).to_have_count(1)
     expect(tab.page.locator("#usage-memory .uplot")).to_have_count(1)
     download = tab.page.locator('.log-panel[data-step="main"] a[download]')

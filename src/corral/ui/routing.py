@@ -14,11 +14,27 @@ from corral.ui.auth import LoginRequired, login_url
 from corral.ui.render import page
 
 
+# Scripts only from /ui/static (no inline script, no eval'd handlers), never framed (clickjacking).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 class UiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def ui_handler(request: Request) -> Response:
+            response = await _handle(request)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        async def _handle(request: Request) -> Response:
             try:
                 return await handler(request)
             except LoginRequired:

@@ -35,6 +35,12 @@
     });
   });
 
+  // Forms that destroy something ask first (no inline handlers: the pages' CSP forbids them).
+  document.addEventListener("submit", function (evt) {
+    var question = evt.target.getAttribute && evt.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) evt.preventDefault();
+  });
+
   // ---------------------------------------------------------------- job page: log tabs and tailing
   function setupLogs() {
     var tabs = document.querySelectorAll(".tabs .tab");
