@@ -13,7 +13,6 @@ from corral.errors import CorralError
 from corral.ui.auth import LoginRequired, login_url
 from corral.ui.render import page
 
-
 # Scripts only from /ui/static (no inline script, no eval'd handlers), never framed (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
