@@ -101,9 +101,9 @@ def test_job_page_tails_the_log_and_plots_usage(
 ) -> None:
     gate = gates / uuid.uuid4().hex[:6]
     script = (
-        f"echo '<script>window.__xss=1</script> first line'; "
+        f"echo '<script>window.__xss=1</script> first line'; seq -f 'filler %g' 1 100; "
         f"( while [ ! -e {gate} ]; do :; done ) & "  # one busy core until the gate opens
-        f"for i in $(seq 1 40); do [ -e {gate} ] && break; echo tick $i; sleep 0.5; done; wait"
+        f"for i in $(seq 1 240); do [ -e {gate} ] && break; echo tick $i; sleep 0.5; done; wait"
     )
     batch_id = server.submit([job(1, script, name="burner", env=[{"name": "MODE", "value": "<b>x</b>"}])])
     wait_for(lambda: server.job(batch_id, 1)["state"] == "Running", "job running")
@@ -112,7 +112,22 @@ def test_job_page_tails_the_log_and_plots_usage(
     expect(tab.page.locator("#log-main")).to_contain_text("tick", timeout=30_000)  # tailed while running
     expect(tab.page.locator("#log-main")).to_contain_text("<script>window.__xss=1</script> first line")
     tab.page.evaluate("window.__notReloaded = true")
-    time.sleep(4)  # let the busy loop be sampled a few times before it stops
+    log = tab.page.locator("#log-main")
+
+    def ticks() -> int:
+        return int(log.inner_text().count("tick"))
+
+    # Scrolled up to read: new lines arrive but the view stays where the reader put it.
+    log.evaluate("el => { el.scrollTop = 0; }")
+    seen = ticks()
+    wait_for(lambda: ticks() > seen, "more of the log while scrolled up", 60)
+    assert log.evaluate("el => el.scrollTop") == 0
+    assert log.evaluate("el => el.scrollHeight > el.clientHeight")  # the log does overflow its box
+    # Back at the end: it follows the log again.
+    log.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    seen = ticks()
+    wait_for(lambda: ticks() > seen, "more of the log at the end", 60)
+    assert log.evaluate("el => el.scrollTop + el.clientHeight >= el.scrollHeight - 4")
     gate.touch()
     expect(tab.page.locator("#job-state .state")).to_have_text("Success", timeout=60_000)
     assert tab.page.evaluate("window.__notReloaded") is True

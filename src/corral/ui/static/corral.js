@@ -107,13 +107,16 @@
         var cpuLimit = u.time.map(function () { return u.cpu_limit_cores || null; });
         var memLimit = u.time.map(function () { return u.memory_limit_bytes ? u.memory_limit_bytes / 1048576 : null; });
         var width = Math.min(620, box.clientWidth || 620);
+        var peakMiB = Math.max.apply(null, u.memory_bytes) / 1048576;
+        var peakCores = Math.max.apply(null, u.cpu_cores);
+        var of = function (limit) { return limit ? " of " + limit : ""; };
         plots.push(new uPlot({
-          title: "CPU (cores)", width: width, height: 220,
+          title: "CPU (cores): peak " + peakCores.toFixed(2) + of(u.cpu_limit_cores), width: width, height: 220,
           series: [{}, { label: "used", stroke: "#2f80ed", width: 1.5 }, { label: "limit", stroke: "#c0392b", dash: [6, 4] }],
           axes: [{}, { size: 50 }], scales: { y: { range: function (_u, _min, max) { return [0, Math.max(max, 0.1) * 1.1]; } } },
         }, [u.time, u.cpu_cores, cpuLimit], document.getElementById("usage-cpu")));
         plots.push(new uPlot({
-          title: "Memory (MiB)", width: width, height: 220,
+          title: "Memory (MiB): peak " + peakMiB.toFixed(1) + of(u.memory_limit_bytes ? (u.memory_limit_bytes / 1048576).toFixed(0) : 0), width: width, height: 220,
           series: [{}, { label: "used", stroke: "#2e8b57", width: 1.5 }, { label: "limit", stroke: "#c0392b", dash: [6, 4] }],
           axes: [{}, { size: 60 }], scales: { y: { range: function (_u, _min, max) { return [0, Math.max(max, 1) * 1.1]; } } },
         }, [u.time, u.memory_bytes.map(function (b) { return b / 1048576; }), memLimit], document.getElementById("usage-memory")));
