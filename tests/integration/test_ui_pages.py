@@ -233,9 +233,57 @@ async def test_billing_page_and_csv_show_spend_by_project_user_day(api: Api) -> 
     assert r.status_code == 400 and "start" in r.text
 
 
-async def test_pools_page_for_admins(api: Api) -> None:
+async def test_pools_page_pages_instances_and_sums_capacity_over_all_of_them(api: Api) -> None:
+    from corral.store import instances as instance_store
+
+    batch_id = await api.submit([job(1), job(2)])
+    now = time.time()
+    async with api.engine.begin() as conn:
+        await instance_store.ensure_collection(conn, "gpu", kind="pool", provider="ssh", config={})
+        for i in range(130):
+            await instance_store.create_instance(
+                conn,
+                name=f"gpu-{i:03d}",
+                collection="gpu",
+                cores_mcpu=4000,
+                memory_bytes=8 << 30,
+                token_hash=f"h{i}",
+                metadata={"last_error": "ssh: key refused <b>"} if i == 0 else {},
+                now=now + i,
+                gpus=2,
+                gpu_type="a100",
+            )
+            await instance_store.activate_instance(conn, f"gpu-{i:03d}", 4000, 8 << 30, now + i)
+        await conn.execute(
+            attempts.insert().values(
+                batch_id=batch_id,
+                job_id=1,
+                attempt_id=1,
+                instance_name="gpu-000",
+                cores_mcpu=500,
+                memory_bytes=1 << 20,
+                state="running",
+                time_assigned=now,
+            )
+        )
+        await conn.execute(
+            update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id == 1).values(state="Running")
+        )
     html = (await api.client.get("/ui/pools", headers=api.admin)).text
-    assert 'id="collections"' in html and 'id="instances"' in html
+    rows = re.findall(r'<tr id="instance-(gpu-\d+)">', html)
+    assert rows == [f"gpu-{i:03d}" for i in range(129, 29, -1)]  # newest first, one page
+    collection = html.split('id="collection-gpu"', 1)[1].split("</tr>", 1)[0]
+    assert "519.5 / 520" in collection and "260 / 260" in collection  # every active instance counted
+    assert re.search(
+        r'<td>default</td><td>alice</td><td class="num">1</td><td class="num">0.5</td>\s*'
+        r'<td class="num">1</td><td class="num">0.5</td>',
+        html,
+    )
+    next_url = re.search(r'href="([^"]+)" id="next-page"', html)
+    assert next_url
+    rest = (await api.client.get(next_url.group(1).replace("&amp;", "&"), headers=api.admin)).text
+    assert re.findall(r'<tr id="instance-(gpu-\d+)">', rest) == [f"gpu-{i:03d}" for i in range(29, -1, -1)]
+    assert "ssh: key refused &lt;b&gt;" in rest and 'id="next-page"' not in rest
 
 
 async def _submit_large(api: Api, n: int) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.states import JobState
@@ -151,9 +151,9 @@ async def collections(conn: AsyncConnection) -> list[CollectionView]:
     return [CollectionView(r.name, r.kind, r.provider, dict(r.config or {})) for r in rows]
 
 
-async def instances_view(conn: AsyncConnection, *, include_deleted: bool, limit: int) -> list[InstanceView]:
-    """Instances (newest first) with the cores and GPUs their running attempts hold."""
-    used = (
+def _used_by_instance() -> Any:
+    """Cores and GPUs held by running attempts, per instance."""
+    return (
         select(
             attempts.c.instance_name,
             func.sum(attempts.c.cores_mcpu).label("mcpu"),
@@ -164,14 +164,27 @@ async def instances_view(conn: AsyncConnection, *, include_deleted: bool, limit:
         .group_by(attempts.c.instance_name)
         .subquery()
     )
+
+
+async def instances_view(
+    conn: AsyncConnection, *, include_deleted: bool, limit: int, before: tuple[float, str] | None = None
+) -> list[InstanceView]:
+    """A page of instances, newest first (keyset: strictly older than `before` = (time_created, name)),
+    with the cores and GPUs their running attempts hold."""
+    used = _used_by_instance()
     query = (
         select(instances, used.c.mcpu, used.c.used_gpus)
         .outerjoin(used, used.c.instance_name == instances.c.name)
-        .order_by(instances.c.time_created.desc())
+        .order_by(instances.c.time_created.desc(), instances.c.name.desc())
         .limit(limit)
     )
     if not include_deleted:
         query = query.where(instances.c.state != "deleted")
+    if before is not None:
+        t, name = before
+        query = query.where(
+            or_(instances.c.time_created < t, and_(instances.c.time_created == t, instances.c.name < name))
+        )
     return [
         InstanceView(
             r.name,
@@ -190,6 +203,40 @@ async def instances_view(conn: AsyncConnection, *, include_deleted: bool, limit:
         )
         for r in await conn.execute(query)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    total_mcpu: int
+    free_mcpu: int
+    total_gpus: int
+    free_gpus: int
+
+
+async def collection_capacity(conn: AsyncConnection) -> dict[str, Capacity]:
+    """Per collection: total and free cores and GPUs of its active instances."""
+    used = _used_by_instance()
+    rows = await conn.execute(
+        select(
+            instances.c.collection,
+            func.sum(instances.c.cores_mcpu).label("total_mcpu"),
+            func.sum(func.coalesce(used.c.mcpu, 0)).label("used_mcpu"),
+            func.sum(instances.c.gpus).label("total_gpus"),
+            func.sum(func.coalesce(used.c.used_gpus, 0)).label("used_gpus"),
+        )
+        .outerjoin(used, used.c.instance_name == instances.c.name)
+        .where(instances.c.state == "active")
+        .group_by(instances.c.collection)
+    )
+    return {
+        str(r.collection): Capacity(
+            int(r.total_mcpu or 0),
+            max(0, int(r.total_mcpu or 0) - int(r.used_mcpu or 0)),
+            int(r.total_gpus or 0),
+            max(0, int(r.total_gpus or 0) - int(r.used_gpus or 0)),
+        )
+        for r in rows
+    }
 
 
 async def instance_counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:

@@ -7,6 +7,7 @@ import io
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,36 +22,55 @@ from corral.ui.routing import UiRoute
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 INSTANCE_STATES = ("pending", "active", "inactive", "deleted")
-INSTANCES_SHOWN = 500
+INSTANCES_PER_PAGE = 100
+NO_CAPACITY = ui_views.Capacity(0, 0, 0, 0)
 
 
 @router.get("/pools", response_class=HTMLResponse)
-async def pools_page(request: Request, ctx: Context, deleted: bool = False) -> Response:
+async def pools_page(
+    request: Request,
+    ctx: Context,
+    deleted: bool = False,
+    before_time: float | None = None,
+    before_name: str | None = None,
+) -> Response:
+    """Collections, the fair-share view and a page of instances (newest first; `before_*` pages on)."""
     user = await page_user(request, ctx)
     if not user.is_admin:
         raise Forbidden(f"user {user.name!r} is not an admin; the pools page is for admins only")
+    before = (before_time, before_name or "") if before_time is not None else None
     async with ctx.reading() as conn:
         collections = await ui_views.collections(conn)
-        instances = await ui_views.instances_view(conn, include_deleted=deleted, limit=INSTANCES_SHOWN)
+        instances = await ui_views.instances_view(
+            conn, include_deleted=deleted, limit=INSTANCES_PER_PAGE, before=before
+        )
         counts = await ui_views.instance_counts(conn)
+        capacity = await ui_views.collection_capacity(conn)
         shares = await ui_views.user_cores(conn)
-    names = sorted({c.name for c in collections} | {i.collection for i in instances} | {c for c, _ in counts})
+    names = sorted({c.name for c in collections} | set(capacity) | {c for c, _ in counts})
     by_name = {c.name: c for c in collections}
     summary: list[dict[str, Any]] = []
     for name in names:
-        live = [i for i in instances if i.collection == name and i.state == "active"]
+        cap = capacity.get(name, NO_CAPACITY)
         summary.append(
             {
                 "name": name,
                 "provider": by_name[name].provider if name in by_name else "",
                 "kind": by_name[name].kind if name in by_name else "",
                 "counts": {s: counts.get((name, s), 0) for s in INSTANCE_STATES},
-                "total_mcpu": sum(i.cores_mcpu for i in live),
-                "free_mcpu": sum(max(0, i.cores_mcpu - i.used_mcpu) for i in live),
-                "total_gpus": sum(i.gpus for i in live),
-                "free_gpus": sum(max(0, i.gpus - i.used_gpus) for i in live),
+                "total_mcpu": cap.total_mcpu,
+                "free_mcpu": cap.free_mcpu,
+                "total_gpus": cap.total_gpus,
+                "free_gpus": cap.free_gpus,
             }
         )
+    next_url = None
+    if len(instances) == INSTANCES_PER_PAGE:
+        last = instances[-1]
+        params = {"before_time": repr(last.time_created), "before_name": last.name}
+        if deleted:
+            params["deleted"] = "true"
+        next_url = "/ui/pools?" + urlencode(params)
     return page(
         request,
         "pools.html",
@@ -60,7 +80,8 @@ async def pools_page(request: Request, ctx: Context, deleted: bool = False) -> R
         now=time.time(),
         show_deleted=deleted,
         states=INSTANCE_STATES,
-        shown=INSTANCES_SHOWN,
+        next_url=next_url,
+        paged=before is not None,
     )
 
 
