@@ -38,7 +38,7 @@ def reference(result: Result, results: list[Result]) -> Result | None:
     """The row a result is compared with: raw spawning for W3, the Corral row of the same metric otherwise."""
     want = {"W3": RAW, "W9": W9_REF}.get(result.workload, "Corral")
     if result.system == want or result.workload in ("W1", "W2", "W6", "W7") or (
-        result.workload == "W10" and "CPU" not in result.metric
+        result.workload == "W11" and "CPU" not in result.metric
     ):
         return None
     for other in results:

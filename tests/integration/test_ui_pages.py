@@ -132,9 +132,10 @@ async def test_batches_list_pages_with_the_api_cursor(api: Api) -> None:
 async def test_batch_page_counts_jobs_and_escapes_names(api: Api) -> None:
     batch_id = await api.submit([job(j, name=f"{XSS}{j}") for j in range(1, 6)])
     async with api.engine.begin() as conn:
-        await conn.execute(
-            update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id.in_([1, 2])).values(state="Success")
-        )
+        for state in ("Running", "Success"):  # legal moves only (the test store's trigger checks)
+            await conn.execute(
+                update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id.in_([1, 2])).values(state=state)
+            )
     html = (await api.client.get(f"/ui/batches/{batch_id}")).text
     assert XSS not in html
     assert re.search(r'data-state="Success"><i class="dot s-success"></i>Success <b>2</b>', html)
@@ -167,6 +168,9 @@ async def test_job_page_shows_reason_logs_escaped_and_api_content(api: Api) -> N
                 time_started=now - 4,
                 time_ended=now,
             )
+        )
+        await conn.execute(
+            update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id == 1).values(state="Running")
         )
         await conn.execute(
             update(jobs)

@@ -17,7 +17,12 @@ def test_samples_become_cpu_rates_and_go_out_in_usage_events() -> None:
     assert events == []
     rec.sample(100.0 + REPORT_INTERVAL + 2, 5.0, 50)
     assert events == [
-        {"type": "usage", "key": "1.2.1", "samples": [[102.0, 1000, 30], [104.0, 500, 40], [107.0, 667, 50]]}
+        {
+            "type": "usage",
+            "key": "1.2.1",
+            "time": 107.0,
+            "samples": [[102.0, 1000, 30], [104.0, 500, 40], [107.0, 667, 50]],
+        }
     ]
     rec.sample(109.0, 5.0, 60)
     rec.flush()

@@ -251,7 +251,7 @@ async def instance_counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:
 
 async def user_cores(conn: AsyncConnection) -> list[UserCores]:
     """Per pool and user: ready and running jobs and their cores (the fair-share view)."""
-    live = [JobState.READY.value, JobState.CREATING.value, JobState.RUNNING.value]
+    live = [JobState.READY.value, JobState.RUNNING.value]
     rows = await conn.execute(
         select(
             jobs.c.pool,

@@ -75,7 +75,7 @@ async def job_page(request: Request, batch_id: int, job_id: int, ctx: Context) -
         logs=logs,
         latest_attempt=latest,
         steps=STEPS,
-        live=job["state"] in ("Pending", "Ready", "Creating", "Running"),
+        live=job["state"] in ("Pending", "Ready", "Running"),
         fragment=render_text("job_state.html", job=job, attempts=attempts, reason=state_reason(job)),
     )
 

@@ -20,8 +20,6 @@ def state_reason(job: dict[str, Any]) -> str:
         return "waiting for its parents to finish"
     if state == "Ready":
         return "ready: waiting for free cores in its pool"
-    if state == "Creating":
-        return "starting on an instance"
     if state == "Running":
         return "running"
     if status.get("timed_out"):

@@ -3,7 +3,7 @@
 The runtime calls `sample(time, cpu_seconds, memory_bytes)` about once a second (cumulative cpu time of
 the job's cgroup, memory in use now). A sample is kept every 2 s for the first 10 minutes, every 10 s
 up to 2 hours and every 60 s after that, so a long job's series stays small; kept samples go out in
-one `usage` event every few seconds: {"type": "usage", "key": ..., "samples": [[t, cpu_mcpu, mem], ...]}.
+one `usage` event every few seconds: {"type": "usage", "key", "time", "samples": [[t, cpu_mcpu, mem], ...]}.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class UsageRecorder:
 
     def flush(self, t: float | None = None) -> None:
         if self._pending:
-            self.emit({"type": "usage", "key": self.key, "samples": self._pending})
+            sent = self._pending[-1][0]
+            self.emit({"type": "usage", "key": self.key, "time": sent, "samples": self._pending})
             self._pending = []
         if t is not None:
             self._last_emit = t

@@ -1,4 +1,4 @@
-"""W10: the web pages. Page time of a 100,000-job batch and of the batches list with 10,000 batches;
+"""W11: the web pages. Page time of a 100,000-job batch and of the batches list with 10,000 batches;
 server CPU with 50 open live pages on a running batch, side by side with no pages and with 50 pages
 that poll instead of listening (what a page without the driver's live feed would do)."""
 
@@ -50,9 +50,9 @@ def large_batch_pages(ctx: Context, n_jobs: int, repeats: int) -> list[Result]:
         server.stop()
     note = f"{n_jobs:,} queued jobs; 50 rows a page; GET with the Bearer header, median of {repeats}"
     return [
-        measured("W10", "Corral", f"batch page, {n_jobs:,} jobs", first, "ms", note=note),
-        measured("W10", "Corral", f"batch page {n_jobs // 2:,}+, {n_jobs:,} jobs", middle, "ms", note=note),
-        measured("W10", "Corral", f"batch page filtered, {n_jobs:,} jobs", filtered, "ms", note=note),
+        measured("W11", "Corral", f"batch page, {n_jobs:,} jobs", first, "ms", note=note),
+        measured("W11", "Corral", f"batch page {n_jobs // 2:,}+, {n_jobs:,} jobs", middle, "ms", note=note),
+        measured("W11", "Corral", f"batch page filtered, {n_jobs:,} jobs", filtered, "ms", note=note),
     ]
 
 
@@ -74,7 +74,7 @@ def many_batches_list(ctx: Context, n_batches: int, repeats: int) -> list[Result
             t0 = time.monotonic()
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(create, range(n_batches)))
-            ctx.log(f"W10: {n_batches:,} batches created in {time.monotonic() - t0:.0f}s")
+            ctx.log(f"W11: {n_batches:,} batches created in {time.monotonic() - t0:.0f}s")
             mine = page_ms(c, "/ui/batches", repeats)
             deep = page_ms(c, f"/ui/batches?q=&last_batch_id={n_batches // 2}", repeats)
             queried = page_ms(c, "/ui/batches?q=kind%3Deven", repeats)
@@ -82,9 +82,9 @@ def many_batches_list(ctx: Context, n_batches: int, repeats: int) -> list[Result
         server.stop()
     note = f"{n_batches:,} batches; 50 rows a page; median of {repeats}"
     return [
-        measured("W10", "Corral", f"batches list, {n_batches:,} batches", mine, "ms", note=note),
-        measured("W10", "Corral", f"batches list below {n_batches // 2:,}", deep, "ms", note=note),
-        measured("W10", "Corral", f"batches list kind=even, {n_batches:,}", queried, "ms", note=note),
+        measured("W11", "Corral", f"batches list, {n_batches:,} batches", mine, "ms", note=note),
+        measured("W11", "Corral", f"batches list below {n_batches // 2:,}", deep, "ms", note=note),
+        measured("W11", "Corral", f"batches list kind=even, {n_batches:,}", queried, "ms", note=note),
     ]
 
 
@@ -156,7 +156,7 @@ def live_pages_cpu(ctx: Context, window: float, repeats: int) -> list[Result]:
                 for name, run in runs.items():
                     cpu, seen = run()
                     samples[name].append(cpu * 100)
-                    ctx.log(f"W10 {name} #{rep + 1}: server CPU {cpu * 100:.1f} % ({seen})")
+                    ctx.log(f"W11 {name} #{rep + 1}: server CPU {cpu * 100:.1f} % ({seen})")
                     if seen is not None:
                         notes[name] = seen
             status = server.batch(c, batch_id)
@@ -167,11 +167,11 @@ def live_pages_cpu(ctx: Context, window: float, repeats: int) -> list[Result]:
         server.stop()
     label = f"server CPU, {PAGES} open pages"
     return [
-        measured("W10", "Corral", label, samples["Corral"], "% of a core",
+        measured("W11", "Corral", label, samples["Corral"], "% of a core",
                  note=f"live pages (server-sent events from the driver's ticks); {notes.get('Corral', '')}"),
-        measured("W10", "no pages", label, samples["no pages"], "% of a core",
+        measured("W11", "no pages", label, samples["no pages"], "% of a core",
                  note="the same running batch with no page open"),
-        measured("W10", f"polling every {POLL_SECONDS:g} s", label, samples["polling"], "% of a core",
+        measured("W11", f"polling every {POLL_SECONDS:g} s", label, samples["polling"], "% of a core",
                  note=f"each page re-reads its live parts on a timer; {notes.get('polling', '')}"),
     ]
 
@@ -193,6 +193,6 @@ def run(ctx: Context) -> list[Result]:
     results = large_batch_pages(ctx, 100_000, repeats)
     results += many_batches_list(ctx, 10_000, repeats)
     results += live_pages_cpu(ctx, window=8.0 if s.quick else 15.0, repeats=1 if s.quick else 3)
-    ctx.log("W10 " + "; ".join(f"{r.metric}: {statistics.median(r.samples):.1f} {r.unit}"
+    ctx.log("W11 " + "; ".join(f"{r.metric}: {statistics.median(r.samples):.1f} {r.unit}"
                                 for r in results if r.samples))
     return results
