@@ -14,6 +14,7 @@ from corral.api.access import visible_batch
 from corral.api.context import ApiContext, Context
 from corral.api.convert import batch_status, job_summary
 from corral.api.query import batch_predicate, job_predicate, job_states
+from corral.api.routes import batches as api_batches
 from corral.api.schemas import BatchStatus
 from corral.domain.states import JobState
 from corral.errors import InvalidInput
@@ -80,13 +81,13 @@ async def batches_page(
 
 
 async def batch_context(ctx: ApiContext, user: User, batch_id: int) -> dict[str, Any]:
-    """What the batch header shows (also the live summary fragment): one read of the batch, its state
-    counts and its billing project's spend."""
+    """What the batch header shows (also the live summary fragment): the batch as the API returns it
+    (same access rule), its state counts and its billing project's spend."""
+    batch = await api_batches.get_batch(batch_id, ctx, user)
     async with ctx.reading() as conn:
-        record = await visible_batch(conn, batch_id, user)
         counts = await ui_views.state_counts(conn, batch_id)
-        project = await ui_billing.project_spend(conn, record.billing_project)
-    return {"batch": batch_status(record), "counts": counts, "project": project, "states": ORDERED_STATES}
+        project = await ui_billing.project_spend(conn, batch.billing_project)
+    return {"batch": batch, "counts": counts, "project": project, "states": ORDERED_STATES}
 
 
 def summary_html(context: dict[str, Any]) -> str:
@@ -122,7 +123,7 @@ async def jobs_table_context(
         bars = await ui_views.timeline(conn, batch_id, after_job_id=first, limit=limit) if found else []
     jobs = [job_summary(j, record.billing_project) for j in found]
     attempts = {j.job_id: j.n_attempts for j in found}
-    reasons = {j.job_id: _reason(j.status) for j in found}
+    reasons = {j.job_id: _reason(j.status, j.waiting_reason if j.state == "Ready" else None) for j in found}
     base = f"/ui/batches/{batch_id}"
     next_cursor = found[-1].job_id if len(found) == limit else None
     return {
@@ -142,8 +143,10 @@ async def jobs_table_context(
     }
 
 
-def _reason(status: dict[str, Any] | None) -> str:
-    """A job's ending in a few words, from its last attempt's status."""
+def _reason(status: dict[str, Any] | None, waiting_reason: str | None = None) -> str:
+    """Why a Ready job waits, or a job's ending in a few words from its last attempt's status."""
+    if waiting_reason:
+        return f"waiting: {waiting_reason}"
     if not status:
         return ""
     if status.get("reason"):
