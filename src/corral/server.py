@@ -115,6 +115,7 @@ async def run_server(
         await autoscaler.stop()
         await provider.stop()
         driver.close_polls()
+        app.state.ui_feed.close_streams()  # open pages' event streams end, so the HTTP server can stop
         if hail is not None:
             await hail.stop()
         server.should_exit = True

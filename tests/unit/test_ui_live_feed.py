@@ -47,3 +47,11 @@ async def test_a_failing_render_does_not_reach_the_driver() -> None:
         feed.publish({1: {1}})  # must not raise
         await asyncio.sleep(0.1)
         assert not sub.ready.is_set() and feed.renders == 1
+
+
+async def test_closing_the_streams_wakes_every_open_page() -> None:
+    feed = BatchFeed()
+    async with feed.subscribe(1) as a, feed.subscribe(2) as b:
+        feed.close_streams()
+        assert feed.closed and a.ready.is_set() and b.ready.is_set()
+        assert a.take() == (None, set())  # nothing to send: the stream ends

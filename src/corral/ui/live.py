@@ -57,6 +57,7 @@ class BatchFeed:
         self._pending: BatchChanges = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.renders = 0  # how many times a batch was read for its pages (bench, tests)
+        self.closed = False
 
     @property
     def n_subscribers(self) -> int:
@@ -107,6 +108,13 @@ class BatchFeed:
                 subs.discard(sub)
                 if not subs:
                     del self._subs[batch_id]
+
+    def close_streams(self) -> None:
+        """The server is stopping: every open stream ends now (an open page would hold it up)."""
+        self.closed = True
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.ready.set()
 
     async def close(self) -> None:
         for task in list(self._tasks.values()):

@@ -51,6 +51,8 @@ async def batch_events(request: Request, batch_id: int, ctx: Context) -> Respons
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
+                if feed.closed:
+                    return
                 update, jobs = sub.take()
                 if update is None:
                     continue
