@@ -39,7 +39,7 @@ def page_ms(c: httpx.Client, path: str, repeats: int) -> list[float]:
 
 
 def large_batch_pages(ctx: Context, n_jobs: int, repeats: int) -> list[Result]:
-    server = start_server(ctx, "w10-jobs", {"local_workers": "0"})  # no workers: every job stays queued
+    server = start_server(ctx, "w11-jobs", {"local_workers": "0"})  # no workers: every job stays queued
     try:
         with server.client(timeout=300) as c:
             batch_id = server.submit_bunches(c, [job_spec(i, ["true"]) for i in range(1, n_jobs + 1)])
@@ -57,7 +57,7 @@ def large_batch_pages(ctx: Context, n_jobs: int, repeats: int) -> list[Result]:
 
 
 def many_batches_list(ctx: Context, n_batches: int, repeats: int) -> list[Result]:
-    server = start_server(ctx, "w10-list", {"local_workers": "0"})
+    server = start_server(ctx, "w11-list", {"local_workers": "0"})
     try:
         with server.client(timeout=300) as c:
 
@@ -138,7 +138,7 @@ def server_cpu(server: CorralServer, window: float) -> float:
 
 
 def live_pages_cpu(ctx: Context, window: float, repeats: int) -> list[Result]:
-    server = start_server(ctx, "w10-live", {"local_workers": "1", "local_worker_cores": "2",
+    server = start_server(ctx, "w11-live", {"local_workers": "1", "local_worker_cores": "2",
                                             "local_worker_memory": "4Gi"})
     samples: dict[str, list[float]] = {"no pages": [], "Corral": [], "polling": []}
     notes: dict[str, str] = {}
