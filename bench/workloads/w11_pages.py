@@ -43,6 +43,7 @@ def large_batch_pages(ctx: Context, n_jobs: int, repeats: int) -> list[Result]:
     try:
         with server.client(timeout=300) as c:
             batch_id = server.submit_bunches(c, [job_spec(i, ["true"]) for i in range(1, n_jobs + 1)])
+            time.sleep(2.0)  # let the driver take the committed jobs into its queues (as W6 does)
             first = page_ms(c, f"/ui/batches/{batch_id}", repeats)
             middle = page_ms(c, f"/ui/batches/{batch_id}?last_job_id={n_jobs // 2}", repeats)
             filtered = page_ms(c, f"/ui/batches/{batch_id}?state=ready&q=!has:x", repeats)
