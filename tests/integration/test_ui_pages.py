@@ -110,7 +110,7 @@ async def test_batches_list_is_mine_by_default_and_matches_the_api(api: Api) -> 
     assert f'id="batch-{theirs}"' in both
     status = (await api.client.get(f"/api/v1/batches/{mine}")).json()
     row = html.split(f'id="batch-{mine}"', 1)[1].split("</tr>", 1)[0]
-    assert f"{status['n_completed']} / {status['n_jobs']}" in row and status["billing_project"] in row
+    assert f"{status['n_completed']:,} / {status['n_jobs']:,}" in row and status["billing_project"] in row
     assert f'<span class="state s-{status["state"]}">{status["state"]}</span>' in row
     r = await api.client.get("/ui/batches", params={"q": "frobnicate"})
     assert r.status_code == 400 and "cannot understand" in r.text
@@ -317,7 +317,7 @@ async def test_a_100000_job_batch_page_is_a_few_small_queries(api: Api) -> None:
     finally:
         event.remove(api.engine.sync_engine, "before_cursor_execute", count)
     assert len(re.findall(r'<tr id="job-', html)) == 50
-    assert re.search(r'data-state="Pending"><i class="dot s-pending"></i>Pending <b>99999</b>', html)
+    assert re.search(r'data-state="Pending"><i class="dot s-pending"></i>Pending <b>99,999</b>', html)
     assert 'id="dag"' not in html
     # batch, access, counts, project spend, one page of jobs, its attempts, the DAG guard: no query per job,
     # and every read of jobs is either an aggregate or a page (LIMIT)

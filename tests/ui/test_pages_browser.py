@@ -56,7 +56,7 @@ def test_batches_list_shows_what_the_api_returns(server: RunningServer, tab: Tab
         row = tab.page.locator(f"#batch-{batch['id']}")
         expect(row.locator("td.name")).to_have_text(batch["attributes"].get("name", ""))
         expect(row.locator(".state")).to_have_text(batch["state"])
-        expect(row).to_contain_text(f"{batch['n_completed']} / {batch['n_jobs']}")
+        expect(row).to_contain_text(f"{batch['n_completed']:,} / {batch['n_jobs']:,}")
     tab.page.screenshot(path=str(artifacts / "batches.png"), full_page=True)
     no_xss(tab)
 
@@ -86,7 +86,7 @@ def test_batch_page_updates_live_without_reload(
     assert tab.page.evaluate("window.__notReloaded") is True
     status = server.batch(batch_id)
     expect(tab.page.locator('#state-counts a[data-state="Success"] b')).to_have_text(
-        str(status["n_succeeded"])
+        f"{status['n_succeeded']:,}"
     )
     expect(tab.page.locator("#batch-cost")).to_contain_text("$")
     expect(tab.page.locator("#timeline rect")).to_have_count(2)
@@ -230,7 +230,7 @@ def test_a_100000_job_batch_page_is_paged(server: RunningServer, tab: Tab, artif
         rows = tab.page.locator("#jobs tbody tr")
         expect(rows).to_have_count(50)
         expect(tab.page.locator('#state-counts a[data-state="Pending"] b')).to_have_text(
-            re.compile(r"^9999[89]$")
+            re.compile(r"^99,99[89]$")
         )
         expect(tab.page.locator("#dag")).to_have_count(0)  # too big for a graph
         tab.page.click("#next-page")

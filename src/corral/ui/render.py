@@ -70,6 +70,11 @@ def epoch(value: str | None) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def count(n: int | None) -> str:
+    """12345 -> '12,345'."""
+    return "" if n is None else f"{n:,}"
+
+
 def corehours(msec_mcpu: int | None) -> str:
     """msec x mcpu -> core-hours with three significant digits."""
     if not msec_mcpu:
@@ -92,6 +97,7 @@ def make_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
+        count=count,
         corehours=corehours,
         epoch=epoch,
         duration=duration,
