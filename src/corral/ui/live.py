@@ -1,8 +1,8 @@
 """Live updates: one in-process publisher fed by the driver's committed ticks, fanned out to open pages.
 
 The driver calls `publish` after each tick. For every batch that has open pages, one render task reads
-the batch once (throttled to one read per `min_interval`) and hands the same rendered fragment to every
-page watching it; pages never poll the store on a timer.
+the batch once (at most one read per `min_interval`, less often when reading it is slow) and hands the
+same rendered fragment to every page watching it; pages never poll the store on a timer.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -83,6 +84,7 @@ class BatchFeed:
                 subs = self._subs.get(batch_id)
                 if not subs or self.render is None:
                     break
+                started = time.monotonic()
                 try:
                     update = await self.render(batch_id)
                 except Exception:  # a page must not take the driver down; the next tick retries
@@ -92,7 +94,8 @@ class BatchFeed:
                 if update is not None:
                     for sub in list(self._subs.get(batch_id, ())):
                         sub.deliver(update, jobs)
-                await asyncio.sleep(self.min_interval)
+                # A batch that is costly to read (a huge one) is read less often: at most ~20 % of the time.
+                await asyncio.sleep(max(self.min_interval, 4 * (time.monotonic() - started)))
         finally:
             self._tasks.pop(batch_id, None)
 
