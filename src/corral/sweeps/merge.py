@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -137,22 +139,28 @@ def merge_chunks(
     report = MergeReport()
     state = merged_state(merged_dir)
     wanted = expected or state.result_schema
+    merged_schema = None if state.schema is None else state.schema.remove_metadata()
+    # merged before: never twice (and a key given twice is merged once)
+    todo = list({c.key: c for c in pending if c.key not in state.chunks}.values())
+
+    def load(chunk: PendingChunk, schema: pa.Schema | None) -> tuple[pa.Table | None, pa.Schema | None, str]:
+        try:
+            rows, found = checked_rows(chunk.result_url, fmt, chunk.params(), chunk.index, schema, per_row)
+            if merged_schema is not None and not rows.schema.equals(merged_schema):
+                rows = rows.cast(merged_schema)
+            return rows, found, ""
+        except ResultProblem as exc:
+            return None, None, exc.message
+        except pa.ArrowException as exc:
+            return None, None, f"the result of chunk {chunk.index} does not fit: {exc}"
+
     writer: _PartWriter | None = None
     try:
-        for chunk in pending:
-            if chunk.key in state.chunks or chunk.key in report.merged:
-                continue  # merged before: never twice
-            try:
-                params = chunk.params()
-                rows, wanted = checked_rows(chunk.result_url, fmt, params, chunk.index, wanted, per_row)
-                if state.schema is not None and not rows.schema.equals(state.schema.remove_metadata()):
-                    rows = rows.cast(state.schema.remove_metadata())
-            except ResultProblem as exc:
-                report.problems[chunk.key] = exc.message
+        for chunk, (rows, found, problem) in _loaded(todo, wanted, load):
+            if rows is None:
+                report.problems[chunk.key] = problem
                 continue
-            except pa.ArrowException as exc:
-                report.problems[chunk.key] = f"the result of chunk {chunk.index} does not fit: {exc}"
-                continue
+            wanted = wanted or found
             if writer is None:
                 writer = _PartWriter(merged_dir)
             writer.write(rows)
@@ -166,6 +174,35 @@ def merge_chunks(
         if writer is not None:
             writer.discard()
     return report
+
+
+Loaded = tuple[pa.Table | None, pa.Schema | None, str]
+READ_AHEAD = 8  # chunks read in parallel ahead of the writer: memory stays bounded by a few chunks
+
+
+def _loaded(
+    todo: list[PendingChunk], wanted: pa.Schema | None,
+    load: Callable[[PendingChunk, pa.Schema | None], Loaded],
+) -> Iterator[tuple[PendingChunk, Loaded]]:
+    """Each chunk's checked rows, in order, reading ahead in threads (pyarrow releases the GIL)."""
+    rest = iter(todo)
+    if wanted is None:  # the first valid result sets the schema the others are checked against
+        for chunk in rest:
+            first = load(chunk, None)
+            yield chunk, first
+            if first[1] is not None:
+                wanted = first[1]
+                break
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="sweep-merge") as pool:
+        window: deque[tuple[PendingChunk, Future[Loaded]]] = deque()
+        for chunk in rest:
+            window.append((chunk, pool.submit(load, chunk, wanted)))
+            if len(window) >= READ_AHEAD:
+                done, future = window.popleft()
+                yield done, future.result()
+        while window:
+            done, future = window.popleft()
+            yield done, future.result()
 
 
 def iter_batches(merged_dir: str) -> Iterator[pa.RecordBatch]:

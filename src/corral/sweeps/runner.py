@@ -79,8 +79,9 @@ class SweepRun:
             self.batches.append(batch_id)
         # Results that finished while nobody watched are checked and merged now.
         layout = self.sweep.layout
+        existing = submit.chunk_files(layout)
         found = [c for k, c in self.todo.items() if k not in self.done and k not in live
-                 and storage.exists(submit.result_url(self.sweep.spec, layout, c))]
+                 and submit.result_url(self.sweep.spec, layout, c).rsplit("/", 1)[-1] in existing]
         if found:
             self._merge(found)
         self._submit([c for k, c in self.todo.items() if k not in self.done and k not in live])
@@ -89,11 +90,13 @@ class SweepRun:
         if not chunks:
             return
         sweep, layout = self.sweep, self.sweep.layout
-        submit.write_inputs(layout, chunks)
+        existing = submit.chunk_files(layout)
+        submit.write_inputs(layout, chunks, existing)
+        fs, folder = storage.filesystem(layout.chunks)
         for c in chunks:  # a stale or corrupt result never passes for the new attempt's
-            fs, path = storage.filesystem(submit.result_url(sweep.spec, layout, c))
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
+            result = submit.result_url(sweep.spec, layout, c).rsplit("/", 1)[-1]
+            if result in existing:
+                fs.rm(f"{folder}/{result}", recursive=True)
             self.attempts[c.key] = self.attempts.get(c.key, 0) + 1
         batch_id = submit.submit_chunks(
             self.client, sweep.spec, layout, sweep.version, chunks,

@@ -1,9 +1,11 @@
 """Where a sweep keeps its files, by URL (fsspec): chunk inputs, results, version manifests, merged parts.
 
 <root>/<name>/
-  chunks/<key>/input.parquet      the chunk's parameter rows (+ _row), copied into the job's /io
-  chunks/<key>/result.<ext>       what the job wrote to {result}, copied out by the worker
+  chunks/<key>.input.parquet      the chunk's parameter rows (+ _row), copied into the job's /io
+  chunks/<key>.result.<ext>       what the job wrote to {result}, copied out by the worker
+                                  (per-row commands: the folder chunks/<key>.result/ of <row>.<ext>)
   versions/<digest>.json          one version of the sweep: its chunk keys in order, command, image, ...
+  versions/<digest>.params.parquet  its parameter table, one row group per chunk
   current.json                    the newest version's digest (so `corral sweep status NAME` finds it)
   merged/<digest>/part-*.parquet  the merged dataset of a version; each part lists its chunks in its
                                   footer, so the files alone say what is merged (no other state)
@@ -139,17 +141,22 @@ class SweepLayout:
     def base(self) -> str:
         return f"{self.root}/{self.name}"
 
-    def chunk_dir(self, key: str) -> str:
-        return f"{self.base}/chunks/{key}"
+    @property
+    def chunks(self) -> str:
+        return f"{self.base}/chunks"
 
     def chunk_input(self, key: str) -> str:
-        return f"{self.chunk_dir(key)}/input.parquet"
+        return f"{self.chunks}/{key}.input.parquet"
 
-    def chunk_result(self, key: str, ext: str) -> str:
-        return f"{self.chunk_dir(key)}/result.{ext}"
+    def chunk_result(self, key: str, ext: str | None) -> str:
+        """The result file (or, for per-row commands, ext None: the folder of per-row files)."""
+        return f"{self.chunks}/{key}.result" + (f".{ext}" if ext else "")
 
     def version(self, digest: str) -> str:
         return f"{self.base}/versions/{digest}.json"
+
+    def params(self, digest: str) -> str:
+        return f"{self.base}/versions/{digest}.params.parquet"
 
     @property
     def current(self) -> str:

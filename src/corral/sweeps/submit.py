@@ -8,9 +8,11 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
 from corral.api.schemas import (
     BatchSpec,
@@ -63,8 +65,7 @@ def job_spec(spec: SweepSpec, layout: SweepLayout, chunk: Chunk, job_id: int,
                                     f"{FUNCTION_DIR}/{command.module}.py"))
         env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)))
     result_io = "/io/result" if command.per_row else f"/io/result.{fmt}"
-    result_url = f"{layout.chunk_dir(chunk.key)}/result" if command.per_row else layout.chunk_result(
-        chunk.key, fmt)
+    result_url = layout.chunk_result(chunk.key, None if command.per_row else fmt)
     extra = {"pool": spec.pool} if spec.pool else {}
     return JobSpec(
         job_id=job_id,
@@ -84,33 +85,40 @@ def job_spec(spec: SweepSpec, layout: SweepLayout, chunk: Chunk, job_id: int,
 
 
 def result_url(spec: SweepSpec, layout: SweepLayout, chunk: Chunk) -> str:
-    if spec.command.per_row:
-        return f"{layout.chunk_dir(chunk.key)}/result"
-    return layout.chunk_result(chunk.key, spec.result_format)
+    return layout.chunk_result(chunk.key, None if spec.command.per_row else spec.result_format)
 
 
-def write_inputs(layout: SweepLayout, chunks: Sequence[Chunk]) -> None:
-    """Each chunk's rows as Parquet (content-addressed: written once, whatever the version)."""
-    existing = set(_existing_chunk_dirs(layout))
-    for chunk in chunks:
-        url = layout.chunk_input(chunk.key)
-        if chunk.key in existing and storage.exists(url):
-            continue
-        fs, path = storage.filesystem(url)
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        tmp = f"{path.rsplit('/', 1)[0]}/.input.{secrets.token_hex(4)}.tmp"
-        with fs.open(tmp, "wb") as f:
-            pq.write_table(chunk.input_table(), f)
-        storage.publish(f"{url.rsplit('/', 1)[0]}/{tmp.rsplit('/', 1)[-1]}", url)
+def chunk_files(layout: SweepLayout) -> set[str]:
+    """Names in the chunks folder (one listing instead of a look-up per chunk)."""
+    return set(storage.list_names(layout.chunks))
 
 
-def _existing_chunk_dirs(layout: SweepLayout) -> list[str]:
-    return storage.list_names(f"{layout.base}/chunks")
+def write_inputs(layout: SweepLayout, chunks: Sequence[Chunk], existing: set[str]) -> None:
+    """Each chunk's rows as Parquet, published whole (content-addressed: written once, whatever the
+    version). Written by a few threads: pyarrow releases the GIL while it encodes and writes."""
+    fs, folder = storage.filesystem(layout.chunks)
+    fs.makedirs(folder, exist_ok=True)
+    local = isinstance(fs, LocalFileSystem)
+
+    def write(chunk: Chunk) -> None:
+        final = f"{folder}/{chunk.key}.input.parquet"
+        tmp = f"{folder}/.{chunk.key}.{secrets.token_hex(4)}.tmp"
+        if local:
+            pq.write_table(chunk.input_table(), tmp)
+            os.replace(tmp, final)
+        else:
+            with fs.open(tmp, "wb") as f:
+                pq.write_table(chunk.input_table(), f)
+            fs.mv(tmp, final)
+
+    todo = [c for c in chunks if f"{c.key}.input.parquet" not in existing]
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="sweep-inputs") as pool:
+        list(pool.map(write, todo))
 
 
 def read_params(layout: SweepLayout, chunk: Chunk) -> object:
     with storage.open_url(layout.chunk_input(chunk.key), "rb") as f:
-        table = pq.read_table(f)
+        table = pq.ParquetFile(f).read()
     return table.drop_columns(["_row"]) if "_row" in table.column_names else table
 
 

@@ -32,6 +32,7 @@ from corral.client.backends import Backend, LocalBackend
 from corral.config import default_home
 from corral.errors import InvalidInput, NotFound
 from corral.sweeps import merge, storage, submit
+from corral.sweeps.params import ParamsFile, write_params
 from corral.sweeps.progress import ChunkFailure, SweepStatus
 from corral.sweeps.spec import Chunk, SweepSpec, build_spec, from_manifest, to_manifest
 from corral.sweeps.storage import SweepLayout
@@ -86,6 +87,7 @@ class Sweep:
         self.version = spec.version(chunks)
         self._by_key = {c.key: c for c in chunks}
         self._batches: list[int] = []
+        self._params_file: ParamsFile | None = None
 
     @classmethod
     def load(cls, name: str, *, backend: Backend | None = None, results_url: str | None = None,
@@ -131,7 +133,12 @@ class Sweep:
     def _params(self, chunk: Chunk) -> pa.Table:
         if chunk.rows is not None:
             return chunk.rows
-        table = submit.read_params(self.layout, chunk)
+        if self._params_file is None:
+            self._params_file = ParamsFile(self.layout.params(self.version), len(self.chunks))
+        found = self._params_file.read(chunk.index)
+        if found is not None:
+            return found
+        table = submit.read_params(self.layout, chunk)  # written by an older version of Corral
         assert isinstance(table, pa.Table)
         return table
 
@@ -147,6 +154,8 @@ class Sweep:
     def _publish_manifest(self) -> None:
         layout = self.layout
         if not storage.exists(layout.version(self.version)):
+            if self.spec.table is not None:
+                write_params(layout.params(self.version), self.spec.table, self.spec.chunk_size)
             manifest = to_manifest(self.spec, self.chunks, self.version)
             storage.write_json(layout.version(self.version), manifest)
         storage.write_json(layout.current, {"version": self.version})
@@ -198,6 +207,7 @@ class Sweep:
         out = SweepStatus(self.name, self.version, layout.base, self.merged_dir, len(self.chunks),
                           sum(c.n_rows for c in self.chunks), batches=[int(str(b["id"])) for b in batches])
         unmerged = [c for c in self.chunks if c.key not in state.chunks]
+        existing = submit.chunk_files(layout) if unmerged else set()
         out.merged = len(self.chunks) - len(unmerged)
         out.merged_rows = _merged_rows(self.merged_dir)
         for chunk in unmerged:
@@ -207,7 +217,7 @@ class Sweep:
             elif job is not None and job.state != "Success":
                 out.failed += 1
                 out.failures.append(self._job_failure(chunk, job))
-            elif job is not None or storage.exists(submit.result_url(self.spec, layout, chunk)):
+            elif job is not None or self._result_name(chunk) in existing:
                 problem = self._check(chunk)
                 if problem is None:
                     out.unmerged += 1
@@ -240,9 +250,12 @@ class Sweep:
     def merge(self) -> merge.MergeReport:
         """Merge every valid result not merged yet (run() does this as chunks complete)."""
         state = merge.merged_state(self.merged_dir)
-        layout = self.layout
+        existing = submit.chunk_files(self.layout)
         return self._merge([c for c in self.chunks if c.key not in state.chunks
-                            and storage.exists(submit.result_url(self.spec, layout, c))])
+                            and self._result_name(c) in existing])
+
+    def _result_name(self, chunk: Chunk) -> str:
+        return submit.result_url(self.spec, self.layout, chunk).rsplit("/", 1)[-1]
 
     def results(self, *, to: str | None = None, format: str = "parquet") -> Any:
         """The merged dataset as a pyarrow Table; with `to`, streamed into one Parquet/CSV file at that
