@@ -1,4 +1,4 @@
-"""W10: a parameter sweep of N rows in N/100 chunks (full: 1,000,000 rows, 10,000 chunks).
+"""W11: a parameter sweep of N rows in N/100 chunks (full: 1,000,000 rows, 10,000 chunks).
 
 * submit: `corral.Sweep(...)` (chunking, keys) + `run(wait=False)` (each chunk's input Parquet written,
   one batch of a job per chunk accepted) against a server with no workers, so nothing runs;
@@ -44,8 +44,8 @@ def _sweep(server: CorralServer, name: str, store: Path, n_rows: int) -> object:
 
 def submission(server: CorralServer, n_rows: int, made: list[tuple[str, Path]]) -> Callable[[], float]:
     def once() -> float:
-        name = f"w10-{uuid.uuid4().hex[:6]}"
-        store = WORK / f"w10-store-{name}"
+        name = f"w11-{uuid.uuid4().hex[:6]}"
+        store = WORK / f"w11-store-{name}"
         t0 = time.perf_counter()
         sweep = _sweep(server, name, store, n_rows)
         status = sweep.run(wait=False)  # type: ignore[attr-defined]
@@ -81,7 +81,7 @@ def write_results(name: str, store: Path, n_rows: int, server: CorralServer) -> 
 
 
 def child(mode: str, *args: str) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-m", "bench.workloads.w10_merge", mode, *args], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "bench.workloads.w11_merge", mode, *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"{mode} merge failed: {done.stderr.strip()[-400:]}")
@@ -90,21 +90,21 @@ def child(mode: str, *args: str) -> dict[str, float]:
 
 def run(ctx: Context) -> list[Result]:
     s = ctx.sizes
-    n_rows = s.w10_rows
+    n_rows = s.w11_rows
     n_chunks = -(-n_rows // CHUNK_ROWS)
     made: list[tuple[str, Path]] = []
     results: list[Result] = []
     try:
-        server = start_server(ctx, "w10", {"local_workers": "0"})
-        subs = interleaved(ctx, "W10", {"Corral": submission(server, n_rows, made)}, s.w10_repeats)
-        results += rows("W10", "sweep submitted", "s", subs, higher_is_better=False, notes={
+        server = start_server(ctx, "w11", {"local_workers": "0"})
+        subs = interleaved(ctx, "W11", {"Corral": submission(server, n_rows, made)}, s.w11_repeats)
+        results += rows("W11", "sweep submitted", "s", subs, higher_is_better=False, notes={
             "Corral": f"{n_rows:,} rows into {n_chunks:,} chunks: Sweep() (chunk keys) + run(wait=False) "
                       "(input Parquet per chunk + one batch of a job per chunk accepted); no workers"})
         if not made:
             return results
         name, store = made[0]
         files = write_results(name, store, n_rows, server)
-        list_file = WORK / f"w10-files-{name}.json"
+        list_file = WORK / f"w11-files-{name}.json"
         list_file.write_text(json.dumps(files))
         memory: dict[str, list[float]] = {"Corral": [], "pyarrow.dataset": []}
 
@@ -117,7 +117,7 @@ def run(ctx: Context) -> list[Result]:
             return out["seconds"]
 
         def pyarrow_write() -> float:
-            target = WORK / f"w10-pyarrow-{name}"
+            target = WORK / f"w11-pyarrow-{name}"
             shutil.rmtree(target, ignore_errors=True)
             out = child("pyarrow", str(list_file), str(target))
             if out["rows"] != n_rows:
@@ -126,19 +126,19 @@ def run(ctx: Context) -> list[Result]:
             shutil.rmtree(target, ignore_errors=True)
             return out["seconds"]
 
-        merges = interleaved(ctx, "W10", {"Corral": corral_merge, "pyarrow.dataset": pyarrow_write},
-                             s.w10_repeats)
-        results += rows("W10", f"merge {n_chunks:,} results", "s", merges, higher_is_better=False, notes={
+        merges = interleaved(ctx, "W11", {"Corral": corral_merge, "pyarrow.dataset": pyarrow_write},
+                             s.w11_repeats)
+        results += rows("W11", f"merge {n_chunks:,} results", "s", merges, higher_is_better=False, notes={
             "Corral": "read + check + join each chunk (input + result), stream into one Parquet part",
             "pyarrow.dataset": "ds.write_dataset(ds.dataset(the same result files)): no checks, no join"})
         peaks = {k: Outcome(samples=v) for k, v in memory.items()}
-        results += rows("W10", "merge peak RSS", "MiB", peaks, higher_is_better=False, notes={
+        results += rows("W11", "merge peak RSS", "MiB", peaks, higher_is_better=False, notes={
             "Corral": "whole process (Python + pyarrow + corral imported): memory bounded by a chunk",
             "pyarrow.dataset": "whole process, same files"})
     except Exception as exc:
-        results.append(Result("W10", "Corral", "run", None, "", error=f"{type(exc).__name__}: {exc}"[:400]))
+        results.append(Result("W11", "Corral", "run", None, "", error=f"{type(exc).__name__}: {exc}"[:400]))
     finally:
         for name, store in made:
             shutil.rmtree(store, ignore_errors=True)
-            (WORK / f"w10-files-{name}.json").unlink(missing_ok=True)
+            (WORK / f"w11-files-{name}.json").unlink(missing_ok=True)
     return results

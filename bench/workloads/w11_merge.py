@@ -1,7 +1,7 @@
-"""W10's merge, in a fresh process so its peak RSS is its own: prints {seconds, rows, peak_rss_mib}.
+"""W11's merge, in a fresh process so its peak RSS is its own: prints {seconds, rows, peak_rss_mib}.
 
-python -m bench.workloads.w10_merge corral URL TOKEN NAME STORE
-python -m bench.workloads.w10_merge pyarrow FILES_JSON TARGET_DIR
+python -m bench.workloads.w11_merge corral URL TOKEN NAME STORE
+python -m bench.workloads.w11_merge pyarrow FILES_JSON TARGET_DIR
 """
 
 from __future__ import annotations
