@@ -26,6 +26,7 @@ from tests.acceptance.sweep_helpers import (
 )
 
 import corral
+from corral.errors import CorralError
 from corral.sweeps import submit
 
 pytestmark = pytest.mark.slow
@@ -187,3 +188,30 @@ def test_cli_bad_specs_are_one_line_errors_and_submit_nothing(
         assert len(backend.client().list_batches(limit=1000).batches) == before
     missing = cli(server, "sweep", "status", "no-such-sweep")
     assert missing.returncode == 1 and "no sweep 'no-such-sweep'" in missing.stderr
+
+
+def test_a_job_file_the_server_refuses_goes_to_failed_with_the_reason(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "jobs"
+    (folder / "inbox").mkdir(parents=True)
+    drop(folder, "job_0000_0009.csv", list(range(10)))
+    ran = watcher(server, folder, py_command(WATCH_FIT), "--pool", "no-such-pool", "--once")
+    _, err = ran.communicate(timeout=120)
+    assert ran.returncode == 0, err
+    assert sorted(p.name for p in (folder / "failed").iterdir()) == [
+        "job_0000_0009.csv", "job_0000_0009.csv.reason.txt"]
+    reason = (folder / "failed" / "job_0000_0009.csv.reason.txt").read_text()
+    assert "refused" in reason and "no-such-pool" in reason
+
+
+def test_a_sweep_on_a_pool_that_does_not_exist_is_a_clear_error(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    with backend_for(server) as backend:
+        s = corral.Sweep("nopool", {"a": [1, 2]}, py_command(FIT), pool="no-such-pool", backend=backend,
+                         results_url=str(tmp_path / "store"))
+        with pytest.raises(CorralError) as err:
+            s.run(progress=False)
+        assert err.value.status_code == 400 and "no-such-pool" in err.value.message
+        assert not submit.sweep_batches(backend.client(), "nopool")

@@ -81,7 +81,7 @@ def test_a_chunk_with_a_wrong_schema_fails_naming_the_column_and_the_others_merg
     status = s.run(progress=False, timeout=300)
     assert (status.merged, status.failed) == (5, 1)
     [failure] = status.failures
-    assert failure.index == 3 and failure.rows == "30-39"
+    assert failure.index == 3 and failure.rows == "30-39" and failure.attempts == 2
     assert "column 'y' is string, expected double" in failure.error
     assert jobs_per_chunk(backend, "schema")[failure.key] == ["Success", "Success"]  # tried n_max_attempts
     merged = s.results()

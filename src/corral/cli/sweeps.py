@@ -35,8 +35,8 @@ def _show(status: SweepStatus, as_json: bool) -> None:
     console.print(status.summary())
     console.print(f"merged dataset: {status.merged_dir}")
     if status.failures:
-        table("failed chunks", ["chunk", "rows", "error", "log"],
-              [[f.index, f.rows, f.error, f.log or ""] for f in status.failures])
+        table("failed chunks", ["chunk", "rows", "tries", "error", "log"],
+              [[f.index, f.rows, f.attempts, f.error, f.log or ""] for f in status.failures])
 
 
 @sweep_app.command("run")
@@ -151,7 +151,8 @@ def watch(
             err_console.print(f"{folder}: {counts}")
 
     try:
-        counts = watcher.watch(poll=poll, once=once, report=report)
+        counts = watcher.watch(poll=poll, once=once, report=report,
+                               report_error=lambda m: err_console.print(f"[yellow]waiting:[/] {m}"))
     except KeyboardInterrupt:
         err_console.print("stopped; restart the watcher to resume")
         return

@@ -14,7 +14,7 @@ class ChunkFailure:
     error: str
     batch_id: int | None = None
     job_id: int | None = None
-    attempts: int = 0
+    attempts: int = 0  # jobs run for this chunk so far (all runs)
 
     @property
     def log(self) -> str | None:

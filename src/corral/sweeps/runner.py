@@ -127,6 +127,8 @@ class SweepRun:
                     self._seen.add((batch_id, job.job_id))
                     if job.state == "Success":
                         self._to_merge.append(self.todo[key])
+                    elif job.state == "Cancelled":  # cancelled by someone: not retried
+                        self.exhausted[key] = "job cancelled"
                     else:
                         self._failed(key, describe_job_failure(self.client, batch_id, job.job_id), retry)
             if status.complete:

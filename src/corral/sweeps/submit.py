@@ -3,6 +3,7 @@ the server knows about a sweep's jobs (live chunks, latest outcome per chunk), r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import secrets
@@ -144,6 +145,7 @@ class ChunkJob:
     job_id: int
     state: str
     exit_code: int | None
+    n_jobs: int = 1  # jobs the chunk had over the batches looked at
 
     @property
     def live(self) -> bool:
@@ -174,8 +176,10 @@ def iter_chunk_jobs(client: SyncClient, batch_id: int, state: str | None = None)
 def newest_jobs(client: SyncClient, batch_ids: Sequence[int]) -> dict[str, ChunkJob]:
     """chunk key -> its newest job over the given batches (newest batch first wins)."""
     found: dict[str, ChunkJob] = {}
+    counts: dict[str, int] = {}
     for batch_id in batch_ids:
         for key, job in iter_chunk_jobs(client, batch_id):
+            counts[key] = counts.get(key, 0) + 1
             if key not in found:
                 found[key] = ChunkJob(batch_id, job.job_id, job.state, job.exit_code)
-    return found
+    return {k: dataclasses.replace(j, n_jobs=counts[k]) for k, j in found.items()}

@@ -225,7 +225,8 @@ class Sweep:
                     out.failed += 1
                     out.failures.append(ChunkFailure(
                         chunk.index, chunk.key, _rows(chunk), problem,
-                        job.batch_id if job else None, job.job_id if job else None))
+                        job.batch_id if job else None, job.job_id if job else None,
+                        job.n_jobs if job else 0))
             else:
                 out.waiting += 1
         return out
@@ -245,7 +246,7 @@ class Sweep:
         from corral.sweeps.runner import describe_job_failure
 
         error = describe_job_failure(self.backend.client(), job.batch_id, job.job_id)
-        return ChunkFailure(chunk.index, chunk.key, _rows(chunk), error, job.batch_id, job.job_id)
+        return ChunkFailure(chunk.index, chunk.key, _rows(chunk), error, job.batch_id, job.job_id, job.n_jobs)
 
     def merge(self) -> merge.MergeReport:
         """Merge every valid result not merged yet (run() does this as chunks complete)."""

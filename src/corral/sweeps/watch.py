@@ -121,7 +121,13 @@ class FolderWatcher:
                 data = {"token": secrets.token_hex(16)}
                 storage.write_json(self.record(name).as_uri(), data)
             if "batch_id" not in data:
-                data["batch_id"] = self._submit(name, data["token"])
+                try:
+                    data["batch_id"] = self._submit(name, data["token"])
+                except CorralError as exc:
+                    if exc.status_code >= 500:
+                        raise  # the server is away: the loop waits and tries again with the same token
+                    self._finish(name, f"the server refused the job: {exc.message}")
+                    continue
                 storage.write_json(self.record(name).as_uri(), data)
                 self.counts.submitted += 1
             self._settle(name, int(data["batch_id"]))
@@ -170,10 +176,14 @@ class FolderWatcher:
                     conform(table, self.options.schema, f"the result of {name}")
             except ResultProblem as exc:
                 reason = exc.message
+        self._finish(name, reason, f"corral job log {batch_id} 1")
+
+    def _finish(self, name: str, reason: str | None, log: str | None = None) -> None:
+        """running/NAME -> done/ or failed/ (the reason written beside it first)."""
         target = "done" if reason is None else "failed"
         if reason is not None:
-            storage.write_atomically((self.dir("failed") / f"{name}.reason.txt").as_uri(),
-                                     f"{reason}\nlog: corral job log {batch_id} 1\n".encode())
+            text = reason + (f"\nlog: {log}" if log else "") + "\n"
+            storage.write_atomically((self.dir("failed") / f"{name}.reason.txt").as_uri(), text.encode())
         os.rename(self.dir("running") / name, self.dir(target) / name)
         self.record(name).unlink(missing_ok=True)
         if reason is None:
@@ -185,14 +195,19 @@ class FolderWatcher:
 
     def watch(self, *, poll: float = 1.0, once: bool = False,
               report: Callable[[WatchCounts], None] | None = None,
+              report_error: Callable[[str], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> WatchCounts:
         """Until stopped (or, with once, until the inbox is empty and nothing runs)."""
         with self.locked():
             while True:
                 try:
                     in_flight = self.step()
-                except CorralError:
-                    raise
+                except CorralError as exc:
+                    if exc.status_code < 500:
+                        raise
+                    if report_error is not None:  # the server is away (restarting?): keep trying
+                        report_error(exc.message)
+                    in_flight = 1
                 except OSError as exc:
                     raise InvalidInput(f"dir: {exc.strerror or exc} ({exc.filename})", field="dir") from None
                 if report is not None:
