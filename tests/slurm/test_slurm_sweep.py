@@ -35,15 +35,16 @@ def test_a_10000_row_grid_runs_on_the_slurm_pool(slurm_pool_server: RunningServe
     grid = {"a": list(range(100)), "b": [float(b) for b in range(100)]}
     with corral.ServiceBackend(slurm_pool_server.url, slurm_pool_server.token,
                                home=slurm_pool_server.home) as backend:
-        s = corral.Sweep("slurm-grid", grid, py_command(FIT), chunk_size=100, cpu=0.5, pool="hpc",
-                         backend=backend, schema={"y": "float64"}, results_url=str(tmp_path / "store"))
+        s = corral.Sweep("slurm-grid", grid, py_command(FIT), chunk_size=100, cpu=0.5, memory="256Mi",
+                         pool="hpc", backend=backend, schema={"y": "float64"},
+                         results_url=str(tmp_path / "store"))
         status = s.run(progress=False, timeout=900)
         assert status.complete, (status.failures, slurm_pool_server.log_tail())
         check_grid_result(s.results(), 100, 100, 100)
         runs = jobs_per_chunk(backend, "slurm-grid")
         assert len(runs) == 100 and all(states == ["Success"] for states in runs.values())
-        # the jobs ran on SLURM pilots, not on a local worker (the server has none)
+        # on the pool's SLURM pilots (not job-private allocations; the server has no local workers)
         client = backend.client()
         batch_id = status.batches[0]
         names = {a.instance_name for j in (1, 50, 100) for a in client.job_attempts(batch_id, j)}
-        assert names and all(n.startswith("hpc") or "hpc" in n for n in names), names
+        assert names and all(n.startswith("hpc-") for n in names), names
