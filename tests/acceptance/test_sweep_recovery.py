@@ -215,3 +215,17 @@ def test_a_sweep_on_a_pool_that_does_not_exist_is_a_clear_error(
             s.run(progress=False)
         assert err.value.status_code == 400 and "no-such-pool" in err.value.message
         assert not submit.sweep_batches(backend.client(), "nopool")
+
+
+def test_cli_spec_with_a_function_from_a_module_beside_it(server: RunningServer, tmp_path: Path) -> None:
+    (tmp_path / "fits.py").write_text(
+        "def fit(chunk):\n"
+        "    return {'y': [a * b for a, b in zip(chunk['a'].to_pylist(), chunk['b'].to_pylist())]}\n")
+    pq_table = tmp_path / "params.csv"
+    pacsv.write_csv(pa.table({"a": [0, 1, 2, 3], "b": [0.0, 0.0, 0.0, 0.0]}), pq_table)
+    spec = tmp_path / "fn.yaml"
+    spec.write_text(f"name: cli-fn\ntable: params.csv\nchunk_size: 3\ncpu: 0.5\nfunction: fits:fit\n"
+                    f"results: {tmp_path / 'store'}\n")
+    ran = cli(server, "sweep", "run", str(spec), "--json", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    assert json.loads(ran.stdout)["merged_rows"] == 4

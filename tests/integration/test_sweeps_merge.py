@@ -127,3 +127,50 @@ def test_a_crash_before_publishing_merges_nothing(tmp_path: Path) -> None:
                                 per_row=False, expected=SCHEMA)
     assert report.merged == ["k0"]
     assert ds.dataset(str(out), format="parquet").to_table().num_rows == 3
+
+
+def test_tables_are_read_from_parquet_csv_tsv_and_jsonl_files(tmp_path: Path) -> None:
+    from corral.sweeps.table import load_table
+
+    table = pa.table({"alpha": [0.1, 0.2], "name": ["x", "y"]})
+    pq.write_table(table, tmp_path / "p.parquet")
+    pacsv.write_csv(table, tmp_path / "p.csv")
+    (tmp_path / "p.tsv").write_text("alpha\tname\n0.1\tx\n0.2\ty\n")
+    (tmp_path / "p.jsonl").write_text('{"alpha": 0.1, "name": "x"}\n{"alpha": 0.2, "name": "y"}\n')
+    for name in ("p.parquet", "p.csv", "p.tsv", "p.jsonl"):
+        assert load_table(str(tmp_path / name)).to_pylist() == table.to_pylist(), name
+    assert load_table((tmp_path / "p.csv").as_uri()).num_rows == 2
+
+
+def test_the_servers_bucket_url_is_its_home_folder(tmp_path: Path) -> None:
+    from corral.sweeps.storage import normalise_url
+
+    assert normalise_url("gs://corral-local/sweeps", tmp_path) == (
+        tmp_path.resolve() / "buckets" / "corral-local").as_uri() + "/sweeps"
+    assert normalise_url("relative/dir", tmp_path).startswith("file:///")
+    assert normalise_url("s3://bucket/x/", tmp_path) == "s3://bucket/x"
+
+
+def test_two_processes_merging_at_once_merge_each_chunk_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for i in range(40):
+        write(tmp_path / "results" / f"{i}.parquet", pa.table({"y": [1.0, 2.0, 3.0]}))
+    script = (
+        "import sys, time, pyarrow as pa\n"
+        "from pathlib import Path\n"
+        "from corral.sweeps import merge\n"
+        "from corral.sweeps.spec import parse_schema\n"
+        "root = Path(sys.argv[1])\n"
+        "params = pa.table({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})\n"
+        "pending = [merge.PendingChunk(i, f'k{i}', (root / 'results' / f'{i}.parquet').as_uri(),"
+        " lambda: (time.sleep(0.05), params)[1])"  # slow enough for the three merges to overlap
+        " for i in range(40)]\n"
+        "merge.merge_chunks((root / 'merged').as_uri(), pending, fmt='parquet', per_row=False,"
+        " expected=parse_schema({'y': 'float64'}))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)]) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    table = ds.dataset(str(tmp_path / "merged"), format="parquet").to_table()
+    assert sorted(table.column("chunk").to_pylist()) == sorted(i for i in range(40) for _ in range(3))

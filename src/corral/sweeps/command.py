@@ -117,7 +117,7 @@ class FunctionCommand:
 
     module: str  # the import name in the job (found through the client's sys.path, given as PYTHONPATH)
     qualname: str
-    source_file: str | None  # a script's file, shipped into FUNCTION_DIR
+    source_file: str | None  # a script's or top-level module's file, shipped into FUNCTION_DIR
     source_digest: str
     python: str
 
@@ -167,6 +167,9 @@ def function_command(fn: Callable[..., Any]) -> FunctionCommand:
     if module_name == "__main__":  # a script: its file travels with the job under a plain module name
         return FunctionCommand(f"sweep_fn_{path.stem}".replace("-", "_"), qualname, str(path), digest,
                                sys.executable)
+    if "." not in module_name and path.name == f"{module_name}.py":
+        # A top-level module travels too: its folder may be hidden from the job (e.g. under /tmp).
+        return FunctionCommand(module_name, qualname, str(path), digest, sys.executable)
     return FunctionCommand(module_name, qualname, None, digest, sys.executable)
 
 
