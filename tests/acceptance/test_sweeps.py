@@ -134,3 +134,30 @@ def test_bad_specs_submit_nothing(backend: corral.ServiceBackend) -> None:
         with pytest.raises(InvalidInput):
             corral.Sweep(**args, backend=backend)  # type: ignore[arg-type]
     assert len(backend.client().list_batches(limit=1000).batches) == before
+
+
+def test_two_runs_of_the_same_sweep_at_once_run_each_chunk_once(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    import threading
+
+    statuses: list[object] = []
+
+    def run_one() -> None:
+        with backend_for(server) as own:
+            s = corral.Sweep("twice", {"a": list(range(12)), "b": [1.0]}, py_command(FIT), chunk_size=2,
+                             cpu=0.5, backend=own, results_url=str(tmp_path / "store"))
+            statuses.append(s.run(progress=False, timeout=300))
+
+    threads = [threading.Thread(target=run_one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=400)
+    assert len(statuses) == 2 and all(s.complete for s in statuses)  # type: ignore[attr-defined]
+    with backend_for(server) as backend:
+        runs = jobs_per_chunk(backend, "twice")
+        assert len(runs) == 6 and all(states == ["Success"] for states in runs.values()), runs
+        merged = corral.Sweep("twice", {"a": list(range(12)), "b": [1.0]}, py_command(FIT), chunk_size=2,
+                              backend=backend, results_url=str(tmp_path / "store")).results()
+    assert sorted(merged.column("a").to_pylist()) == list(range(12))

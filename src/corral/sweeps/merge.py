@@ -9,10 +9,7 @@ DuckDB) skip the hidden temporary files.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import time
 import uuid
 from collections import deque
@@ -23,7 +20,6 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
 from corral.errors import InvalidInput
 from corral.sweeps import storage
@@ -131,20 +127,6 @@ class _PartWriter:
         storage.remove(self.tmp_url)
 
 
-@contextlib.contextmanager
-def merge_lock(merged_dir: str) -> Iterator[None]:
-    """One merge at a time per dataset (two processes merging the same chunk would merge it twice).
-    On local disks a lock file; object stores have no lock: merge from one process there."""
-    fs, path = storage.filesystem(merged_dir)
-    if not isinstance(fs, LocalFileSystem):
-        yield
-        return
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, ".merge.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def merge_chunks(
     merged_dir: str,
     pending: Iterable[PendingChunk],
@@ -154,7 +136,8 @@ def merge_chunks(
     expected: pa.Schema | None,
 ) -> MergeReport:
     """Check each pending chunk's result and stream the valid ones into one new part."""
-    with merge_lock(merged_dir):
+    # One merge at a time per dataset: two processes merging the same chunk would merge it twice.
+    with storage.exclusive(merged_dir, ".merge.lock"):
         return _merge_chunks(merged_dir, pending, fmt=fmt, per_row=per_row, expected=expected)
 
 

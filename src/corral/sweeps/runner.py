@@ -63,6 +63,11 @@ class SweepRun:
         return report.problems
 
     def start(self) -> None:
+        # Two run() of the same sweep at once: the second sees the first's jobs live and follows them.
+        with storage.exclusive(self.sweep.layout.base, ".submit.lock"):
+            self._start()
+
+    def _start(self) -> None:
         state = merge.merged_state(self.sweep.merged_dir)
         self.done = set(state.chunks) & set(self.todo)
         # Live jobs of this sweep (any version: keys are content-addressed) are followed, not resubmitted.

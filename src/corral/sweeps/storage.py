@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import uuid
@@ -67,6 +68,19 @@ def open_url(location: str, mode: str = "rb") -> Iterator[IO[bytes]]:
     fs, path = filesystem(location)
     with fs.open(path, mode) as f:
         yield f
+
+
+@contextlib.contextmanager
+def exclusive(folder_url: str, name: str) -> Iterator[None]:
+    """Hold a lock file in a folder (local disks; object stores have no lock: there, run one process)."""
+    fs, path = filesystem(folder_url)
+    if not isinstance(fs, LocalFileSystem):
+        yield
+        return
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, name), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def exists(url: str) -> bool:
