@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -42,12 +44,14 @@ def _sweep(server: CorralServer, name: str, store: Path, n_rows: int) -> object:
                         schema={"loglik": "float64", "converged": "bool"}, results_url=str(store))
 
 
-def submission(server: CorralServer, n_rows: int, made: list[tuple[str, Path]]) -> Callable[[], float]:
+def submission(server: CorralServer, n_rows: int, made: list[tuple[str, Path]],
+               spec_seconds: list[float]) -> Callable[[], float]:
     def once() -> float:
         name = f"w11-{uuid.uuid4().hex[:6]}"
         store = WORK / f"w11-store-{name}"
         t0 = time.perf_counter()
         sweep = _sweep(server, name, store, n_rows)
+        spec_seconds.append(time.perf_counter() - t0)
         status = sweep.run(wait=False)  # type: ignore[attr-defined]
         elapsed = time.perf_counter() - t0
         with server.client() as c:
@@ -96,10 +100,14 @@ def run(ctx: Context) -> list[Result]:
     results: list[Result] = []
     try:
         server = start_server(ctx, "w11", {"local_workers": "0"})
-        subs = interleaved(ctx, "W11", {"Corral": submission(server, n_rows, made)}, s.w11_repeats)
+        spec_seconds: list[float] = []
+        subs = interleaved(ctx, "W11", {"Corral": submission(server, n_rows, made, spec_seconds)},
+                           s.w11_repeats)
+        spec = f"{statistics.median(spec_seconds):.1f} s" if spec_seconds else "?"
         results += rows("W11", "sweep submitted", "s", subs, higher_is_better=False, notes={
-            "Corral": f"{n_rows:,} rows into {n_chunks:,} chunks: Sweep() (chunk keys) + run(wait=False) "
-                      "(input Parquet per chunk + one batch of a job per chunk accepted); no workers"})
+            "Corral": f"{n_rows:,} rows into {n_chunks:,} chunks: Sweep() (table, chunk keys: {spec}) + "
+                      "run(wait=False) (input Parquet per chunk + one batch of a job per chunk accepted); "
+                      f"no workers; load average at start {os.getloadavg()[0]:.1f}"})
         if not made:
             return results
         name, store = made[0]
