@@ -22,7 +22,7 @@ class ResultProblem(CorralError):
     """A chunk's result is missing, unreadable, or not the expected shape; the message says which."""
 
 
-def _read_one(url: str, fmt: str) -> pa.Table:
+def read_result_file(url: str, fmt: str) -> pa.Table:
     try:
         with storage.open_url(url, "rb") as f:
             if fmt == "parquet":
@@ -40,10 +40,10 @@ def _read_one(url: str, fmt: str) -> pa.Table:
 def read_result(url: str, fmt: str, n_rows: int, per_row: bool) -> pa.Table:
     """The result as written (per-row mode: one file per row under url/, tagged with its _row)."""
     if not per_row:
-        return _read_one(url, fmt)
+        return read_result_file(url, fmt)
     parts = []
     for i in range(n_rows):
-        part = _read_one(f"{url}/{i}.{fmt}", fmt)
+        part = read_result_file(f"{url}/{i}.{fmt}", fmt)
         if ROW_COLUMN in part.column_names:
             part = part.drop_columns([ROW_COLUMN])
         parts.append(part.append_column(ROW_COLUMN, pa.array([i] * part.num_rows, pa.int64())))

@@ -30,7 +30,7 @@ from rich.progress import (
 
 from corral.client.backends import Backend, LocalBackend
 from corral.config import default_home
-from corral.errors import InvalidInput, NotFound
+from corral.errors import NotFound
 from corral.sweeps import merge, storage, submit
 from corral.sweeps.params import ParamsFile, write_params
 from corral.sweeps.progress import ChunkFailure, SweepStatus
@@ -291,10 +291,3 @@ def _merged_rows(merged_dir: str) -> int:
             total += pq.read_metadata(f).num_rows
     return total
 
-
-def check_name(name: str) -> str:
-    from corral.sweeps.spec import NAME
-
-    if not NAME.match(name):
-        raise InvalidInput(f"name: {name!r} is not a sweep name", field="name")
-    return name

@@ -32,7 +32,7 @@ from corral.client.compile import SHELL
 from corral.client.submit import submit_new_batch
 from corral.errors import Conflict, CorralError, InvalidInput
 from corral.sweeps import storage
-from corral.sweeps.check import ResultProblem, _read_one, conform
+from corral.sweeps.check import ResultProblem, conform, read_result_file
 from corral.sweeps.command import RESULT_FORMATS, parse_template
 from corral.sweeps.runner import describe_job_failure
 
@@ -171,7 +171,7 @@ class FolderWatcher:
             reason = describe_job_failure(client, batch_id, 1)
         else:
             try:
-                table = _read_one(self._result_path(name).as_uri(), self.options.result_format)
+                table = read_result_file(self._result_path(name).as_uri(), self.options.result_format)
                 if self.options.schema is not None:
                     conform(table, self.options.schema, f"the result of {name}")
             except ResultProblem as exc:
