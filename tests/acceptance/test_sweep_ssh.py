@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_grid_sweep_runs_on_an_ssh_pool(start_server: Any, tmp_path: Path, ssh_testbed: SshTestbed) -> None:
-    hosts = [ssh_testbed.loopback_host("sw1", cores=2, memory="2Gi")]
+    # The chunks run this test's interpreter (it has pyarrow): the host's worker runs on the same Python,
+    # the one a job sees besides the host's own directories (docs/jobs.md).
+    hosts = [ssh_testbed.loopback_host("sw1", cores=2, memory="2Gi", python=os.path.realpath(sys.executable))]
     # The results live under tmp_path: the embedded default's user works there, so they are their files.
     server = serve(start_server, tmp_path, [pool("lab", hosts, cores=2, shape={"memory": "2Gi"})], pool="lab",
                    files=json.dumps({"working_dir": str(tmp_path)}))
