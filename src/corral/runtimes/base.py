@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -13,6 +14,7 @@ from corral.errors import CorralError
 from corral.runtimes.identity import JobUser
 
 MainState = Literal["succeeded", "failed", "error", "cancelled"]
+UsageSink = Callable[[float, float, int], None]  # (time, cumulative cpu seconds, memory bytes now)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -38,6 +40,7 @@ class MainRequest:
     storage_bytes: int = 0
     timeout: float | None = None
     devices: tuple[str, ...] = ()  # device nodes the job may use (its GPUs' /dev/nvidiaN …)
+    usage_sink: UsageSink | None = field(default=None, compare=False, repr=False)  # samples while it runs
 
 
 @dataclass

@@ -109,6 +109,10 @@ class JobCgroup(ABC):
     def sample(self) -> None:  # noqa: B027 - optional hook
         """Called periodically while the job runs (for layouts without a memory high-water mark)."""
 
+    def memory_now(self) -> int:
+        """Memory the job uses now (the usage plot); the high-water mark where the layout has no better."""
+        return self.usage().max_memory_bytes
+
     @abstractmethod
     def remove(self) -> bool:
         """rmdir the cgroup; False while processes are still in it."""
@@ -184,6 +188,10 @@ class V1JobCgroup(JobCgroup):
             max_memory_bytes=_read_int(mem / "memory.max_usage_in_bytes") if mem else 0,
             cpu_seconds=_read_int(cpu / "cpuacct.usage") / 1e9 if cpu else 0.0,
         )
+
+    def memory_now(self) -> int:
+        mem = self.dirs.get("memory")
+        return _read_int(mem / "memory.usage_in_bytes") if mem else 0
 
     def oom_kills(self) -> int:
         mem = self.dirs.get("memory")
@@ -276,7 +284,10 @@ class V2JobCgroup(JobCgroup):
             super().kill()
 
     def sample(self) -> None:
-        self._peak_sampled = max(self._peak_sampled, _read_int(self.path / "memory.current"))
+        self._peak_sampled = max(self._peak_sampled, self.memory_now())
+
+    def memory_now(self) -> int:
+        return _read_int(self.path / "memory.current")
 
     def usage(self) -> Usage:
         peak = _read_int(self.path / "memory.peak", -1)  # Linux 5.19+

@@ -38,7 +38,7 @@ from corral.runtimes.sandbox import (
     wrapped_argv,
 )
 from corral.runtimes.seccomp import build_filter, open_filter
-from corral.runtimes.supervise import kill_until_gone, wait_for_exit
+from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
 from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_full
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class ProcessRuntime(Runtime):
             if seccomp_fd >= 0:
                 os.close(seccomp_fd)
         try:
-            outcome = await wait_for_exit(proc, cancel, request.timeout, group.sample)
+            outcome = await wait_for_exit(proc, cancel, request.timeout, sampling(group, request.usage_sink))
         finally:
             if proc.returncode is None:  # cancelled, timed out, or this task itself was cancelled
                 await kill_until_gone(proc, group.kill, group.pids, "job")

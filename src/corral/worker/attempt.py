@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ from corral.runtimes.identity import JobUser, give_to
 from corral.worker.layout import AttemptDirs
 from corral.worker.protocol import STEPS, Assignment, StepName, StepStatus, started_event
 from corral.worker.steps import copy_step
+from corral.worker.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
 
 MAX_LOG_BYTES = 32 * 1024 * 1024  # the driver's body limit is 64 MiB; keep the end, where errors are
 INLINE_LOG_BYTES = 64 * 1024  # smaller logs ride in the `completed` event: no request of their own
+LIVE_LOG_FAST_BYTES = 1024 * 1024
+LIVE_LOG_MAX_BYTES = 8 * 1024 * 1024
 
 EmitEvent = Callable[[dict[str, Any]], None]
 UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
@@ -52,6 +56,28 @@ def corral_env(assignment: Assignment) -> dict[str, str]:
         "CORRAL_JOB_KEY": f"{assignment.batch_id}-{assignment.job_id}",
         "CORRAL_ATTEMPT_ID": str(assignment.attempt_id),
     }
+
+
+async def upload_live_log(assignment: Assignment, path: Path, upload_log: UploadLog) -> None:
+    """While the main step runs, send its log as it grows (the job page tails it): every 3 s while
+    under 1 MiB, every 15 s up to 8 MiB; larger logs arrive when the attempt ends."""
+    sent = 0
+    while True:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        await asyncio.sleep(3.0 if size < LIVE_LOG_FAST_BYTES else 15.0)
+        if size == sent or size > LIVE_LOG_MAX_BYTES:
+            continue
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            await upload_log(assignment, "main", data)
+            sent = size
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the final upload still carries the whole log
+            log.debug("live log upload of %s failed: %s", assignment.key, exc)
 
 
 def main_status(result: MainResult) -> StepStatus:
@@ -93,7 +119,7 @@ async def run_attempt(
         return await _run_without_scratch(assignment, runtime, cancel, event, statuses, dirs)
     user = runtime.job_user(assignment.key)
     try:
-        return await _run_steps(assignment, runtime, dirs, cancel, event, statuses, user, upload_log)
+        return await _run_steps(assignment, runtime, dirs, cancel, event, statuses, user, upload_log, emit)
     finally:
         runtime.release_job_user(assignment.key)
 
@@ -107,6 +133,7 @@ async def _run_steps(
     statuses: dict[StepName, StepStatus | None],
     user: JobUser | None,
     upload_log: UploadLog,
+    emit: EmitEvent,
 ) -> dict[str, Any]:
     spec = assignment.spec
 
@@ -137,12 +164,18 @@ async def _run_steps(
         event["state"] = "cancelled"
         return await _finish_with_logs(event, statuses, assignment, dirs, upload_log)
 
+    recorder = UsageRecorder(assignment.key, emit)
+    live_log = asyncio.create_task(upload_live_log(assignment, dirs.log("main"), upload_log))
     try:
-        result = await runtime.run(main_request(assignment, dirs), cancel)
+        request = replace(main_request(assignment, dirs), usage_sink=recorder.sample)
+        result = await runtime.run(request, cancel)
     except Exception as exc:  # a runtime bug must not lose the attempt: report it as an error
         log.exception("runtime %s failed on %s", runtime.name, assignment.key)
         t = now()
         result = MainResult("error", t, t, error=f"runtime {runtime.name} failed: {exc!r}")
+    finally:
+        live_log.cancel()
+        recorder.flush()
     statuses["main"] = main_status(result)
     event.update(
         state=result.state,

@@ -21,7 +21,7 @@ from corral.runtimes.cgroups import (
 )
 from corral.runtimes.logcap import CappedLog
 from corral.runtimes.oci.engine import Engine
-from corral.runtimes.supervise import kill_pids, kill_until_gone, wait_for_exit
+from corral.runtimes.supervise import kill_pids, kill_until_gone, sampling, wait_for_exit
 
 log = logging.getLogger(__name__)
 KILLED_BY_SIGKILL = 128 + signal.SIGKILL
@@ -76,7 +76,9 @@ class ContainerRun:
             await log.close()
             return MainResult("error", start, now(), error=f"could not start {self.engine.name}: {exc}")
         try:
-            outcome = await wait_for_exit(proc, cancel, request.timeout, self.group.sample)
+            outcome = await wait_for_exit(
+                proc, cancel, request.timeout, sampling(self.group, request.usage_sink)
+            )
         finally:
             if proc.returncode is None:
                 self.killed = True
