@@ -24,6 +24,7 @@ from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
+from corral.driver.accounting import Accounting
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, lost_outcome
 from corral.store import instances as instance_store
@@ -67,6 +68,7 @@ class Driver:
         self._stopping = False
         self._closing = False  # shutting down: long polls return at once
         self.ticks = 0
+        self.accounting = Accounting(settings)
         # Set by the autoscaler: which queue a ready job joins (a job that fits no pool goes job-private).
         self.route_pool: Callable[[str, ReadyJob], str] | None = None
 
@@ -146,6 +148,8 @@ class Driver:
             self.running_mcpu[pool][att.user] += att.cores_mcpu
         for queued in ready:
             self._enqueue(queued)
+        flights = [f for i in self.instances.values() for f in i.assigned.values()]
+        await self.accounting.rebuild(self.engine, flights)
         self._inbox.cancelled.update(cancelled)
         for batch_id, group_ids in cancelled_groups.items():
             self._inbox.cancelled_groups.setdefault(batch_id, set()).update(group_ids)
@@ -357,13 +361,18 @@ class Driver:
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
+            self.accounting.attempts_ended(
+                (o.batch_id, o.job_id, o.attempt_id, o.time_ended) for o in cascade.ended
+            )
+            over_limit = await self.accounting.settle(conn, now)
+        self._inbox.cancelled.update(over_limit)
         for report, keys in acks:
             if not report.done.done():
                 report.done.set_result(keys)
         for inst in assignments:
             inst.notify()
         self.ticks += 1
-        return bool(self._doomed) or bool(self._inbox)
+        return bool(self._doomed) or bool(self._inbox)  # limit cancels: next tick
 
     def _release(self, flight: AttemptInFlight) -> None:
         inst = self.instances.get(flight.instance_name)
@@ -389,6 +398,7 @@ class Driver:
         """Cancel the batch's unfinished jobs (of those job groups only, when given); returns other
         batches the cascade says to cancel."""
         result = await q.cancel_batch_jobs(conn, batch_id, now, job_group_ids=job_group_ids)
+        self.accounting.attempts_ended((b, j, a, now) for b, j, a, _ in result.killed)
         for _b, _j, _a, instance_name in result.killed:
             inst = self.instances.get(instance_name)
             if inst is None:
@@ -443,6 +453,7 @@ class Driver:
                 inst = self.instances[placement.instance]
                 inst.assigned[flight.key] = flight
                 self.running_mcpu[pool][job.user] += job.cores_mcpu
+                self.accounting.attempt_assigned(flight)
                 notified.add(inst)
         return notified
 
