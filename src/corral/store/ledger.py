@@ -166,36 +166,35 @@ class ChargeMove:
 
 
 async def move_charges(conn: AsyncConnection, moves: Sequence[ChargeMove]) -> set[AttemptKey]:
-    """Move accrued_ms from -> to (and close ended ones) where it still is `from`; returns those moved."""
+    """Move accrued_ms from -> to (and close ended ones) where it still is `from` on an open charge;
+    returns those moved. The rest (a replay, a charge closed meanwhile) change nothing."""
     if not moves:
         return set()
-    stmt = (
-        update(attempt_charges)
-        .where(attempt_charges.c.batch_id == bindparam("b"), attempt_charges.c.job_id == bindparam("j"),
-               attempt_charges.c.attempt_id == bindparam("a"), attempt_charges.c.accrued_ms == bindparam("f"),
-               attempt_charges.c.ended.is_(False))
-        .values(accrued_ms=bindparam("t"), ended=bindparam("e"))
-    )
-    params = [{"b": m.key[0], "j": m.key[1], "a": m.key[2], "f": m.from_ms, "t": m.to_ms, "e": m.ended}
-              for m in moves]
-    result = await conn.execute(stmt, params)
-    if result.rowcount == len(params):
-        return {m.key for m in moves}
-    # Some were not where we thought (never expected with one writer): keep only those now at `to`.
     wanted = {m.key: m for m in moves}
-    moved: set[AttemptKey] = set()
+    valid: list[ChargeMove] = []
     for part in _chunks(list(wanted)):
         rows = await conn.execute(
             select(attempt_charges.c.batch_id, attempt_charges.c.job_id, attempt_charges.c.attempt_id,
-                   attempt_charges.c.accrued_ms, attempt_charges.c.ended)
+                   attempt_charges.c.accrued_ms)
             .where(tuple_(attempt_charges.c.batch_id, attempt_charges.c.job_id, attempt_charges.c.attempt_id)
                    .in_(list(part)))
+            .where(attempt_charges.c.ended.is_(False))
         )
         for r in rows:
             m = wanted[(r.batch_id, r.job_id, r.attempt_id)]
-            if int(r.accrued_ms) == m.to_ms and bool(r.ended) == m.ended:
-                moved.add(m.key)
-    return moved
+            if int(r.accrued_ms) == m.from_ms:
+                valid.append(m)
+    if valid:
+        await conn.execute(
+            update(attempt_charges)
+            .where(attempt_charges.c.batch_id == bindparam("b"), attempt_charges.c.job_id == bindparam("j"),
+                   attempt_charges.c.attempt_id == bindparam("a"),
+                   attempt_charges.c.accrued_ms == bindparam("f"), attempt_charges.c.ended.is_(False))
+            .values(accrued_ms=bindparam("t"), ended=bindparam("e")),
+            [{"b": m.key[0], "j": m.key[1], "a": m.key[2], "f": m.from_ms, "t": m.to_ms, "e": m.ended}
+             for m in valid],
+        )
+    return {m.key for m in valid}
 
 
 def _upsert(conn: AsyncConnection, table: Any, keys: list[str]) -> Any:
