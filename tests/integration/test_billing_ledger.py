@@ -105,7 +105,8 @@ async def test_accrual_survives_a_rolled_back_tick_and_a_restart_exactly(api: Ap
     async with api.engine.begin() as conn:
         from_ms = round(T0 * 1000) + 10_000
         stale = ledger.ChargeMove((batch_id, 1, 1), from_ms, from_ms + 30_000, False)
-        assert await ledger.move_charges(conn, [stale]) == set()
+        with pytest.raises(ledger.LedgerConflict):
+            await ledger.move_charges(conn, [stale])
 
     # It ends at T0 + 45.5: the last slice is charged once and the charge is closed.
     acc.attempts_ended([(batch_id, 1, 1, T0 + 45.5)])

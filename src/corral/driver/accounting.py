@@ -23,7 +23,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
-from corral.domain.billing.ledger import cost_of, slice_usage, to_ms
+from corral.domain.billing.ledger import breakdown, cost_of, slice_usage, to_ms, total
 from corral.domain.billing.limits import is_over_limit
 from corral.domain.billing.pricing import AttemptDemand, InstanceFacts, price_attempt
 from corral.domain.billing.rate_book import RateBook, RateVersion
@@ -34,6 +34,7 @@ from corral.store import ledger
 from corral.store.ledger import AttemptKey, ChargeMove, ChargeRow
 
 log = logging.getLogger("corral.driver.accounting")
+PENDING_CHECK_AFTER = 10.0  # seconds an attempt may stay assigned without starting before the store is asked
 
 
 @dataclass(slots=True)
@@ -78,9 +79,11 @@ class Accounting:
         self.limits: dict[str, float] = {}
         self.last_accrual = 0.0
         self._pending: dict[AttemptKey, AttemptInFlight] = {}  # assigned, not yet started
+        self._maybe_charged: set[AttemptKey] = set()  # found running at rebuild: a charge may exist
         self._ended: dict[AttemptKey, float] = {}
         self._projects: dict[int, str] = {}
         self._facts: dict[str, InstanceFacts] = {}
+        self._charged: dict[AttemptKey, tuple[ChargeRow, int]] = {}  # this tick's: row, accrued_ms
 
     # ------------------------------------------------------------ what the driver tells it
 
@@ -110,6 +113,7 @@ class Accounting:
             self.spend.update(await ledger.project_spend(conn))
             self.limits = await billing_store.limits(conn)
         self._pending = {_key(f): f for f in flights if _key(f) not in self.open}
+        self._maybe_charged = set(self._pending)
         self.last_accrual = time.time()
 
     # ------------------------------------------------------------ the tick
@@ -119,8 +123,9 @@ class Accounting:
         if not self.enabled:
             return []
         periodic = now - self.last_accrual >= self.config.accrual_interval
-        if periodic and self._pending:  # ended before starting, by a path that did not say so
-            ended = await ledger.attempt_end_times(conn, list(self._pending))
+        stale = [k for k, f in self._pending.items() if now - f.time_assigned > PENDING_CHECK_AFTER]
+        if periodic and stale:  # assigned long ago, never started: ended by a path that did not say so?
+            ended = await ledger.attempt_end_times(conn, stale)
             self._ended.update({k: t for k, t in ended.items() if k not in self._ended})
         await self._open_new(conn)
         now_ms = to_ms(now)
@@ -155,7 +160,9 @@ class Accounting:
         if unknown_instances:
             for name, rec in (await ledger.instance_rows(conn, unknown_instances)).items():
                 self._facts[name] = instance_facts(rec)
-        already = await ledger.charged_attempts(conn, [_key(f) for f in new])
+        check = [_key(f) for f in new if _key(f) in self._maybe_charged]
+        already = await ledger.charged_attempts(conn, check) if check else set()
+        self._maybe_charged.difference_update(check)
         versions: list[RateVersion] = []
         rows: list[ChargeRow] = []
         for f in new:
@@ -185,29 +192,48 @@ class Accounting:
         moves = [
             ChargeMove(key, self.open[key].accrued_ms, to, ended) for key, (to, ended) in targets.items()
         ]
-        moved = await ledger.move_charges(conn, moves)
+        await ledger.move_charges(conn, moves)  # all or LedgerConflict: the tick fails, the driver rebuilds
         by_batch: dict[tuple[int, str], int] = defaultdict(int)
         by_day: dict[tuple[str, str, str, str], int] = defaultdict(int)
-        jobs: set[tuple[int, int]] = set()
         batches: set[int] = set()
+        self._charged = {}
         touched_projects: set[str] = set()
         for m in moves:
             charge = self.open[m.key]
-            if m.key in moved:
-                row = charge.row
-                for (day, name), usage in slice_usage(row.resources, m.from_ms, m.to_ms).items():
-                    by_batch[(row.batch_id, name)] += usage
-                    by_day[(row.billing_project, row.user, day, name)] += usage
-                    self.spend[row.billing_project] += cost_of(name, usage, self.book.by_name[name])
-                jobs.add((row.batch_id, row.job_id))
-                batches.add(row.batch_id)
-                touched_projects.add(row.billing_project)
-                charge.accrued_ms = m.to_ms
-            if m.ended or m.key not in moved:
-                self.open.pop(m.key, None)  # closed, or no longer ours to charge
+            row = charge.row
+            for (day, name), usage in slice_usage(row.resources, m.from_ms, m.to_ms).items():
+                by_batch[(row.batch_id, name)] += usage
+                by_day[(row.billing_project, row.user, day, name)] += usage
+                self.spend[row.billing_project] += cost_of(name, usage, self.book.by_name[name])
+            self._charged[m.key] = (row, m.to_ms)
+            batches.add(row.batch_id)
+            touched_projects.add(row.billing_project)
+            charge.accrued_ms = m.to_ms
+            if m.ended:
+                self.open.pop(m.key, None)
         await ledger.add_usage(conn, by_batch, by_day)
-        await ledger.refresh_cost_caches(conn, jobs, batches, self.book.by_name)
+        await self._refresh_costs(conn, [m.key for m in moves], batches)
         return touched_projects
+
+    async def _refresh_costs(
+        self, conn: AsyncConnection, charged: list[AttemptKey], batches: set[int]
+    ) -> None:
+        """jobs.cost and batches.cost as the ledger says. A job charged only for its first attempt costs
+        what is known here; a retried job adds what its other attempts cost (read from the ledger)."""
+        by_job: dict[tuple[int, int], list[AttemptKey]] = defaultdict(list)
+        for key in charged:
+            by_job[(key[0], key[1])].append(key)
+        retried = [k for keys in by_job.values() if keys != [(*keys[0][:2], 1)] for k in keys]
+        usage = await ledger.other_attempts_usage(conn, retried) if retried else {}
+        costs: dict[tuple[int, int], float] = {}
+        for job, keys in by_job.items():
+            lines = list(usage.get(job, []))
+            for key in keys:
+                row, accrued = self._charged[key]
+                lines += [(name, q * (accrued - row.start_ms)) for name, q in row.resources]
+            costs[job] = float(total(breakdown(lines, self.book.by_name)))
+        await ledger.set_job_costs(conn, costs)
+        await ledger.refresh_batch_costs(conn, batches, self.book.by_name)
 
     async def _enforce_limits(self, conn: AsyncConnection, projects: set[str]) -> list[int]:
         over = sorted(p for p in projects if is_over_limit(self.spend[p], self.limits.get(p)))

@@ -13,12 +13,24 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    and_,
+    bindparam,
+    column,
+    select,
+    text,
+    tuple_,
+    update,
+    values,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.billing.ledger import CostLine, breakdown, rate_decimal, total
 from corral.domain.billing.rate_book import RateVersion
+from corral.errors import CorralError
 from corral.store.tables import (
     attempt_charges,
     attempts,
@@ -58,15 +70,16 @@ async def insert_rates(conn: AsyncConnection, versions: Sequence[RateVersion]) -
         )
 
 
-_rate_cache: dict[str, Decimal] = {}
+_rate_cache: dict[str, dict[str, Decimal]] = {}  # per store: versioned name -> rate
 
 
 async def rate_map(conn: AsyncConnection, names: Iterable[str]) -> Mapping[str, Decimal]:
     """Versioned rate by name. Versions never change, so they are cached; an unknown name reloads."""
-    if any(n not in _rate_cache for n in names):
+    cache = _rate_cache.setdefault(conn.engine.url.render_as_string(hide_password=False), {})
+    if any(n not in cache for n in names):
         for v in await load_rates(conn):
-            _rate_cache[v.name] = rate_decimal(v.rate)
-    return _rate_cache
+            cache[v.name] = rate_decimal(v.rate)
+    return cache
 
 
 # ---------------------------------------------------------------- charges (the driver)
@@ -165,36 +178,57 @@ class ChargeMove:
     ended: bool
 
 
-async def move_charges(conn: AsyncConnection, moves: Sequence[ChargeMove]) -> set[AttemptKey]:
-    """Move accrued_ms from -> to (and close ended ones) where it still is `from` on an open charge;
-    returns those moved. The rest (a replay, a charge closed meanwhile) change nothing."""
+def _rows(name: str, columns: list[tuple[str, Any]], data: Sequence[tuple[Any, ...]]) -> Any:
+    """A VALUES list as a named CTE (both SQLite and PostgreSQL join an UPDATE ... FROM to it)."""
+    return values(*(column(n, t) for n, t in columns), name=name).data(list(data)).cte(name)
+
+
+_MOVE = (
+    update(attempt_charges)
+    .where(attempt_charges.c.batch_id == bindparam("b"), attempt_charges.c.job_id == bindparam("j"),
+           attempt_charges.c.attempt_id == bindparam("a"), attempt_charges.c.accrued_ms == bindparam("f"),
+           attempt_charges.c.ended.is_(False))
+    .values(accrued_ms=bindparam("t"), ended=bindparam("e"))
+)
+
+
+# unnest() is planned as a small row source joined by primary key (a VALUES list was hashed against a
+# scan of the whole table).
+_PG_MOVE = text(
+    "UPDATE attempt_charges AS c SET accrued_ms = mv.t, ended = mv.e "
+    "FROM unnest(CAST(:b AS bigint[]), CAST(:j AS integer[]), CAST(:a AS integer[]), CAST(:f AS bigint[]), "
+    "CAST(:t AS bigint[]), CAST(:e AS boolean[])) AS mv(b, j, a, f, t, e) "
+    "WHERE c.batch_id = mv.b AND c.job_id = mv.j AND c.attempt_id = mv.a AND c.accrued_ms = mv.f "
+    "AND c.ended = false RETURNING c.batch_id"
+)
+
+
+class LedgerConflict(CorralError):
+    """Charges were not where the driver left them: its memory is stale; it must rebuild from the store."""
+
+
+async def move_charges(conn: AsyncConnection, moves: Sequence[ChargeMove]) -> None:
+    """Move accrued_ms from -> to (and close ended ones), each only where it still is `from` on an open
+    charge. All move or LedgerConflict is raised (and the caller's transaction is rolled back)."""
     if not moves:
-        return set()
-    wanted = {m.key: m for m in moves}
-    valid: list[ChargeMove] = []
-    for part in _chunks(list(wanted)):
-        rows = await conn.execute(
-            select(attempt_charges.c.batch_id, attempt_charges.c.job_id, attempt_charges.c.attempt_id,
-                   attempt_charges.c.accrued_ms)
-            .where(tuple_(attempt_charges.c.batch_id, attempt_charges.c.job_id, attempt_charges.c.attempt_id)
-                   .in_(list(part)))
-            .where(attempt_charges.c.ended.is_(False))
+        return
+    if conn.dialect.name == "sqlite":  # executemany reports how many rows it changed
+        params = [{"b": m.key[0], "j": m.key[1], "a": m.key[2], "f": m.from_ms, "t": m.to_ms, "e": m.ended}
+                  for m in moves]
+        changed = (await conn.execute(_MOVE, params)).rowcount
+    else:  # asyncpg has no executemany rowcount: one UPDATE joined to unnest()ed arrays, RETURNING
+        changed = 0
+        for part in _chunks(list(moves), 5000):
+            result = await conn.execute(_PG_MOVE, {
+                "b": [m.key[0] for m in part], "j": [m.key[1] for m in part], "a": [m.key[2] for m in part],
+                "f": [m.from_ms for m in part], "t": [m.to_ms for m in part], "e": [m.ended for m in part],
+            })
+            changed += len(list(result))
+    if changed != len(moves):
+        raise LedgerConflict(
+            f"billing ledger: {len(moves) - changed} of {len(moves)} charges were not where the driver "
+            "left them; it rebuilds from the store"
         )
-        for r in rows:
-            m = wanted[(r.batch_id, r.job_id, r.attempt_id)]
-            if int(r.accrued_ms) == m.from_ms:
-                valid.append(m)
-    if valid:
-        await conn.execute(
-            update(attempt_charges)
-            .where(attempt_charges.c.batch_id == bindparam("b"), attempt_charges.c.job_id == bindparam("j"),
-                   attempt_charges.c.attempt_id == bindparam("a"),
-                   attempt_charges.c.accrued_ms == bindparam("f"), attempt_charges.c.ended.is_(False))
-            .values(accrued_ms=bindparam("t"), ended=bindparam("e")),
-            [{"b": m.key[0], "j": m.key[1], "a": m.key[2], "f": m.from_ms, "t": m.to_ms, "e": m.ended}
-             for m in valid],
-        )
-    return {m.key for m in valid}
 
 
 def _upsert(conn: AsyncConnection, table: Any, keys: list[str]) -> Any:
@@ -219,37 +253,57 @@ async def add_usage(
         await conn.execute(_upsert(conn, daily_usage, ["billing_project", "user", "day", "resource"]), rows_d)
 
 
-async def refresh_cost_caches(
-    conn: AsyncConnection, job_keys: set[tuple[int, int]], batch_ids: set[int], rates: Mapping[str, Decimal]
-) -> None:
-    """jobs.cost and batches.cost (what lists, queries and Hail's `cost` read) from the ledger."""
-    job_costs: list[dict[str, Any]] = []
-    keys = sorted(job_keys)
-    for part in _chunks(keys):
-        usage: dict[tuple[int, int], list[tuple[str, int]]] = defaultdict(list)
+async def other_attempts_usage(
+    conn: AsyncConnection, known: Sequence[AttemptKey]
+) -> dict[tuple[int, int], list[tuple[str, int]]]:
+    """Usage of the other attempts (than those `known`) of the same jobs: a job's cost sums them all."""
+    out: dict[tuple[int, int], list[tuple[str, int]]] = defaultdict(list)
+    skip = set(known)
+    for part in _chunks(sorted({(b, j) for b, j, _ in known})):
         rows = await conn.execute(
-            select(attempt_charges.c.batch_id, attempt_charges.c.job_id, attempt_charges.c.resources,
-                   attempt_charges.c.start_ms, attempt_charges.c.accrued_ms)
+            select(attempt_charges.c.batch_id, attempt_charges.c.job_id, attempt_charges.c.attempt_id,
+                   attempt_charges.c.resources, attempt_charges.c.start_ms, attempt_charges.c.accrued_ms)
             .where(tuple_(attempt_charges.c.batch_id, attempt_charges.c.job_id).in_(list(part)))
         )
         for r in rows:
-            ms = int(r.accrued_ms) - int(r.start_ms)
-            usage[(r.batch_id, r.job_id)].extend((str(n), int(q) * ms) for n, q in r.resources)
-        job_costs.extend(
-            {"b": b, "j": j, "c": float(total(breakdown(usage[(b, j)], rates)))} for b, j in part
-        )
-    if job_costs:
-        await conn.execute(
-            update(jobs).where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
-            .values(cost=bindparam("c")),
-            job_costs,
-        )
-    if batch_ids:
-        found = await batch_breakdowns(conn, sorted(batch_ids), rates)
-        await conn.execute(
-            update(batches).where(batches.c.id == bindparam("b")).values(cost=bindparam("c")),
-            [{"b": b, "c": float(total(found.get(b, [])))} for b in sorted(batch_ids)],
-        )
+            if (r.batch_id, r.job_id, r.attempt_id) not in skip:
+                ms = int(r.accrued_ms) - int(r.start_ms)
+                out[(r.batch_id, r.job_id)].extend((str(n), int(q) * ms) for n, q in r.resources)
+    return out
+
+
+_PG_JOB_COSTS = text(
+    "UPDATE jobs AS j SET cost = v.c FROM unnest(CAST(:b AS bigint[]), CAST(:j AS integer[]), "
+    "CAST(:c AS double precision[])) AS v(b, j, c) WHERE j.batch_id = v.b AND j.job_id = v.j"
+)
+
+
+async def set_job_costs(conn: AsyncConnection, costs: Mapping[tuple[int, int], float]) -> None:
+    """jobs.cost (what lists, queries and Hail's `cost` read), as the ledger says."""
+    if not costs:
+        return
+    rows = sorted(costs.items())
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_PG_JOB_COSTS, {"b": [b for (b, _), _ in rows], "j": [j for (_, j), _ in rows],
+                                           "c": [c for _, c in rows]})
+        return
+    await conn.execute(
+        update(jobs).where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
+        .values(cost=bindparam("c")),
+        [{"b": b, "j": j, "c": c} for (b, j), c in rows],
+    )
+
+
+async def refresh_batch_costs(
+    conn: AsyncConnection, batch_ids: set[int], rates: Mapping[str, Decimal]
+) -> None:
+    """batches.cost from the batch roll-up."""
+    if not batch_ids:
+        return
+    found = await batch_breakdowns(conn, sorted(batch_ids), rates)
+    bc = _rows("bc", [("b", BigInteger), ("c", Float)],
+               [(b, float(total(found.get(b, [])))) for b in sorted(batch_ids)])
+    await conn.execute(update(batches).where(batches.c.id == bc.c.b).values(cost=bc.c.c))
 
 
 # ---------------------------------------------------------------- reading (the API)
