@@ -119,7 +119,6 @@ class Driver:
             )
             inst.gpus, inst.gpu_type = rec.gpus, rec.gpu_type
             inst.reserved_for = _job_key(rec.reserved_for)
-            inst.cost_per_core_hour = self._rate(rec.metadata.get("cost_per_core_hour"))
             inst.cores_mcpu, inst.memory_bytes = rec.cores_mcpu, rec.memory_bytes
             inst.active = rec.state == "active"
             inst.last_seen = now  # a grace period: workers reconnect after a driver restart
@@ -201,7 +200,8 @@ class Driver:
         metadata: dict[str, Any], gpus: int = 0, gpu_type: str | None = None,
         reserved_for: tuple[int, int] | None = None, cost_per_core_hour: float | None = None,
     ) -> None:
-        """`cost_per_core_hour`: the shape's price per core-hour (default: the site's rate)."""
+        """`cost_per_core_hour`: the shape's price per core-hour, kept in the instance's metadata, where
+        billing reads it (the per-instance price hook, driver/accounting.py)."""
         token_hash = hash_token(token)
         if cost_per_core_hour is not None:
             metadata = {**metadata, "cost_per_core_hour": cost_per_core_hour}  # kept across restarts
@@ -214,12 +214,8 @@ class Driver:
             )
         inst = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
         inst.gpus, inst.gpu_type, inst.reserved_for = gpus, gpu_type, reserved_for
-        inst.cost_per_core_hour = self._rate(cost_per_core_hour)
         self.instances[name] = inst
         self._by_token[token_hash] = name
-
-    def _rate(self, rate: object) -> float:
-        return float(rate) if isinstance(rate, int | float) else self.settings.cost_per_core_hour
 
     def instance_lost(self, name: str, reason: str) -> None:
         if name in self.instances:

@@ -48,7 +48,7 @@ class InstanceState:
     gpus: int = 0
     gpu_type: str | None = None
     reserved_for: tuple[int, int] | None = None  # a job-private instance runs only this job
-    cost_per_core_hour: float = 0.0  # the attempts' cost rate on this instance
+    cost_per_core_hour: float = 0.0  # 0: attempts' cost comes from the billing ledger (driver/accounting.py)
 
     @property
     def free_gpus(self) -> int:
