@@ -26,6 +26,7 @@ from corral.api.schemas import (
     UpdateSpec,
 )
 from corral.store import batches as batch_store
+from corral.store import jobs_read
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 
@@ -131,4 +132,6 @@ async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> BatchStat
     async with ctx.reading() as conn:
         batch = await visible_batch(conn, batch_id, user)
         costs = await batch_breakdowns(conn, [batch.id])
-    return batch_status(batch).model_copy(update={"cost_breakdown": costs[batch.id]})
+        status = batch_status(batch).model_copy(update={"cost_breakdown": costs[batch.id]})
+        status.waiting = await jobs_read.count_waiting(conn, batch_id)
+        return status
