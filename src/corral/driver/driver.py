@@ -397,7 +397,7 @@ class Driver:
                     released.append(flight)
                     if key not in report.instance.to_cancel:
                         outcomes.append(
-                            completed_outcome(flight, event, report.instance.cost_per_core_hour, now)
+                            completed_outcome(flight, event, now)
                         )
             acks.append((report, keys))
         for errored in inbox.errored:
@@ -411,7 +411,7 @@ class Driver:
             for flight in inst.assigned.values():
                 released.append(flight)
                 if flight.key not in inst.to_cancel:
-                    outcomes.append(lost_outcome(flight, inbox.lost[inst.name], now, inst.cost_per_core_hour))
+                    outcomes.append(lost_outcome(flight, inbox.lost[inst.name], now))
         # Free what ended before planning, so this tick can reuse the cores.
         for flight in released:
             self._release(flight)

@@ -50,7 +50,6 @@ class InstanceState:
     gpus: int = 0
     gpu_type: str | None = None
     reserved_for: tuple[int, int] | None = None  # a job-private instance runs only this job
-    cost_per_core_hour: float = 0.0  # 0: attempts' cost comes from the billing ledger (driver/accounting.py)
     # The registered shape: what the instance may claim at activation, at most (workers are not trusted).
     shape_mcpu: int = 0
     shape_memory: int = 0
