@@ -200,3 +200,29 @@ def test_billing_project_lifecycle_through_the_cli(start_server: Any) -> None:
     assert [p["billing_project"] for p in listed] == ["default"]
     err = _cli(server, admin, "billing-project", "limit", "lab", ok=False)
     assert "AMOUNT or --remove" in err
+
+
+def test_rate_change_mid_batch_charges_each_attempt_its_own_rate(start_server: Any) -> None:
+    """The server restarts with a new cpu rate while job 1 runs; job 2 starts after the change."""
+    old, new = SiteRates(cpu="3.6", memory="0.36"), SiteRates(cpu="7.2", memory="0.36")
+    server = _start(start_server, old)
+    batch_id = server.submit([job("sleep 6", 1, cpu="1"), job("sleep 0.3", 2, [1], cpu="0.5")])
+    _wait_until(lambda: server.job(batch_id, 1)["state"] == "Running", "job 1 to run")
+    server.kill(signal.SIGKILL)  # workers keep running job 1
+    server.env["CORRAL_BILLING"] = json.dumps(new.config(accrual_interval=0.3))
+    server.start()
+    status = server.wait(batch_id)
+    assert status["state"] == "success", status
+    stored = read_store(store_url(server.home, None), batch_id)
+    one = [a for a in stored["attempts"] if a.job_id == 1]
+    two = [a for a in stored["attempts"] if a.job_id == 2]
+    rates = {"cpu/site/1": old.cpu, "cpu/site/2": new.cpu, "memory/site/1": old.memory}
+    usage_one, usage_two = expected_usage(one), expected_usage(two)
+    usage_two = {("cpu/site/2" if k == "cpu/site/1" else k): v for k, v in usage_two.items()}
+    assert server.job(batch_id, 1)["cost"] == float(expected_cost(usage_one, rates))  # the rate it started at
+    assert server.job(batch_id, 2)["cost"] == float(expected_cost(usage_two, rates))
+    lines = {line["resource"] for line in status["cost_breakdown"]}
+    assert lines == {"cpu/site/1", "cpu/site/2", "memory/site/1"}
+    with server.client() as c:
+        versions = {r["resource"]: r["rate"] for r in c.get("/api/v1/billing/rates").json()["rates"]}
+    assert versions == {"cpu/site/1": 3.6, "cpu/site/2": 7.2, "memory/site/1": 0.36}
