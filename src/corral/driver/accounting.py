@@ -17,7 +17,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -127,7 +127,7 @@ class Accounting:
         if periodic and stale:  # assigned long ago, never started: ended by a path that did not say so?
             ended = await ledger.attempt_end_times(conn, stale)
             self._ended.update({k: t for k, t in ended.items() if k not in self._ended})
-        await self._open_new(conn)
+        opened = await self._open_new(conn)
         now_ms = to_ms(now)
         targets: dict[AttemptKey, tuple[int, bool]] = {}
         for key, t in self._ended.items():
@@ -143,14 +143,17 @@ class Accounting:
                 targets.setdefault(key, (max(now_ms, charge.row.start_ms), False))
             self.limits = await billing_store.limits(conn)
         if not targets:
+            await ledger.open_charges(conn, opened)
             return []
-        touched = await self._charge(conn, targets)
+        touched = await self._charge(conn, targets, opened)
         return await self._enforce_limits(conn, touched) if periodic or touched else []
 
-    async def _open_new(self, conn: AsyncConnection) -> None:
+    async def _open_new(self, conn: AsyncConnection) -> list[ChargeRow]:
+        """Charges of attempts that started (or ended) since the last tick, open in memory; they are
+        written by the caller, already charged when they also have something to charge this tick."""
         new = [f for k, f in self._pending.items() if f.time_started is not None or k in self._ended]
         if not new:
-            return
+            return []
         for f in new:
             del self._pending[_key(f)]
         unknown_batches = sorted({f.batch_id for f in new} - set(self._projects))
@@ -184,15 +187,24 @@ class Accounting:
                 ChargeRow(f.batch_id, f.job_id, f.attempt_id, project, f.user, resources, start, start)
             )
         await ledger.insert_rates(conn, versions)
-        await ledger.open_charges(conn, rows)
         for row in rows:
             self.open[row.key] = OpenCharge(row, row.accrued_ms)
+        return rows
 
-    async def _charge(self, conn: AsyncConnection, targets: dict[AttemptKey, tuple[int, bool]]) -> set[str]:
+    async def _charge(
+        self, conn: AsyncConnection, targets: dict[AttemptKey, tuple[int, bool]], opened: list[ChargeRow]
+    ) -> set[str]:
         moves = [
             ChargeMove(key, self.open[key].accrued_ms, to, ended) for key, (to, ended) in targets.items()
         ]
-        await ledger.move_charges(conn, moves)  # all or LedgerConflict: the tick fails, the driver rebuilds
+        # A charge opened in this tick is written already moved (one INSERT, no UPDATE): short jobs.
+        fresh = {row.key: row for row in opened}
+        await ledger.open_charges(conn, [
+            replace(row, accrued_ms=targets[row.key][0], ended=targets[row.key][1]) if row.key in targets
+            else row for row in opened
+        ])
+        # Moves are all-or-LedgerConflict: on a conflict the tick fails and the driver rebuilds.
+        await ledger.move_charges(conn, [m for m in moves if m.key not in fresh])
         by_batch: dict[tuple[int, str], int] = defaultdict(int)
         by_day: dict[tuple[str, str, str, str], int] = defaultdict(int)
         batches: set[int] = set()

@@ -95,6 +95,7 @@ class ChargeRow:
     resources: list[tuple[str, int]]
     start_ms: int
     accrued_ms: int
+    ended: bool = False
 
     @property
     def key(self) -> AttemptKey:
@@ -108,7 +109,7 @@ async def open_charges(conn: AsyncConnection, charges: Sequence[ChargeRow]) -> N
             [{"batch_id": c.batch_id, "job_id": c.job_id, "attempt_id": c.attempt_id,
               "billing_project": c.billing_project, "user": c.user,
               "resources": [list(r) for r in c.resources], "start_ms": c.start_ms,
-              "accrued_ms": c.accrued_ms, "ended": False} for c in charges],
+              "accrued_ms": c.accrued_ms, "ended": c.ended} for c in charges],
         )
 
 
