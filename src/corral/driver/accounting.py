@@ -171,7 +171,11 @@ class Accounting:
         for f in new:
             facts = self._facts.get(f.instance_name)
             project = self._projects.get(f.batch_id)
-            if _key(f) in already or facts is None or project is None:
+            if _key(f) in already:
+                continue
+            if facts is None or project is None:  # its instance or batch row is gone: nothing to price by
+                log.warning("attempt %s: no instance %r or batch in the store; not charged", f.key,
+                            f.instance_name)
                 continue
             storage = int(f.payload.get("storage_bytes") or 0)
             demand = AttemptDemand(f.cores_mcpu, f.memory_bytes, storage, f.gpus)
