@@ -146,3 +146,51 @@ async def test_a_rate_change_charges_each_attempt_the_rate_in_force_when_it_star
     assert versions == [("cpu/site/1", 3.6), ("cpu/site/2", 7.2), ("memory/site/1", 0.36)]
     r = await api.client.get(f"/api/v1/batches/{batch_id}/jobs/2")
     assert [line["resource"] for line in r.json()["cost_breakdown"]] == ["cpu/site/2", "memory/site/1"]
+
+
+async def test_each_provider_kind_is_priced_from_what_the_store_knows_of_its_instance(api: Api) -> None:
+    """Instance metadata and collection config, as providers and the autoscaler store them, choose the
+    rates: an ssh host, a SLURM partition, a rented host's own price, a job-private instance."""
+    batch_id = await api.submit([job(i) for i in range(1, 5)])
+    gib = 1024 * MIB
+    instances = {  # name: (collection, kind, provider, config, metadata, reserved_for, gpus)
+        "s1": ("lab", "pool", "ssh", {}, {"host": "gpu1"}, None, 0),
+        "h1": ("hpc", "pool", "slurm", {"provider_options": {"partition": "debug"}}, {}, None, 0),
+        "v1": ("vast", "pool", "vastai", {}, {"price_per_hour": 2.0}, None, 4),
+        "p1": ("private", "job_private", "ssh", {}, {"cost_per_core_hour": 0.5}, f"{batch_id}.4", 0),
+    }
+    async with api.engine.begin() as conn:
+        for name, (col, kind, provider, config, meta, reserved, gpus) in instances.items():
+            await instance_store.ensure_collection(conn, col, kind=kind, provider=provider, config=config)
+            await instance_store.create_instance(
+                conn, name=name, collection=col, cores_mcpu=4000, memory_bytes=8 * gib, token_hash=name * 16,
+                metadata=meta, now=T0, gpus=gpus, gpu_type="A100" if gpus else None, reserved_for=reserved,
+            )
+    config = BillingConfig.model_validate({
+        "site": {"cpu_core_hour": 0.04},
+        "collections": {"lab": {"hosts": {"gpu1": {"cpu_core_hour": 0.1}}},
+                        "hpc": {"billing_unit_hour": 0.01, "partitions": {"debug": {"cpu": 2.0}}},
+                        "vast": {"pricing": "instance"}},
+    })
+    acc = Accounting(Settings(billing=config))
+    await acc.rebuild(api.engine, [])
+    for job_id, name in enumerate(instances, start=1):
+        async with api.engine.begin() as conn:
+            await conn.execute(attempts.insert().values(
+                batch_id=batch_id, job_id=job_id, attempt_id=1, instance_name=name, cores_mcpu=1000,
+                memory_bytes=gib, state="running", time_assigned=T0, time_started=T0,
+            ))
+        acc.attempt_assigned(AttemptInFlight(batch_id, job_id, 1, "alice", "p", 1000, gib, {}, T0, name,
+                                             time_started=T0, gpus=1 if name == "v1" else 0))
+    await _tick(acc, api, T0 + 3600)
+    async with api.engine.connect() as conn:
+        found = await conn.execute(select(attempt_charges))
+        rows = {r.job_id: [tuple(x) for x in r.resources] for r in found}
+    assert rows == {
+        1: [("cpu/lab/gpu1/1", 1000), ("memory/lab/gpu1/1", 1024)],
+        2: [("cpu/hpc/debug/1", 1000), ("memory/hpc/debug/1", 1024)],
+        3: [("instance/vast/v1/1", 250_000)],  # 1 of its 4 GPUs
+        4: [("instance/private/p1/1", 1_000_000)],  # the whole job-private instance
+    }
+    got = await _costs(api, batch_id)  # one hour of each
+    assert got["jobs"] == {1: 0.1, 2: 0.02, 3: 0.5, 4: 2.0}  # 0.5 per core-hour x 4 cores
