@@ -39,7 +39,9 @@ def reference(result: Result, results: list[Result]) -> Result | None:
     want = {"W3": RAW, "W9": W9_REF}.get(result.workload, "Corral")
     if result.workload == "W1B":  # the ledger's overhead: on against off on the same store
         want = result.system.replace("ledger on", "ledger off")
-    if result.system == want or result.workload in ("W1", "W2", "W6", "W7"):
+    if result.system == want or result.workload in ("W1", "W2", "W6", "W7") or (
+        result.workload == "W11" and "CPU" not in result.metric
+    ):
         return None
     for other in results:
         if (other.workload, other.metric, other.system) == (result.workload, result.metric, want):

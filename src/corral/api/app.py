@@ -14,6 +14,7 @@ from corral.api.hooks import DriverHooks
 from corral.api.limits import BodySizeLimit
 from corral.api.routes import batches, billing, jobs, meta, users
 from corral.config import Settings
+from corral.ui import mount_ui
 
 
 def create_app(
@@ -28,4 +29,5 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (meta.router, batches.router, jobs.router, users.router, billing.router, *extra_routers):
         app.include_router(router)
+    mount_ui(app)
     return app
