@@ -41,10 +41,14 @@ def _show(p: BillingProjectStatus, as_json: bool) -> None:
 def create_project(
     ctx: typer.Context, name: Project,
     limit: Annotated[float | None, typer.Option("--limit", min=0, help="Spend limit")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create a billing project (optionally with a spend limit)."""
     with connect(ctx, admin=True) as client:
-        client.create_billing_project(name, limit)
+        created = client.create_billing_project(name, limit)
+    if as_json:
+        print_json({"billing_project": name, **created})
+        return
     console.print(f"created billing project [bold]{name}[/]")
 
 
@@ -52,10 +56,14 @@ def create_project(
 def add_user(
     ctx: typer.Context, billing_project: Project,
     user: Annotated[str, typer.Argument(help="User to add")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Let USER submit batches to BILLING_PROJECT."""
     with connect(ctx, admin=True) as client:
         client.add_billing_project_user(billing_project, user)
+    if as_json:
+        print_json({"billing_project": billing_project, "user": user, "added": True})
+        return
     console.print(f"added {user} to billing project {billing_project}")
 
 
@@ -63,10 +71,14 @@ def add_user(
 def remove_user(
     ctx: typer.Context, billing_project: Project,
     user: Annotated[str, typer.Argument(help="User to remove")],
+    as_json: JsonFlag = False,
 ) -> None:
     """USER may no longer submit to BILLING_PROJECT (their batches stay theirs)."""
     with connect(ctx, admin=True) as client:
         client.remove_billing_project_user(billing_project, user)
+    if as_json:
+        print_json({"billing_project": billing_project, "user": user, "removed": True})
+        return
     console.print(f"removed {user} from billing project {billing_project}")
 
 
