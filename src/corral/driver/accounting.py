@@ -159,10 +159,9 @@ class Accounting:
         unknown_batches = sorted({f.batch_id for f in new} - set(self._projects))
         if unknown_batches:
             self._projects.update(await ledger.batch_projects(conn, unknown_batches))
-        unknown_instances = sorted({f.instance_name for f in new} - set(self._facts))
-        if unknown_instances:
-            for name, rec in (await ledger.instance_rows(conn, unknown_instances)).items():
-                self._facts[name] = instance_facts(rec)
+        # Read afresh each time: a provider may learn its instance's price after registering it.
+        for name, rec in (await ledger.instance_rows(conn, sorted({f.instance_name for f in new}))).items():
+            self._facts[name] = instance_facts(rec)
         check = [_key(f) for f in new if _key(f) in self._maybe_charged]
         already = await ledger.charged_attempts(conn, check) if check else set()
         self._maybe_charged.difference_update(check)
