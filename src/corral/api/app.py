@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from corral import __version__
 from corral.api.context import ApiContext
-from corral.api.errors import install_error_handlers
+from corral.api.errors import document_errors, install_error_handlers
 from corral.api.hooks import DriverHooks
+from corral.api.hygiene import TextHygiene
 from corral.api.limits import BodySizeLimit
 from corral.api.routes import batches, billing, jobs, meta, users
 from corral.config import Settings
@@ -25,7 +26,9 @@ def create_app(
     app = FastAPI(title="Corral", version=__version__, description="Durable, fair batch scheduling.")
     app.state.corral = ApiContext(settings=settings, engine=engine, hooks=hooks)
     install_error_handlers(app)
+    app.add_middleware(TextHygiene)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (meta.router, batches.router, jobs.router, users.router, billing.router, *extra_routers):
         app.include_router(router)
+    document_errors(app)
     return app
