@@ -50,8 +50,19 @@ def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any
         return server
 
     yield start
+    violations = [check_invariants(server) for server in servers if server.running]
     for server in servers:
         server.stop()
+    found = [v for server_violations in violations for v in server_violations]
+    assert not found, "invariants broken after the scenario:\n" + "\n".join(found)
+
+
+def check_invariants(server: RunningServer) -> list[str]:
+    """`corral admin check` through the API: the store's and the driver's invariants, after a scenario."""
+    with server.client(server.admin_token) as client:
+        r = client.get("/api/v1/admin/check", timeout=60)
+    assert r.status_code == 200, r.text
+    return [f"{server.home}: {v['check']}: {v['detail']}" for v in r.json()["violations"]]
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ class Service:
     worker: httpx.AsyncClient
     driver: Driver
     engine: AsyncEngine
+    admin: dict[str, str]
 
 
 @pytest.fixture(name="service")
@@ -61,7 +62,7 @@ async def service_fixture(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[
         r = await worker.post("/api/v1/worker/activate", json={"cores_mcpu": 4000, "memory_bytes": 8 << 30})
         assert r.status_code == 200, r.text
         try:
-            yield Service(user, worker, driver, engine)
+            yield Service(user, worker, driver, engine, {"Authorization": f"Bearer {tokens['admin_token']}"})
         finally:
             driver.close_polls()
             await driver.stop()

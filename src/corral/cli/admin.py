@@ -10,6 +10,7 @@ from corral.cli.common import CorralGroup, connect, console, print_json, table
 
 user_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Manage users (admin).")
 project_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Manage billing projects (admin).")
+admin_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Look after the server (admin).")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
 
@@ -77,3 +78,19 @@ def list_projects(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         [p.billing_project, p.status, ", ".join(p.users), p.limit, f"{p.accrued_cost:.4f}"] for p in projects
     ]
     table(None, ["billing project", "status", "users", "limit", "accrued cost"], rows)
+
+
+@admin_app.command("check")
+def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check the server's invariants: batch counters vs job states, running attempts vs instances,
+    parents before children, the driver's running cores vs its assignments. Exit 1 if any fails."""
+    with connect(ctx, admin=True) as client:
+        report = client.check_invariants()
+    if as_json:
+        print_json(report)
+    elif report["ok"]:
+        console.print(f"all invariants hold ({', '.join(report['checked'])})")
+    else:
+        table(None, ["check", "violation"], [[v["check"], v["detail"]] for v in report["violations"]])
+    if not report["ok"]:
+        raise typer.Exit(1)

@@ -51,6 +51,7 @@ app.add_typer(batches.batch_app, name="batch")
 app.add_typer(batches.job_app, name="job")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(admin.project_app, name="billing-project")
+app.add_typer(admin.admin_app, name="admin")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

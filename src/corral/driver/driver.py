@@ -27,11 +27,13 @@ from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
 from corral.driver.instances import AttemptInFlight, InstanceState
+from corral.driver.invariants import check_driver
 from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
 from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
+from corral.store.invariants import Violation
 from corral.worker.protocol import AttemptKey, CompletedEvent, StartedEvent, assignment_payload
 
 log = logging.getLogger("corral.driver")
@@ -51,6 +53,7 @@ class Driver:
         self.site_collections: dict[str, SiteCollection] = {}
         self._largest: dict[str, Resources | None] = {}  # per pool, until an instance comes or goes
         self._wake = asyncio.Event()
+        self._tick_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._closing = False  # shutting down: long polls return at once
@@ -320,16 +323,25 @@ class Driver:
             self._wake.clear()
             if self.settings.commit_interval > 0:
                 await asyncio.sleep(self.settings.commit_interval)
-            inbox, self._inbox = self._inbox, Inbox()
-            try:
-                more = await self._tick(inbox)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self._recover(inbox, exc)
-                continue
+            async with self._tick_lock:
+                inbox, self._inbox = self._inbox, Inbox()
+                try:
+                    more = await self._tick(inbox)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._recover(inbox, exc)
+                    continue
             if more:
                 self._wake.set()
+
+    async def check_invariants(self) -> list[Violation]:
+        """The store's invariants and the driver's memory against them (`corral admin check`)."""
+        return await check_driver(self)
+
+    def between_ticks(self) -> asyncio.Lock:
+        """Held, no tick runs: memory and store agree (for the invariant checks)."""
+        return self._tick_lock
 
     async def _recover(self, inbox: Inbox, exc: Exception) -> None:
         """A failed tick changed nothing in the store: rebuild memory from it. A passing failure (the
