@@ -492,6 +492,11 @@ class Driver:
         """Cancel the batch's unfinished jobs (of those job groups only, when given); returns other
         batches the cascade says to cancel."""
         result = await q.cancel_batch_jobs(conn, batch_id, now, job_group_ids=job_group_ids)
+        if result.more:  # the rest in the next tick: no API write waits behind one huge cancel
+            if job_group_ids is None:
+                self._inbox.cancelled.add(batch_id)
+            else:
+                self._inbox.cancelled_groups.setdefault(batch_id, set()).update(job_group_ids)
         for _b, _j, _a, instance_name in result.killed:
             inst = self.instances.get(instance_name)
             if inst is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ def normalise_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
     return url
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for the write lock, then the API answers 503
@@ -86,14 +77,3 @@ async def migrate(engine: AsyncEngine, revision: str = "heads") -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
-
-
-def migrate_sync(url: str) -> None:
-    async def run() -> None:
-        engine = make_engine(url)
-        try:
-            await migrate(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())

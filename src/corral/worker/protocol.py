@@ -44,10 +44,6 @@ class AttemptKey(NamedTuple):
         return cls(*ids)
 
 
-def attempt_key(batch_id: int, job_id: int, attempt_id: int) -> str:
-    return str(AttemptKey(batch_id, job_id, attempt_id))
-
-
 # ---------------------------------------------------------------- worker -> driver bodies
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
