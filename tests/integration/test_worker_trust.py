@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_api_support import job
 
-import corral.driver.driver as driver_module
+import corral.driver.step as driver_module
 from corral.api.app import create_app
 from corral.api.bootstrap import bootstrap
 from corral.config import Settings

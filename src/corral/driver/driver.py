@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
-from corral.domain.attempts import clamp_time
 from corral.domain.capacity import Resources, SiteCollection, largest, why_unplaceable
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
@@ -28,7 +27,7 @@ from corral.domain.tokens import hash_token
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
-from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
+from corral.driver.step import plan_tick
 from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
@@ -390,40 +389,10 @@ class Driver:
 
     async def _tick(self, inbox: Inbox) -> bool:
         now = time.time()
-        acks: list[tuple[Report, list[str]]] = []
-        released: list[AttemptInFlight] = []
-        outcomes: list[q.AttemptOutcome] = []
-        started: list[tuple[int, int, int, float]] = []
-        for report in inbox.reports:
-            keys: list[str] = []
-            for event in report.events:
-                key = event.key
-                keys.append(key)
-                flight = report.instance.assigned.get(key)
-                if flight is None:
-                    continue  # a duplicate, or an attempt no longer ours: acknowledge, change nothing
-                if isinstance(event, StartedEvent):
-                    flight.time_started = clamp_time(event.time, flight.time_assigned, now)
-                    started.append((flight.batch_id, flight.job_id, flight.attempt_id, flight.time_started))
-                else:
-                    released.append(flight)
-                    if key not in report.instance.to_cancel:
-                        outcomes.append(
-                            completed_outcome(flight, event, report.instance.cost_per_core_hour, now)
-                        )
-            acks.append((report, keys))
-        for errored in inbox.errored:
-            inst_or_none = self.instances.get(errored.instance_name)
-            flight = inst_or_none.assigned.get(errored.key) if inst_or_none is not None else None
-            if flight is not None:
-                released.append(flight)
-                outcomes.append(error_outcome(flight, errored.reason, now))
-        lost_instances = [self.instances[name] for name in inbox.lost if name in self.instances]
-        for inst in lost_instances:
-            for flight in inst.assigned.values():
-                released.append(flight)
-                if flight.key not in inst.to_cancel:
-                    outcomes.append(lost_outcome(flight, inbox.lost[inst.name], now, inst.cost_per_core_hour))
+        plan = plan_tick(self.instances, inbox, now)
+        for flight, started_at in plan.started:
+            flight.time_started = started_at
+        released, outcomes, lost_instances = plan.released, plan.outcomes, plan.lost_instances
         # Free what ended before planning, so this tick can reuse the cores.
         for flight in released:
             self._release(flight)
@@ -437,7 +406,7 @@ class Driver:
             for batch_id in inbox.committed:
                 for queued in await q.load_ready_jobs(conn, batch_id):
                     self._enqueue(queued)
-            await q.mark_started(conn, started)
+            await q.mark_started(conn, plan.start_times)
             cascade = await q.end_attempts(conn, outcomes, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
             group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
@@ -460,7 +429,7 @@ class Driver:
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
-        for report, keys in acks:
+        for report, keys in plan.acks:
             if not report.done.done():
                 report.done.set_result(keys)
         for inst in assignments:
