@@ -107,3 +107,18 @@ def private_jobs_to_serve(
             if len(chosen) >= room:
                 break
     return chosen
+
+
+def route_to_collection(
+    pool: str, job: ReadyJob, limits: Mapping[str, PoolLimits], job_private: Sequence[str]
+) -> str:
+    """The collection whose queue a ready job joins: its pool, unless one instance of the pool's shape can
+    never hold it and a job-private collection can size an instance for it (the first such, in order)."""
+    pool_limits = limits.get(pool)
+    if pool in job_private or pool_limits is None or pool_limits.fits(job):
+        return pool
+    for name in job_private:
+        cap = limits.get(name)
+        if cap is None or cap.fits(job):
+            return name
+    return pool

@@ -13,17 +13,18 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
+from corral.domain.autoscaling import route_to_collection
 from corral.domain.capacity import Resources, SiteCollection, largest, why_unplaceable
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
+from corral.driver.collections import collection_limits
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
@@ -53,12 +54,16 @@ class Driver:
         self._largest: dict[str, Resources | None] = {}  # per pool, until an instance comes or goes
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
+        self._gone: dict[str, asyncio.Event] = {}  # instances someone waits to see forgotten
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._closing = False  # shutting down: long polls return at once
         self.ticks = 0
-        # Set by the autoscaler: which queue a ready job joins (a job that fits no pool goes job-private).
-        self.route_pool: Callable[[str, ReadyJob], str] | None = None
+        # Which queue a ready job joins: a job no instance of its pool can hold goes to a job-private
+        # collection that can size one (the autoscaler decides the same from the same settings).
+        collections = settings.instance_collections
+        self._limits = {c.name: lim for c in collections if (lim := collection_limits(c)) is not None}
+        self._job_private = [c.name for c in collections if c.kind == "job_private"]
 
     # ------------------------------------------------------------ lifecycle
 
@@ -165,7 +170,7 @@ class Driver:
         if queued.doomed and not queued.always_run:
             self._doomed.add(queued.job.key)
             return
-        pool = self.route_pool(queued.pool, queued.job) if self.route_pool else queued.pool
+        pool = route_to_collection(queued.pool, queued.job, self._limits, self._job_private)
         self._queue(pool, queued.job)
 
     def _queue(self, pool: str, job: ReadyJob) -> None:
@@ -251,6 +256,29 @@ class Driver:
 
     def _rate(self, rate: object) -> float:
         return float(rate) if isinstance(rate, int | float) else self.settings.cost_per_core_hour
+
+    async def retire_if_idle(self, name: str, reason: str) -> bool:
+        """Between ticks: an instance without attempts stops taking work and is released (its loss is
+        applied by the next tick); one that has work keeps it. Returns whether it was retired."""
+        async with self._tick_lock:
+            inst = self.instances.get(name)
+            if inst is None or inst.assigned:
+                return False
+            inst.draining = True
+            self.instance_lost(name, reason)
+            return True
+
+    async def wait_gone(self, name: str, timeout: float) -> None:
+        """Until a tick has ended the instance's attempts and forgotten it (or `timeout` passed)."""
+        event = self._gone.setdefault(name, asyncio.Event())
+        try:
+            async with self._tick_lock:
+                if name not in self.instances:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+        finally:
+            self._gone.pop(name, None)
 
     def instance_lost(self, name: str, reason: str) -> None:
         if name in self.instances:
@@ -429,6 +457,9 @@ class Driver:
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
+        for inst in lost_instances:
+            if inst.name in self._gone:
+                self._gone[inst.name].set()
         for report, keys in plan.acks:
             if not report.done.done():
                 report.done.set_result(keys)
