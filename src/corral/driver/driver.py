@@ -25,9 +25,10 @@ from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, pla
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
 from corral.driver.collections import collection_limits
-from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
+from corral.driver.inbox import ErroredAttempt, Inbox, Report
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
+from corral.driver.recovery import recover, tick_alone
 from corral.driver.step import plan_tick
 from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
@@ -196,13 +197,12 @@ class Driver:
         if site is not None and site.kind != "pool":
             return None  # job-private collections are sized for each job
         if pool not in self._largest:
-            sizes = [Resources(i.cores_mcpu, i.memory_bytes, i.gpus, i.gpu_type)
-                     for i in self.instances.values() if i.pool == pool and i.reserved_for is None]
+            shared = [i for i in self.instances.values() if i.pool == pool and i.reserved_for is None]
+            sizes = [i.resources for i in shared]
             if site is not None and site.largest is not None:
                 sizes.append(site.largest)
             self._largest[pool] = largest(sizes)
-        return why_unplaceable(Resources(job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type), pool,
-                               self._largest[pool])
+        return why_unplaceable(job.resources, pool, self._largest[pool])
 
     def _pool_changed(self, pool: str) -> None:
         """An instance of the pool came or grew: jobs that could not be placed there are checked again."""
@@ -371,49 +371,10 @@ class Driver:
         return self._tick_lock
 
     async def _recover(self, inbox: Inbox, exc: Exception) -> None:
-        """A failed tick changed nothing in the store: rebuild memory from it. A passing failure (the
-        database) retries the same inbox; otherwise its items are applied one by one, and one that fails
-        alone is isolated (its attempt ends in Error with the reason), so the rest carry on."""
-        log.error("driver tick failed; rebuilding from the store: %r", exc, exc_info=exc)
-        try:
-            await self._rebuild()
-        except Exception:
-            log.exception("rebuild failed; retrying")
-            self._inbox.put_back(inbox)
-            await asyncio.sleep(0.5)
-            return
-        if is_passing(exc):
-            self._inbox.put_back(inbox)
-            await asyncio.sleep(0.5)
-            return
-        for report in inbox.reports:
-            acked: list[str] = []
-            for event in report.events:
-                single = Report(report.instance, [event], asyncio.get_running_loop().create_future())
-                failure = await self._tick_alone(Inbox(reports=[single]))
-                if failure is not None:
-                    reason = f"the driver could not apply the worker's '{event.type}' event: {failure!r}"
-                    log.error("attempt %s on %s isolated: %s", event.key, report.instance.name, reason)
-                    await self._tick_alone(Inbox(errored=[ErroredAttempt(report.instance.name, event.key,
-                                                                         reason)]))
-                acked.append(event.key)
-            if not report.done.done():
-                report.done.set_result(acked)
-        for item in inbox.items():
-            failure = await self._tick_alone(item)
-            if failure is not None:
-                log.error("driver dropped an item it cannot apply (the store keeps it): %s: %r",
-                          item, failure)
+        await recover(self, inbox, exc)
 
     async def _tick_alone(self, inbox: Inbox) -> Exception | None:
-        try:
-            await self._tick(inbox)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self._rebuild()
-            return exc
-        return None
+        return await tick_alone(self, inbox)
 
     async def _tick(self, inbox: Inbox) -> bool:
         now = time.time()
