@@ -66,3 +66,16 @@ async def test_drifted_driver_memory_and_an_attempt_on_a_gone_instance_are_caugh
     assert {"driver cores", "instances"} <= checks, checks
     details = " ".join(v["detail"] for v in (await _check(service))["violations"])
     assert f"attempt {a['key']} is running on instance w1, which is deleted" in details
+
+
+async def test_an_attempt_being_cancelled_is_no_violation(service: Service) -> None:
+    batch_id = await _submit(service, 1, "cancelled")
+    (a,) = await _assignments(service, 1)  # delivered: the worker must be told to stop it
+    r = await service.user.patch(f"/api/v1/batches/{batch_id}/cancel")
+    assert r.status_code == 200, r.text
+    await _wait_batch(service, batch_id)
+    assert (await _check(service))["violations"] == []
+    r = await service.worker.post("/api/v1/worker/poll", json={"known": [a["key"]], "wait": 5})
+    assert r.json()["cancel"] == [a["key"]]
+    await _complete(service, [a])
+    assert (await _check(service))["violations"] == []

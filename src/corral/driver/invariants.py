@@ -36,7 +36,8 @@ def _memory(driver: Driver, running_in_store: set[str]) -> list[Violation]:
             continue  # a gone instance's attempts, ended as lost by the next tick
         for key, flight in inst.assigned.items():
             assigned[flight.pool][flight.user] += flight.cores_mcpu
-            in_memory.add(key)
+            if key not in inst.to_cancel:  # a cancelled attempt ended in the store; its cores wait for
+                in_memory.add(key)  # the worker to say the process is gone
     for pool in set(assigned) | set(driver.running_mcpu):
         counted = {u: c for u, c in driver.running_mcpu.get(pool, {}).items() if c}
         summed = {u: c for u, c in assigned.get(pool, {}).items() if c}
