@@ -49,12 +49,22 @@ def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any
         server.start()
         return server
 
+    request.node.stash[SERVERS] = servers  # checked when the scenario ends (pytest_runtest_call below)
     yield start
-    violations = [check_invariants(server) for server in servers if server.running]
     for server in servers:
         server.stop()
-    found = [v for server_violations in violations for v in server_violations]
+
+
+SERVERS = pytest.StashKey[list[RunningServer]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After every scenario, while its servers and stores still exist: the invariants must hold."""
+    result = yield
+    found = [v for server in item.stash.get(SERVERS, []) if server.running for v in check_invariants(server)]
     assert not found, "invariants broken after the scenario:\n" + "\n".join(found)
+    return result
 
 
 def check_invariants(server: RunningServer) -> list[str]:
