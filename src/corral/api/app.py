@@ -15,6 +15,7 @@ from corral.api.hygiene import TextHygiene
 from corral.api.limits import BodySizeLimit
 from corral.api.routes import admin, batches, billing, jobs, meta, users
 from corral.config import Settings
+from corral.ui import mount_ui
 
 
 def create_app(
@@ -31,5 +32,6 @@ def create_app(
     routers = (meta.router, batches.router, jobs.router, users.router, billing.router, admin.router)
     for router in (*routers, *extra_routers):
         app.include_router(router)
+    mount_ui(app)
     document_errors(app)
     return app

@@ -58,6 +58,7 @@ class EnvVar(Wire):
     # What execve and a shell can hold: a letter or _ first, then letters, digits and _.
     name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     value: str
+    secret: bool = False  # shown only to the batch's owner; members of its billing project see "[redacted]"
 
 
 class JobSpec(Wire):

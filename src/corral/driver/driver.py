@@ -24,8 +24,9 @@ from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
+from corral.driver.changes import TickListener, tick_changes
 from corral.driver.collections import collection_limits
-from corral.driver.inbox import ErroredAttempt, Inbox, Report
+from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
 from corral.driver.recovery import recover, tick_alone
@@ -34,8 +35,9 @@ from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
+from corral.store import usage as usage_store
 from corral.store.invariants import Violation
-from corral.worker.protocol import AttemptKey, CompletedEvent, StartedEvent, assignment_payload
+from corral.worker.protocol import AttemptKey, assignment_payload
 
 log = logging.getLogger("corral.driver")
 
@@ -65,6 +67,9 @@ class Driver:
         collections = settings.instance_collections
         self._limits = {c.name: lim for c in collections if (lim := collection_limits(c)) is not None}
         self._job_private = [c.name for c in collections if c.kind == "job_private"]
+        # Called after each committed tick with what it changed (the web pages' live updates).
+        self.tick_listeners: list[TickListener] = []
+        self._placed: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -330,7 +335,7 @@ class Driver:
                 await asyncio.wait_for(inst.changed.wait(), remaining)
             inst.last_seen = time.time()
 
-    async def report(self, inst: InstanceState, events: list[StartedEvent | CompletedEvent]) -> list[str]:
+    async def report(self, inst: InstanceState, events: list[WorkerEvent]) -> list[str]:
         """Queue worker events for the next group commit; resolves once they are durable."""
         done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._inbox.reports.append(Report(inst, events, done))
@@ -396,8 +401,10 @@ class Driver:
                 for queued in await q.load_ready_jobs(conn, batch_id):
                     self._enqueue(queued)
             await q.mark_started(conn, plan.start_times)
+            await usage_store.insert_samples(conn, plan.samples)
             cascade = await q.end_attempts(conn, outcomes, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
+            to_cancel_all = to_cancel | set(inbox.cancelled_groups)
             group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
             failed = {o.batch_id for o in outcomes if o.job_state in (JobState.FAILED, JobState.ERROR)}
             if failed:  # job groups with cancel_after_n_failures
@@ -407,6 +414,7 @@ class Driver:
             for batch_id, group_ids in group_cancels.items():
                 to_cancel.update(await self._cancel_jobs(conn, batch_id, cascade, now, group_ids))
             await self._apply_cancels(conn, to_cancel, cascade, now)
+            doomed: list[tuple[int, int]] = []
             if self._doomed:
                 doomed, self._doomed = sorted(self._doomed), set()
                 cascade.merge(await q.cancel_ready_jobs(conn, doomed, now))
@@ -427,6 +435,16 @@ class Driver:
         for inst in assignments:
             inst.notify()
         self.ticks += 1
+        placed, self._placed = self._placed, []
+        if self.tick_listeners:
+            changes = tick_changes(
+                jobs=[(b, j) for b, j, _a, _t in plan.start_times] + placed
+                + doomed + [qj.job.key for qj in cascade.ready + cascade.requeued],
+                whole_batches=set(inbox.committed) | to_cancel_all,
+                outcomes=cascade.ended or outcomes,
+            )
+            for listener in self.tick_listeners:
+                listener(changes)
         return bool(self._doomed) or bool(self._inbox)
 
     def _release(self, flight: AttemptInFlight) -> None:
@@ -517,6 +535,7 @@ class Driver:
                                          gpus=job.gpus)
                 inst = self.instances[placement.instance]
                 inst.assigned[flight.key] = flight
+                self._placed.append(job.key)
                 if unreadable is not None:
                     inst.to_cancel.add(flight.key)  # never sent; ended in Error next tick
                     reason = f"the driver could not build this job's assignment: {unreadable!r}"

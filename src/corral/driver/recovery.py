@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
+from corral.worker.protocol import UsageEvent
 
 if TYPE_CHECKING:
     from corral.driver.driver import Driver
@@ -37,7 +38,9 @@ async def recover(driver: Driver, inbox: Inbox, exc: Exception) -> None:
         for event in report.events:
             single = Report(report.instance, [event], asyncio.get_running_loop().create_future())
             failure = await tick_alone(driver, Inbox(reports=[single]))
-            if failure is not None:
+            if failure is not None and isinstance(event, UsageEvent):
+                log.warning("usage samples of %s dropped: %r", event.key, failure)  # the job goes on
+            elif failure is not None:
                 reason = f"the driver could not apply the worker's '{event.type}' event: {failure!r}"
                 log.error("attempt %s on %s isolated: %s", event.key, report.instance.name, reason)
                 await tick_alone(driver, Inbox(errored=[ErroredAttempt(report.instance.name, event.key,

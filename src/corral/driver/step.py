@@ -15,7 +15,8 @@ from corral.driver.inbox import Inbox, Report
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
 from corral.store.driver_records import AttemptOutcome
-from corral.worker.protocol import StartedEvent
+from corral.store.usage import UsageSample
+from corral.worker.protocol import StartedEvent, UsageEvent
 
 
 @dataclass
@@ -24,6 +25,7 @@ class TickPlan:
     started: list[tuple[AttemptInFlight, float]] = field(default_factory=list)  # (attempt, start time)
     released: list[AttemptInFlight] = field(default_factory=list)  # attempts that no longer hold cores
     outcomes: list[AttemptOutcome] = field(default_factory=list)  # how they ended, for the store
+    samples: list[UsageSample] = field(default_factory=list)  # running attempts' resource usage
     lost_instances: list[InstanceState] = field(default_factory=list)
 
     @property
@@ -56,6 +58,9 @@ def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) 
                 start_of[event.key] = clamp_time(event.time, flight.time_assigned, now)
                 plan.started.append((flight, start_of[event.key]))
                 continue
+            if isinstance(event, UsageEvent):
+                plan.samples += usage_samples(flight, event, now)
+                continue
             cancelled = event.key in inst.to_cancel  # its cancellation already ended it in the store
             seen = replace(flight, time_started=start_of.get(event.key, flight.time_started))
             end(flight, None if cancelled else completed_outcome(seen, event, inst.cost_per_core_hour, now))
@@ -74,3 +79,12 @@ def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) 
             cancelled = flight.key in inst.to_cancel
             end(flight, None if cancelled else lost_outcome(flight, reason, now, inst.cost_per_core_hour))
     return plan
+
+
+def usage_samples(flight: AttemptInFlight, event: UsageEvent, now: float) -> list[UsageSample]:
+    """A `usage` event's samples (validated at the edge), times clamped to the attempt's window."""
+    return [
+        UsageSample(flight.batch_id, flight.job_id, flight.attempt_id,
+                    clamp_time(t, flight.time_assigned, now), cpu_mcpu, memory_bytes)
+        for t, cpu_mcpu, memory_bytes in event.samples
+    ]
