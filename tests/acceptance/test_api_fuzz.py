@@ -21,7 +21,7 @@ from tests.acceptance.harness import RunningServer
 from tests.conftest import _clone_postgres, _drop_postgres
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES = 30  # per operation and store: about a minute for the whole table on this machine
+EXAMPLES = 15  # per operation and store: about a minute for the whole table on this machine
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
