@@ -61,7 +61,6 @@ class Settings(BaseSettings):
     local_worker_memory: str | None = None  # default: the machine's memory
     local_worker_runtime: str = "process"  # process | noop | oci (containers for jobs with an image)
     pool: str = "default"
-    scheduler_interval: float = 0.005  # seconds between scheduling ticks when there is work
     commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 20.0  # an instance silent for this long is lost

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from corral.cli.common import CorralGroup, connect, console, print_json
+from corral.cli.common import CorralGroup, connect, console, print_json, table
 
 user_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Manage users (admin).")
+admin_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Look after the server (admin).")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
 
@@ -42,3 +43,19 @@ def whoami(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             f"{me.get('name')} (admin: {me.get('is_admin')}), billing projects: "
             f"{', '.join(me.get('billing_projects') or [])}"
         )
+
+
+@admin_app.command("check")
+def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check the server's invariants: batch counters vs job states, running attempts vs instances,
+    parents before children, the driver's running cores vs its assignments. Exit 1 if any fails."""
+    with connect(ctx, admin=True) as client:
+        report = client.check_invariants()
+    if as_json:
+        print_json(report)
+    elif report["ok"]:
+        console.print(f"all invariants hold ({', '.join(report['checked'])})")
+    else:
+        table(None, ["check", "violation"], [[v["check"], v["detail"]] for v in report["violations"]])
+    if not report["ok"]:
+        raise typer.Exit(1)

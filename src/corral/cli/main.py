@@ -53,6 +53,7 @@ app.add_typer(admin.user_app, name="user")
 app.add_typer(billing.project_app, name="billing-project")
 app.add_typer(billing.billing_app, name="billing")
 app.add_typer(sweeps.sweep_app, name="sweep")
+app.add_typer(admin.admin_app, name="admin")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

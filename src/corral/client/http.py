@@ -169,6 +169,10 @@ class AsyncClient:
     async def me(self) -> dict[str, Any]:
         return dict(await self._json("GET", "/api/v1/me"))
 
+    async def check_invariants(self) -> dict[str, Any]:
+        """The server's invariant checks (admin): {"ok", "checked", "violations": [{"check", "detail"}]}."""
+        return dict(await self._json("GET", "/api/v1/admin/check"))
+
     # ---- batches
 
     async def create_fast(self, batch: BatchSpec, bunch: Sequence[JobSpec]) -> CreateBatchResponse:

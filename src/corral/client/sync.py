@@ -103,6 +103,7 @@ class SyncClient:
     healthcheck = _Blocking(AsyncClient.healthcheck)
     version = _Blocking(AsyncClient.version)
     me = _Blocking(AsyncClient.me)
+    check_invariants = _Blocking(AsyncClient.check_invariants)
     create_fast = _Blocking(AsyncClient.create_fast)
     create_batch = _Blocking(AsyncClient.create_batch)
     create_jobs = _Blocking(AsyncClient.create_jobs)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.domain.capacity import Resources
 from corral.worker.protocol import AttemptKey
 
 
@@ -60,6 +61,11 @@ class InstanceState:
     def __post_init__(self) -> None:
         self.shape_mcpu = self.shape_mcpu or self.cores_mcpu
         self.shape_memory = self.shape_memory or self.memory_bytes
+
+    @property
+    def resources(self) -> Resources:
+        """What the instance has in all (not what is free)."""
+        return Resources(self.cores_mcpu, self.memory_bytes, self.gpus, self.gpu_type)
 
     @property
     def free_gpus(self) -> int:

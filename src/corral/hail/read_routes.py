@@ -16,6 +16,7 @@ from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status
 from corral.api.costs import batch_breakdowns, job_breakdown
+from corral.api.params import BatchCursor, BatchId, IdCursor, JobGroupId, JobId
 from corral.api.query import batch_predicate, job_predicate
 from corral.api.routes.jobs import visible_job
 from corral.errors import InvalidInput, NotFound
@@ -72,13 +73,13 @@ async def _list_batches(ctx: ApiContext, user: User, q: str | None, last: int | 
 
 @router.get("/batches")
 async def list_batches(
-    ctx: Context, user: CurrentUser, q: str | None = None, last_batch_id: int | None = None
+    ctx: Context, user: CurrentUser, q: str | None = None, last_batch_id: BatchCursor = None
 ) -> Any:
     return await _list_batches(ctx, user, q, last_batch_id, v2=False)
 
 
 @router.get("/batches/{batch_id}")
-async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     async with ctx.reading() as conn:
         batch = await visible_batch(conn, batch_id, user)
         costs = await batch_breakdowns(conn, [batch.id])
@@ -99,7 +100,9 @@ def _group(batch: BatchRecord, groups: list[JobGroupRecord], job_group_id: int) 
 
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}")
-async def get_job_group(batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def get_job_group(
+    batch_id: BatchId, job_group_id: JobGroupId, ctx: Context, user: CurrentUser
+) -> dict[str, Any]:
     batch, groups = await _groups(ctx, user, batch_id)
     if job_group_id == ROOT_JOB_GROUP_ID:
         return hail_job_group(batch)
@@ -111,7 +114,8 @@ async def get_job_group(batch_id: int, job_group_id: int, ctx: Context, user: Cu
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}/job-groups")
 async def list_child_groups(
-    batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser, last_job_group_id: int | None = None
+    batch_id: BatchId, job_group_id: JobGroupId, ctx: Context, user: CurrentUser,
+    last_job_group_id: IdCursor = None
 ) -> Any:
     batch, groups = await _groups(ctx, user, batch_id)
     if job_group_id != ROOT_JOB_GROUP_ID:
@@ -163,21 +167,21 @@ def _recursive(value: str) -> bool:
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}/jobs")
 async def list_group_jobs(
-    batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser,
-    q: str | None = None, last_job_id: int | None = None, recursive: str = "False",
+    batch_id: BatchId, job_group_id: JobGroupId, ctx: Context, user: CurrentUser,
+    q: str | None = None, last_job_id: IdCursor = None, recursive: str = "False",
 ) -> dict[str, Any]:
     return await _list_jobs(ctx, user, batch_id, q, last_job_id, False, job_group_id, _recursive(recursive))
 
 
 @router.get("/batches/{batch_id}/jobs")
 async def list_jobs(
-    batch_id: int, ctx: Context, user: CurrentUser, q: str | None = None, last_job_id: int | None = None
+    batch_id: BatchId, ctx: Context, user: CurrentUser, q: str | None = None, last_job_id: IdCursor = None
 ) -> dict[str, Any]:
     return await _list_jobs(ctx, user, batch_id, q, last_job_id, v2=False)
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}")
-async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def get_job(batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
     async with ctx.reading() as conn:
         costs = await job_breakdown(conn, batch_id, job_id)
@@ -186,7 +190,9 @@ async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/attempts")
-async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> list[dict[str, Any]]:
+async def get_attempts(
+    batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser
+) -> list[dict[str, Any]]:
     _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     return [attempt_status(a).model_dump() for a in attempts]
 
@@ -199,13 +205,17 @@ async def _logs(ctx: ApiContext, user: User, batch_id: int, job_id: int) -> dict
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/log")
-async def get_logs(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, str | None]:
+async def get_logs(
+    batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser
+) -> dict[str, str | None]:
     logs = await _logs(ctx, user, batch_id, job_id)
     return {step: logs.get(step) for step in STEPS}
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/log/{container}", response_class=PlainTextResponse)
-async def get_step_log(batch_id: int, job_id: int, container: str, ctx: Context, user: CurrentUser) -> str:
+async def get_step_log(
+    batch_id: BatchId, job_id: JobId, container: str, ctx: Context, user: CurrentUser
+) -> str:
     if container not in STEPS:
         raise InvalidInput(
             f"container: {container!r} is not a step; use one of {', '.join(STEPS)}", field="container"
