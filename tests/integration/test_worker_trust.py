@@ -211,10 +211,10 @@ async def test_an_event_the_tick_cannot_apply_errors_its_job_and_the_rest_carry_
     """Fault injection: applying one completion raises inside the tick (as a store or code fault would)."""
     real = driver_module.completed_outcome
 
-    def faulty(attempt: Any, event: Any, rate: float, now: float) -> Any:
+    def faulty(attempt: Any, event: Any, now: float) -> Any:
         if event.exit_code == 99:
             raise ValueError("cannot apply this report")
-        return real(attempt, event, rate, now)
+        return real(attempt, event, now)
 
     monkeypatch.setattr(driver_module, "completed_outcome", faulty)
     batch_id = await _submit(service, 3, "isolated")

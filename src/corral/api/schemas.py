@@ -182,6 +182,7 @@ class JobList(BaseModel):
 
 class JobStatus(JobSummary):
     status: dict[str, Any] | None
+    cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)  # [{resource, cost, usage}]
     spec: dict[str, Any] | None
     attributes: dict[str, str]
 
@@ -209,6 +210,25 @@ class UserCreated(BaseModel):
 class BillingProjectCreate(Wire):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     spend_limit: float | None = Field(default=None, ge=0, le=1e15)
+
+
+class SpendLimit(BaseModel):
+    limit: float | str | None = None  # an amount in the site's currency; null: no limit
+
+
+class BillingReportLine(BaseModel):
+    key: str  # the project, user or day
+    cost: float
+    cost_breakdown: list[dict[str, Any]]
+
+
+class BillingReport(BaseModel):
+    by: Literal["project", "user", "day"]
+    since: str | None
+    until: str | None
+    currency: str
+    total: float
+    rows: list[BillingReportLine]
 
 
 class BillingProjectStatus(BaseModel):

@@ -24,6 +24,7 @@ from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
+from corral.driver.accounting import Accounting
 from corral.driver.changes import TickListener, tick_changes
 from corral.driver.collections import collection_limits
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
@@ -62,6 +63,7 @@ class Driver:
         self._stopping = False
         self._closing = False  # shutting down: long polls return at once
         self.ticks = 0
+        self.accounting = Accounting(settings)
         # Which queue a ready job joins: a job no instance of its pool can hold goes to a job-private
         # collection that can size one (the autoscaler decides the same from the same settings).
         collections = settings.instance_collections
@@ -122,7 +124,6 @@ class Driver:
             )
             inst.gpus, inst.gpu_type = rec.gpus, rec.gpu_type
             inst.reserved_for = _job_key(rec.reserved_for)
-            inst.cost_per_core_hour = self._rate(rec.metadata.get("cost_per_core_hour"))
             inst.cores_mcpu, inst.memory_bytes = rec.cores_mcpu, rec.memory_bytes
             inst.shape_mcpu = _int_or(rec.metadata.get("shape_mcpu"), rec.cores_mcpu)
             inst.shape_memory = _int_or(rec.metadata.get("shape_memory"), rec.memory_bytes)
@@ -153,6 +154,8 @@ class Driver:
             self.running_mcpu[pool][att.user] += att.cores_mcpu
         for queued in ready:
             self._enqueue(queued)
+        flights = [f for i in self.instances.values() for f in i.assigned.values()]
+        await self.accounting.rebuild(self.engine, flights)
         self._inbox.cancelled.update(cancelled)
         for batch_id, group_ids in cancelled_groups.items():
             self._inbox.cancelled_groups.setdefault(batch_id, set()).update(group_ids)
@@ -237,7 +240,8 @@ class Driver:
         metadata: dict[str, Any], gpus: int = 0, gpu_type: str | None = None,
         reserved_for: tuple[int, int] | None = None, cost_per_core_hour: float | None = None,
     ) -> None:
-        """`cost_per_core_hour`: the shape's price per core-hour (default: the site's rate)."""
+        """`cost_per_core_hour`: the shape's price per core-hour, kept in the instance's metadata, where
+        billing reads it (the per-instance price hook, driver/accounting.py)."""
         token_hash = hash_token(token)
         if cost_per_core_hour is not None:
             metadata = {**metadata, "cost_per_core_hour": cost_per_core_hour}  # kept across restarts
@@ -253,14 +257,10 @@ class Driver:
             self.site_collections = await instance_store.site_collections(conn)
         inst = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
         inst.gpus, inst.gpu_type, inst.reserved_for = gpus, gpu_type, reserved_for
-        inst.cost_per_core_hour = self._rate(cost_per_core_hour)
         self.instances[name] = inst
         self._by_token[token_hash] = name
         if reserved_for is None:
             self._pool_changed(pool)
-
-    def _rate(self, rate: object) -> float:
-        return float(rate) if isinstance(rate, int | float) else self.settings.cost_per_core_hour
 
     async def retire_if_idle(self, name: str, reason: str) -> bool:
         """Between ticks: an instance without attempts stops taking work and is released (its loss is
@@ -426,6 +426,11 @@ class Driver:
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
+            self.accounting.attempts_ended(
+                (o.batch_id, o.job_id, o.attempt_id, o.time_ended) for o in cascade.ended
+            )
+            over_limit = await self.accounting.settle(conn, now)
+        self._inbox.cancelled.update(over_limit)
         for inst in lost_instances:
             if inst.name in self._gone:
                 self._gone[inst.name].set()
@@ -471,6 +476,7 @@ class Driver:
         """Cancel the batch's unfinished jobs (of those job groups only, when given); returns other
         batches the cascade says to cancel."""
         result = await q.cancel_batch_jobs(conn, batch_id, now, job_group_ids=job_group_ids)
+        self.accounting.attempts_ended((b, j, a, now) for b, j, a, _ in result.killed)
         if result.more:  # the rest in the next tick: no API write waits behind one huge cancel
             if job_group_ids is None:
                 self._inbox.cancelled.add(batch_id)
@@ -541,6 +547,7 @@ class Driver:
                     reason = f"the driver could not build this job's assignment: {unreadable!r}"
                     self._inbox.errored.append(ErroredAttempt(inst.name, flight.key, reason))
                 self.running_mcpu[pool][job.user] += job.cores_mcpu
+                self.accounting.attempt_assigned(flight)
                 notified.add(inst)
         return notified
 

@@ -51,7 +51,9 @@ class InstanceState:
     gpus: int = 0
     gpu_type: str | None = None
     reserved_for: tuple[int, int] | None = None  # a job-private instance runs only this job
-    cost_per_core_hour: float = 0.0  # the attempts' cost rate on this instance
+    # Not read by billing: the ledger prices attempts from the instance's metadata in the store
+    # (`price_per_hour`, or `cost_per_core_hour` x cores), see driver/accounting.py.
+    cost_per_core_hour: float = 0.0
     # The registered shape: what the instance may claim at activation, at most (workers are not trusted).
     shape_mcpu: int = 0
     shape_memory: int = 0

@@ -63,7 +63,7 @@ def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) 
                 continue
             cancelled = event.key in inst.to_cancel  # its cancellation already ended it in the store
             seen = replace(flight, time_started=start_of.get(event.key, flight.time_started))
-            end(flight, None if cancelled else completed_outcome(seen, event, inst.cost_per_core_hour, now))
+            end(flight, None if cancelled else completed_outcome(seen, event, now))
         plan.acks.append((report, keys))
     for errored in inbox.errored:
         inst_or_none = instances.get(errored.instance_name)
@@ -77,7 +77,7 @@ def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) 
             if flight.key in ended:
                 continue
             cancelled = flight.key in inst.to_cancel
-            end(flight, None if cancelled else lost_outcome(flight, reason, now, inst.cost_per_core_hour))
+            end(flight, None if cancelled else lost_outcome(flight, reason, now))
     return plan
 
 

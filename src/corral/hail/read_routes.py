@@ -15,6 +15,7 @@ from corral.api.access import redact_spec, redact_text, visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status
+from corral.api.costs import batch_breakdowns, job_breakdown
 from corral.api.params import BatchCursor, BatchId, IdCursor, JobGroupId, JobId
 from corral.api.query import batch_predicate, job_predicate
 from corral.api.routes.jobs import visible_job
@@ -63,8 +64,9 @@ async def _list_batches(ctx: ApiContext, user: User, q: str | None, last: int | 
             conn, viewer=None if user.is_admin else user.name, last_batch_id=last, limit=PAGE,
             predicate=predicate,
         )
+        costs = await batch_breakdowns(conn, [b.id for b in found])
     return {
-        "batches": [hail_batch(b) for b in found],
+        "batches": [{**hail_batch(b), "cost_breakdown": costs[b.id]} for b in found],
         "last_batch_id": found[-1].id if len(found) == PAGE else None,
     }
 
@@ -79,7 +81,9 @@ async def list_batches(
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     async with ctx.reading() as conn:
-        return hail_batch(await visible_batch(conn, batch_id, user))
+        batch = await visible_batch(conn, batch_id, user)
+        costs = await batch_breakdowns(conn, [batch.id])
+    return {**hail_batch(batch), "cost_breakdown": costs[batch.id]}
 
 
 async def _groups(ctx: ApiContext, user: User, batch_id: int) -> tuple[BatchRecord, list[JobGroupRecord]]:
@@ -179,7 +183,10 @@ async def list_jobs(
 @router.get("/batches/{batch_id}/jobs/{job_id}")
 async def get_job(batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
-    return hail_job(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    async with ctx.reading() as conn:
+        costs = await job_breakdown(conn, batch_id, job_id)
+    out = hail_job(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    return {**out, "cost_breakdown": costs}
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/attempts")

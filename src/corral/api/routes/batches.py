@@ -11,6 +11,7 @@ from corral.api.access import visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import Context
 from corral.api.convert import batch_status
+from corral.api.costs import batch_breakdowns
 from corral.api.gcpause import gc_paused
 from corral.api.jobspecs import check_root_job_group, parse_bunch
 from corral.api.params import BatchCursor, BatchId, UpdateId
@@ -122,14 +123,18 @@ async def list_batches(
             limit=limit,
             predicate=predicate,
         )
+        costs = await batch_breakdowns(conn, [b.id for b in found])
     return BatchList(
-        batches=[batch_status(b) for b in found], last_batch_id=found[-1].id if len(found) == limit else None
+        batches=[batch_status(b).model_copy(update={"cost_breakdown": costs[b.id]}) for b in found],
+        last_batch_id=found[-1].id if len(found) == limit else None,
     )
 
 
 @router.get("/{batch_id}")
 async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> BatchStatus:
     async with ctx.reading() as conn:
-        status = batch_status(await visible_batch(conn, batch_id, user))
+        batch = await visible_batch(conn, batch_id, user)
+        costs = await batch_breakdowns(conn, [batch.id])
+        status = batch_status(batch).model_copy(update={"cost_breakdown": costs[batch.id]})
         status.waiting = await jobs_read.count_waiting(conn, batch_id)
         return status

@@ -12,6 +12,7 @@ from corral.api.access import redact_spec, redact_text, visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status, job_status, job_summary
+from corral.api.costs import job_breakdown
 from corral.api.params import BatchId, IdCursor, JobId
 from corral.api.query import job_predicate, job_states
 from corral.api.schemas import AttemptStatus, JobList, JobStatus
@@ -67,7 +68,10 @@ async def list_jobs(
 @router.get("/{job_id}")
 async def get_job(batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser) -> JobStatus:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
-    return job_status(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    async with ctx.reading() as conn:
+        costs = await job_breakdown(conn, batch_id, job_id)
+    status = job_status(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    return status.model_copy(update={"cost_breakdown": costs})
 
 
 @router.get("/{job_id}/attempts")
