@@ -10,6 +10,8 @@ PKGS=(bubblewrap)
 [ "$TEST" = 1 ] && PKGS+=(crun runc skopeo umoci docker-registry slirp4netns busybox-static e2fsprogs)
 # SLURM and sshd (the ssh and slurm providers' tests, bench W9); iproute2 for network-namespace hosts.
 [ "$TEST" = 1 ] && PKGS+=(slurm-wlm slurm-client munge openssh-server iproute2)
+# Service jobs and benchmark sessions (tests/services, tests/sessions): real servers and load tools.
+[ "$TEST" = 1 ] && PKGS+=(redis-server redis-tools nginx wrk)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

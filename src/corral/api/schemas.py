@@ -43,6 +43,15 @@ class EnvVar(BaseModel):
     value: str
 
 
+class ReadyParent(BaseModel):
+    """A service this job waits for: it starts once the service serves (not once it completes)."""
+
+    model_config = ConfigDict(extra="forbid")
+    job_id: int  # an in-update id (1-based), or an absolute job id with absolute=true
+    absolute: bool = False
+    placement: Literal["same", "other"] | None = None  # same instance as the service, or another one
+
+
 class JobSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
     job_id: int
@@ -65,6 +74,9 @@ class JobSpec(BaseModel):
     network: str | None = None
     in_update_job_group_id: int | None = None
     absolute_job_group_id: int | None = None
+    # A service job: ports, readiness probes, deadline, grace period (docs/worker-protocol.md).
+    service: dict[str, Any] | None = None
+    ready_parents: list[ReadyParent] = Field(default_factory=list)
 
 
 class BatchSpec(BaseModel):

@@ -26,6 +26,7 @@ from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, lost_outcome
+from corral.driver.services import ServiceCoordinator
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
@@ -69,6 +70,7 @@ class Driver:
         self.ticks = 0
         # Set by the autoscaler: which queue a ready job joins (a job that fits no pool goes job-private).
         self.route_pool: Callable[[str, ReadyJob], str] | None = None
+        self.services = ServiceCoordinator(self)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -105,6 +107,7 @@ class Driver:
                 ready = await q.load_ready_jobs(conn)
                 cancelled = await q.cancelled_batches_with_work(conn)
                 cancelled_groups = await job_group_store.cancelled_with_work(conn)
+                await self.services.rebuild(conn)
         self.queues.clear()
         self.running_mcpu.clear()
         self._doomed.clear()
@@ -246,14 +249,15 @@ class Driver:
         while True:
             inst.changed.clear()
             assign, cancel = inst.pending_for(known_set)
+            stop = self.services.stops_for(inst, known_set)
             gone = self.instances.get(inst.name) is not inst
-            if assign or cancel or gone or self._stopping or self._closing:
+            if assign or cancel or stop or gone or self._stopping or self._closing:
                 inst.last_seen = time.time()
-                return {"assign": assign, "cancel": cancel, "shutdown": gone}
+                return {"assign": assign, "cancel": cancel, "stop": stop, "shutdown": gone}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 inst.last_seen = time.time()
-                return {"assign": [], "cancel": [], "shutdown": False}
+                return {"assign": [], "cancel": [], "stop": [], "shutdown": False}
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inst.changed.wait(), remaining)
             inst.last_seen = time.time()
@@ -301,6 +305,7 @@ class Driver:
         released: list[AttemptInFlight] = []
         outcomes: list[q.AttemptOutcome] = []
         started: list[tuple[int, int, int, float]] = []
+        serving: list[tuple[AttemptInFlight, dict[str, Any]]] = []
         for report in inbox.reports:
             keys: list[str] = []
             for event in report.events:
@@ -312,6 +317,8 @@ class Driver:
                 if event.get("type") == "started":
                     flight.time_started = float(event.get("time") or now)
                     started.append((flight.batch_id, flight.job_id, flight.attempt_id, flight.time_started))
+                elif event.get("type") == "serving":
+                    serving.append((flight, event))
                 elif event.get("type") == "completed":
                     released.append(flight)
                     if key not in report.instance.to_cancel:
@@ -337,6 +344,7 @@ class Driver:
                     self._enqueue(queued)
             await q.mark_started(conn, started)
             cascade = await q.end_attempts(conn, outcomes, now)
+            await self.services.apply(conn, serving, released, outcomes, cascade, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
             group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
             failed = {o.batch_id for o in outcomes if o.job_state in (JobState.FAILED, JobState.ERROR)}
@@ -425,7 +433,11 @@ class Driver:
                 for i in pool_instances if i.reserved_for is not None
             }
             placements = plan_reserved_placements(queues, reserved) if reserved else []
+            constrained, held = self.services.place_constrained(queues, capacities)
+            placements += constrained
             placements += plan_placements(queues, capacities, self.running_mcpu[pool])
+            for job in held:
+                queues.push(job)
             if not placements:
                 continue
             specs = await q.start_attempts(conn, [(p.job, p.instance) for p in placements], now)

@@ -47,6 +47,7 @@ class NewJob:
     gpu_type: str | None = None
     earlier_parents: list[int] = field(default_factory=list)  # absolute ids of earlier updates
     job_group_id: int = 0  # absolute; 0 is the batch's root job group
+    ready_parents: list[int] = field(default_factory=list)  # parents waited on until they serve
 
 
 def _states_in(column: Any, states: Iterable[JobState]) -> Any:
@@ -145,7 +146,7 @@ async def insert_jobs(
             }
         )
         links.extend(
-            {"batch_id": batch.id, "job_id": job.job_id, "parent_id": p}
+            {"batch_id": batch.id, "job_id": job.job_id, "parent_id": p, "when_ready": p in job.ready_parents}
             for p in (*job.in_update_parents, *job.earlier_parents)
         )
     try:

@@ -418,22 +418,24 @@ async def _recount_parents(conn: AsyncConnection, children: set[JobKey]) -> None
     parent = jobs.alias("parent")
     link = job_parents.alias("link")
 
-    def parents_in(states: list[JobState]) -> Any:
-        return (
+    def parents_in(states: list[JobState], *, serving_done: bool = False) -> Any:
+        query = (
             select(func.count())
             .select_from(link.join(parent, and_(parent.c.batch_id == link.c.batch_id,
                                                 parent.c.job_id == link.c.parent_id)))
             .where(link.c.batch_id == jobs.c.batch_id, link.c.job_id == jobs.c.job_id)
             .where(_state_in(parent.c.state, states))
-            .scalar_subquery()
         )
+        if serving_done:  # a service waited on `when="ready"` no longer holds its child once it serves
+            query = query.where(~and_(link.c.when_ready.is_(True), parent.c.time_serving.is_not(None)))
+        return query.scalar_subquery()
 
     await conn.execute(
         update(jobs)
         .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
         .where(jobs.c.state == JobState.PENDING)
         .values(
-            n_pending_parents=parents_in(_INCOMPLETE),
+            n_pending_parents=parents_in(_INCOMPLETE, serving_done=True),
             parent_failed=jobs.c.parent_failed | (parents_in(_NOT_SUCCESS) > 0),
         ),
         [{"b": b, "j": j} for b, j in children],

@@ -7,7 +7,7 @@ import base64
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.runtimes.base import MainRequest, MainResult, Runtime, now
 from corral.worker.layout import AttemptDirs
@@ -20,6 +20,8 @@ MAX_LOG_BYTES = 32 * 1024 * 1024  # the driver's body limit is 64 MiB; keep the 
 INLINE_LOG_BYTES = 64 * 1024  # smaller logs ride in the `completed` event: no request of their own
 
 EmitEvent = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:
+    from corral.worker.service import ServiceRunner
 UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
 
 
@@ -64,6 +66,7 @@ async def run_attempt(
     *,
     emit: EmitEvent,
     upload_log: UploadLog,
+    services: ServiceRunner | None = None,
 ) -> dict[str, Any]:
     """Run the steps and upload their logs; returns the `completed` event (not yet emitted)."""
     spec = assignment.spec
@@ -105,7 +108,12 @@ async def run_attempt(
         return await _finish_with_logs(event, statuses, assignment, dirs, upload_log)
 
     try:
-        result = await runtime.run(main_request(assignment, dirs), cancel)
+        if spec.service is not None and services is not None:
+            result, event["service"] = await services.run_main(
+                main_request(assignment, dirs), spec.service, runtime, cancel, emit
+            )
+        else:
+            result = await runtime.run(main_request(assignment, dirs), cancel)
     except Exception as exc:  # a runtime bug must not lose the attempt: report it as an error
         log.exception("runtime %s failed on %s", runtime.name, assignment.key)
         t = now()

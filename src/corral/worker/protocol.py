@@ -30,6 +30,7 @@ class JobSpec:
     always_copy_output: bool = False
     network: str | None = None
     gpus: int = 0
+    service: dict[str, Any] | None = None  # a service job: ports, probes, deadline, grace period
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def parse_assignment(raw: dict[str, Any]) -> Assignment:
             always_copy_output=bool(spec.get("always_copy_output", False)),
             network=spec.get("network"),
             gpus=int(spec.get("gpus") or 0),
+            service=spec.get("service") if isinstance(spec.get("service"), dict) else None,
         )
         return Assignment(
             key=str(raw["key"]),

@@ -1,0 +1,31 @@
+"""Service jobs end to end: one real server with two local workers, shared by the tests of a module."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import corral
+
+
+def need(*programs: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"{', '.join(missing)} missing: scripts/setup.sh --test installs them")
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh --test)")
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[corral.LocalBackend]:
+    saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("CORRAL_")]}
+    home = tmp_path_factory.mktemp("svc-home")
+    try:
+        with corral.LocalBackend(home=Path(home), workers=2, cores=2) as local:
+            yield local
+    finally:
+        os.environ.update(saved)
