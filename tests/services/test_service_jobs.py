@@ -101,3 +101,26 @@ def test_placement_same_and_other_are_honoured(backend: corral.LocalBackend) -> 
     where = {j: client.run(client.aio.job_attempts(handle.id, j))[0].instance_name for j in (1, 2, 3)}
     assert where[2] == where[1]
     assert where[3] != where[1]
+
+
+def test_cancelling_the_batch_stops_its_service(backend: corral.LocalBackend) -> None:
+    need("redis-server", "redis-cli")
+    b = corral.Batch(name="svc-cancel", backend=backend)
+    svc = b.new_service("r", ports=["main"])
+    svc.command(REDIS).ready(tcp="main")
+    client = b.new_job("client").depends_on(svc, when="ready")
+    client.command("sleep 300")
+    handle = b.submit()
+    deadline = time.monotonic() + 60
+    while handle.job(2)["state"] != "Running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    service = handle.job(1)
+    assert service["serving"] is True and service["endpoint"]["ports"]["main"] > 0
+    port = service["endpoint"]["ports"]["main"]
+    backend.client().run(backend.client().aio.cancel_batch(handle.id))
+    handle.wait(progress=False, timeout=60)
+    assert {j["state"] for j in handle.jobs()} == {"Cancelled"}
+    deadline = time.monotonic() + 20
+    while not _no_process_with(f"--port {port}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _no_process_with(f"--port {port}") and _no_process_with("sleep 300")

@@ -165,6 +165,7 @@ class JobSummary(BaseModel):
     cost: float
     msec_mcpu: int
     always_run: bool
+    serving: bool = False  # a service job whose readiness probes passed and that still runs
 
 
 class JobList(BaseModel):
@@ -174,6 +175,7 @@ class JobList(BaseModel):
 
 class JobStatus(JobSummary):
     status: dict[str, Any] | None
+    endpoint: dict[str, Any] | None = None  # a service's host, ports and url, once ready
     spec: dict[str, Any] | None
     attributes: dict[str, str]
 
