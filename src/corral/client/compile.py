@@ -204,6 +204,7 @@ def compile_jobs(
                 input_files=inputs,
                 output_files=outs,
                 service=job._service,
+                pool=job._pool,
                 ready_parents=ready_parents,
             )
         )

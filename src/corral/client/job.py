@@ -94,6 +94,7 @@ class Job:
         self._absolute_id: int | None = None  # set once submitted
         self._ready_on: list[tuple[Job, str | None]] = []  # services waited on until they serve
         self._service: dict[str, Any] | None = None  # set by Batch.new_service
+        self._pool: str | None = None
 
     # ---- identity
 
@@ -218,6 +219,13 @@ class Job:
 
     def attributes(self, attributes: dict[str, Any] | None = None, **more: Any) -> Self:
         self._attributes.update({str(k): str(v) for k, v in {**(attributes or {}), **more}.items()})
+        return self
+
+    def pool(self, name: str) -> Self:
+        """Run in this pool (default: the server's default pool)."""
+        if not isinstance(name, str) or not name.strip():
+            raise self._error("pool", f"{name!r} is not a pool name")
+        self._pool = name
         return self
 
     def name(self, name: str) -> Self:
