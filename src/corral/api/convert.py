@@ -71,6 +71,7 @@ def _summary_fields(job: JobRecord, billing_project: str) -> dict[str, Any]:
         "msec_mcpu": job.msec_mcpu,
         "always_run": job.always_run,
         "serving": job.time_serving is not None and job.state == "Running",
+        "waiting_reason": job.waiting_reason if job.state == "Ready" else None,
     }
 
 

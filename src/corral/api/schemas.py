@@ -121,7 +121,7 @@ class CreateUpdateResponse(BaseModel):
 
 
 BatchStateName = Literal["open", "running", "success", "failure", "cancelled"]
-JobStateName = Literal["Pending", "Ready", "Creating", "Running", "Success", "Failed", "Error", "Cancelled"]
+JobStateName = Literal["Pending", "Ready", "Running", "Success", "Failed", "Error", "Cancelled"]
 
 
 class BatchStatus(BaseModel):
@@ -145,6 +145,7 @@ class BatchStatus(BaseModel):
     cost: float
     cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)
     attributes: dict[str, str]
+    waiting: int | None = None  # Ready jobs that fit no instance their pool can bring up (single-batch GET)
 
 
 class BatchList(BaseModel):
@@ -166,6 +167,7 @@ class JobSummary(BaseModel):
     msec_mcpu: int
     always_run: bool
     serving: bool = False  # a service job whose readiness probes passed and that still runs
+    waiting_reason: str | None = None  # why a Ready job is not running, in words
 
 
 class JobList(BaseModel):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from corral.domain.attempts import clamp_time
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import Placement, ReadyJob, ReadyQueues
 from corral.domain.services import dependent_failure_reason, placement_allows
@@ -18,6 +19,7 @@ from corral.domain.states import JobState
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.store import scheduling as q
 from corral.store import services as store
+from corral.worker.protocol import ServingEvent
 
 if TYPE_CHECKING:
     from corral.driver.driver import Driver
@@ -43,7 +45,7 @@ class ServiceCoordinator:
     async def apply(
         self,
         conn: AsyncConnection,
-        serving: Sequence[tuple[AttemptInFlight, dict[str, Any]]],
+        serving: Sequence[tuple[AttemptInFlight, ServingEvent]],
         released: Sequence[AttemptInFlight],
         outcomes: Sequence[q.AttemptOutcome],
         cascade: q.CascadeResult,
@@ -56,7 +58,7 @@ class ServiceCoordinator:
                 f.attempt_id,
                 f.instance_name,
                 _endpoint(event),
-                float(event.get("time") or now),
+                clamp_time(event.time, f.time_started or f.time_assigned, now),
             )
             for f, event in serving
         ]
@@ -166,13 +168,11 @@ class ServiceCoordinator:
         return out
 
 
-def _endpoint(event: dict[str, Any]) -> dict[str, Any]:
-    raw = event.get("endpoint") or {}
-    ports = raw.get("ports") or {}
+def _endpoint(event: ServingEvent) -> dict[str, Any]:
     return {
-        "host": str(raw.get("host") or "127.0.0.1"),
-        "ports": {str(k): int(v) for k, v in ports.items() if isinstance(v, int) and 0 < v < 65536},
-        "scheme": str(raw.get("scheme") or "http"),
-        "probes": event.get("probes") or [],
-        "ready_seconds": event.get("ready_seconds"),
+        "host": event.endpoint.host,
+        "ports": dict(event.endpoint.ports),
+        "scheme": event.endpoint.scheme,
+        "probes": event.probes,
+        "ready_seconds": event.ready_seconds,
     }

@@ -1,7 +1,9 @@
 """Named queries of service jobs: record a service serving (and release the jobs that wait for it),
 fail the jobs of a service that ended under them, find services whose waiting jobs have all ended.
 
-Called inside the driver's tick transaction, like store/scheduling.py.
+Called inside the driver's tick transaction, like store/scheduling.py. A `when_ready` link is released
+here, once, when its service first serves (the completion cascade skips these links); a service that
+ends without serving, or stops serving, ends the jobs still waiting on it here too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from corral.domain.services import Endpoint, client_spec
 from corral.domain.states import COMPLETE_STATES, JobState
 from corral.store import scheduling as q
+from corral.store.cascade import _newly_ready
+from corral.store.job_moves import move_jobs
 from corral.store.tables import attempts, job_parents, jobs
 
 JobKey = tuple[int, int]
@@ -79,17 +83,18 @@ async def mark_serving(
     result = ServingResult()
     if not reports:
         return result
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
-        .where(jobs.c.state == JobState.RUNNING, jobs.c.n_attempts == bindparam("a"))
-        .values(endpoint=bindparam("ep"), time_serving=bindparam("t")),
-        [
-            {"b": r.batch_id, "j": r.job_id, "a": r.attempt_id, "ep": r.endpoint, "t": r.time}
-            for r in reports
-        ],
-    )
-    instance_of = {(r.batch_id, r.job_id): r.instance_name for r in reports}
+    first_time: list[ServingReport] = []
+    for report in reports:
+        moved = await conn.execute(
+            update(jobs)
+            .where(jobs.c.batch_id == report.batch_id, jobs.c.job_id == report.job_id)
+            .where(jobs.c.state == JobState.RUNNING, jobs.c.n_attempts == report.attempt_id)
+            .where(jobs.c.time_serving.is_(None))  # a duplicate report changes nothing
+            .values(endpoint=report.endpoint, time_serving=report.time)
+        )
+        if moved.rowcount:
+            first_time.append(report)
+    instance_of = {(r.batch_id, r.job_id): r.instance_name for r in first_time}
     waiting = await _waiting_jobs(conn, list(instance_of))
     if not waiting:
         return result
@@ -128,16 +133,30 @@ async def mark_serving(
                 .values(spec=bindparam("spec")),
                 updates,
             )
-    await q._recount_parents(conn, waiting)
-    new_ready = await q._newly_ready(conn, waiting)
-    if new_ready:
+    # Each serving service releases its own link of each waiting job (once: time_serving was unset).
+    released: dict[JobKey, int] = defaultdict(int)
+    for batch_id, ids in by_batch.items():
+        services_here = [j for b, j in instance_of if b == batch_id]
+        links = await conn.execute(
+            select(job_parents.c.job_id).where(
+                job_parents.c.batch_id == batch_id, job_parents.c.job_id.in_(ids),
+                job_parents.c.when_ready.is_(True), job_parents.c.parent_id.in_(services_here),
+            )
+        )
+        for link in links:
+            released[(batch_id, link.job_id)] += 1
+    if released:
         await conn.execute(
             update(jobs)
             .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
             .where(jobs.c.state == JobState.PENDING)
-            .values(state=JobState.READY),
-            [{"b": x.job.batch_id, "j": x.job.job_id} for x in new_ready],
+            .values(n_pending_parents=jobs.c.n_pending_parents - bindparam("n")),
+            [{"b": b, "j": j, "n": n} for (b, j), n in released.items()],
         )
+    new_ready = [x for x in await _newly_ready(conn, waiting) if not x.doomed or x.always_run]
+    if new_ready:
+        await move_jobs(conn, JobState.READY, [{"b": x.job.batch_id, "j": x.job.job_id} for x in new_ready],
+                        only_from={JobState.PENDING})
         result.cascade.ready.extend(new_ready)
     return result
 
@@ -153,8 +172,8 @@ async def service_ended(
     conn: AsyncConnection, ended: Sequence[tuple[int, int, str]], now: float
 ) -> FailedDependents:
     """Services (batch, job, reason) whose attempt ended without a stop request: they no longer serve;
-    jobs that waited on them and are Ready or Running end with the reason (Pending ones wait for a retry
-    or are cancelled by the usual cascade)."""
+    jobs that waited on them and have not ended end with the reason: Running ones Failed, Ready ones
+    Error, Pending ones Cancelled (their link was released when the service served, or never will be)."""
     out = FailedDependents(q.CascadeResult(), [], [])
     if not ended:
         return out
@@ -178,7 +197,7 @@ async def service_ended(
             )
         ).one()
         state = JobState(row.state)
-        if state not in (JobState.READY, JobState.RUNNING, JobState.CREATING):
+        if state not in (JobState.PENDING, JobState.READY, JobState.RUNNING):
             continue
         why = next(
             reasons[(batch_id, int(link["job_id"]))]
@@ -186,15 +205,18 @@ async def service_ended(
             if (batch_id, int(link["job_id"])) in reasons
         )
         status = {"error": why, "service_failed": True}
-        target = JobState.ERROR if state is JobState.READY else JobState.FAILED
-        moved = await conn.execute(
-            update(jobs)
-            .where(jobs.c.batch_id == batch_id, jobs.c.job_id == job_id, jobs.c.state == state)
-            .values(state=target, status=status, time_completed=now)
+        target = {JobState.PENDING: JobState.CANCELLED, JobState.READY: JobState.ERROR}.get(
+            state, JobState.FAILED
         )
-        if not moved.rowcount:
+        moved = await move_jobs(
+            conn, target, only_from={state}, where=[jobs.c.batch_id == batch_id, jobs.c.job_id == job_id],
+            values={"status": status, "time_completed": now},
+        )
+        if not moved:
             continue
-        if state is JobState.READY:
+        if state is JobState.PENDING:
+            pass
+        elif state is JobState.READY:
             out.dropped.append((batch_id, job_id))
         else:
             found = await conn.execute(

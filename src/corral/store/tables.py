@@ -128,6 +128,7 @@ jobs = Table(
     Column("job_group_id", Integer, nullable=False, default=0, server_default="0"),  # 0: the root group
     Column("endpoint", JSON, nullable=True),  # 0004_sessions: a serving service's host and ports
     Column("time_serving", Float, nullable=True),  # 0004_sessions: when its readiness probes passed
+    Column("waiting_reason", String(500), nullable=True),  # 0004: why a Ready job cannot be placed
     Index(None, "state"),
     Index(None, "batch_id", "state", "job_id"),  # point updates stay point lookups without statistics
 )
