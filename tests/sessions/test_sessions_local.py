@@ -122,3 +122,45 @@ def test_bad_recipe_is_refused_naming_the_field(backend: corral.LocalBackend) ->
         )
     )
     assert r.status_code == 400 and r.json()["field"] == "service.params.threads"
+
+
+def test_nginx_wrk_session(backend: corral.LocalBackend, tmp_path: Path) -> None:
+    need("nginx", "wrk")
+    recipe = {
+        "name": "nginx-wrk",
+        "service": {"type": "nginx", "params": {"body_bytes": 1024}, "ready": {"deadline": 60}},
+        "clients": [
+            {
+                "type": "wrk",
+                "load": {"concurrency": 4},
+                "warmup": {"duration": 1},
+                "stop": {"min_duration": 1, "min_requests": 200},
+            }
+        ],
+    }
+    outcome = bench.run(recipe, backend, out_dir=tmp_path / "r", timeout=300)
+    assert outcome.state == "success", outcome
+    rows = {r["metric"]: r["value"] for r in get_results(backend.client(), outcome.id)}
+    assert rows["throughput"] > 0 and rows["n"] >= 200 and rows["failures"] == 0
+    assert 0 < rows["p50_ms"] <= rows["p90_ms"] <= rows["p99_ms"]
+
+
+def test_postgres_pgbench_session(backend: corral.LocalBackend, tmp_path: Path) -> None:
+    need("pgbench", "pg_isready", "runuser")
+    recipe = {
+        "name": "pg",
+        "service": {"type": "postgres", "ready": {"deadline": 120}},
+        "clients": [
+            {
+                "type": "pgbench",
+                "params": {"select_only": True},
+                "load": {"concurrency": 2},
+                "stop": {"min_duration": 1, "min_requests": 100},
+            }
+        ],
+    }
+    outcome = bench.run(recipe, backend, out_dir=tmp_path / "r", timeout=300)
+    assert outcome.state == "success", (outcome, (tmp_path / "r" / "report.html").read_text()[-3000:])
+    rows = {r["metric"]: r["value"] for r in get_results(backend.client(), outcome.id)}
+    assert rows["throughput"] > 0 and rows["n"] >= 100
+    assert 0 < rows["p50_ms"] <= rows["p99_ms"]

@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import json
 import random
+import sys
 import time
 from typing import Any
 
@@ -50,7 +51,7 @@ class LlamaCppService(ServiceType):
         check_params(config.params, {"model", "n_ctx", "n_threads", "python"}, "service")
 
     def command(self, config: ServiceConfig) -> str:
-        py = str(config.params.get("python") or "python3")
+        py = str(config.params.get("python") or sys.executable)  # where llama-cpp-python is installed
         model = f"'{config.params['model']}'" if config.params.get("model") else f"$({MODEL_FROM_PACKAGE})"
         args = [
             f"PY={py};",
