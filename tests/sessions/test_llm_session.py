@@ -12,7 +12,6 @@ import pytest
 import corral
 from corral import bench
 from corral.sessions.runner import get_results
-from tests.sessions.test_sessions_local import backend  # noqa: F401 - the module's shared server
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +24,26 @@ def _need_llm() -> None:
         pytest.skip(f"{missing} not installed (scripts/setup.sh --test)")
 
 
-def test_llm_session_measures_ttft_and_tokens(backend: corral.LocalBackend, tmp_path: Path) -> None:  # noqa: F811
+def test_llm_session_measures_ttft_and_tokens(backend: corral.LocalBackend, tmp_path: Path) -> None:
     _need_llm()
     recipe = {
         "name": "llm-cpu",
-        "service": {"type": "llama_cpp", "params": {"n_ctx": 512, "n_threads": 1}, "resources": {"cpu": 1},
-                    "ready": {"deadline": 180}},
-        "clients": [{"type": "openai", "params": {"max_tokens": 12, "ttft_slo_ms": 60000},
-                     "load": {"concurrency": 1}, "warmup": {"requests": 1},
-                     "stop": {"min_duration": 0.5, "min_requests": 3}, "resources": {"cpu": 0.5}}],
+        "service": {
+            "type": "llama_cpp",
+            "params": {"n_ctx": 512, "n_threads": 1},
+            "resources": {"cpu": 1},
+            "ready": {"deadline": 180},
+        },
+        "clients": [
+            {
+                "type": "openai",
+                "params": {"max_tokens": 12, "ttft_slo_ms": 60000},
+                "load": {"concurrency": 1},
+                "warmup": {"requests": 1},
+                "stop": {"min_duration": 0.5, "min_requests": 3},
+                "resources": {"cpu": 0.5},
+            }
+        ],
         "slo": [{"metric": "ttft_p50_ms", "max": 60000}],
     }
     outcome = bench.run(recipe, backend, out_dir=tmp_path / "r", timeout=600)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +16,6 @@ from corral.errors import InvalidInput
 from corral.sessions.runner import get_results, get_session
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[corral.LocalBackend]:
-    saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("CORRAL_")]}
-    home = tmp_path_factory.mktemp("bench-home")
-    try:
-        with corral.LocalBackend(home=Path(home), workers=2, cores=2) as local:
-            yield local
-    finally:
-        os.environ.update(saved)
 
 
 def redis_recipe(**extra: Any) -> dict[str, Any]:
