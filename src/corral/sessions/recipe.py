@@ -125,6 +125,22 @@ class Matrix(_Strict):
     zip: list[list[str]] = Field(default_factory=list)
     exclude: list[dict[str, ParamValue]] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _names(self) -> Matrix:
+        dims = {**self.service, **self.client}
+        for group in self.zip:
+            missing = [d for d in group if d not in dims]
+            if missing:
+                raise ValueError(f"zip names {missing}, which are not matrix dimensions")
+            if len({len(dims[d]) for d in group}) != 1:
+                raise ValueError(f"zip {group}: the dimensions need the same number of values")
+            if len({d in self.service for d in group}) != 1:
+                raise ValueError(f"zip {group}: zip service dimensions with service dimensions only")
+        for key, values in dims.items():
+            if not values:
+                raise ValueError(f"dimension {key!r} has no values")
+        return self
+
 
 class Slo(_Strict):
     metric: str
@@ -166,22 +182,6 @@ class Recipe(_Strict):
     references: list[Reference] = Field(default_factory=list)
     pool: str | None = None
     python: str | None = None  # the interpreter that runs Corral's client harness on instances
-
-    @model_validator(mode="after")
-    def _matrix_names(self) -> Recipe:
-        dims = {**self.matrix.service, **self.matrix.client}
-        for group in self.matrix.zip:
-            missing = [d for d in group if d not in dims]
-            if missing:
-                raise ValueError(f"matrix.zip names {missing}, which are not matrix dimensions")
-            if len({len(dims[d]) for d in group}) != 1:
-                raise ValueError(f"matrix.zip {group}: the dimensions need the same number of values")
-            if len({d in self.matrix.service for d in group}) != 1:
-                raise ValueError(f"matrix.zip {group}: zip service dimensions with service dimensions only")
-        for key, values in dims.items():
-            if not values:
-                raise ValueError(f"matrix dimension {key!r} has no values")
-        return self
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
