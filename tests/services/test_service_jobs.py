@@ -32,7 +32,10 @@ def test_redis_service_serves_its_client_and_stops_when_the_client_ends(
     client = b.new_job("client").depends_on(svc, when="ready")
     client.command(
         'redis-cli -h "$CORRAL_SERVICE_REDIS_HOST" -p "$CORRAL_SERVICE_REDIS_PORT" set k v && '
-        "redis-cli -u {service.redis.url}/0 get k > " + str(client.ofile) + "; cat " + str(client.ofile)
+        "redis-cli -u {service.redis.url}/0 get k > "
+        + str(client.ofile)
+        + "; cat "
+        + str(client.ofile)
         + "; echo url=$CORRAL_SERVICE_REDIS_URL"
     )
     handle = b.run(progress=False, timeout=120)
@@ -47,6 +50,7 @@ def test_redis_service_serves_its_client_and_stops_when_the_client_ends(
     port = svc_status["ports"]["main"]
     assert f":{port}" in log
     assert _no_process_with(f"--port {port}")
+    assert "User requested shutdown" in handle.log(1, "main")  # SIGTERM reached redis (it sets its title)
 
 
 def test_service_that_never_gets_ready_fails_at_its_deadline_with_the_probe_error(
@@ -124,3 +128,26 @@ def test_cancelling_the_batch_stops_its_service(backend: corral.LocalBackend) ->
     while not _no_process_with(f"--port {port}") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _no_process_with(f"--port {port}") and _no_process_with("sleep 300")
+
+
+def test_service_is_stopped_with_sigterm_before_its_grace_period(backend: corral.LocalBackend) -> None:
+    b = corral.Batch(name="svc-term", backend=backend)
+    svc = b.new_service("web", ports=["main"])
+    # A server that says goodbye on SIGTERM; SIGKILL after the grace period would leave no such line.
+    svc.command(
+        'exec python3 -c "import http.server, os, signal, sys\n'
+        "def bye(*_):\n    print('got SIGTERM', flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "http.server.HTTPServer(('0.0.0.0', int(os.environ['CORRAL_PORT_MAIN'])), "
+        'http.server.SimpleHTTPRequestHandler).serve_forever()"'
+    ).ready(http="/", grace=60)
+    client = b.new_job("client").depends_on(svc, when="ready")
+    client.command(
+        "python3 -c \"import urllib.request, os; "
+        "urllib.request.urlopen(os.environ['CORRAL_SERVICE_WEB_URL'])\""
+    )
+    handle = b.run(progress=False, timeout=120)
+    assert handle.status()["state"] == "success", handle.jobs()
+    assert "got SIGTERM" in handle.log(1, "main")
+    service = handle.job(1)["status"]["service"]
+    assert service["stopped_after_grace"] is False and service["probes"][0]["ok"] is True

@@ -122,5 +122,6 @@ def _endpoint(job: JobRecord) -> dict[str, Any] | None:
         **endpoint.to_wire(),
         "serving": job.time_serving is not None and job.state == "Running",
         "ready_seconds": job.endpoint.get("ready_seconds"),
+        "time_serving": job.time_serving,
         "probes": job.endpoint.get("probes") or [],
     }

@@ -155,20 +155,41 @@ def _read_text(path: Any) -> str:
 
 
 def signal_service(key: str, sig: int) -> int:
-    """Send `sig` to the service's own processes (not the sandbox around them); how many got it."""
-    sent = 0
+    """Send `sig` to the service's own processes (not the sandbox around them); how many got it.
+
+    The marked processes are found by KEY_ENV; their descendants too, since servers that set their
+    process title (redis, nginx, postgres) overwrite the environment /proc shows.
+    """
     me = os.getpid()
-    for proc in psutil.process_iter(["pid", "name"]):
-        if proc.info["pid"] == me or proc.info["name"] in ("bwrap", "runc", "crun", "conmon"):
+    marked: list[psutil.Process] = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.info["pid"] == me:
             continue
         try:
-            if proc.environ().get(KEY_ENV) != key:
+            if proc.environ().get(KEY_ENV) == key:
+                marked.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    targets: dict[int, psutil.Process] = {}
+    for proc in marked:
+        try:
+            for member in [proc, *proc.children(recursive=True)]:
+                targets[member.pid] = member
+        except psutil.Error:
+            continue
+    sent = 0
+    for pid, member in targets.items():
+        try:
+            if member.name() in _SANDBOX:
                 continue
-            os.kill(proc.info["pid"], sig)
+            os.kill(pid, sig)
             sent += 1
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
     return sent
+
+
+_SANDBOX = frozenset({"bwrap", "runc", "crun", "conmon"})
 
 
 class ServiceRunner:
