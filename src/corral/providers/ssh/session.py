@@ -189,7 +189,8 @@ class HostSession:
     ) -> RemoteWorker:
         assert self.conn is not None
         logs = f"{self.work_dir}/logs"
-        env = {"CORRAL_HOME": f"{self.work_dir}/home", "CORRAL_WORKER_GPUS": ",".join(gpu_ids)}
+        env = {"CORRAL_HOME": f"{self.work_dir}/home", "CORRAL_WORKER_GPUS": ",".join(gpu_ids),
+               "CORRAL_WORKER_ADDRESS": self.host.address}  # services' endpoints: not the tunnel's loopback
         worker = [
             python, "-m", "corral", "worker", "--url", f"http://127.0.0.1:{self.tunnel_port}", "--name", name,
             "--cores", str(cores), "--memory", str(memory_bytes), "--runtime", runtime,
