@@ -85,6 +85,11 @@ def _service_fields(
     if job.service is not None:
         spec["service"] = parse_service(job.service, f"{at}.service").to_wire()
         spec["service_name"] = job.name or job.attributes.get("name") or f"job{job.job_id}"
+        if job.network in ("none", "private"):
+            raise InvalidInput(
+                f"{at}.network: a service serves on its instance's network, where other jobs reach it; "
+                "leave network out or use 'public'", field=f"{at}.network",
+            )
     if not job.ready_parents:
         return []
     services = {j.job_id for j in bunch if j.service is not None}
