@@ -89,3 +89,36 @@ async def test_service_and_ready_link_are_stored(api: Api) -> None:
     async with api.engine.connect() as conn:
         rows = list(await conn.execute(select(job_parents).where(job_parents.c.batch_id == batch_id)))
     assert [(r.job_id, r.parent_id, bool(r.when_ready)) for r in rows] == [(2, 1, True)]
+
+
+async def test_bench_routes_refuse_bad_input_with_400s(api: Api) -> None:
+    recipe = {"name": "r", "service": {"type": "redis"}, "clients": [{"type": "redis-benchmark"}]}
+    bad = {**recipe, "clients": [{"type": "redis-benchmark", "stop": {"min_requests": 0}}]}
+    r = await api.client.post("/api/v1/bench/sessions", json={"name": "s", "recipe": bad})
+    assert r.status_code == 400 and r.json()["field"] == "clients[0].stop.min_requests", r.text
+    r = await api.client.post("/api/v1/bench/sessions", json={"name": "s\u0000", "recipe": recipe})
+    assert r.status_code == 400, r.text
+    r = await api.client.post(
+        "/api/v1/bench/sessions", json={"name": "s", "recipe": recipe, "batch_id": 2**64}
+    )
+    assert r.status_code in (400, 422), r.text
+    r = await api.client.post("/api/v1/bench/sessions", json={"name": "s", "recipe": recipe})
+    assert r.status_code == 200, r.text
+    sid = r.json()["id"]
+    rows = [
+        {"cell": "c1", "repetition": 1, "client": "x", "metric": "p50_ms", "value": 1.5, "unit": "ms"},
+        {
+            "cell": "c1",
+            "repetition": 1,
+            "client": "x",
+            "metric": "throughput",
+            "value": None,
+            "unit": "req/s",
+        },
+    ]
+    r = await api.client.put(f"/api/v1/bench/sessions/{sid}/results", json={"state": "failure", "rows": rows})
+    assert r.status_code == 200, r.text
+    got = (await api.client.get(f"/api/v1/bench/sessions/{sid}/results", params={"metric": "p50_ms"})).json()
+    assert [(g["cell"], g["value"]) for g in got] == [("c1", 1.5)]
+    assert (await api.client.get("/api/v1/bench/sessions/99999999999999999999999")).status_code == 404
+    assert (await api.client.get("/api/v1/bench/sessions/nope")).status_code == 404

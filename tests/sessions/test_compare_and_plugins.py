@@ -129,3 +129,18 @@ def test_third_party_type_from_an_entry_point(tmp_path: Path, monkeypatch: pytes
     listed = {t["name"]: t for t in json.loads(out.stdout)}
     assert listed["echo-plugin"]["origin"] == "corral_echo_plugin:EchoService"
     assert listed["redis"]["origin"] == "built-in"
+
+
+def test_cli_refuses_a_bad_recipe_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nservice: {type: redis}\nclients:\n  - type: wrk\n    load: {concurency: 4}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "corral", "bench", "run", str(bad)],
+        capture_output=True,
+        text=True,
+        env={**env, "CORRAL_HOME": str(tmp_path / "home")},
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "clients[0].load.concurency" in out.stderr and "Traceback" not in out.stderr

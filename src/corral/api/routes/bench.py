@@ -4,6 +4,7 @@ status, results by cell and metric. A session is one batch plus its results; the
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -19,17 +20,17 @@ router = APIRouter(prefix="/api/v1/bench", tags=["bench"])
 
 
 class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=200)
     recipe: dict[str, Any]
-    batch_id: int | None = None
+    batch_id: int | None = Field(default=None, ge=1, le=2**62)
     manifest: dict[str, Any] | None = None
 
 
 class ResultRow(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     cell: str = Field(min_length=1, max_length=200)
-    repetition: int = Field(ge=1)
+    repetition: int = Field(ge=1, le=1000)
     client: str = Field(min_length=1, max_length=100)
     metric: str = Field(min_length=1, max_length=100)
     value: float | None
@@ -38,10 +39,16 @@ class ResultRow(BaseModel):
 
 
 class ResultsPut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     state: str = Field(pattern=r"^(running|success|failure|cancelled)$")
     rows: list[ResultRow] = Field(default_factory=list, max_length=200_000)
     manifest: dict[str, Any] | None = None
+
+
+def _storable(value: Any, field: str) -> None:
+    """Text PostgreSQL can keep: no NUL characters anywhere (a 400, not a database error)."""
+    if "\\u0000" in json.dumps(value):
+        raise InvalidInput(f"{field}: contains a NUL character", field=field)
 
 
 def validate_recipe(raw: dict[str, Any]) -> Any:
@@ -54,6 +61,7 @@ def validate_recipe(raw: dict[str, Any]) -> Any:
 
 
 async def _session(ctx: Context, user: Any, ref: str) -> store.SessionRecord:
+    ref = _ref(ref)
     async with ctx.reading() as conn:
         found = await store.find_session(conn, user.name, ref, admin=user.is_admin)
     if found is None:
@@ -63,6 +71,7 @@ async def _session(ctx: Context, user: Any, ref: str) -> store.SessionRecord:
 
 @router.post("/sessions")
 async def create_session(body: SessionCreate, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+    _storable(body.model_dump(), "body")
     recipe = validate_recipe(body.recipe)
     async with ctx.writing() as conn:
         session_id = await store.create_session(
@@ -90,6 +99,12 @@ async def list_sessions(ctx: Context, user: CurrentUser) -> list[dict[str, Any]]
         return [s.to_wire() for s in await store.list_sessions(conn, user.name, admin=user.is_admin)]
 
 
+def _ref(ref: str) -> str:
+    if len(ref) > 200 or (ref.isdigit() and int(ref) > 2**62):
+        raise NotFound(f"no benchmark session {ref[:40]!r}")
+    return ref
+
+
 @router.get("/sessions/{ref}")
 async def get_session(ref: str, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     return (await _session(ctx, user, ref)).to_wire()
@@ -97,6 +112,7 @@ async def get_session(ref: str, ctx: Context, user: CurrentUser) -> dict[str, An
 
 @router.put("/sessions/{ref}/results")
 async def put_results(ref: str, body: ResultsPut, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+    _storable(body.model_dump(), "body")
     session = await _session(ctx, user, ref)
     if session.user != user.name:
         raise InvalidInput("results: only the session's owner stores its results", field="ref")
