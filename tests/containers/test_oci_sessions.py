@@ -33,6 +33,7 @@ def test_session_with_the_service_in_an_image(
                 "type": "command",
                 "image": test_image,
                 "ready": {"deadline": 120},
+                "grace_period": 2,
                 "resources": {"cpu": 0.5, "memory": "256Mi"},
                 "command": "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && "
                 "exec busybox httpd -f -p $CORRAL_PORT_MAIN -h /tmp/www",
