@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import pytest
 from tests.acceptance.harness import RunningServer
-from tests.services.conftest import need
+from tests.services.conftest import HOST_NETWORK, need
 
 from corral.client.backends import ServiceBackend
 from corral.sessions import runner
@@ -31,7 +31,7 @@ def _redis_ports(session_home: Path) -> set[int]:
 
 def test_session_completes_after_the_server_is_killed(start_server: Any, tmp_path: Path) -> None:
     need("redis-server", "redis-benchmark", "redis-cli")
-    server: RunningServer = start_server(cores=2)
+    server: RunningServer = start_server(cores=2, jobs=HOST_NETWORK)
     recipe = parse_recipe({
         "name": "restart",
         "service": {"type": "redis", "resources": {"cpu": 0.5}, "ready": {"deadline": 60}},

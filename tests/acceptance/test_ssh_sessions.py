@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.acceptance.sshbed import SshTestbed
 from tests.acceptance.test_ssh_pools import pool, serve, store
-from tests.services.conftest import need
+from tests.services.conftest import HOST_NETWORK, need
 
 from corral.client.backends import ServiceBackend
 from corral.sessions import runner
@@ -23,7 +23,13 @@ def test_redis_session_on_an_ssh_pool_across_two_hosts(
         ssh_testbed.namespace_host("h1", cores=1, memory="1Gi"),
         ssh_testbed.namespace_host("h2", cores=1, memory="1Gi"),
     ]
-    server = serve(start_server, tmp_path, [pool("nsb", hosts, max_instances=2, idle_seconds=60)], pool="nsb")
+    server = serve(
+        start_server,
+        tmp_path,
+        [pool("nsb", hosts, max_instances=2, idle_seconds=60)],
+        pool="nsb",
+        jobs=HOST_NETWORK,
+    )
     recipe = parse_recipe(
         {
             "name": "ssh-redis",

@@ -10,6 +10,7 @@ import pytest
 from tests.acceptance.conftest import start_server  # noqa: F401 - the whole-system fixture
 from tests.acceptance.harness import RunningServer
 from tests.containers.conftest import Registry, require_container_tools
+from tests.services.conftest import HOST_NETWORK
 
 from corral.client.backends import ServiceBackend
 from corral.sessions import runner
@@ -25,7 +26,7 @@ def test_session_with_the_service_in_an_image(
     tmp_path: Path,
 ) -> None:
     require_container_tools()
-    server: RunningServer = start_server(runtime="oci", images=registry.images_setting())
+    server: RunningServer = start_server(runtime="oci", images=registry.images_setting(), jobs=HOST_NETWORK)
     recipe = parse_recipe(
         {
             "name": "oci-httpd",

@@ -76,9 +76,9 @@ def test_compare_detects_a_regression_and_passes_an_identical_rerun(
     backend: corral.LocalBackend,
     tmp_path: Path,
 ) -> None:
-    base = bench.run(recipe(0.02), backend, out_dir=tmp_path / "base", timeout=300)
-    again = bench.run(recipe(0.02), backend, out_dir=tmp_path / "again", timeout=300)
-    slow = bench.run(recipe(0.12), backend, out_dir=tmp_path / "slow", timeout=300)
+    base = bench.run(recipe(0.05), backend, out_dir=tmp_path / "base", timeout=300)
+    again = bench.run(recipe(0.05), backend, out_dir=tmp_path / "again", timeout=300)
+    slow = bench.run(recipe(0.25), backend, out_dir=tmp_path / "slow", timeout=300)
     assert {base.state, again.state, slow.state} == {"success"}
     same = _compare_cli(tmp_path / "base", tmp_path / "again")
     assert same.returncode == 0, same.stdout + same.stderr

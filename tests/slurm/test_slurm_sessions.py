@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.services.conftest import need
+from tests.services.conftest import HOST_NETWORK, need
 from tests.slurm.conftest import request_for
 from tests.slurm.infra import slurm
 from tests.slurm.test_slurm_provider import wait_status
@@ -23,7 +23,7 @@ async def test_redis_session_on_the_slurm_pool_uses_two_nodes(
 ) -> None:
     need("redis-server", "redis-benchmark", "redis-cli")
     name = f"pool{uuid.uuid4().hex[:6]}"
-    server, slots = await corral_server(name, ["p1", "p2"], cores=1, memory="1Gi")
+    server, slots = await corral_server(name, ["p1", "p2"], cores=1, memory="1Gi", jobs=HOST_NETWORK)
     provider: SlurmProvider = await slurm_provider(
         name=name, driver_url=server.url, cores=1, memory="1Gi", sbatch_args=["--exclusive"]
     )

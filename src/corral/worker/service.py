@@ -219,6 +219,13 @@ class ServiceRunner:
         except InvalidInput as exc:
             t = now()
             return MainResult("error", t, t, error=f"bad service spec: {exc.message}"), {}
+        jobs = getattr(runtime, "jobs", None)
+        if jobs is not None and not getattr(jobs, "host_network", True):
+            t = now()
+            return MainResult("error", t, t, error=(
+                "service jobs serve on the instance's network, and this worker's site keeps jobs off it: "
+                "set [jobs] host_network = true (CORRAL_JOBS='{\"host_network\": true}') where services run"
+            )), {}
         stop = self._stops.setdefault(request.key, asyncio.Event())
         try:
             return await self._run(request, spec, runtime, cancel, stop, emit)

@@ -33,10 +33,18 @@ class PostgresService(ServiceType):
     def command(self, config: ServiceConfig) -> str:
         buffers = str(config.params.get("shared_buffers") or "128MB")
         conns = int(config.params.get("max_connections") or 200)  # type: ignore[arg-type]
+        # PostgreSQL refuses to run as root: as root (older sandboxes) drop to `postgres`; a job user runs it.
         return (
-            f"B={PG_BIN}; D=/tmp/pgdata; mkdir -p $D /tmp/pgsock && chown postgres $D /tmp/pgsock && "
-            "runuser -u postgres -- $B/initdb -A trust -U postgres -D $D >/dev/null && "
-            f"exec runuser -u postgres -- $B/postgres -D $D -p $CORRAL_PORT_MAIN -c listen_addresses='*' "
+            f"B={PG_BIN}; D=/tmp/pgdata; mkdir -p $D /tmp/pgsock; AS=; "
+            'if [ "$(id -u)" = 0 ]; then chown postgres $D /tmp/pgsock; AS="runuser -u postgres --"; '
+            # A job user without a passwd entry: PostgreSQL looks itself up, so give it one (nss_wrapper).
+            'elif ! getent passwd "$(id -u)" >/dev/null; then '
+            'echo "job:x:$(id -u):$(id -g):job:/tmp:/bin/sh" > /tmp/passwd; '
+            'echo "job:x:$(id -g):" > /tmp/group; '
+            "export LD_PRELOAD=$(ls /usr/lib/*/libnss_wrapper.so | head -1) NSS_WRAPPER_PASSWD=/tmp/passwd "
+            "NSS_WRAPPER_GROUP=/tmp/group; fi; "
+            "$AS $B/initdb -A trust -U postgres -D $D >/dev/null && "
+            "exec $AS $B/postgres -D $D -p $CORRAL_PORT_MAIN -c listen_addresses='*' "
             f"-c unix_socket_directories=/tmp/pgsock -c fsync=off -c shared_buffers={buffers} "
             f"-c max_connections={conns}"
         )
