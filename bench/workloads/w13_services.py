@@ -1,4 +1,4 @@
-"""W12: service jobs and benchmark sessions, against doing the same by hand on the same machine.
+"""W13: service jobs and benchmark sessions, against doing the same by hand on the same machine.
 
 * Startup: seconds from submitting a batch (a redis service + a client waiting for it to be ready) to the
   service being ready (its probes passed, as recorded by the driver), and to the client's first request
@@ -64,7 +64,7 @@ def corral_startup(server: CorralServer) -> Callable[[], tuple[float, float]]:
     backend = ServiceBackend(server.url, server.token)
 
     def once() -> tuple[float, float]:
-        b = Batch(name="w12", backend=backend)
+        b = Batch(name="w13", backend=backend)
         svc = b.new_service("redis", ports=["main"])
         svc.command(REDIS).ready(exec="redis-cli -p {port.main} ping", interval=0.01).cpu(0.25)
         client = b.new_job("client").depends_on(svc, when="ready").cpu(0.25)
@@ -72,7 +72,7 @@ def corral_startup(server: CorralServer) -> Callable[[], tuple[float, float]]:
         t0 = time.time()
         handle = b.run(progress=False, timeout=120)
         if handle.status()["state"] != "success":
-            raise BenchError(f"W12 batch {handle.id} did not succeed")
+            raise BenchError(f"W13 batch {handle.id} did not succeed")
         ready = float(handle.job(1)["endpoint"]["time_serving"]) - t0
         first = float(handle.log(2, "main").split()[-1]) - t0
         return ready, first
@@ -116,7 +116,7 @@ def corral_benchmark(server: CorralServer) -> Callable[[], float]:
     backend = ServiceBackend(server.url, server.token)
     recipe = parse_recipe(
         {
-            "name": "w12",
+            "name": "w13",
             "service": {"type": "redis", "resources": {"cpu": 0.5}},
             "clients": [
                 {
@@ -136,14 +136,14 @@ def corral_benchmark(server: CorralServer) -> Callable[[], float]:
         runner.finalize(client, session["id"])
         rows_ = runner.get_results(client, session["id"], metric="p50_ms")
         if not rows_ or rows_[0]["value"] is None:
-            raise BenchError("W12 session measured nothing")
+            raise BenchError("W13 session measured nothing")
         return float(rows_[0]["value"])
 
     return once
 
 
 def run(ctx: Context) -> list[Result]:
-    server = start_server(ctx, "w12", process_worker_settings())
+    server = start_server(ctx, "w13", process_worker_settings())
     starts = {"by hand": by_hand_startup, "Corral": corral_startup(server)}
     firsts: dict[str, list[float]] = {name: [] for name in starts}
 
@@ -155,17 +155,17 @@ def run(ctx: Context) -> list[Result]:
         return value
 
     repeats = max(3, ctx.sizes.repeats)
-    out_ready = interleaved(ctx, "W12 startup", {name: ready_of(name) for name in starts}, repeats)
-    results = rows("W12", "submit -> service ready", "s", out_ready, higher_is_better=False,
+    out_ready = interleaved(ctx, "W13 startup", {name: ready_of(name) for name in starts}, repeats)
+    results = rows("W13", "submit -> service ready", "s", out_ready, higher_is_better=False,
                    notes={"by hand": "redis-server started, redis-cli ping polled every 10 ms",
                           "Corral": "exec probe every 10 ms; time_serving recorded by the driver"})
     for name, values in firsts.items():
         note = "client job waits with when=ready; its first reply's wall time" if name == "Corral" else ""
-        results.append(measured("W12", name, "submit -> first client request", values, "s", note=note)
-                       if values else failed("W12", name, "submit -> first client request", "s", "no sample"))
-    latency = interleaved(ctx, "W12 p50", {"by hand": by_hand_benchmark, "Corral": corral_benchmark(server)},
+        results.append(measured("W13", name, "submit -> first client request", values, "s", note=note)
+                       if values else failed("W13", name, "submit -> first client request", "s", "no sample"))
+    latency = interleaved(ctx, "W13 p50", {"by hand": by_hand_benchmark, "Corral": corral_benchmark(server)},
                           repeats)
-    results += rows("W12", f"redis-benchmark GET p50 ({REQUESTS} req, {CONNECTIONS} conns)", "ms", latency,
+    results += rows("W13", f"redis-benchmark GET p50 ({REQUESTS} req, {CONNECTIONS} conns)", "ms", latency,
                     higher_is_better=False,
                     notes={"Corral": "the same tool through a session (service job + harness client job)"})
     return results
