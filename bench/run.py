@@ -36,6 +36,7 @@ from bench.workloads import (
     w10_fanout,
     w11_pages,
     w12_sweep,
+    w13_services,
 )
 
 WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
@@ -43,6 +44,7 @@ WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
     "W5": w5_latency.run, "W6": w6_memory.run, "W7": w7_decision.run, "W8": w8_container.run,
     "W9": w9_slurm_pool.run, "W10": w10_fanout.run, "W11": w11_pages.run, "W12": w12_sweep.run,
     "W1B": w1b_billing.run,
+    "W13": w13_services.run,
 }
 
 

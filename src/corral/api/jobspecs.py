@@ -11,6 +11,7 @@ from corral.api.errors import validation_error_field
 from corral.api.schemas import MAX_JOBS_PER_BUNCH, JobSpec
 from corral.domain.dag import check_job_ids, find_cycle
 from corral.domain.resources import ResourceRequest, parse_resources
+from corral.domain.services import parse_service
 from corral.errors import InvalidInput
 from corral.files.roots import FileRoots, local_path
 from corral.images.reference import parse_reference
@@ -82,6 +83,51 @@ def worker_spec(job: JobSpec, files: FileRoots | None = None) -> dict[str, objec
     if job.resources.gpus:
         spec["gpus"] = job.resources.gpus  # the worker picks which of its devices the job sees
     return spec
+
+
+def _service_fields(
+    job: JobSpec, bunch: Sequence[JobSpec], upd: UpdateRecord, at: str, spec: dict[str, object]
+) -> list[int]:
+    """A service's checked spec, and the services a job waits for; returns their absolute ids."""
+    if job.service is not None:
+        spec["service"] = parse_service(job.service, f"{at}.service").to_wire()
+        spec["service_name"] = job.name or job.attributes.get("name") or f"job{job.job_id}"
+        if job.network in ("none", "private"):
+            raise InvalidInput(
+                f"{at}.network: a service serves on its instance's network, where other jobs reach it; "
+                "leave network out or use 'public'", field=f"{at}.network",
+            )
+        spec["network"] = "public"  # the instance's network ([jobs] host_network on the worker's site)
+    if not job.ready_parents:
+        return []
+    services = {j.job_id for j in bunch if j.service is not None}
+    links: list[dict[str, object]] = []
+    ids: list[int] = []
+    for i, parent in enumerate(job.ready_parents):
+        where = f"{at}.ready_parents[{i}]"
+        if parent.absolute:
+            if not 1 <= parent.job_id < upd.start_job_id:
+                raise InvalidInput(f"{where}.job_id: {parent.job_id} is not a job of an earlier update",
+                                   field=f"{where}.job_id")
+            absolute = parent.job_id
+        else:
+            if not 1 <= parent.job_id <= upd.n_jobs or parent.job_id == job.job_id:
+                raise InvalidInput(f"{where}.job_id: {parent.job_id} is not another job of this update",
+                                   field=f"{where}.job_id")
+            in_bunch = any(j.job_id == parent.job_id for j in bunch)
+            if in_bunch and parent.job_id not in services:
+                raise InvalidInput(
+                    f"{where}.job_id: job {parent.job_id} is not a service, so it never becomes ready; "
+                    "wait for its completion with in_update_parent_ids instead", field=f"{where}.job_id",
+                )
+            absolute = upd.start_job_id + parent.job_id - 1
+        ids.append(absolute)
+        links.append({"job_id": absolute, "placement": parent.placement})
+    spec["service_links"] = links
+    if spec.get("network") is None:
+        spec["network"] = "public"  # reaches the service at the instance's address
+    spec["command_template"] = list(job.process.command)
+    return ids
 
 
 class _ResourceCache:
@@ -183,6 +229,13 @@ def prepare_bunch(
             _check_files(job, files, at)
         request = resources.parse(job, f"{at}.resources")
         inside, earlier = _split_parents(job, upd, at)
+        spec = worker_spec(job, files)
+        ready = _service_fields(job, bunch, upd, at, spec)
+        for parent in ready:
+            if upd.start_job_id <= parent <= upd.end_job_id:
+                inside = sorted({*inside, parent})
+            else:
+                earlier = sorted({*earlier, parent})
         if inside:
             in_update_graph[job.job_id] = [p - upd.start_job_id + 1 for p in inside]
         attributes = dict(job.attributes)
@@ -202,11 +255,12 @@ def prepare_bunch(
                 gpu_type=request.gpu_type,
                 always_run=job.always_run,
                 n_max_attempts=job.n_max_attempts,
-                spec=worker_spec(job, files),
+                spec=spec,
                 attributes=attributes,
                 in_update_parents=inside,
                 earlier_parents=earlier,
                 job_group_id=job.absolute_job_group_id or 0,  # the Hail layer resolves in-update ids
+                ready_parents=ready,
             )
         )
     cycle = find_cycle(in_update_graph) if in_update_graph else None

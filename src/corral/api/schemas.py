@@ -61,6 +61,15 @@ class EnvVar(Wire):
     secret: bool = False  # shown only to the batch's owner; members of its billing project see "[redacted]"
 
 
+class ReadyParent(BaseModel):
+    """A service this job waits for: it starts once the service serves (not once it completes)."""
+
+    model_config = ConfigDict(extra="forbid")
+    job_id: Int32  # an in-update id (1-based), or an absolute job id with absolute=true
+    absolute: bool = False
+    placement: Literal["same", "other"] | None = None  # same instance as the service, or another one
+
+
 class JobSpec(Wire):
     model_config = ConfigDict(extra="allow")
     job_id: Int32
@@ -83,6 +92,9 @@ class JobSpec(Wire):
     network: str | None = Field(default=None, max_length=20)
     in_update_job_group_id: Int32 | None = None
     absolute_job_group_id: Int32 | None = None
+    # A service job: ports, readiness probes, deadline, grace period (docs/worker-protocol.md).
+    service: dict[str, Any] | None = None
+    ready_parents: list[ReadyParent] = Field(default_factory=list, max_length=1000)
 
 
 class BatchSpec(Wire):
@@ -172,6 +184,7 @@ class JobSummary(BaseModel):
     cost: float
     msec_mcpu: int
     always_run: bool
+    serving: bool = False  # a service job whose readiness probes passed and that still runs
     waiting_reason: str | None = None  # why a Ready job is not running, in words
 
 
@@ -183,6 +196,7 @@ class JobList(BaseModel):
 class JobStatus(JobSummary):
     status: dict[str, Any] | None
     cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)  # [{resource, cost, usage}]
+    endpoint: dict[str, Any] | None = None  # a service's host, ports and url, once ready
     spec: dict[str, Any] | None
     attributes: dict[str, str]
 

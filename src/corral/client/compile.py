@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.api.schemas import EnvVar, FileTransfer, JobSpec, ProcessSpec, ResourcesSpec
+from corral.api.schemas import EnvVar, FileTransfer, JobSpec, ProcessSpec, ReadyParent, ResourcesSpec
 from corral.client.job import PLACEHOLDER, InputResourceFile, Job, JobResourceFile, ResourceFile
 from corral.domain.dag import find_cycle
 from corral.errors import InvalidInput
@@ -174,6 +174,12 @@ def compile_jobs(
         attributes = dict(job._attributes)
         if job._name:
             attributes.setdefault("name", job._name)
+        ready_parents = [
+            ReadyParent(job_id=position[svc._index], placement=placement)  # type: ignore[arg-type]
+            if svc._index in position
+            else ReadyParent(job_id=svc._absolute_id or 0, absolute=True, placement=placement)  # type: ignore[arg-type]
+            for svc, placement in job._ready_on
+        ]
         specs.append(
             JobSpec(
                 job_id=position[job._index],
@@ -197,6 +203,9 @@ def compile_jobs(
                 attributes=attributes,
                 input_files=inputs,
                 output_files=outs,
+                service=job._service,
+                pool=job._pool,
+                ready_parents=ready_parents,
             )
         )
     return specs

@@ -16,11 +16,12 @@ from corral.client.backends import Backend, LocalBackend
 from corral.client.compile import Output, compile_jobs
 from corral.client.handle import BatchHandle
 from corral.client.job import InputResourceFile, Job, JobResourceFile, ResourceFile
+from corral.client.service import Service
 from corral.client.submit import Submitted, submit_new_batch, submit_update
 from corral.domain.resources import parse_bytes, parse_cpu_mcpu, parse_memory_bytes
 from corral.errors import InvalidInput
 
-__all__ = ["Batch", "BatchHandle", "InputResourceFile", "Job", "JobResourceFile", "ResourceFile"]
+__all__ = ["Batch", "BatchHandle", "InputResourceFile", "Job", "JobResourceFile", "ResourceFile", "Service"]
 
 
 class Batch:
@@ -103,6 +104,17 @@ class Batch:
 
     def new_job(self, name: str | None = None, attributes: dict[str, Any] | None = None) -> Job:
         job = Job(self, len(self._jobs) + 1, name, {str(k): str(v) for k, v in (attributes or {}).items()})
+        self._jobs.append(job)
+        return job
+
+    def new_service(
+        self, name: str, ports: list[str] | None = None, attributes: dict[str, Any] | None = None,
+        *, scheme: str = "http",
+    ) -> Service:
+        """A service job: its worker allocates `ports` (CORRAL_PORT_<NAME>, `{port.name}`), probes it
+        (`ready(...)`) and hands its endpoint to jobs that `depends_on(svc, when="ready")`."""
+        job = Service(self, len(self._jobs) + 1, name, ports or ["main"],
+                      {str(k): str(v) for k, v in (attributes or {}).items()}, scheme)
         self._jobs.append(job)
         return job
 

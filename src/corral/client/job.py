@@ -92,6 +92,9 @@ class Job:
         self._attributes: dict[str, str] = dict(attributes or {})
         self._resources: dict[str, JobResourceFile] = {}
         self._absolute_id: int | None = None  # set once submitted
+        self._ready_on: list[tuple[Job, str | None]] = []  # services waited on until they serve
+        self._service: dict[str, Any] | None = None  # set by Batch.new_service
+        self._pool: str | None = None
 
     # ---- identity
 
@@ -187,18 +190,42 @@ class Job:
         self._n_max_attempts = n
         return self
 
-    def depends_on(self, *jobs: Job) -> Self:
+    def depends_on(self, *jobs: Job, when: str = "complete", placement: str | None = None) -> Self:
+        """Run after `jobs` complete; with when="ready", start once these services serve (and get their
+        endpoints: CORRAL_SERVICE_<NAME>_HOST/_PORT/_URL, `{service.NAME.url}` in the command).
+        placement="same"|"other": on the service's instance, or on another one."""
+        if when not in ("complete", "ready"):
+            raise self._error("depends_on", f"when={when!r}: use 'complete' or 'ready'")
+        if placement not in (None, "same", "other"):
+            raise self._error("depends_on", f"placement={placement!r}: use 'same' or 'other'")
+        if placement is not None and when != "ready":
+            raise self._error("depends_on", "placement is relative to a service: use it with when='ready'")
         for job in jobs:
             if not isinstance(job, Job) or job._batch is not self._batch:
                 raise self._error("depends_on", f"{job!r} is not a job of the same batch")
             if job is self:
                 raise self._error("depends_on", "a job cannot depend on itself")
-            if job not in self._dependencies:
+            if when == "ready":
+                if job._service is None:
+                    raise self._error(
+                        "depends_on", f"{job.display_name} is not a service (Batch.new_service), so it never "
+                        "becomes ready; leave out when='ready'",
+                    )
+                if all(j is not job for j, _ in self._ready_on):
+                    self._ready_on.append((job, placement))
+            elif job not in self._dependencies:
                 self._dependencies.append(job)
         return self
 
     def attributes(self, attributes: dict[str, Any] | None = None, **more: Any) -> Self:
         self._attributes.update({str(k): str(v) for k, v in {**(attributes or {}), **more}.items()})
+        return self
+
+    def pool(self, name: str) -> Self:
+        """Run in this pool (default: the server's default pool)."""
+        if not isinstance(name, str) or not name.strip():
+            raise self._error("pool", f"{name!r} is not a pool name")
+        self._pool = name
         return self
 
     def name(self, name: str) -> Self:

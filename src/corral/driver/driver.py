@@ -31,6 +31,7 @@ from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
 from corral.driver.recovery import recover, tick_alone
+from corral.driver.services import ServiceCoordinator
 from corral.driver.step import plan_tick
 from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
@@ -69,6 +70,7 @@ class Driver:
         collections = settings.instance_collections
         self._limits = {c.name: lim for c in collections if (lim := collection_limits(c)) is not None}
         self._job_private = [c.name for c in collections if c.kind == "job_private"]
+        self.services = ServiceCoordinator(self)
         # Called after each committed tick with what it changed (the web pages' live updates).
         self.tick_listeners: list[TickListener] = []
         self._placed: list[tuple[int, int]] = []
@@ -108,6 +110,7 @@ class Driver:
                 ready = await q.load_ready_jobs(conn)
                 cancelled = await q.cancelled_batches_with_work(conn)
                 cancelled_groups = await job_group_store.cancelled_with_work(conn)
+                await self.services.rebuild(conn)
                 sites = await instance_store.site_collections(conn)
         self.queues.clear()
         self.running_mcpu.clear()
@@ -323,14 +326,15 @@ class Driver:
         while True:
             inst.changed.clear()
             assign, cancel = inst.pending_for(known_set)
+            stop = self.services.stops_for(inst, known_set)
             gone = self.instances.get(inst.name) is not inst
-            if assign or cancel or gone or self._stopping or self._closing:
+            if assign or cancel or stop or gone or self._stopping or self._closing:
                 inst.last_seen = time.time()
-                return {"assign": assign, "cancel": cancel, "shutdown": gone}
+                return {"assign": assign, "cancel": cancel, "stop": stop, "shutdown": gone}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 inst.last_seen = time.time()
-                return {"assign": [], "cancel": [], "shutdown": False}
+                return {"assign": [], "cancel": [], "stop": [], "shutdown": False}
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inst.changed.wait(), remaining)
             inst.last_seen = time.time()
@@ -403,6 +407,7 @@ class Driver:
             await q.mark_started(conn, plan.start_times)
             await usage_store.insert_samples(conn, plan.samples)
             cascade = await q.end_attempts(conn, outcomes, now)
+            await self.services.apply(conn, plan.serving, released, outcomes, cascade, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
             to_cancel_all = to_cancel | set(inbox.cancelled_groups)
             group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
@@ -520,7 +525,11 @@ class Driver:
                 for i in pool_instances if i.reserved_for is not None
             }
             placements = plan_reserved_placements(queues, reserved) if reserved else []
+            constrained, held = self.services.place_constrained(queues, capacities)
+            placements += constrained
             placements += plan_placements(queues, capacities, self.running_mcpu[pool])
+            for job in held:
+                queues.push(job)
             if not placements:
                 continue
             specs = await q.start_attempts(conn, [(p.job, p.instance) for p in placements], now)

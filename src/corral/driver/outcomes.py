@@ -42,6 +42,8 @@ def completed_outcome(
         "start_time": attempt.time_started,
         "end_time": time_ended,
     }
+    if event.service:  # a service job: probes, timings, last error, endpoint
+        status["service"] = event.service
     used = msec_mcpu(attempt, time_ended)
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, state, reason, time_ended,

@@ -16,7 +16,7 @@ from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
 from corral.store.driver_records import AttemptOutcome
 from corral.store.usage import UsageSample
-from corral.worker.protocol import StartedEvent, UsageEvent
+from corral.worker.protocol import ServingEvent, StartedEvent, UsageEvent
 
 
 @dataclass
@@ -26,6 +26,7 @@ class TickPlan:
     released: list[AttemptInFlight] = field(default_factory=list)  # attempts that no longer hold cores
     outcomes: list[AttemptOutcome] = field(default_factory=list)  # how they ended, for the store
     samples: list[UsageSample] = field(default_factory=list)  # running attempts' resource usage
+    serving: list[tuple[AttemptInFlight, ServingEvent]] = field(default_factory=list)  # services now ready
     lost_instances: list[InstanceState] = field(default_factory=list)
 
     @property
@@ -60,6 +61,9 @@ def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) 
                 continue
             if isinstance(event, UsageEvent):
                 plan.samples += usage_samples(flight, event, now)
+                continue
+            if isinstance(event, ServingEvent):
+                plan.serving.append((flight, event))
                 continue
             cancelled = event.key in inst.to_cancel  # its cancellation already ended it in the store
             seen = replace(flight, time_started=start_of.get(event.key, flight.time_started))

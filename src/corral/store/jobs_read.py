@@ -37,6 +37,8 @@ class JobRecord:
     time_completed: float | None
     attributes: dict[str, str]
     job_group_id: int = 0
+    endpoint: dict[str, Any] | None = None  # a service: host, ports, probes (0004_sessions)
+    time_serving: float | None = None  # a service: set while it serves
     waiting_reason: str | None = None
 
 

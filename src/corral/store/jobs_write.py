@@ -46,6 +46,7 @@ class NewJob:
     gpu_type: str | None = None
     earlier_parents: list[int] = field(default_factory=list)  # absolute ids of earlier updates
     job_group_id: int = 0  # absolute; 0 is the batch's root job group
+    ready_parents: list[int] = field(default_factory=list)  # parents waited on until they serve
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -140,7 +141,7 @@ async def insert_jobs(
             }
         )
         links.extend(
-            {"batch_id": batch.id, "job_id": job.job_id, "parent_id": p}
+            {"batch_id": batch.id, "job_id": job.job_id, "parent_id": p, "when_ready": p in job.ready_parents}
             for p in (*job.in_update_parents, *job.earlier_parents)
         )
     try:

@@ -126,6 +126,8 @@ jobs = Table(
     Column("time_created", Float, nullable=False),
     Column("time_completed", Float, nullable=True),
     Column("job_group_id", Integer, nullable=False, default=0, server_default="0"),  # 0: the root group
+    Column("endpoint", JSON, nullable=True),  # 0004_sessions: a serving service's host and ports
+    Column("time_serving", Float, nullable=True),  # 0004_sessions: when its readiness probes passed
     Column("waiting_reason", String(500), nullable=True),  # 0004: why a Ready job cannot be placed
     Index(None, "state"),
     Index(None, "batch_id", "state", "job_id"),  # point updates stay point lookups without statistics
@@ -137,6 +139,8 @@ job_parents = Table(
     Column("batch_id", BigInteger, primary_key=True),
     Column("job_id", Integer, primary_key=True),
     Column("parent_id", Integer, primary_key=True),
+    # 0004_sessions: the child waits until this (service) parent serves, not until it completes
+    Column("when_ready", Boolean, nullable=False, default=False, server_default="0"),
     ForeignKeyConstraint(["batch_id", "job_id"], ["jobs.batch_id", "jobs.job_id"]),
     Index(None, "batch_id", "parent_id"),
 )
@@ -212,6 +216,37 @@ job_group_updates = Table(
     Column("start_job_group_id", Integer, nullable=False),  # the update's groups are start .. start+n-1
     Column("n_job_groups", Integer, nullable=False),
     ForeignKeyConstraint(["batch_id", "update_id"], ["batch_updates.batch_id", "batch_updates.update_id"]),
+)
+
+# 0004_sessions: benchmark sessions (one batch each) and their results per cell and metric.
+bench_sessions = Table(
+    "bench_sessions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("user", String(100), nullable=False),
+    Column("batch_id", BigInteger, nullable=True),
+    Column("recipe", JSON, nullable=False),
+    Column("recipe_hash", String(64), nullable=False),
+    Column("state", String(20), nullable=False),  # running | success | failure | cancelled
+    Column("manifest", JSON, nullable=True),
+    Column("time_created", Float, nullable=False),
+    Column("time_completed", Float, nullable=True),
+    Index(None, "user", "id"),
+)
+
+bench_results = Table(
+    "bench_results",
+    metadata,
+    Column("session_id", BigInteger, ForeignKey("bench_sessions.id"), primary_key=True),
+    Column("cell", String(200), primary_key=True),  # e.g. "c3" (the matrix cell's id)
+    Column("repetition", Integer, primary_key=True),
+    Column("client", String(100), primary_key=True),
+    Column("metric", String(100), primary_key=True),
+    Column("value", Float, nullable=True),  # None: no samples (a failed cell, never a zero)
+    Column("unit", String(20), nullable=False),
+    Column("params", JSON, nullable=False),  # the cell's parameters
+    Index(None, "session_id", "metric"),
 )
 
 job_usage = Table(  # 0004_ui: resource usage samples of running attempts, sent by workers

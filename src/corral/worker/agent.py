@@ -32,6 +32,7 @@ from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
 from corral.worker.protocol import Assignment, StepName, parse_assignment
+from corral.worker.service import ServiceRunner
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Agent:
         self.stop_on_term = stop_on_term
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self.gpus = GpuDevices.from_env()
+        self.services = ServiceRunner(url)
         self._lock = -1  # flock on <work_dir>/worker.lock while this worker lives (worker/cleanup.py)
 
     # ------------------------------------------------------------ lifecycle
@@ -220,6 +222,9 @@ class Agent:
                 return
 
     def handle_poll(self, reply: dict[str, Any]) -> None:
+        for key in reply.get("stop") or []:  # services nobody waits on any more: stop gracefully
+            if self.services.request_stop(str(key)):
+                log.info("stopping service %s", key)
         for key in reply.get("cancel") or []:
             if self.ledger.cancel(str(key)):
                 log.info("cancelling %s", key)
@@ -262,7 +267,8 @@ class Agent:
             assignment = replace(assignment, spec=replace(assignment.spec, env=env), devices=nodes)
         try:
             completed = await run_attempt(
-                assignment, self.runtime, dirs, cancel, emit=self.outbox.put, upload_log=self._upload_log
+                assignment, self.runtime, dirs, cancel, emit=self.outbox.put, upload_log=self._upload_log,
+                services=self.services,
             )
             self.ledger.finished(assignment.key)
             self.outbox.put(completed)

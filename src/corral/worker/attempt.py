@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.runtimes.base import MainRequest, MainResult, Runtime, now
 from corral.runtimes.identity import JobUser, give_to
@@ -25,6 +25,8 @@ LIVE_LOG_FAST_BYTES = 1024 * 1024
 LIVE_LOG_MAX_BYTES = 8 * 1024 * 1024
 
 EmitEvent = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:
+    from corral.worker.service import ServiceRunner
 UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
 
 
@@ -101,6 +103,7 @@ async def run_attempt(
     *,
     emit: EmitEvent,
     upload_log: UploadLog,
+    services: ServiceRunner | None = None,
 ) -> dict[str, Any]:
     """Run the steps and upload their logs; returns the `completed` event (not yet emitted)."""
     emit(started_event(assignment.key, now()))
@@ -119,7 +122,9 @@ async def run_attempt(
         return await _run_without_scratch(assignment, runtime, cancel, event, statuses, dirs)
     user = runtime.job_user(assignment.key)
     try:
-        return await _run_steps(assignment, runtime, dirs, cancel, event, statuses, user, upload_log, emit)
+        return await _run_steps(
+            assignment, runtime, dirs, cancel, event, statuses, user, upload_log, emit, services
+        )
     finally:
         runtime.release_job_user(assignment.key)
 
@@ -134,6 +139,7 @@ async def _run_steps(
     user: JobUser | None,
     upload_log: UploadLog,
     emit: EmitEvent,
+    services: ServiceRunner | None = None,
 ) -> dict[str, Any]:
     spec = assignment.spec
 
@@ -168,7 +174,10 @@ async def _run_steps(
     live_log = asyncio.create_task(upload_live_log(assignment, dirs.log("main"), upload_log))
     try:
         request = replace(main_request(assignment, dirs), usage_sink=recorder.sample)
-        result = await runtime.run(request, cancel)
+        if spec.service is not None and services is not None:
+            result, event["service"] = await services.run_main(request, spec.service, runtime, cancel, emit)
+        else:
+            result = await runtime.run(request, cancel)
     except Exception as exc:  # a runtime bug must not lose the attempt: report it as an error
         log.exception("runtime %s failed on %s", runtime.name, assignment.key)
         t = now()

@@ -109,11 +109,35 @@ class CompletedEvent(_Event):
     container_statuses: dict[str, Any] = Field(default_factory=dict)
     resource_usage: dict[str, Any] = Field(default_factory=dict)
     logs: dict[str, str] | None = None  # small step logs, base64, taken out before the tick
+    service: dict[str, Any] | None = None  # a service job: ports, probes, readiness, last error
 
-    @field_validator("error", "container_statuses", "resource_usage", mode="after")
+    @field_validator("error", "container_statuses", "resource_usage", "service", mode="after")
     @classmethod
     def _storable(cls, value: Any) -> Any:
         return _clean(value)
+
+
+class Endpoint(_Wire):
+    host: str = Field(min_length=1, max_length=255)
+    ports: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(ge=1, le=65535)]] = Field(
+        min_length=1, max_length=16
+    )
+    scheme: str = Field(default="http", max_length=20)
+
+
+class ServingEvent(_Event):
+    """A service job passed its readiness probes: where it is reached, and how long it took."""
+
+    type: Literal["serving"]
+    endpoint: Endpoint
+    probes: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
+    ready_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @field_validator("probes", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return _clean(value)
+
 
 
 UsageSample = tuple[
@@ -130,7 +154,9 @@ class UsageEvent(_Event):
     samples: list[UsageSample] = Field(max_length=1000)
 
 
-WorkerEvent = Annotated[StartedEvent | CompletedEvent | UsageEvent, Field(discriminator="type")]
+WorkerEvent = Annotated[
+    StartedEvent | CompletedEvent | ServingEvent | UsageEvent, Field(discriminator="type")
+]
 
 
 class EventsRequest(_Wire):
@@ -184,6 +210,7 @@ class JobSpec:
     always_copy_output: bool = False
     network: str | None = None
     gpus: int = 0
+    service: dict[str, Any] | None = None  # a service job: ports, probes, deadline, grace period
     file_access: str = "job"  # "worker": the embedded default's own user (local copies with its rights)
 
 
@@ -228,6 +255,7 @@ def parse_assignment(raw: dict[str, Any]) -> Assignment:
             always_copy_output=bool(spec.get("always_copy_output", False)),
             network=spec.get("network"),
             gpus=int(spec.get("gpus") or 0),
+            service=spec.get("service") if isinstance(spec.get("service"), dict) else None,
             file_access="worker" if spec.get("file_access") == "worker" else "job",
         )
         key = AttemptKey.parse(str(raw["key"]))

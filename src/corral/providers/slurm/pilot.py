@@ -4,6 +4,7 @@ the options, submits nothing)."""
 from __future__ import annotations
 
 import math
+import os
 import shlex
 
 from corral.providers.base import InstanceRequest, MachineShape
@@ -70,6 +71,8 @@ def pilot_script(options: SlurmOptions, request: InstanceRequest, worker_url: st
     if options.worker_work_dir:
         env["CORRAL_WORKER_WORK_DIR"] = options.worker_work_dir
     lines = ["#!/bin/bash", "# Corral pilot: runs one worker for this allocation."]
+    if os.environ.get("CORRAL_JOBS"):  # the site's [jobs] policy (e.g. host_network for services)
+        env["CORRAL_JOBS"] = os.environ["CORRAL_JOBS"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     if not options.worker_work_dir:
         # Jobs' scratch on the node's local disk (SLURM's TMPDIR), not in a home shared over the network.

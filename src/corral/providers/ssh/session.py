@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -189,7 +190,10 @@ class HostSession:
     ) -> RemoteWorker:
         assert self.conn is not None
         logs = f"{self.work_dir}/logs"
-        env = {"CORRAL_HOME": f"{self.work_dir}/home", "CORRAL_WORKER_GPUS": ",".join(gpu_ids)}
+        env = {"CORRAL_HOME": f"{self.work_dir}/home", "CORRAL_WORKER_GPUS": ",".join(gpu_ids),
+               "CORRAL_WORKER_ADDRESS": self.host.address}  # services' endpoints: not the tunnel's loopback
+        if os.environ.get("CORRAL_JOBS"):  # the site's [jobs] policy (e.g. host_network for services)
+            env["CORRAL_JOBS"] = os.environ["CORRAL_JOBS"]
         worker = [
             python, "-m", "corral", "worker", "--url", f"http://127.0.0.1:{self.tunnel_port}", "--name", name,
             "--cores", str(cores), "--memory", str(memory_bytes), "--runtime", runtime,

@@ -1,0 +1,1 @@
+"""Benchmark sessions: recipes, service/client types, the runner, results, reports, comparisons."""

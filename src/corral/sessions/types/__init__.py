@@ -1,0 +1,1 @@
+"""Built-in service and client types of benchmark sessions."""
