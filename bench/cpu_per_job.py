@@ -56,7 +56,7 @@ def main() -> None:
         spy = None
         if args.profile is not None and shutil.which("py-spy"):
             spy = subprocess.Popen(["py-spy", "record", "-p", str(wrk.pid), "-f", "raw", "-r", "200",
-                                    "-o", str(args.profile.with_suffix(".raw")), "--nonblocking"],
+                                    "-o", str(args.profile.with_suffix(".raw")), "--nonblocking", "--gil"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         s0, w0 = _cpu(srv), _cpu(wrk)
