@@ -39,7 +39,7 @@ from corral.runtimes.sandbox import (
 )
 from corral.runtimes.seccomp import build_filter, open_filter
 from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
-from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_full
+from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_file, volume_full
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,8 @@ class ProcessRuntime(Runtime):
             await mount_io_volume(volume, storage_bytes)
 
     async def release_io(self, volume: Path) -> None:
-        await asyncio.to_thread(unmount_io_volume, volume)
+        if volume_file(volume).exists():  # one stat inline: most jobs ask no storage, so have no volume
+            await asyncio.to_thread(unmount_io_volume, volume)
 
     def release_job_user(self, key: str) -> None:
         self.users.release(key)
