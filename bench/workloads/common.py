@@ -59,6 +59,15 @@ def process_worker_settings() -> dict[str, str]:
             "local_worker_runtime": "process"}
 
 
+def host_worker_settings() -> dict[str, str]:
+    """The same local worker with the `host` runtime (no sandbox; the site's opt-in set)."""
+    return process_worker_settings() | {
+        "local_worker_runtime": "host", "jobs": '{"allow_host_runtime": true}'
+    }
+
+
+HOST = "Corral (host runtime)"
+HOST_NOTE = "host runtime (cgroup limits, kill-the-tree, no sandbox; trusted single-user setups)"
 SLOTS_PER_CORE = 4  # Corral jobs ask 0.25 cpu; Snakemake gets --cores 4xcores: same jobs in flight
 CORRAL_JOB_CPU = "0.25"
 

@@ -11,8 +11,11 @@ from bench.paths import cores
 from bench.peers import hail, raw, slurm, snakemake
 from bench.workloads.common import (
     CORRAL_JOB_CPU,
+    HOST,
+    HOST_NOTE,
     SLOTS_PER_CORE,
     Outcome,
+    host_worker_settings,
     interleaved,
     process_worker_settings,
     rows,
@@ -42,6 +45,10 @@ def run(ctx: Context) -> list[Result]:
         systems["Corral"] = corral_true(start_server(ctx, "w3", process_worker_settings()), n)
     except Exception as exc:
         failures["Corral"] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
+    try:
+        systems[HOST] = corral_true(start_server(ctx, "w3-host", host_worker_settings()), n)
+    except Exception as exc:
+        failures[HOST] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
     systems.update({
         "SLURM (sbatch each)": lambda: slurm.run_true_sbatch(ctx, n),
         "SLURM (array)": lambda: slurm.run_true_array(ctx, n),
@@ -51,11 +58,13 @@ def run(ctx: Context) -> list[Result]:
     outcomes = interleaved(ctx, "W3", systems, ctx.sizes.repeats)
     outcomes.update(failures)
     rates = {name: Outcome([n / t for t in o.samples], o.error) for name, o in outcomes.items()}
-    order = [RAW, SANDBOX, "Corral", *[name for name in systems if name not in (RAW, SANDBOX, "Corral")]]
+    mine = (RAW, SANDBOX, "Corral", HOST)
+    order = [*mine, *[name for name in systems if name not in mine]]
     notes = {
         RAW: f"{n:,} x `true`, {cores()} at a time",
         SANDBOX: "the same `true` in the bwrap sandbox Corral's process runtime uses (no cgroups): its floor",
         "Corral": f"process runtime, 1 local worker with {cores()} cores, jobs of {CORRAL_JOB_CPU} cpu",
+        HOST: HOST_NOTE,
         "SLURM (sbatch each)": "one sbatch per job; tuned node (64 advertised CPUs)",
         "SLURM (array)": "one --array job; tuned node (64 advertised CPUs)",
         "Hail Batch LocalBackend": "runs jobs one after another (its design)",

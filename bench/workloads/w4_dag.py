@@ -11,8 +11,11 @@ from bench.paths import cores
 from bench.peers import hail, slurm, snakemake
 from bench.workloads.common import (
     CORRAL_JOB_CPU,
+    HOST,
+    HOST_NOTE,
     SLOTS_PER_CORE,
     Outcome,
+    host_worker_settings,
     interleaved,
     process_worker_settings,
     rows,
@@ -44,6 +47,10 @@ def run(ctx: Context) -> list[Result]:
         systems["Corral"] = corral_dag(start_server(ctx, "w4", process_worker_settings()), fanout)
     except Exception as exc:
         failures["Corral"] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
+    try:
+        systems[HOST] = corral_dag(start_server(ctx, "w4-host", host_worker_settings()), fanout)
+    except Exception as exc:
+        failures[HOST] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
     systems.update({
         "SLURM (array)": lambda: slurm.run_dag(ctx, fanout),
         "Hail Batch LocalBackend": lambda: hail.run_dag(ctx, fanout),
@@ -51,9 +58,10 @@ def run(ctx: Context) -> list[Result]:
     })
     outcomes = interleaved(ctx, "W4", systems, ctx.sizes.repeats)
     outcomes.update(failures)
-    order = ["Corral", *[name for name in systems if name != "Corral"]]
+    order = ["Corral", HOST, *[name for name in systems if name not in ("Corral", HOST)]]
     notes = {
         "Corral": f"1 → {fanout} → 1 in one batch (create-fast), jobs of {CORRAL_JOB_CPU} cpu",
+        HOST: HOST_NOTE,
         "SLURM (array)": "root; --array of the middle with afterok:root; sink with afterok:array",
         "Hail Batch LocalBackend": "depends_on; runs jobs one after another",
         "Snakemake (local)": f"--cores {slots}; rules root → mid/{{i}} → sink",

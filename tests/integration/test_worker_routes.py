@@ -156,3 +156,18 @@ def httpx_json(body: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(body).encode()
+
+
+async def test_a_host_runtime_worker_is_refused_unless_the_site_opts_in(
+    service: Service, engine: AsyncEngine
+) -> None:
+    body = {"cores_mcpu": 4000, "memory_bytes": 8 << 30, "runtimes": ["host"]}
+    r = await service.worker.post("/api/v1/worker/activate", json=body)
+    assert r.status_code == 403, r.text
+    assert "allow_host_runtime" in r.text
+    service.settings.jobs.allow_host_runtime = True  # the site's opt-in (the driver reads the same settings)
+    r = await service.worker.post("/api/v1/worker/activate", json=body)
+    assert r.status_code == 200, r.text
+    async with engine.connect() as conn:
+        (meta,) = [i.metadata for i in await instance_store.live_instances(conn) if i.name == "w1"]
+    assert meta["runtime"] == "host" and "unsandboxed" in meta["isolation"]

@@ -40,7 +40,10 @@ def server(
         str | None, typer.Option(help=f"Memory per local worker, e.g. 4Gi {_env('local_worker_memory')}")
     ] = None,
     local_worker_runtime: Annotated[
-        str | None, typer.Option(help=f"process | noop | oci {_env('local_worker_runtime')}")
+        str | None, typer.Option(
+            help=f"process | noop | oci | host (host: no sandbox, needs [jobs] allow_host_runtime) "
+            f"{_env('local_worker_runtime')}"
+        )
     ] = None,
     pool: Annotated[str | None, typer.Option(help=f"Default pool {_env('pool')}")] = None,
     commit_interval: Annotated[float | None, typer.Option(help=_env("commit_interval"))] = None,
@@ -90,7 +93,12 @@ def worker(
         str | None, typer.Option(envvar="CORRAL_WORKER_MEMORY", help="Memory to offer (bytes or 4Gi)")
     ] = None,
     runtime: Annotated[
-        str, typer.Option(envvar="CORRAL_WORKER_RUNTIME", help="How jobs run: process | noop | oci")
+        str,
+        typer.Option(
+            envvar="CORRAL_WORKER_RUNTIME",
+            help="How jobs run: process | noop | oci | host (host: unsandboxed, for trusted single-user "
+            "machines; the site must set [jobs] allow_host_runtime = true)",
+        ),
     ] = "process",
     work_dir: Annotated[
         Path | None, typer.Option(envvar="CORRAL_WORKER_WORK_DIR", help="Scratch space for jobs")

@@ -319,6 +319,11 @@ class Driver:
             self._pool_changed(inst.pool)
         self._wake.set()
 
+    async def note_instance(self, inst: InstanceState, facts: dict[str, Any]) -> None:
+        """Add facts the instance's users should see (e.g. its jobs' isolation) to its metadata."""
+        async with self.engine.begin() as conn:
+            await instance_store.set_instance_metadata(conn, inst.name, facts)
+
     async def poll(self, inst: InstanceState, known: list[str], wait: float) -> dict[str, Any]:
         # A poll must return well within the heartbeat timeout: the next poll is the heartbeat.
         deadline = time.monotonic() + max(0.0, min(wait, self.settings.heartbeat_timeout / 3))

@@ -19,6 +19,7 @@ from corral import __version__
 from corral.domain.tokens import hash_token
 from corral.driver.driver import Driver
 from corral.driver.instances import InstanceState
+from corral.runtimes.config import HOST_ISOLATION, HOST_REFUSED
 from corral.store.logs import log_path
 from corral.worker.protocol import (
     MAX_ID,
@@ -68,7 +69,11 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
 
     @router.post("/activate")
     async def activate(body: ActivateRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
+        if "host" in body.runtimes and not driver.settings.jobs.allow_host_runtime:
+            raise HTTPException(403, f"runtimes: {HOST_REFUSED}")
         await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
+        if "host" in body.runtimes:  # visible on the instance: its jobs are not sandboxed
+            await driver.note_instance(inst, {"runtime": "host", "isolation": HOST_ISOLATION})
         return {
             "instance_name": inst.name,
             "cores_mcpu": inst.cores_mcpu,  # what the driver will use: at most the instance's shape

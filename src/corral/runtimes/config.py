@@ -7,6 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The host runtime (runtimes/host.py): said on every instance that uses it, and when it is refused.
+HOST_ISOLATION = (
+    "host runtime: jobs run unsandboxed as the worker's user on the host's filesystem and network "
+    "(cgroup limits and kill-the-tree only)"
+)
+HOST_REFUSED = (
+    "the host runtime runs jobs without a sandbox (as the worker's user, on the host's filesystem and "
+    "network); it is for trusted single-user machines and is off unless the site sets "
+    "`[jobs] allow_host_runtime = true` (or CORRAL_JOBS='{\"allow_host_runtime\": true}')"
+)
+
 
 class JobsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -23,3 +34,8 @@ class JobsConfig(BaseModel):
     share_user_environment: bool = True
     # More host paths every job sees read-only (e.g. a shared software tree under a closed directory).
     visible_paths: list[Path] = Field(default_factory=list)
+    # Opt-in, for trusted single-user machines only: workers may use the `host` runtime, which runs jobs
+    # as the worker's own user on the host's filesystem and network (cgroup limits and kill-the-tree,
+    # no sandbox). The server refuses host workers unless its own settings say so; a worker refuses to
+    # start the runtime unless its settings say so.
+    allow_host_runtime: bool = False

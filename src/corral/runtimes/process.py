@@ -39,7 +39,7 @@ from corral.runtimes.sandbox import (
 )
 from corral.runtimes.seccomp import build_filter, open_filter
 from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
-from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_full
+from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_file, volume_full
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class _NoCgroup(JobCgroup):
 class ProcessRuntime(Runtime):
     name = "process"
     pids_limit = DEFAULT_PIDS_LIMIT
+    image_note = IMAGE_NOTE
 
     def __init__(self, *, instance_name: str, work_dir: Path, settings: Settings | None = None) -> None:
         super().__init__(instance_name=instance_name, work_dir=work_dir)
@@ -89,6 +90,7 @@ class ProcessRuntime(Runtime):
         self.networks = NetworkPool(work_dir)
         self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._started = False
 
     async def start(self) -> None:
         settings = self.settings or Settings()
@@ -123,6 +125,7 @@ class ProcessRuntime(Runtime):
             await asyncio.to_thread(record_cgroups, self.work_dir, self.cgroups.paths())
             await asyncio.to_thread(self.cgroups.remove_stale)
             log.info("process runtime: bwrap %s, %s", self.bwrap, self.cgroups.describe())
+        self._started = True
 
     def job_user(self, key: str) -> JobUser | None:
         return self.users.acquire(key)
@@ -132,7 +135,8 @@ class ProcessRuntime(Runtime):
             await mount_io_volume(volume, storage_bytes)
 
     async def release_io(self, volume: Path) -> None:
-        await asyncio.to_thread(unmount_io_volume, volume)
+        if volume_file(volume).exists():  # one stat inline: most jobs ask no storage, so have no volume
+            await asyncio.to_thread(unmount_io_volume, volume)
 
     def release_job_user(self, key: str) -> None:
         self.users.release(key)
@@ -146,9 +150,9 @@ class ProcessRuntime(Runtime):
 
     async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:
         start = now()
-        note = IMAGE_NOTE if request.image else None
-        if not self.bwrap:
-            raise RuntimeError("ProcessRuntime.start() was not called")
+        note = self.image_note if request.image else None
+        if not self._started:
+            raise RuntimeError(f"{type(self).__name__}.start() was not called")
         limits = Limits(request.memory_bytes, request.cores_mcpu, self.pids_limit)
         try:
             group = self.cgroups.create(request.key, limits) if self.cgroups else _NoCgroup()
@@ -194,19 +198,21 @@ class ProcessRuntime(Runtime):
         finally:
             self.users.release(request.key)
 
-    async def _run_as(
-        self, user: JobUser | None, group: JobCgroup, request: MainRequest, cancel: asyncio.Event,
-        start: float, note: str | None,
-    ) -> MainResult:
+    async def _spawn(
+        self, user: JobUser | None, group: JobCgroup, request: MainRequest, log: CappedLog
+    ) -> tuple[asyncio.subprocess.Process, PrivateNetwork | None]:
+        """Start the job's sandbox in its cgroup; OSError, NetworkError or ValueError if it cannot start."""
         jobs = self.jobs
         net = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
         extra: list[str] = []
         network: PrivateNetwork | None = None
-        proc: asyncio.subprocess.Process | None = None
-        log = CappedLog(request.log_path)
         seccomp_fd = -1
         try:
-            await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
+            if user is not None:
+                if _empty(request.io_dir) and _empty(request.tmp_dir):  # no inputs: two chowns, inline
+                    give_to(user, request.io_dir, request.tmp_dir)
+                else:
+                    await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
             seccomp_fd = open_filter(self.seccomp)
             enter: list[str] = []
             if net == "nat":
@@ -223,15 +229,26 @@ class ProcessRuntime(Runtime):
                 stdout=log.open(), stderr=asyncio.subprocess.STDOUT, start_new_session=True,
                 pass_fds=[seccomp_fd],
             )
-            log.child_started()
-        except (OSError, NetworkError, ValueError) as exc:
+            return proc, network
+        except BaseException:
             if network is not None:
                 self.networks.give_back(network)
-            await log.close()
-            return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
+            raise
         finally:
             if seccomp_fd >= 0:
                 os.close(seccomp_fd)
+
+    async def _run_as(
+        self, user: JobUser | None, group: JobCgroup, request: MainRequest, cancel: asyncio.Event,
+        start: float, note: str | None,
+    ) -> MainResult:
+        log = CappedLog(request.log_path)
+        try:
+            proc, network = await self._spawn(user, group, request, log)
+            log.child_started()
+        except (OSError, NetworkError, ValueError) as exc:
+            await log.close()
+            return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
         try:
             outcome = await wait_for_exit(proc, cancel, request.timeout, sampling(group, request.usage_sink))
         finally:
@@ -277,6 +294,11 @@ def _secrets(settings: Settings, work_dir: Path) -> list[Path]:
     if settings.images.cache_dir is not None:
         found.append(settings.images.cache_dir)
     return found
+
+
+def _empty(path: Path) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
 
 
 async def _remove(group: JobCgroup) -> None:

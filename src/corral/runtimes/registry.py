@@ -10,7 +10,7 @@ from corral.errors import InvalidInput
 from corral.runtimes.base import Runtime
 
 _RUNTIMES: dict[str, type[Runtime]] = {}
-BUILTIN = ("process", "noop", "oci")
+BUILTIN = ("process", "noop", "oci", "host")
 
 
 def register(cls: type[Runtime]) -> type[Runtime]:
