@@ -69,10 +69,27 @@ def root_layout() -> tuple[str, ...]:
                 continue
             if entry.is_symlink():
                 args += ["--symlink", os.readlink(entry.path), entry.path]
+            elif entry.name == "run" and entry.is_dir(follow_symlinks=False):
+                args += _run_layout()
             elif entry.is_dir() or entry.is_file():
                 args += ["--ro-bind", entry.path, entry.path]
     args += ["--ro-bind", "/sys", "/sys", "--proc", "/proc", "--dev", "/dev"]
     return tuple(args)
+
+
+def _run_layout() -> list[str]:
+    """/run entry by entry, without /run/netns: its namespace mounts come and go with other workers'
+    jobs, and a recursive bind of /run fails when one vanishes between bwrap's bind and its remount."""
+    args = ["--tmpfs", "/run"]
+    with os.scandir("/run") as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name == "netns":
+                continue
+            if entry.is_symlink():
+                args += ["--symlink", os.readlink(entry.path), entry.path]
+            else:
+                args += ["--ro-bind-try", entry.path, entry.path]
+    return [*args, "--remount-ro", "/run"]
 
 
 def _within(path: Path, parent: Path) -> bool:
