@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -13,13 +15,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.errors import ConfigError
 from corral.hail.buckets import BucketsConfig
+from corral.home import default_home
 from corral.images.config import ImagesConfig
 from corral.providers.config import InstanceCollectionConfig
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("CORRAL_HOME", Path.home() / ".corral"))
 
 
 class Settings(BaseSettings):
@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     each validated by its own pydantic model, so a typo is an error naming the key.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="forbid")
 
     @classmethod
     def settings_customise_sources(
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         config_file = os.environ.get("CORRAL_CONFIG")
         if config_file:
             if not Path(config_file).is_file():
-                raise FileNotFoundError(f"CORRAL_CONFIG: no such file {config_file!r}")
+                raise ConfigError(f"--config / CORRAL_CONFIG: no such file {config_file!r}", field="config")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
 
@@ -58,7 +58,6 @@ class Settings(BaseSettings):
     local_worker_memory: str | None = None  # default: the machine's memory
     local_worker_runtime: str = "process"  # process | noop | oci (containers for jobs with an image)
     pool: str = "default"
-    scheduler_interval: float = 0.005  # seconds between scheduling ticks when there is work
     commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 20.0  # an instance silent for this long is lost
@@ -73,6 +72,18 @@ class Settings(BaseSettings):
     hail_user: str | None = None  # the user tokens.json in hail_compat_dir is for (default: default_user)
     buckets: BucketsConfig = Field(default_factory=dict)  # [buckets] name = "file:///…" | "s3://…"
 
+    @model_validator(mode="after")
+    def _pool_is_served(self) -> Settings:
+        # With collections configured and no local workers, a default pool that is none of them is a typo
+        # (without collections, workers started by hand with `corral worker` serve the default pool).
+        names = [c.name for c in self.instance_collections]
+        if names and self.local_workers == 0 and self.pool not in names:
+            raise ValueError(
+                f"pool {self.pool!r} names no instance collection (they are: {', '.join(names)}) and "
+                "local_workers is 0, so jobs of the default pool could never run"
+            )
+        return self
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.home / 'corral.db'}"
@@ -84,3 +95,27 @@ class Settings(BaseSettings):
     @property
     def tokens_file(self) -> Path:
         return self.home / "tokens.json"
+
+
+__all__ = ["Settings", "default_home", "load_settings"]
+
+
+def load_settings(**options: Any) -> Settings:
+    """Settings, with every way configuration can be wrong turned into one ConfigError naming the key
+    (and the file): unknown keys, bad values, TOML syntax errors, a missing file."""
+    source = os.environ.get("CORRAL_CONFIG")
+    where = f" in {source}" if source else ""
+    try:
+        return Settings(**options)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}", field="config") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(sorted(Settings.model_fields))
+            message = f"unknown setting {key!r}{where}; the settings are: {known}"
+        else:
+            message = f"setting {key}{where}: {err['msg'].removeprefix('Value error, ')}"
+        more = len(exc.errors()) - 1
+        raise ConfigError(message + (f" (and {more} more problems)" if more else ""), field=key) from None

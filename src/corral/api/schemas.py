@@ -133,6 +133,11 @@ class BatchStatus(BaseModel):
     cost: float
     cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)
     attributes: dict[str, str]
+    # Live counts, on GET /batches/{id} only: waiting for parents, queued (Ready), starting, running.
+    n_pending: int | None = None
+    n_ready: int | None = None
+    n_creating: int | None = None
+    n_running: int | None = None
 
 
 class BatchList(BaseModel):
@@ -153,6 +158,7 @@ class JobSummary(BaseModel):
     cost: float
     msec_mcpu: int
     always_run: bool
+    reason: str | None = None  # why an ended job did not succeed, in words
 
 
 class JobList(BaseModel):

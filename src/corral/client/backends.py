@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Protocol
 
 from corral.client.discovery import read_tokens, resolve_token, resolve_url, tokens_file
-from corral.client.local_server import LocalServer, ensure_server
+from corral.client.local_server import (
+    Lease,
+    LocalServer,
+    ensure_server_locked,
+    other_clients_alive,
+    start_lock,
+    stop_embedded_server,
+)
 from corral.client.sync import SyncClient
-from corral.config import default_home
 from corral.errors import CorralError
+from corral.home import default_home
 
 
 class Backend(Protocol):
@@ -74,7 +81,9 @@ class ServiceBackend:
 
 class LocalBackend:
     """The embedded system for one CORRAL_HOME: reuses its running server, or starts one (with `workers`
-    local workers of `cores` cores each) and stops it on close(), context exit or interpreter exit."""
+    local workers of `cores` cores each). Several LocalBackends (notebooks, scripts) share the server;
+    the last one to close (close(), context exit or interpreter exit) stops a server a LocalBackend
+    started — never one started with `corral server`."""
 
     def __init__(
         self,
@@ -89,6 +98,7 @@ class LocalBackend:
         self.cores = cores
         self.billing_project = billing_project
         self._server: LocalServer | None = None
+        self._lease: Lease | None = None
         self._client: SyncClient | None = None
         self._url: str | None = None
         self._lock = threading.Lock()
@@ -110,10 +120,11 @@ class LocalBackend:
     def client(self) -> SyncClient:
         with self._lock:
             if self._client is None:
-                url, server = ensure_server(self.home, workers=self.workers, cores=self.cores)
-                if server is not None:
+                with start_lock(self.home):
+                    url, server = ensure_server_locked(self.home, workers=self.workers, cores=self.cores)
                     self._server = server
-                    atexit.register(self.close)
+                    self._lease = Lease(self.home)
+                atexit.register(self.close)
                 token = read_tokens(self.home).get("token")
                 if not token:
                     raise CorralError(
@@ -128,8 +139,14 @@ class LocalBackend:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-            if self._server is not None:
-                self._server.stop()
+            if self._lease is not None:
+                with start_lock(self.home):
+                    self._lease.release()
+                    self._lease = None
+                    if not other_clients_alive(self.home):
+                        if self._server is not None:
+                            self._server.stop()
+                        stop_embedded_server(self.home)
                 self._server = None
                 atexit.unregister(self.close)
 

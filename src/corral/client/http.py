@@ -27,6 +27,7 @@ from corral.api.schemas import (
     JobSummary,
     UserCreated,
 )
+from corral.client.errors import ServerError, ServerUnreachable
 from corral.errors import (
     Conflict,
     CorralError,
@@ -49,16 +50,7 @@ _ERRORS: dict[int, type[CorralError]] = {
 }
 _ATTEMPTS = TypeAdapter(list[AttemptStatus])
 _PROJECTS = TypeAdapter(list[BillingProjectStatus])
-
-
-class ServerUnreachable(CorralError):
-    """The server did not answer (connection refused, timeouts, 502/503/504) after every retry."""
-
-    status_code = 503
-
-
-class ServerError(CorralError):
-    """The server answered with an unexpected error (5xx); the message carries what it said."""
+__all__ = ["AsyncClient", "ServerError", "ServerUnreachable", "error_from_response"]
 
 
 def error_from_response(response: httpx.Response) -> CorralError:

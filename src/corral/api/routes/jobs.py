@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.api.access import visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
-from corral.api.convert import attempt_status, job_status, job_summary
+from corral.api.convert import ReasonFacts, attempt_status, job_status, job_summary
 from corral.api.query import job_predicate, job_states
 from corral.api.schemas import AttemptStatus, JobList, JobStatus
 from corral.errors import InvalidInput, NotFound
-from corral.store import jobs_read
+from corral.store import job_reasons, jobs_read
 from corral.store.batches import BatchRecord
 from corral.store.jobs_read import AttemptRecord, JobRecord
 from corral.store.logs import STEPS, read_latest_logs
 from corral.store.users import User
 
 router = APIRouter(prefix="/api/v1/batches/{batch_id}/jobs", tags=["jobs"])
+
+
+async def reason_facts(conn: AsyncConnection, batch: BatchRecord, found: Sequence[JobRecord]) -> ReasonFacts:
+    """What the reasons of the ended jobs among `found` need: failed parents, timeouts."""
+    cancelled = [j.job_id for j in found if j.state == "Cancelled"]
+    timed_out = [j.job_id for j in found if (j.status or {}).get("timed_out")]
+    return ReasonFacts(
+        failed_parents=await job_reasons.failed_parents(conn, batch.id, cancelled) if cancelled else {},
+        timeouts=await job_reasons.job_timeouts(conn, batch.id, timed_out) if timed_out else {},
+        batch_cancelled=batch.cancelled,
+    )
 
 
 async def visible_job(
@@ -56,8 +69,9 @@ async def list_jobs(
         found = await jobs_read.list_jobs(
             conn, batch_id, states=states, last_job_id=last_job_id, limit=limit, predicate=predicate
         )
+        facts = await reason_facts(conn, batch, found)
     return JobList(
-        jobs=[job_summary(j, batch.billing_project) for j in found],
+        jobs=[job_summary(j, batch.billing_project, facts) for j in found],
         last_job_id=found[-1].job_id if len(found) == limit else None,
     )
 
@@ -65,7 +79,9 @@ async def list_jobs(
 @router.get("/{job_id}")
 async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> JobStatus:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
-    return job_status(job, batch.billing_project, dict(spec))
+    async with ctx.reading() as conn:
+        facts = await reason_facts(conn, batch, [job])
+    return job_status(job, batch.billing_project, dict(spec), facts)
 
 
 @router.get("/{job_id}/attempts")
