@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -108,13 +109,16 @@ def load_settings(**options: Any) -> Settings:
     try:
         return Settings(**options)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}", field="config") from None
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "(settings)"
         if err["type"] == "extra_forbidden":
-            known = ", ".join(sorted(Settings.model_fields))
-            message = f"unknown setting {key!r}{where}; the settings are: {known}"
+            close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+            known = f"did you mean {close[0]!r}?" if close else "the settings are: " + ", ".join(
+                sorted(Settings.model_fields)
+            )
+            message = f"unknown setting {key!r}{where}; {known}"
         else:
             message = f"setting {key}{where}: {err['msg'].removeprefix('Value error, ')}"
         more = len(exc.errors()) - 1

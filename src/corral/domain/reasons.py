@@ -63,7 +63,7 @@ def ended_reason(
         return None
     if status.get("timed_out"):
         limit = f" after {_seconds(timeout)}" if timeout else ""
-        return f"timed out{limit}: the job's timeout ended it"
+        return f"timed out{limit} (the job's timeout)"
     if status.get("out_of_memory"):
         code = f" (exit code {exit_code})" if exit_code is not None else ""
         return f"out of memory: it used more than its {human_bytes(memory_bytes)} memory limit{code}"

@@ -1,0 +1,150 @@
+"""The CLI as a user sees it, against a real server: why jobs ended (in words, human and --json), failure
+summaries and exit codes, waits that time out, cancelled-before-start, JSON from changing commands,
+one server per home. The CLI finds the server through $CORRAL_HOME alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.acceptance.harness import RunningServer, job
+from tests.cli_support import corral_env, run_corral
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    home = tmp_path_factory.mktemp("cli-home")
+    env = corral_env(
+        home,
+        CORRAL_PORT="0",
+        CORRAL_LOCAL_WORKERS="1",
+        CORRAL_LOCAL_WORKER_CORES="2",
+        CORRAL_LOCAL_WORKER_MEMORY="4Gi",
+        CORRAL_HEARTBEAT_INTERVAL="0.5",
+        CORRAL_COST_PER_CORE_HOUR="3.6",
+    )
+    running = RunningServer(home, env)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def ended(server: RunningServer) -> int:
+    """A batch whose jobs end every way: exit 3, a child cancelled by it, a timeout, out of memory, ok."""
+    oom = f"{sys.executable} -c 'x = bytearray(300 * 1024 * 1024); print(len(x))'"
+    batch_id = server.submit([
+        job("echo failing; exit 3", 1, name="fails"),
+        job("echo never", 2, parents=[1], name="child"),
+        job("sleep 30", 3, timeout=1, name="slow"),
+        job(oom, 4, name="hungry", memory="64Mi"),
+        job("echo hello", 5, name="fine"),
+    ], attributes={"name": "ended"})
+    server.wait(batch_id)
+    return batch_id
+
+
+def cli(server: RunningServer, *args: str, expect: int | None = None) -> Any:
+    return run_corral(list(args), env=corral_env(server.home), expect=expect)
+
+
+def test_batch_jobs_says_why_each_job_ended_in_words(server: RunningServer, ended: int) -> None:
+    out = cli(server, "batch", "jobs", str(ended), expect=0).stdout
+    lines = {int(line.split("│")[1]): line for line in out.splitlines() if line.startswith("│ ")
+             and line.split("│")[1].strip().isdigit()}
+    assert "the command exited with code 3" in lines[1]
+    assert "cancelled because its parent job 1 (fails) failed" in lines[2]
+    assert "timed out after 1s" in lines[3]
+    assert "out of memory" in lines[4] and "64 MiB memory limit" in lines[4]
+    assert "Success" in lines[5]
+    assert "5 jobs shown" in out and "1 succeeded, 3 failed, 1 cancelled" in out
+
+
+def test_job_get_and_json_carry_the_reason(server: RunningServer, ended: int) -> None:
+    human = cli(server, "job", "get", str(ended), "3", expect=0).stdout
+    assert "reason: timed out after 1s" in human
+    data = json.loads(cli(server, "job", "get", str(ended), "4", "--json", expect=0).stdout)
+    assert data["reason"].startswith("out of memory")
+    assert data["attempts"] and data["attempts"][0]["instance_name"]
+    listed = json.loads(cli(server, "batch", "jobs", str(ended), "--json", expect=0).stdout)
+    assert [j["reason"] is None for j in listed] == [False, False, False, False, True]
+
+
+def test_waiting_on_a_failed_batch_exits_1_with_a_summary(server: RunningServer, ended: int) -> None:
+    result = cli(server, "batch", "wait", str(ended), "--no-progress", expect=1)
+    assert f"batch {ended} ended in failure: 1 of 5 jobs succeeded, 3 failed, 1 cancelled" in result.stderr
+    assert "job 1 (fails): Failed: the command exited with code 3" in result.stderr
+    assert f"logs: corral job log {ended} 1" in result.stderr
+
+
+def test_batch_list_and_get_show_cost(server: RunningServer, ended: int) -> None:
+    listed = cli(server, "batch", "list", expect=0).stdout
+    assert "cost" in listed and "$" in listed
+    got = cli(server, "batch", "get", str(ended), expect=0).stdout
+    assert "$" in got
+    assert json.loads(cli(server, "batch", "get", str(ended), "--json", expect=0).stdout)["cost"] > 0
+
+
+def test_batch_jobs_pages_and_points_to_the_next_page(server: RunningServer, ended: int) -> None:
+    out = cli(server, "batch", "jobs", str(ended), "--limit", "2", expect=0).stdout
+    assert "2 jobs shown" in out
+    assert f"next page: corral batch jobs {ended} --after 2" in out
+    rest = cli(server, "batch", "jobs", str(ended), "--limit", "2", "--after", "4", expect=0).stdout
+    assert "1 jobs shown" in rest and "next page" not in rest
+
+
+def test_a_wait_that_times_out_exits_5_and_cancel_before_start_is_explained(server: RunningServer) -> None:
+    batch_id = server.submit([job("sleep 60", 1), job("echo child", 2, parents=[1])])
+    result = cli(server, "batch", "wait", str(batch_id), "--timeout", "0.5", "--no-progress", expect=5)
+    assert f"batch {batch_id} is not complete after 0.5s and keeps running" in result.stderr
+    assert f"corral batch cancel {batch_id}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    live = json.loads(cli(server, "batch", "get", str(batch_id), "--json", expect=0).stdout)
+    assert live["n_pending"] == 1 and live["n_running"] + live["n_creating"] + live["n_ready"] == 1
+
+    cancelled = json.loads(cli(server, "batch", "cancel", str(batch_id), "--json", expect=0).stdout)
+    assert cancelled == {"id": batch_id, "cancelled": True, "state": "cancelled"}
+    server.wait(batch_id)
+    log = cli(server, "job", "log", str(batch_id), "2", expect=0).stdout
+    assert f"job 2 of batch {batch_id} was cancelled before it started, so it has no logs" in log
+    deleted = json.loads(cli(server, "batch", "delete", str(batch_id), "--json", expect=0).stdout)
+    assert deleted == {"id": batch_id, "deleted": True}
+    cli(server, "batch", "get", str(batch_id), expect=1)
+
+
+def test_job_log_follow_prints_until_the_job_ends(server: RunningServer) -> None:
+    batch_id = server.submit([job("for i in 1 2 3; do echo line$i; sleep 0.5; done", 1)])
+    result = cli(server, "job", "log", str(batch_id), "1", "--follow", expect=0)
+    assert "line1\nline2\nline3" in result.stdout
+    assert f"job 1 of batch {batch_id} ended: Success" in result.stdout
+
+
+def test_a_second_server_on_the_same_home_refuses_and_the_first_keeps_running(server: RunningServer) -> None:
+    url_before = server.url_file.read_text()
+    result = run_corral(["server"], env=server.env, timeout=120)
+    assert result.code == 1
+    assert f"a Corral server already runs for {server.home}" in result.stderr
+    assert server.url in result.stderr
+    assert server.url_file.read_text() == url_before
+    assert server.proc is not None and server.proc.poll() is None
+    batch_id = server.submit([job("true", 1)])
+    assert server.wait(batch_id)["state"] == "success"
+
+
+def test_unknown_job_and_batch_are_one_line_errors(server: RunningServer) -> None:
+    result = cli(server, "job", "get", "999999", "1", expect=1)
+    assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_start_does_not_import_the_heavy_libraries(server: RunningServer) -> None:
+    """`corral --help` stays fast: the command tree is built without httpx, pydantic, rich or the server."""
+    code = (
+        "import sys, corral.cli.main as m; heavy = [n for n in ('httpx', 'pydantic', 'sqlalchemy', "
+        "'fastapi', 'rich', 'corral.config', 'corral.client.sync') if n in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
