@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,28 +14,16 @@ from tests.acceptance.harness import RunningServer, job
 from tests.cli_support import corral_env, run_corral
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    home = tmp_path_factory.mktemp("cli-home")
-    env = corral_env(
-        home,
-        CORRAL_PORT="0",
-        CORRAL_LOCAL_WORKERS="1",
-        CORRAL_LOCAL_WORKER_CORES="2",
-        CORRAL_LOCAL_WORKER_MEMORY="4Gi",
-        CORRAL_HEARTBEAT_INTERVAL="0.5",
-        CORRAL_COST_PER_CORE_HOUR="3.6",
-    )
-    running = RunningServer(home, env)
-    running.start()
-    yield running
-    running.stop()
+@pytest.fixture
+def server(user_view_server: RunningServer) -> RunningServer:
+    return user_view_server
 
 
 @pytest.fixture(scope="module")
-def ended(server: RunningServer) -> int:
+def ended(user_view_server: RunningServer) -> int:
     """A batch whose jobs end every way: exit 3, a child cancelled by it, a timeout, out of memory, ok."""
     oom = f"{sys.executable} -c 'x = bytearray(300 * 1024 * 1024); print(len(x))'"
+    server = user_view_server
     batch_id = server.submit([
         job("echo failing; exit 3", 1, name="fails"),
         job("echo never", 2, parents=[1], name="child"),

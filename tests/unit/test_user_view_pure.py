@@ -1,0 +1,117 @@
+"""Pure pieces of the user's view: DSL additions and typos, reasons in words, summaries, progress text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corral.client.dsl import Batch
+from corral.client.handle import failure_summary, progress_text
+from corral.domain.reasons import FailedParent, ended_reason, human_bytes
+from corral.errors import InvalidInput
+
+TMP = "file:///shared/tmp"
+
+
+def test_gpus_gpu_type_pool_and_network_reach_the_wire_spec(tmp_path: Path) -> None:
+    b = Batch()
+    j = b.new_job("train").command("nvidia-smi").gpus(2).gpu_type("a100").pool("gpu").network("private")
+    (spec,) = b.compile(tmpdir=TMP, cwd=tmp_path)
+    assert (spec.resources.gpus, spec.resources.gpu_type) == (2, "a100")
+    assert (spec.pool, spec.network) == ("gpu", "private")
+    assert j.gpu_type("t4")._gpus == 2  # a type keeps the count already asked for
+
+
+def test_a_gpu_type_alone_asks_for_one_gpu(tmp_path: Path) -> None:
+    b = Batch()
+    b.new_job().command("true").gpu_type("t4")
+    (spec,) = b.compile(tmpdir=TMP, cwd=tmp_path)
+    assert (spec.resources.gpus, spec.resources.gpu_type) == (1, "t4")
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda j: j.gpus(-1), "gpus"),
+        (lambda j: j.gpus(1.5), "gpus"),
+        (lambda j: j.gpu_type(" "), "gpu_type"),
+        (lambda j: j.pool("no spaces"), "pool"),
+        (lambda j: j.network("host"), "network"),
+    ],
+)
+def test_bad_values_name_the_setting(call: object, field: str) -> None:
+    job = Batch().new_job("x")
+    with pytest.raises(InvalidInput) as caught:
+        call(job)  # type: ignore[operator]
+    assert caught.value.field == field
+
+
+def test_an_attribute_typo_is_an_attribute_error_with_a_suggestion() -> None:
+    job = Batch().new_job("x")
+    with pytest.raises(AttributeError, match="did you mean 'timeout'"):
+        job.timout(5)
+    with pytest.raises(AttributeError, match="did you mean 'command'"):
+        _ = job.comand
+    # Output files still come from attributes, including method names with a number after them.
+    assert job.ofile.name == "ofile" and job.env2.name == "env2" and job["timout"].name == "timout"
+
+
+def test_calling_an_output_file_says_there_is_no_such_method() -> None:
+    job = Batch().new_job("x")
+    with pytest.raises(TypeError, match="has no method 'set_image'; did you mean 'image'"):
+        job.set_image("ubuntu")
+    with pytest.raises(AttributeError, match="did you mean 'cpu'"):
+        job.cpus(2)
+
+
+def test_the_client_modules_import_without_a_cycle() -> None:
+    """Each of compile, job, submit, dsl imports on its own in a fresh interpreter (no cycle among them)."""
+    for module in ("compile", "job", "submit", "dsl", "handle"):
+        subprocess.run([sys.executable, "-c", f"import corral.client.{module}"], check=True)
+    source = Path(__file__).resolve().parents[2] / "src" / "corral" / "client" / "job.py"
+    assert "corral.client.dsl" not in source.read_text()
+
+
+def test_reasons_in_words() -> None:
+    assert ended_reason("Success", exit_code=0, status={}, memory_bytes=1) is None
+    assert ended_reason("Running", exit_code=None, status=None, memory_bytes=1) is None
+    assert ended_reason("Failed", exit_code=2, status={}, memory_bytes=1) == "the command exited with code 2"
+    assert "killed by signal 9" in str(ended_reason("Failed", exit_code=137, status={}, memory_bytes=1))
+    oom = ended_reason("Failed", exit_code=137, status={"out_of_memory": True}, memory_bytes=512 * 1024**2)
+    assert oom == "out of memory: it used more than its 512 MiB memory limit (exit code 137)"
+    timeout = ended_reason("Error", exit_code=None, status={"timed_out": True}, memory_bytes=1, timeout=2.5)
+    assert timeout == "timed out after 2.5s (the job's timeout)"
+    parent = FailedParent(7, "Error", "align")
+    assert ended_reason("Cancelled", exit_code=None, status=None, memory_bytes=1, failed_parent=parent) == (
+        "cancelled because its parent job 7 (align) ended in error"
+    )
+    assert ended_reason("Cancelled", exit_code=None, status=None, memory_bytes=1, batch_cancelled=True) == (
+        "cancelled before it started: the batch was cancelled"
+    )
+    lost_status = {"error": "attempt lost: preempted\nmore"}
+    lost = ended_reason("Error", exit_code=None, status=lost_status, memory_bytes=1)
+    assert lost == "attempt lost: preempted"
+    assert human_bytes(1536 * 1024**2) == "1.5 GiB" and human_bytes(100) == "100 B"
+
+
+STATUS = {"id": 4, "state": "failure", "n_jobs": 30, "n_succeeded": 10, "n_failed": 15, "n_cancelled": 5,
+          "n_completed": 30}
+
+
+def test_failure_summary_names_jobs_reasons_and_the_log_command() -> None:
+    failed = [{"job_id": i, "name": f"j{i}", "state": "Failed", "reason": f"exit {i}"} for i in range(1, 11)]
+    text = failure_summary(STATUS, failed, 15)
+    lines = text.splitlines()
+    assert lines[0] == "batch 4 ended in failure: 10 of 30 jobs succeeded, 15 failed, 5 cancelled"
+    assert lines[1] == "  job 1 (j1): Failed: exit 1"
+    assert "… and 5 more: corral batch jobs 4 --state bad" in text
+    assert lines[-1].startswith("logs: corral job log 4 1")
+
+
+def test_progress_text_shows_running_queued_and_waiting() -> None:
+    text = progress_text({**STATUS, "n_running": 3, "n_creating": 1, "n_ready": 7, "waiting": 2})
+    assert "4 running" in text and "7 queued" in text and "2 waiting for a machine" in text
+    assert "running" not in progress_text(STATUS)
