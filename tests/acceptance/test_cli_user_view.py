@@ -5,8 +5,11 @@ one server per home. The CLI finds the server through $CORRAL_HOME alone."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +138,51 @@ def test_cli_start_does_not_import_the_heavy_libraries(server: RunningServer) ->
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_pools_instances_and_users_are_visible(server: RunningServer, ended: int) -> None:
+    pools = cli(server, "pool", "list", expect=0).stdout
+    row = next(line for line in pools.splitlines() if line.startswith("│ default"))
+    assert "local" in row and "1 active" in row and "ok" in row
+    (pool,) = json.loads(cli(server, "pool", "list", "--json", expect=0).stdout)
+    assert (pool["name"], pool["provider"], pool["instances"], pool["health"]) == (
+        "default", "local", {"active": 1}, "ok")
+    assert pool["cores_total"] == 2
+
+    (inst,) = json.loads(cli(server, "instance", "list", "--json", expect=0).stdout)
+    assert inst["host_name"] == socket.gethostname() and inst["address"] == "this machine"
+    assert inst["health"] == "healthy" and inst["provider_id"]
+    listed = cli(server, "instance", "list", expect=0).stdout
+    assert inst["name"] in listed and socket.gethostname() in listed
+    got = cli(server, "instance", "get", inst["name"], expect=0).stdout
+    assert "healthy" in got and "last heartbeat" in got
+    # Attempts name the host they ran on.
+    attempts = json.loads(cli(server, "job", "get", str(ended), "5", "--json", expect=0).stdout)["attempts"]
+    assert attempts[0]["instance_host"] == socket.gethostname()
+
+    users = json.loads(cli(server, "user", "list", "--json", expect=0).stdout)
+    assert {"name": "admin", "is_admin": True} in users
+    cli(server, "instance", "get", "no-such-instance", expect=1)
+
+
+def test_an_instance_token_lets_a_hand_started_worker_join(server: RunningServer, tmp_path: Path) -> None:
+    minted = json.loads(cli(server, "instance", "token", "box9", "--cores", "1", "--json", expect=0).stdout)
+    assert minted["pool"] == "default" and minted["token"]
+    env = {**corral_env(tmp_path), "CORRAL_WORKER_STOP_ON_TERM": "1"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "corral", "worker", "--url", server.url, "--name", "box9", "--token",
+         minted["token"], "--cores", "1", "--memory", "1Gi"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state = ""
+        while time.monotonic() < deadline and state != "active":
+            state = json.loads(cli(server, "instance", "get", "box9", "--json", expect=0).stdout)["state"]
+            time.sleep(0.2)
+        assert state == "active"
+        again = cli(server, "instance", "token", "box9", expect=1)
+        assert "already exists" in again.stderr
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)

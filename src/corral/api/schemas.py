@@ -175,6 +175,7 @@ class JobStatus(JobSummary):
 class AttemptStatus(BaseModel):
     attempt_id: str
     instance_name: str
+    instance_host: str | None = None  # the host it ran on, so box1 and box2 can be told apart
     start_time: str | None
     end_time: str | None
     reason: str | None

@@ -31,6 +31,17 @@ def create_user(
     console.print(f"created {role} [bold]{created.name}[/]; token (shown once): {created.token}")
 
 
+@user_app.command("list")
+def list_users(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Every user (admin)."""
+    with connect(ctx, admin=True) as client:
+        found = client.list_users()
+    if as_json:
+        print_json([u.model_dump(mode="json") for u in found])
+        return
+    table(None, ["user", "admin"], [[u.name, "yes" if u.is_admin else ""] for u in found])
+
+
 @user_app.command("me")
 def whoami(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Who the token belongs to."""
@@ -46,10 +57,17 @@ def whoami(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 @project_app.command("create")
-def create_project(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Billing project")]) -> None:
+def create_project(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Billing project")],
+    as_json: JsonFlag = False,
+) -> None:
     """Create a billing project."""
     with connect(ctx, admin=True) as client:
-        client.create_billing_project(name)
+        created = client.create_billing_project(name)
+    if as_json:
+        print_json({"billing_project": name, **created})
+        return
     console.print(f"created billing project [bold]{name}[/]")
 
 
@@ -58,10 +76,14 @@ def add_user(
     ctx: typer.Context,
     billing_project: Annotated[str, typer.Argument(help="Billing project")],
     user: Annotated[str, typer.Argument(help="User to add")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Let USER submit batches to BILLING_PROJECT."""
     with connect(ctx, admin=True) as client:
         client.add_billing_project_user(billing_project, user)
+    if as_json:
+        print_json({"billing_project": billing_project, "user": user, "added": True})
+        return
     console.print(f"added {user} to billing project {billing_project}")
 
 

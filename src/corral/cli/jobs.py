@@ -48,9 +48,10 @@ def get_job(ctx: typer.Context, batch_id: BatchId, job_id: JobId, as_json: JsonF
     if attempts:
         table(
             "attempts",
-            ["attempt", "instance", "start", "end", "exit", "ended"],
+            ["attempt", "instance", "host", "start", "end", "exit", "ended"],
             [
-                [a.attempt_id, a.instance_name, a.start_time, a.end_time, a.exit_code, a.reason]
+                [a.attempt_id, a.instance_name, a.instance_host, a.start_time, a.end_time, a.exit_code,
+                 a.reason]
                 for a in attempts
             ],
         )

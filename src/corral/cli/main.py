@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from corral import __version__
-from corral.cli import admin, batches, jobs, pipelines, serve
+from corral.cli import admin, batches, jobs, pipelines, serve, system
 from corral.cli.common import EXIT_CODES_HELP, CorralGroup, Target
 
 app = typer.Typer(
@@ -50,6 +50,8 @@ app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_o
 app.command("demo")(pipelines.demo)
 app.add_typer(batches.batch_app, name="batch")
 app.add_typer(jobs.job_app, name="job")
+app.add_typer(system.pool_app, name="pool")
+app.add_typer(system.instance_app, name="instance")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(admin.project_app, name="billing-project")
 

@@ -27,6 +27,13 @@ from corral.api.schemas import (
     JobSummary,
     UserCreated,
 )
+from corral.api.system_schemas import (
+    InstanceStatus,
+    InstanceToken,
+    InstanceTokenRequest,
+    PoolStatus,
+    UserInfo,
+)
 from corral.client.errors import ServerError, ServerUnreachable
 from corral.errors import (
     Conflict,
@@ -50,6 +57,9 @@ _ERRORS: dict[int, type[CorralError]] = {
 }
 _ATTEMPTS = TypeAdapter(list[AttemptStatus])
 _PROJECTS = TypeAdapter(list[BillingProjectStatus])
+_POOLS = TypeAdapter(list[PoolStatus])
+_INSTANCES = TypeAdapter(list[InstanceStatus])
+_USERS = TypeAdapter(list[UserInfo])
 __all__ = ["AsyncClient", "ServerError", "ServerUnreachable", "error_from_response"]
 
 
@@ -275,3 +285,27 @@ class AsyncClient:
 
     async def list_billing_projects(self) -> list[BillingProjectStatus]:
         return _PROJECTS.validate_python(await self._json("GET", "/api/v1/billing-projects"))
+
+    # ---- the system: pools, instances, users
+
+    async def list_pools(self) -> list[PoolStatus]:
+        return _POOLS.validate_python(await self._json("GET", "/api/v1/pools"))
+
+    async def get_pool(self, name: str) -> PoolStatus:
+        return PoolStatus.model_validate(await self._json("GET", f"/api/v1/pools/{name}"))
+
+    async def list_instances(self, *, pool: str | None = None, ended: int = 0) -> list[InstanceStatus]:
+        params = {"pool": pool, "ended": ended or None}
+        return _INSTANCES.validate_python(await self._json("GET", "/api/v1/instances", params=params))
+
+    async def get_instance(self, name: str) -> InstanceStatus:
+        return InstanceStatus.model_validate(await self._json("GET", f"/api/v1/instances/{name}"))
+
+    async def create_instance_token(self, request: InstanceTokenRequest) -> InstanceToken:
+        body = request.model_dump(mode="json", exclude_none=True)
+        return InstanceToken.model_validate(
+            await self._json("POST", "/api/v1/instances/tokens", json=body, idempotent=False)
+        )
+
+    async def list_users(self) -> list[UserInfo]:
+        return _USERS.validate_python(await self._json("GET", "/api/v1/users"))

@@ -15,6 +15,7 @@ from corral import __version__
 from corral.driver.driver import Driver
 from corral.driver.instances import InstanceState
 from corral.store.logs import log_path
+from corral.store.system_view import set_instance_host
 
 STEPS = ("input", "main", "output")
 
@@ -24,6 +25,7 @@ class ActivateRequest(BaseModel):
     memory_bytes: int = Field(gt=0)
     version: str = ""
     runtimes: list[str] = Field(default_factory=list)
+    hostname: str | None = Field(default=None, max_length=255)  # shown by `corral instance list`
 
 
 class PollRequest(BaseModel):
@@ -49,6 +51,9 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
     @router.post("/activate")
     async def activate(body: ActivateRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
+        if body.hostname:
+            async with driver.engine.begin() as conn:
+                await set_instance_host(conn, inst.name, body.hostname)
         return {
             "instance_name": inst.name,
             "heartbeat_interval": driver.settings.heartbeat_interval,

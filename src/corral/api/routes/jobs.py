@@ -21,6 +21,7 @@ from corral.store import job_reasons, jobs_read
 from corral.store.batches import BatchRecord
 from corral.store.jobs_read import AttemptRecord, JobRecord
 from corral.store.logs import STEPS, read_latest_logs
+from corral.store.system_view import instance_hosts
 from corral.store.users import User
 
 router = APIRouter(prefix="/api/v1/batches/{batch_id}/jobs", tags=["jobs"])
@@ -87,7 +88,11 @@ async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -
 @router.get("/{job_id}/attempts")
 async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> list[AttemptStatus]:
     _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
-    return [attempt_status(a) for a in attempts]
+    async with ctx.reading() as conn:
+        hosts = await instance_hosts(conn, [a.instance_name for a in attempts])
+    return [
+        attempt_status(a).model_copy(update={"instance_host": hosts.get(a.instance_name)}) for a in attempts
+    ]
 
 
 @router.get("/{job_id}/log")
