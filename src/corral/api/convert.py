@@ -94,6 +94,7 @@ def _summary_fields(job: JobRecord, billing_project: str, facts: ReasonFacts | N
         "msec_mcpu": job.msec_mcpu,
         "always_run": job.always_run,
         "reason": job_reason(job, facts or ReasonFacts()),
+        "pool": job.pool,
     }
 
 

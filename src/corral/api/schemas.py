@@ -159,6 +159,7 @@ class JobSummary(BaseModel):
     msec_mcpu: int
     always_run: bool
     reason: str | None = None  # why an ended job did not succeed, in words
+    pool: str | None = None  # the instance collection it runs on
 
 
 class JobList(BaseModel):

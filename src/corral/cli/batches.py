@@ -20,7 +20,7 @@ from corral.cli.common import (
     styled,
     table,
 )
-from corral.cli.jobs import JOB_COLUMNS, job_row
+from corral.cli.jobs import JOB_COLUMNS, job_row, pool_problems
 
 if TYPE_CHECKING:
     from corral.api.schemas import BatchStatus
@@ -115,10 +115,11 @@ def list_jobs(
             page = client.list_jobs(batch_id, state=state, last_job_id=after, limit=limit)
             jobs, next_after = page.jobs, page.last_job_id
         status = client.get_batch(batch_id)
+        problems = pool_problems(client, jobs)
     if as_json:
         print_json([j.model_dump(mode="json") for j in jobs])
         return
-    table(f"batch {batch_id}", JOB_COLUMNS, [job_row(j) for j in jobs])
+    table(f"batch {batch_id}", JOB_COLUMNS, [job_row(j, problems) for j in jobs])
     shown = Counter(j.state for j in jobs)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(shown.items()))
     console.print(

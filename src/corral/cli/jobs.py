@@ -23,13 +23,33 @@ COMPLETE = frozenset({"Success", "Failed", "Error", "Cancelled"})
 FOLLOW_INTERVAL = 1.0
 
 
-def why(job: JobSummary) -> str:
+def why(job: JobSummary, pool_problems: dict[str, str] | None = None) -> str:
     """Why the job ended (if it did not succeed) or why it is still waiting, in words."""
-    return job.reason or getattr(job, "waiting_reason", None) or ""
+    if job.reason:
+        return job.reason
+    waiting = getattr(job, "waiting_reason", None)
+    if waiting:
+        return str(waiting)
+    if job.state == "Ready" and pool_problems and job.pool in pool_problems:
+        return pool_problems[job.pool]
+    return ""
 
 
-def job_row(j: JobSummary) -> list[Any]:
-    return [j.job_id, j.name or "", styled(j.state), j.exit_code, seconds(j.duration), escape(why(j))]
+def pool_problems(client: SyncClient, jobs: list[JobSummary]) -> dict[str, str]:
+    """For pools of queued jobs that cannot bring up instances: what goes wrong there, in words."""
+    if not any(j.state == "Ready" for j in jobs):
+        return {}
+    return {
+        p.name: f"waits for pool {p.name}, which cannot bring up instances ({p.health}, {p.n_failures} "
+        f"failures in a row): {p.last_error}"
+        for p in client.list_pools()
+        if p.health != "ok"
+    }
+
+
+def job_row(j: JobSummary, problems: dict[str, str] | None = None) -> list[Any]:
+    reason = escape(why(j, problems))
+    return [j.job_id, j.name or "", styled(j.state), j.exit_code, seconds(j.duration), reason]
 
 
 @job_app.command("get")
@@ -38,11 +58,13 @@ def get_job(ctx: typer.Context, batch_id: BatchId, job_id: JobId, as_json: JsonF
     with connect(ctx) as client:
         job = client.get_job(batch_id, job_id)
         attempts = client.job_attempts(batch_id, job_id)
+        problems = pool_problems(client, [job])
     if as_json:
         print_json({**job.model_dump(mode="json"), "attempts": [a.model_dump(mode="json") for a in attempts]})
         return
-    table(f"batch {batch_id} job {job_id}", [*JOB_COLUMNS, "always_run"], [[*job_row(job), job.always_run]])
-    reason = why(job)
+    row = [*job_row(job, problems), job.always_run]
+    table(f"batch {batch_id} job {job_id}", [*JOB_COLUMNS, "always_run"], [row])
+    reason = why(job, problems)
     if reason:
         console.print(f"{'waiting' if job.state not in COMPLETE else 'reason'}: {escape(reason)}")
     if attempts:

@@ -27,6 +27,7 @@ from corral.domain.autoscaling import (
 from corral.domain.fair_share import UserDemand
 from corral.domain.scheduling import ReadyJob
 from corral.domain.tokens import new_token
+from corral.driver.collection_health import CollectionHealth, gone_reason
 from corral.driver.collections import collection_limits, collection_shape, job_shape
 from corral.driver.driver import Driver
 from corral.providers.base import (
@@ -37,6 +38,7 @@ from corral.providers.base import (
     ProviderInstance,
 )
 from corral.store import instances as instance_store
+from corral.store.system_view import set_instance_end_reason
 
 log = logging.getLogger("corral.autoscaler")
 
@@ -54,6 +56,8 @@ class _Managed:
     running_since: float | None = None  # the provider reported it running (a queued SLURM job is not)
     idle_since: float | None = None
     drain_tick: int | None = None  # the driver's tick when its release began
+    activated: bool = False  # its worker called in (until then, its loss is a failure of the collection)
+    end_reason: str | None = None
 
 
 class Autoscaler:
@@ -79,8 +83,7 @@ class Autoscaler:
         self._managed: dict[str, _Managed] = {}
         self._creating: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._backoff_until: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
+        self.health = CollectionHealth()
         self._loop: asyncio.Task[None] | None = None
         self._unplaceable: set[tuple[object, ...]] = set()
 
@@ -181,6 +184,7 @@ class Autoscaler:
                 self._scale_pool(name, now)
             else:
                 self._serve_private(name)
+        await self.health.flush(self.driver.engine)
         self.ticks += 1
 
     async def _list(self, collection: str) -> list[ProviderInstance] | None:
@@ -200,8 +204,11 @@ class Autoscaler:
             found = seen.get(m.name)
             if found is not None and found.status == "running" and m.running_since is None:
                 m.running_since = now
+            if inst is not None and inst.active and not m.activated:
+                m.activated = True
+                self.health.recovered(collection)
             if found is not None and found.status == "gone":
-                self._lose(m, found.reason or "gone")
+                self._lose(m, gone_reason(found))
             elif m.created and found is None and now - m.time_created > LISTING_GRACE:
                 self._lose(m, "the provider no longer lists it")
             elif m.created and inst is None:
@@ -230,7 +237,7 @@ class Autoscaler:
             if inst.assigned:  # a tick placed work on it before draining began: keep it
                 inst.draining, m.drain_tick, m.idle_since = False, None, None
             elif self.driver.ticks >= m.drain_tick + 2:
-                self._lose(m, f"idle for {limits.idle_seconds:.0f}s: released")
+                self._lose(m, f"idle for {limits.idle_seconds:.0f}s: released", deliberate=True)
         views = [self._view(m) for m in self._of(collection) if m.drain_tick is None]
         for name in pool_instances_to_release(limits, views, now):
             inst = self.driver.instances.get(name)
@@ -238,7 +245,7 @@ class Autoscaler:
                 # Draining first: the writer loop stops placing on it; released once a full tick saw that.
                 inst.draining = True
                 self._managed[name].drain_tick = self.driver.ticks
-        if now < self._backoff_until.get(collection, 0.0):
+        if not self.health.allows(collection, now):
             return
         views = [self._view(m) for m in self._of(collection) if m.drain_tick is None]
         demands, ready_gpus = self._demands(collection, limits, views)
@@ -282,8 +289,10 @@ class Autoscaler:
         for m in mine:
             inst = self.driver.instances.get(m.name)
             if m.reserved_for not in queued_keys and (inst is None or not inst.assigned):
-                self._lose(m, "its job has ended")
+                self._lose(m, "its job has ended", deliberate=True)
         mine = self._of(collection)
+        if not self.health.allows(collection, time.time()):
+            return
         served = {m.reserved_for for m in mine if m.reserved_for is not None}
         for job in private_jobs_to_serve(
             queued, served, live=len(mine), max_instances=col.max_instances,
@@ -333,14 +342,9 @@ class Autoscaler:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            failures = self._failures.get(m.collection, 0) + 1
-            self._failures[m.collection] = failures
-            self._backoff_until[m.collection] = time.time() + min(60.0, 0.5 * 2**failures)
-            log.warning("could not create instance %s of %s: %s", m.name, m.collection, exc)
             self._creating.pop(m.name, None)
             self._lose(m, f"could not be created: {exc}")
             return
-        self._failures[m.collection] = 0
         self._creating.pop(m.name, None)
         m.metadata = {"provider": provider.name, "shape": shape.name, **metadata}
         if shape.price_per_hour:
@@ -351,9 +355,14 @@ class Autoscaler:
         if m.name not in self._managed:
             await self._delete_now(m)  # released while it was being created
 
-    def _lose(self, m: _Managed, reason: str) -> None:
-        """End its attempts as lost (jobs are retried), then delete it through the provider."""
-        log.info("instance %s of %s: %s", m.name, m.collection, reason)
+    def _lose(self, m: _Managed, reason: str, *, deliberate: bool = False) -> None:
+        """End its attempts as lost (jobs are retried), then delete it through the provider. An instance
+        whose worker never called in is a failure of its collection (backoff; logged once there)."""
+        m.end_reason = reason
+        if m.activated or deliberate:
+            log.info("instance %s of %s: %s", m.name, m.collection, reason)
+        else:
+            self.health.failed(m.collection, reason, time.time())
         self.driver.instance_lost(m.name, reason)
         self._release(m)
 
@@ -382,3 +391,5 @@ class Autoscaler:
             return
         async with self.driver.engine.begin() as conn:
             await instance_store.set_instance_state(conn, m.name, "deleted", time.time())
+            if m.end_reason:
+                await set_instance_end_reason(conn, m.name, m.end_reason)
