@@ -115,3 +115,27 @@ def test_progress_text_shows_running_queued_and_waiting() -> None:
     text = progress_text({**STATUS, "n_running": 3, "n_creating": 1, "n_ready": 7, "waiting": 2})
     assert "4 running" in text and "7 queued" in text and "2 waiting for a machine" in text
     assert "running" not in progress_text(STATUS)
+
+
+def test_collection_health_backs_off_marks_failing_and_logs_each_failure_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from corral.driver.collection_health import CollectionHealth
+
+    health = CollectionHealth(base_delay=1.0, max_delay=8.0, failing_after=4)
+    now = 1000.0
+    waits = []
+    for i in range(6):
+        assert health.allows("hpc", now)
+        health.failed("hpc", f"instance hpc-{i:08x} (job {100 + i}) ended before its worker called in", now)
+        waits.append(health.of["hpc"].retry_at - now)
+        assert not health.allows("hpc", now + waits[-1] - 0.01)
+        now += waits[-1]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert health.of["hpc"].state == "failing" and health.of["hpc"].attempts == 6
+    warnings = [r.getMessage() for r in caplog.records if "cannot bring up" in r.getMessage()]
+    assert len(warnings) == 1  # the same failure, whatever the instance and job ids
+    health.failed("hpc", "sbatch: error: invalid partition specified", now)
+    assert len([r for r in caplog.records if "cannot bring up" in r.getMessage()]) == 2
+    health.recovered("hpc")
+    assert health.of["hpc"].state == "ok" and health.allows("hpc", now)

@@ -208,7 +208,7 @@ class Autoscaler:
                 m.activated = True
                 self.health.recovered(collection)
             if found is not None and found.status == "gone":
-                self._lose(m, gone_reason(found))
+                self._lose(m, gone_reason(found, activated=m.activated))
             elif m.created and found is None and now - m.time_created > LISTING_GRACE:
                 self._lose(m, "the provider no longer lists it")
             elif m.created and inst is None:

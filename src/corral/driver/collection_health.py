@@ -10,6 +10,7 @@ first instance whose worker calls in ends the run of failures.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,10 +67,11 @@ class CollectionHealth:
         wait = self.delay(h.failures)
         h.retry_at = now + wait
         self._dirty.add(collection)
-        if error != h.logged:
+        key = _same_failure(collection, error)
+        if key != h.logged:
             log.warning("pool %s cannot bring up instances: %s (retrying in %.0fs; further identical "
                         "failures are not logged)", collection, error, wait)
-            h.logged = error
+            h.logged = key
         else:
             log.debug("pool %s: failure %d in a row: %s", collection, h.failures, error)
         if h.failures == self.failing_after:
@@ -98,9 +100,18 @@ class CollectionHealth:
                 )
 
 
-def gone_reason(found: ProviderInstance) -> str:
-    """Why the provider says an instance is gone, with what it knows (SLURM state, exit code)."""
+def _same_failure(collection: str, error: str) -> str:
+    """The error without what changes from one try to the next (instance names, job ids, ports)."""
+    text = re.sub(rf"{re.escape(collection)}-[0-9a-f]{{6,}}", "<instance>", error)
+    return re.sub(r"\d+", "N", text)
+
+
+def gone_reason(found: ProviderInstance, *, activated: bool) -> str:
+    """Why the provider says an instance is gone, with what it knows (SLURM state, exit code, output)."""
     reason = found.reason or "gone"
     meta = found.metadata or {}
     details = [f"{k.replace('_', ' ')} {meta[k]}" for k in ("slurm_state", "exit_code") if meta.get(k)]
-    return f"{reason} ({', '.join(details)})" if details else reason
+    if meta.get("output"):
+        details.append(f"its output: {meta['output']}")
+    text = f"{reason} ({', '.join(details)})" if details else reason
+    return text if activated else f"it ended before its worker called in: {text}"
