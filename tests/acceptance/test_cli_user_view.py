@@ -106,10 +106,18 @@ def test_a_wait_that_times_out_exits_5_and_cancel_before_start_is_explained(serv
     cli(server, "batch", "get", str(batch_id), expect=1)
 
 
-def test_job_log_follow_prints_until_the_job_ends(server: RunningServer) -> None:
-    batch_id = server.submit([job("for i in 1 2 3; do echo line$i; sleep 0.5; done", 1)])
+def test_job_log_follow_streams_a_running_jobs_log(server: RunningServer) -> None:
+    batch_id = server.submit([job("echo first; sleep 6; echo second", 1)])
+    deadline = time.monotonic() + 60
+    seen = ""
+    while time.monotonic() < deadline and "first" not in seen:
+        seen = cli(server, "job", "log", str(batch_id), "1", "--step", "main").stdout
+        time.sleep(0.3)
+    # The worker sends the log while the job runs: it is readable before the job ends.
+    assert "first" in seen and "second" not in seen
+    assert server.job(batch_id, 1)["state"] == "Running"
     result = cli(server, "job", "log", str(batch_id), "1", "--follow", expect=0)
-    assert "line1\nline2\nline3" in result.stdout
+    assert "first\nsecond" in result.stdout
     assert f"job 1 of batch {batch_id} ended: Success" in result.stdout
 
 

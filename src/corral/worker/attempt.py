@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 MAX_LOG_BYTES = 32 * 1024 * 1024  # the driver's body limit is 64 MiB; keep the end, where errors are
 INLINE_LOG_BYTES = 64 * 1024  # smaller logs ride in the `completed` event: no request of their own
+LIVE_LOG_INTERVAL = 2.0  # seconds between uploads of a running job's main log (`corral job log --follow`)
+LIVE_LOG_BYTES = 1024 * 1024  # the end of a running job's log is enough to follow it
 
 EmitEvent = Callable[[dict[str, Any]], None]
 UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
@@ -104,12 +106,16 @@ async def run_attempt(
         event["state"] = "cancelled"
         return await _finish_with_logs(event, statuses, assignment, dirs, upload_log)
 
+    live = asyncio.create_task(stream_log(assignment, dirs.log("main"), upload_log), name="live-log")
     try:
         result = await runtime.run(main_request(assignment, dirs), cancel)
     except Exception as exc:  # a runtime bug must not lose the attempt: report it as an error
         log.exception("runtime %s failed on %s", runtime.name, assignment.key)
         t = now()
         result = MainResult("error", t, t, error=f"runtime {runtime.name} failed: {exc!r}")
+    finally:
+        live.cancel()
+        await asyncio.gather(live, return_exceptions=True)
     statuses["main"] = main_status(result)
     event.update(
         state=result.state,
@@ -173,6 +179,23 @@ def _finish(event: dict[str, Any], statuses: dict[StepName, StepStatus | None]) 
     event["time"] = now()
     event["container_statuses"] = {k: (s.to_wire() if s else None) for k, s in statuses.items()}
     return event
+
+
+async def stream_log(
+    assignment: Assignment, path: Path, upload_log: UploadLog, interval: float = LIVE_LOG_INTERVAL
+) -> None:
+    """While the main step runs, upload the end of its log whenever it grew (the final log replaces it)."""
+    sent = 0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size != sent:
+            data = await asyncio.to_thread(read_log, path, LIVE_LOG_BYTES)
+            await upload_log(assignment, "main", data)
+            sent = size
 
 
 def read_log(path: Path, limit: int = MAX_LOG_BYTES) -> bytes:
