@@ -194,3 +194,24 @@ def test_an_instance_token_lets_a_hand_started_worker_join(server: RunningServer
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def test_batch_retry_reruns_only_failed_and_cancelled_jobs(server: RunningServer, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    flag.write_text("bad")
+    gate = {"input_files": [{"from": f"file://{flag}", "to": "/io/flag"}]}
+    first = server.submit([
+        job("echo ok > /dev/null", 1, name="fine"),
+        job('test "$(cat /io/flag)" = ok', 2, parents=[1], name="gate", **gate),
+        job("echo after", 3, parents=[2], name="after"),
+    ])
+    assert server.wait(first)["n_failed"] == 1
+    flag.write_text("ok")
+    result = cli(server, "batch", "retry", str(first), "--failed", "--wait", "--json", expect=0)
+    data = json.loads(result.stdout)
+    assert data["retry_of"] == first and data["n_jobs"] == 2 and data["state"] == "success"
+    retried = server.jobs(data["id"])
+    assert sorted(j["name"] for j in retried.values()) == ["after", "gate"]
+    assert server.batch(data["id"])["attributes"]["retry_of"] == str(first)
+    nothing = cli(server, "batch", "retry", str(data["id"]), expect=1)
+    assert "has no failed or cancelled job to retry" in nothing.stderr

@@ -12,7 +12,7 @@ from corral.api.context import ApiContext
 from corral.api.errors import install_error_handlers
 from corral.api.hooks import DriverHooks
 from corral.api.limits import BodySizeLimit
-from corral.api.routes import batches, billing, jobs, meta, system, users
+from corral.api.routes import batches, billing, jobs, meta, retry, system, users
 from corral.config import Settings
 
 
@@ -27,7 +27,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (
-        meta.router, batches.router, jobs.router, users.router, billing.router, system.router, *extra_routers
+        meta.router, batches.router, jobs.router, users.router, billing.router, system.router, retry.router,
+        *extra_routers,
     ):
         app.include_router(router)
     return app

@@ -179,3 +179,42 @@ def delete_batch(ctx: typer.Context, batch_id: BatchId, as_json: JsonFlag = Fals
         print_json({"id": batch_id, "deleted": True})
         return
     console.print(f"batch {batch_id} deleted")
+
+
+@batch_app.command("retry")
+def retry_batch(
+    ctx: typer.Context,
+    batch_id: BatchId,
+    failed: Annotated[
+        bool, typer.Option("--failed/--all", help="Only jobs that failed or were cancelled (default), or all")
+    ] = True,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the new batch (exit 1 if it fails)")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a finished batch's failed and cancelled jobs again, as a new batch; the jobs that succeeded are
+    not rerun (their outputs are reused)."""
+    import secrets
+
+    from corral.client.handle import BatchHandle
+
+    final: dict[str, Any] = {}
+    summary: str | None = None
+    with connect(ctx) as client:
+        which = "failed" if failed else "all"
+        created = client.retry_batch(batch_id, token=secrets.token_hex(16), which=which)
+        status = client.get_batch(created.id)
+        if wait:
+            handle = BatchHandle(client, created.id)
+            final = handle.wait(progress=not as_json)
+            summary = handle.failure_summary(final) if final["state"] != "success" else None
+    if as_json:
+        print_json({"retry_of": batch_id, "id": created.id, "n_jobs": status.n_jobs,
+                    **({"state": final["state"]} if wait else {})})
+    else:
+        console.print(f"batch {created.id} reruns {status.n_jobs} jobs of batch {batch_id}; follow it with "
+                      f"`corral batch wait {created.id}`")
+    if wait:
+        if summary:
+            err_console.print(f"[red]{escape(summary)}[/]", soft_wrap=True)
+        if final["state"] != "success":
+            raise typer.Exit(code=ExitCode.FAILED)

@@ -221,6 +221,13 @@ class AsyncClient:
     async def cancel_batch(self, batch_id: int) -> None:
         await self.request("PATCH", f"/api/v1/batches/{batch_id}/cancel")
 
+    async def retry_batch(self, batch_id: int, *, token: str, which: str = "failed") -> CreateBatchResponse:
+        """A new batch with the jobs of `batch_id` that failed or were cancelled (which="all": every job)."""
+        body = {"token": token, "which": which}
+        return CreateBatchResponse.model_validate(
+            await self._json("POST", f"/api/v1/batches/{batch_id}/retry", json=body)
+        )
+
     async def delete_batch(self, batch_id: int) -> None:
         await self.request("DELETE", f"/api/v1/batches/{batch_id}")
 

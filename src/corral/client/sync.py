@@ -113,6 +113,7 @@ class SyncClient:
     get_batch = _Blocking(AsyncClient.get_batch)
     cancel_batch = _Blocking(AsyncClient.cancel_batch)
     delete_batch = _Blocking(AsyncClient.delete_batch)
+    retry_batch = _Blocking(AsyncClient.retry_batch)
     list_jobs = _Blocking(AsyncClient.list_jobs)
     get_job = _Blocking(AsyncClient.get_job)
     job_logs = _Blocking(AsyncClient.job_logs)
