@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -81,3 +82,30 @@ def test_a_sick_slurm_pool_backs_off_and_is_marked_failing(sick_server: RunningS
     assert "waits for pool sick, which cannot bring up instances" in jobs
     log = server.log.read_text(errors="replace")
     assert log.count("pool sick cannot bring up instances") <= 2, log[-4000:]
+
+
+def test_pilots_say_in_squeue_which_pool_they_serve(slurm_conf: str, tmp_path: Path) -> None:
+    """`squeue -o %k` shows a pilot's pool and whom it serves (the comment Corral gives it)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = _config(tmp_path / "corral.toml", slurm_conf, tmp_path / "pilots", partition="debug",
+                     python=sys.executable)
+    server = RunningServer(home, server_env(home, "sick", config=str(config), heartbeat_timeout=10))
+    server.start()
+    try:
+        server.submit([job("sleep 30", 1)])
+        deadline = time.monotonic() + 60
+        listed = ""
+        while time.monotonic() < deadline and "corral pool sick" not in listed:
+            listed = slurm(slurm_conf, "squeue", "-h", "-o", "%j|%k")
+            time.sleep(0.5)
+        line = next(x for x in listed.splitlines() if "corral pool sick" in x)
+        name, comment = line.split("|", 1)
+        assert name.startswith("corral.sick.sick-")
+        assert comment.startswith("corral pool sick for its users; instance sick-")
+    finally:
+        server.stop()
+        ours = [x.split("|")[0] for x in slurm(slurm_conf, "squeue", "-h", "-o", "%i|%j").splitlines()
+                if "|corral.sick" in x]
+        if ours:
+            slurm(slurm_conf, "scancel", *ours, check=False)

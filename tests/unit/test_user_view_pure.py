@@ -139,3 +139,22 @@ def test_collection_health_backs_off_marks_failing_and_logs_each_failure_once(
     assert len([r for r in caplog.records if "cannot bring up" in r.getMessage()]) == 2
     health.recovered("hpc")
     assert health.of["hpc"].state == "ok" and health.allows("hpc", now)
+
+
+def test_pilots_and_instances_say_which_pool_and_user_they_serve() -> None:
+    from corral.driver.collection_health import instance_name
+    from corral.providers.base import InstanceRequest, MachineShape
+    from corral.providers.slurm.options import parse_options
+    from corral.providers.slurm.pilot import instance_of, job_name, sbatch_args
+
+    name = instance_name("gpu", "alice@lab")
+    assert name.startswith("gpu-alice_lab-") and len(name) == len("gpu-alice_lab-") + 8
+    assert instance_name("hpc").startswith("hpc-")
+    options = parse_options("gpu", {})
+    shape = MachineShape(name="gpu", cores=1, memory_bytes=1 << 30)
+    request = InstanceRequest(name, "gpu", shape, "token", "http://x", serves="alice@lab")
+    args = sbatch_args(options, request, "/logs")
+    assert f"--comment=corral pool gpu for user alice@lab; instance {name}" in args
+    assert instance_of(options, "gpu", job_name(options, "gpu", name)) == name
+    pool_args = sbatch_args(options, InstanceRequest("hpc-1", "hpc", shape, "t", "http://x"), "/logs")
+    assert "--comment=corral pool hpc for its users; instance hpc-1" in pool_args

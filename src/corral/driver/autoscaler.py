@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -27,7 +26,7 @@ from corral.domain.autoscaling import (
 from corral.domain.fair_share import UserDemand
 from corral.domain.scheduling import ReadyJob
 from corral.domain.tokens import new_token
-from corral.driver.collection_health import CollectionHealth, gone_reason
+from corral.driver.collection_health import CollectionHealth, gone_reason, instance_name
 from corral.driver.collections import collection_limits, collection_shape, job_shape
 from corral.driver.driver import Driver
 from corral.providers.base import (
@@ -56,6 +55,7 @@ class _Managed:
     running_since: float | None = None  # the provider reported it running (a queued SLURM job is not)
     idle_since: float | None = None
     drain_tick: int | None = None  # the driver's tick when its release began
+    serves: str | None = None  # the user of the one job a job-private instance runs
     activated: bool = False  # its worker called in (until then, its loss is a failure of the collection)
     end_reason: str | None = None
 
@@ -300,7 +300,7 @@ class Autoscaler:
         ):
             shape = job_shape(job, col)
             if self._capacity(collection, shape) > 0:
-                self._create(collection, shape, job.key)
+                self._create(collection, shape, job.key, job.user)
 
     def _capacity(self, collection: str, shape: MachineShape) -> int:
         """Instances of `shape` the provider can still make (unbounded unless it keeps an inventory)."""
@@ -321,9 +321,12 @@ class Autoscaler:
 
     # ------------------------------------------------------------ create and delete
 
-    def _create(self, collection: str, shape: MachineShape, reserved_for: tuple[int, int] | None) -> None:
-        name = f"{collection}-{uuid.uuid4().hex[:8]}"
-        m = _Managed(name, collection, time.time(), reserved_for=reserved_for)
+    def _create(
+        self, collection: str, shape: MachineShape, reserved_for: tuple[int, int] | None,
+        user: str | None = None,
+    ) -> None:
+        name = instance_name(collection, user)
+        m = _Managed(name, collection, time.time(), reserved_for=reserved_for, serves=user)
         self._managed[name] = m
         self._creating[name] = asyncio.create_task(self._bring_up(m, shape), name=f"create-{name}")
 
@@ -337,7 +340,7 @@ class Autoscaler:
                 gpus=shape.gpus, gpu_type=shape.gpu_type, reserved_for=m.reserved_for,
                 cost_per_core_hour=shape.price_per_hour / shape.cores if shape.price_per_hour else None,
             )
-            request = InstanceRequest(m.name, m.collection, shape, token, self.driver_url)
+            request = InstanceRequest(m.name, m.collection, shape, token, self.driver_url, serves=m.serves)
             metadata = await provider.create_instance(request)
         except asyncio.CancelledError:
             raise

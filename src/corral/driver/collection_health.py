@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -102,7 +103,7 @@ class CollectionHealth:
 
 def _same_failure(collection: str, error: str) -> str:
     """The error without what changes from one try to the next (instance names, job ids, ports)."""
-    text = re.sub(rf"{re.escape(collection)}-[0-9a-f]{{6,}}", "<instance>", error)
+    text = re.sub(rf"{re.escape(collection)}-(?:[A-Za-z0-9_.]+-)?[0-9a-f]{{8}}", "<instance>", error)
     return re.sub(r"\d+", "N", text)
 
 
@@ -115,3 +116,10 @@ def gone_reason(found: ProviderInstance, *, activated: bool) -> str:
         details.append(f"its output: {meta['output']}")
     text = f"{reason} ({', '.join(details)})" if details else reason
     return text if activated else f"it ended before its worker called in: {text}"
+
+
+def instance_name(collection: str, user: str | None = None) -> str:
+    """`hpc-1a2b3c4d`; a job-private instance also names its user (`gpu-alice-1a2b3c4d`), so the
+    provider's own listing (squeue, the cloud console) shows whom it serves."""
+    tag = re.sub(r"[^A-Za-z0-9_.]", "_", user)[:32] + "-" if user else ""
+    return f"{collection}-{tag}{uuid.uuid4().hex[:8]}"
