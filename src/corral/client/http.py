@@ -105,8 +105,10 @@ class AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = retries
         self.backoff = backoff
+        # Loading the CA bundle costs ~100 ms per client; a plain-HTTP server never uses it.
+        verify = not self.url.startswith("http://")
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, verify=verify
         )
 
     async def aclose(self) -> None:
