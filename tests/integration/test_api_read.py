@@ -86,6 +86,8 @@ async def test_jobs_are_listed_in_pages_and_filtered_by_state(api: Api) -> None:
         "cost": 0.0,
         "msec_mcpu": 0,
         "always_run": False,
+        "reason": None,
+        "pool": "default",
     }
 
 
