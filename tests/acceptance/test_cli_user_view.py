@@ -5,6 +5,7 @@ one server per home. The CLI finds the server through $CORRAL_HOME alone."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -12,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from tests.acceptance.harness import RunningServer, job
-from tests.cli_support import corral_env, run_corral
+from tests.cli_support import assert_no_traceback, corral_env, run_corral
 
 
 @pytest.fixture
@@ -215,3 +217,57 @@ def test_batch_retry_reruns_only_failed_and_cancelled_jobs(server: RunningServer
     assert server.batch(data["id"])["attributes"]["retry_of"] == str(first)
     nothing = cli(server, "batch", "retry", str(data["id"]), expect=1)
     assert "has no failed or cancelled job to retry" in nothing.stderr
+
+
+def _once_connected(proc: subprocess.Popen[str], port: int, timeout: float = 60) -> None:
+    """Wait until the process holds a connection to the server (it is past start-up, in its wait loop)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conns = psutil.Process(proc.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            break
+        if any(c.raddr and c.raddr.port == port and c.status == "ESTABLISHED" for c in conns):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the command never connected to the server")
+
+
+def test_ctrl_c_while_waiting_says_the_batch_keeps_running(server: RunningServer) -> None:
+    batch_id = server.submit([job("sleep 60", 1)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral", "batch", "wait", str(batch_id), "--no-progress"],
+        env=corral_env(server.home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _once_connected(proc, int(server.url.rsplit(":", 1)[1]))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert f"batch {batch_id} keeps running on the server" in err
+    assert f"corral batch cancel {batch_id}" in err
+    assert_no_traceback(out, err)
+    assert server.batch(batch_id)["complete"] is False
+    cli(server, "batch", "cancel", str(batch_id), expect=0)
+
+
+def test_the_progress_bar_shows_running_and_queued_counts(server: RunningServer) -> None:
+    import io
+
+    from rich.console import Console
+
+    from corral.client.handle import BatchHandle
+    from corral.client.sync import SyncClient
+
+    batch_id = server.submit([job("sleep 2", i, cpu="1") for i in range(1, 4)])  # 2 cores: one queued
+    out = io.StringIO()
+    with SyncClient(server.url, server.token) as client:
+        status = BatchHandle(client, batch_id).wait(
+            console=Console(file=out, force_terminal=True, width=200), timeout=120
+        )
+    assert status["state"] == "success"
+    text = out.getvalue()
+    assert "2 running" in text and "1 queued" in text

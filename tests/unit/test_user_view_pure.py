@@ -115,6 +115,7 @@ def test_progress_text_shows_running_queued_and_waiting() -> None:
     text = progress_text({**STATUS, "n_running": 3, "n_creating": 1, "n_ready": 7, "waiting": 2})
     assert "4 running" in text and "7 queued" in text and "2 waiting for a machine" in text
     assert "running" not in progress_text(STATUS)
+    assert "pool hpc failing: boom" in progress_text(STATUS, "pool hpc failing: boom")
 
 
 def test_collection_health_backs_off_marks_failing_and_logs_each_failure_once(

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 SUMMARY_JOBS = 10  # failed jobs named one by one in a summary; the rest are counted
 
 
-def progress_text(status: dict[str, Any]) -> str:
+POOL_CHECK_SECONDS = 10.0  # how often a wait with queued jobs and nothing running asks why
+
+
+def progress_text(status: dict[str, Any], problems: str = "") -> str:
     """'3 running · 5 queued · 2 ok 1 failed 0 cancelled' (rich markup), plus waiting jobs if any."""
     parts = []
     if status.get("n_running") is not None:
@@ -31,6 +34,8 @@ def progress_text(status: dict[str, Any]) -> str:
         f"[green]{status['n_succeeded']} ok[/] [red]{status['n_failed']} failed[/] "
         f"[yellow]{status['n_cancelled']} cancelled[/]"
     )
+    if problems:
+        parts.append(f"[red]{problems}[/]")
     return " · ".join(parts)
 
 
@@ -89,6 +94,7 @@ class BatchHandle:
 
         console = console or Console(stderr=True)
         deadline = None if timeout is None else time.monotonic() + timeout
+        shown = progress and console.is_terminal
         delay = 0.05
         bar = Progress(
             SpinnerColumn(),
@@ -98,19 +104,26 @@ class BatchHandle:
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=console,
-            disable=not (progress and console.is_terminal),
+            disable=not shown,
             transient=False,
         )
+        problems, checked = "", 0.0
         try:
             with bar:
                 task = bar.add_task("", total=None)
                 while True:
                     status = self.status()
+                    busy = status.get("n_running") or status.get("n_creating")
+                    stalled = bool(status.get("n_ready")) and not busy
+                    if stalled and shown and time.monotonic() - checked > POOL_CHECK_SECONDS:
+                        problems, checked = self._pool_problems(), time.monotonic()
+                    elif not stalled:
+                        problems = ""
                     bar.update(
                         task,
                         completed=status["n_completed"],
                         total=status["n_jobs"] or None,
-                        description=progress_text(status),
+                        description=progress_text(status, problems),
                     )
                     if status["complete"]:
                         return status
@@ -130,6 +143,14 @@ class BatchHandle:
                 file=sys.stderr,
             )
             raise
+
+    def _pool_problems(self) -> str:
+        """Why queued jobs may not start: pools that cannot bring instances up (empty if none)."""
+        try:
+            pools = self.client.list_pools()
+        except Exception:  # an older server, or a hiccup: the bar goes on without the hint
+            return ""
+        return "; ".join(f"pool {p.name} {p.health}: {p.last_error}" for p in pools if p.health != "ok")
 
     def failure_summary(self, status: dict[str, Any] | None = None) -> str:
         """In words: which jobs did not succeed and why, and how to read their logs."""
