@@ -96,7 +96,7 @@ def test_a_wait_that_times_out_exits_5_and_cancel_before_start_is_explained(serv
     assert f"corral batch cancel {batch_id}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     live = json.loads(cli(server, "batch", "get", str(batch_id), "--json", expect=0).stdout)
-    assert live["n_pending"] == 1 and live["n_running"] + live["n_creating"] + live["n_ready"] == 1
+    assert live["n_pending"] == 1 and live["n_running"] + live["n_ready"] == 1
 
     cancelled = json.loads(cli(server, "batch", "cancel", str(batch_id), "--json", expect=0).stdout)
     assert cancelled == {"id": batch_id, "cancelled": True, "state": "cancelled"}

@@ -112,7 +112,7 @@ def test_failure_summary_names_jobs_reasons_and_the_log_command() -> None:
 
 
 def test_progress_text_shows_running_queued_and_waiting() -> None:
-    text = progress_text({**STATUS, "n_running": 3, "n_creating": 1, "n_ready": 7, "waiting": 2})
+    text = progress_text({**STATUS, "n_running": 4, "n_ready": 7, "waiting": 2})
     assert "4 running" in text and "7 queued" in text and "2 waiting for a machine" in text
     assert "running" not in progress_text(STATUS)
     assert "pool hpc failing: boom" in progress_text(STATUS, "pool hpc failing: boom")

@@ -109,7 +109,7 @@ class CreateUpdateResponse(BaseModel):
 
 
 BatchStateName = Literal["open", "running", "success", "failure", "cancelled"]
-JobStateName = Literal["Pending", "Ready", "Creating", "Running", "Success", "Failed", "Error", "Cancelled"]
+JobStateName = Literal["Pending", "Ready", "Running", "Success", "Failed", "Error", "Cancelled"]
 
 
 class BatchStatus(BaseModel):
@@ -133,10 +133,10 @@ class BatchStatus(BaseModel):
     cost: float
     cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)
     attributes: dict[str, str]
-    # Live counts, on GET /batches/{id} only: waiting for parents, queued (Ready), starting, running.
+    waiting: int | None = None  # Ready jobs that fit no instance their pool can bring up (single-batch GET)
+    # Live counts, on GET /batches/{id} only: waiting for parents, queued (Ready), running.
     n_pending: int | None = None
     n_ready: int | None = None
-    n_creating: int | None = None
     n_running: int | None = None
 
 
@@ -158,6 +158,7 @@ class JobSummary(BaseModel):
     cost: float
     msec_mcpu: int
     always_run: bool
+    waiting_reason: str | None = None  # why a Ready job is not running, in words
     reason: str | None = None  # why an ended job did not succeed, in words
     pool: str | None = None  # the instance collection it runs on
 

@@ -56,7 +56,7 @@ def show_batch(b: BatchStatus) -> None:
     table(f"batch {b.id}", BATCH_COLUMNS, [_batch_row(b)])
     live = []
     if b.n_running is not None:
-        live.append(f"{(b.n_running or 0) + (b.n_creating or 0)} running")
+        live.append(f"{b.n_running or 0} running")
         live.append(f"{b.n_ready or 0} queued")
         live.append(f"{b.n_pending or 0} waiting for parents")
     waiting = getattr(b, "waiting", None)

@@ -56,7 +56,6 @@ STATE_STYLES = {
     "cancelled": "yellow",
     "Running": "cyan",
     "running": "cyan",
-    "Creating": "cyan",
     "Ready": "blue",
     "Pending": "dim",
     "open": "dim",

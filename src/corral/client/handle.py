@@ -25,8 +25,7 @@ def progress_text(status: dict[str, Any], problems: str = "") -> str:
     """'3 running · 5 queued · 2 ok 1 failed 0 cancelled' (rich markup), plus waiting jobs if any."""
     parts = []
     if status.get("n_running") is not None:
-        running = int(status.get("n_running") or 0) + int(status.get("n_creating") or 0)
-        parts.append(f"[cyan]{running} running[/]")
+        parts.append(f"[cyan]{int(status.get('n_running') or 0)} running[/]")
         parts.append(f"[blue]{int(status.get('n_ready') or 0)} queued[/]")
     if status.get("waiting"):
         parts.append(f"[magenta]{status['waiting']} waiting for a machine[/]")
@@ -113,8 +112,7 @@ class BatchHandle:
                 task = bar.add_task("", total=None)
                 while True:
                     status = self.status()
-                    busy = status.get("n_running") or status.get("n_creating")
-                    stalled = bool(status.get("n_ready")) and not busy
+                    stalled = bool(status.get("n_ready")) and not status.get("n_running")
                     if stalled and shown and time.monotonic() - checked > POOL_CHECK_SECONDS:
                         problems, checked = self._pool_problems(), time.monotonic()
                     elif not stalled:

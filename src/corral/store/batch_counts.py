@@ -8,11 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from corral.domain.states import JobState
 from corral.store.tables import jobs
 
-LIVE_STATES = (JobState.PENDING, JobState.READY, JobState.CREATING, JobState.RUNNING)
+LIVE_STATES = (JobState.PENDING, JobState.READY, JobState.RUNNING)
 
 
 async def live_state_counts(conn: AsyncConnection, batch_id: int) -> dict[str, int]:
-    """{state: n} for Pending, Ready, Creating and Running jobs of the batch (absent states count 0)."""
+    """{state: n} for Pending, Ready and Running jobs of the batch (absent states count 0)."""
     rows = await conn.execute(
         select(jobs.c.state, func.count())
         .where(jobs.c.batch_id == batch_id, jobs.c.state.in_([s.value for s in LIVE_STATES]))

@@ -25,6 +25,7 @@ from corral.api.schemas import (
     UpdateSpec,
 )
 from corral.store import batches as batch_store
+from corral.store import jobs_read
 from corral.store.batch_counts import live_state_counts
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
@@ -128,8 +129,10 @@ async def list_batches(
 async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> BatchStatus:
     async with ctx.reading() as conn:
         status = batch_status(await visible_batch(conn, batch_id, user))
+        status.waiting = await jobs_read.count_waiting(conn, batch_id)
         if not status.complete:
             counts = await live_state_counts(conn, batch_id)
-            status.n_pending, status.n_ready = counts["Pending"], counts["Ready"]
-            status.n_creating, status.n_running = counts["Creating"], counts["Running"]
+            status.n_pending, status.n_ready, status.n_running = (
+                counts["Pending"], counts["Ready"], counts["Running"]
+            )
         return status
