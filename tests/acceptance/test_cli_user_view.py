@@ -271,3 +271,41 @@ def test_the_progress_bar_shows_running_and_queued_counts(server: RunningServer)
     assert status["state"] == "success"
     text = out.getvalue()
     assert "2 running" in text and "1 queued" in text
+
+
+def test_a_job_bigger_than_the_hand_started_workers_says_why_it_waits(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """A pool of workers started by hand (instance tokens, no provider): the submission cannot know their
+    size, so the driver does and the job says why it waits, in the CLI and the JSON."""
+    server = start_server(local_workers=0)
+    env = corral_env(server.home)
+    minted = json.loads(run_corral(["instance", "token", "box1", "--cores", "1", "--memory", "1Gi", "--json"],
+                                   env=env, expect=0).stdout)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "corral", "worker", "--url", server.url, "--name", "box1", "--token",
+         minted["token"], "--cores", "1", "--memory", "1Gi"],
+        env={**corral_env(tmp_path / "worker-home"), "CORRAL_WORKER_STOP_ON_TERM": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        batch_id = server.submit([job("true", 1, cpu="4", memory="1Gi"), job("true", 2)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            server.job(batch_id, 1).get("waiting_reason") and server.job(batch_id, 2)["state"] == "Success"
+        ):
+            time.sleep(0.2)
+        assert server.job(batch_id, 2)["state"] == "Success"  # the big job blocks nobody
+        reason = server.job(batch_id, 1)["waiting_reason"]
+        assert reason and reason.startswith("needs 4 cores")
+        jobs = run_corral(["batch", "jobs", str(batch_id)], env=env, expect=0).stdout
+        assert "needs 4 cores" in jobs
+        got = run_corral(["job", "get", str(batch_id), "1"], env=env, expect=0).stdout
+        assert "waiting: needs 4 cores" in got
+        data = json.loads(run_corral(["job", "get", str(batch_id), "1", "--json"], env=env, expect=0).stdout)
+        assert data["waiting_reason"] == reason
+        status = run_corral(["batch", "get", str(batch_id)], env=env, expect=0).stdout
+        assert "1 waiting for a machine" in status
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)

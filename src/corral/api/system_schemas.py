@@ -64,7 +64,7 @@ class InstanceStatus(BaseModel):
 
 class InstanceTokenRequest(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    pool: str | None = Field(default=None, max_length=100)  # default: the server's default pool
+    pool: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     cores: float = Field(gt=0, le=4096)
     memory: str = Field(default="4Gi", max_length=40)
     gpus: int = Field(default=0, ge=0, le=64)

@@ -24,6 +24,7 @@ from corral.api.system_schemas import (
 from corral.domain.resources import parse_bytes
 from corral.domain.tokens import new_token
 from corral.errors import Conflict, InvalidInput, NotFound
+from corral.store import instances as instance_store
 from corral.store import system_view
 from corral.store.system_view import CollectionRecord, InstanceRow, RunningAttempt
 from corral.store.users import User
@@ -162,13 +163,14 @@ async def create_instance_token(body: InstanceTokenRequest, ctx: Context, _admin
     once. The worker offers its own cores and memory when it calls in; these are the expected ones."""
     pool = body.pool or ctx.settings.pool
     memory = parse_bytes(body.memory, field="memory")
-    async with ctx.reading() as conn:
+    async with ctx.writing() as conn:
         if await system_view.get_instance(conn, body.name) is not None:
             raise Conflict(f"name: an instance named {body.name!r} already exists", field="name")
-        known = {c.name for c in await system_view.list_collections(conn)}
-    if pool not in known:
-        raise InvalidInput(f"pool: there is no pool {pool!r}; the pools are {', '.join(sorted(known))}",
-                           field="pool")
+        known = {c.name: c for c in await system_view.list_collections(conn)}
+        if pool not in known:  # a pool of hand-started workers: no provider brings its instances up
+            await instance_store.ensure_collection(conn, pool, kind="pool", provider="manual", config={})
+        elif known[pool].kind != "pool":
+            raise InvalidInput(f"pool: {pool!r} is a job-private collection; name a pool", field="pool")
     token = new_token()
     await ctx.hooks.register_instance(
         name=body.name, pool=pool, token=token, cores_mcpu=int(body.cores * 1000), memory_bytes=memory,
