@@ -309,3 +309,13 @@ def test_a_job_bigger_than_the_hand_started_workers_says_why_it_waits(
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def test_changing_commands_answer_in_json(server: RunningServer) -> None:
+    created = json.loads(cli(server, "billing-project", "create", "lab-x", "--json", expect=0).stdout)
+    assert created["billing_project"] == "lab-x"
+    added = cli(server, "billing-project", "add-user", "lab-x", "admin", "--json", expect=0)
+    added = json.loads(added.stdout)
+    assert added == {"billing_project": "lab-x", "user": "admin", "added": True}
+    user = json.loads(cli(server, "user", "create", "zoe", "--json", expect=0).stdout)
+    assert user["name"] == "zoe" and user["token"]

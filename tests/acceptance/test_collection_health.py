@@ -37,11 +37,17 @@ def test_failing_ssh_pools_back_off_are_marked_failing_and_explain_waiting_jobs(
 ) -> None:
     stranger = tmp_path / "stranger_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    unknown = tmp_path / "empty_known_hosts"
+    unknown.write_text("")
     server = serve(start_server, tmp_path, [
         pool("badport", [ssh_testbed.loopback_host("nowhere", cores=2, memory="1Gi", port=_closed_port())]),
         pool("badkey", [ssh_testbed.loopback_host("locked", cores=2, memory="1Gi", key=str(stranger))]),
+        pool("hostkey", [ssh_testbed.loopback_host("unknown", cores=2, memory="1Gi",
+                                                   known_hosts=str(unknown))]),
     ], pool="badport")
-    batch_id = server.submit([job("true", 1, pool="badport"), job("true", 2, pool="badkey")])
+    batch_id = server.submit(
+        [job("true", 1, pool="badport"), job("true", 2, pool="badkey"), job("true", 3, pool="hostkey")]
+    )
     started = time.monotonic()
 
     deadline = started + 90
@@ -57,6 +63,9 @@ def test_failing_ssh_pools_back_off_are_marked_failing_and_explain_waiting_jobs(
     assert "127.0.0.1" in pools["badport"]["last_error"]
     assert "unreachable" in pools["badkey"]["last_error"]
     assert pools["badport"]["n_failures"] >= 4 and pools["badport"]["jobs_ready"] == 1
+    # A host key that is not known says which option to set.
+    hostkey_error = pools["hostkey"]["last_error"] or ""
+    assert f"its host key is not in {unknown}" in hostkey_error and "known_hosts = " in hostkey_error
 
     # Backoff: delays of 1, 2, 4, 8 … seconds. Without it the autoscaler tried once a second.
     time.sleep(6)

@@ -159,3 +159,23 @@ def test_pilots_and_instances_say_which_pool_and_user_they_serve() -> None:
     assert instance_of(options, "gpu", job_name(options, "gpu", name)) == name
     pool_args = sbatch_args(options, InstanceRequest("hpc-1", "hpc", shape, "t", "http://x"), "/logs")
     assert "--comment=corral pool hpc for its users; instance hpc-1" in pool_args
+
+
+def test_every_option_and_argument_of_every_command_has_help() -> None:
+    import typer.main
+
+    from corral.cli.main import app
+
+    root = typer.main.get_command(app)
+    missing: list[str] = []
+
+    def walk(command: object, path: str) -> None:
+        for param in getattr(command, "params", []):
+            if not getattr(param, "help", None) and param.name not in ("help",):
+                missing.append(f"{path} {param.name}")
+        for name, sub in getattr(command, "commands", {}).items():
+            assert sub.help or sub.callback.__doc__, f"{path} {name} has no help"
+            walk(sub, f"{path} {name}")
+
+    walk(root, "corral")
+    assert missing == []
