@@ -58,14 +58,14 @@ def cache_dir() -> Path:
     return Path(base) / "corral" / "wheelhouse"
 
 
-_building: dict[str, asyncio.Lock] = {}  # one build per digest at a time in this process
+_building: dict[tuple[int, str], asyncio.Lock] = {}  # one build per (event loop, digest) at a time
 
 
 async def build_wheelhouse(root: Path, digest: str) -> Path:
     """`pip wheel` of the project with its dependencies, cached by source digest. Several collections
     (or processes) may ask at once: one build per process, and a private temporary dir per build."""
     target = cache_dir() / digest
-    async with _building.setdefault(digest, asyncio.Lock()):
+    async with _building.setdefault((id(asyncio.get_running_loop()), digest), asyncio.Lock()):
         if (target / ".complete").is_file():
             return target
         tmp = target.with_name(f"{digest}.tmp{os.getpid()}-{secrets.token_hex(4)}")
