@@ -22,7 +22,7 @@ from corral.store import system_view
 log = logging.getLogger("corral.autoscaler")
 
 BASE_DELAY = 1.0  # seconds after the first failure; doubled after each further one
-MAX_DELAY = 300.0
+MAX_DELAY = 60.0  # a failing pool is still tried once a minute: a host back up is found soon
 FAILING_AFTER = 4  # failures in a row after which the collection is marked failing
 
 
