@@ -17,10 +17,12 @@ from pydantic_settings import (
 )
 
 from corral.errors import ConfigError
+from corral.files.config import FilesConfig
 from corral.hail.buckets import BucketsConfig
 from corral.home import default_home
 from corral.images.config import ImagesConfig
 from corral.providers.config import InstanceCollectionConfig
+from corral.runtimes.config import JobsConfig
 
 
 class Settings(BaseSettings):
@@ -72,6 +74,8 @@ class Settings(BaseSettings):
     hail_compat_dir: Path | None = None  # serve HTTPS for the stock hailtop client; write its config here
     hail_user: str | None = None  # the user tokens.json in hail_compat_dir is for (default: default_user)
     buckets: BucketsConfig = Field(default_factory=dict)  # [buckets] name = "file:///…" | "s3://…"
+    jobs: JobsConfig = Field(default_factory=JobsConfig)  # [jobs]: networks, what jobs see of the host
+    files: FilesConfig = Field(default_factory=FilesConfig)  # [files]: where file:// URLs may point
 
     @model_validator(mode="after")
     def _pool_is_served(self) -> Settings:

@@ -109,7 +109,7 @@ def test_a_wait_that_times_out_exits_5_and_cancel_before_start_is_explained(serv
 
 
 def test_job_log_follow_streams_a_running_jobs_log(server: RunningServer) -> None:
-    batch_id = server.submit([job("echo first; sleep 6; echo second", 1)])
+    batch_id = server.submit([job("echo first; sleep 15; echo second", 1)])
     deadline = time.monotonic() + 60
     seen = ""
     while time.monotonic() < deadline and "first" not in seen:

@@ -14,6 +14,7 @@ from corral.api.hooks import DriverHooks
 from corral.api.limits import BodySizeLimit
 from corral.api.routes import batches, billing, jobs, meta, retry, system, users
 from corral.config import Settings
+from corral.ui import mount_ui
 
 
 def create_app(
@@ -31,4 +32,5 @@ def create_app(
         *extra_routers,
     ):
         app.include_router(router)
+    mount_ui(app)
     return app
