@@ -198,8 +198,10 @@ def test_an_instance_token_lets_a_hand_started_worker_join(server: RunningServer
         worker.wait(timeout=60)
 
 
-def test_batch_retry_reruns_only_failed_and_cancelled_jobs(server: RunningServer, tmp_path: Path) -> None:
-    flag = tmp_path / "flag"
+def test_batch_retry_reruns_only_failed_and_cancelled_jobs(server: RunningServer) -> None:
+    bucket = server.home / "buckets" / "corral-local"  # a place file:// URLs may name (files/roots.py)
+    bucket.mkdir(parents=True, exist_ok=True)
+    flag = bucket / "retry-flag"
     flag.write_text("bad")
     gate = {"input_files": [{"from": f"file://{flag}", "to": "/io/flag"}]}
     first = server.submit([

@@ -21,7 +21,14 @@ from corral.client.local_server import (
 )
 from corral.client.sync import SyncClient
 from corral.errors import CorralError
+from corral.hail.buckets import local_bucket_root
 from corral.home import default_home
+
+
+def dsl_tmpdir(home: Path) -> str:
+    """Where a pipeline's intermediate files go on this machine: under the home's local bucket, the one
+    place inside CORRAL_HOME that file:// URLs may name (see corral.files.roots)."""
+    return (local_bucket_root(home) / "tmp").as_uri()
 
 
 class Backend(Protocol):
@@ -37,8 +44,8 @@ class Backend(Protocol):
 
 class ServiceBackend:
     """A running Corral server. Defaults: CORRAL_URL / CORRAL_TOKEN, else the local server's files under
-    $CORRAL_HOME. `remote_tmpdir` must be reachable by the workers (default: file://$CORRAL_HOME/tmp,
-    right when they share this machine's filesystem)."""
+    $CORRAL_HOME. `remote_tmpdir` must be reachable by the workers (default: the home's local bucket,
+    $CORRAL_HOME/buckets/corral-local/tmp, right when they share this machine's filesystem)."""
 
     def __init__(
         self,
@@ -52,7 +59,7 @@ class ServiceBackend:
         self.url = resolve_url(url, home=home)
         self._token = resolve_token(token, home=home)
         self.billing_project = billing_project
-        self._tmpdir = (remote_tmpdir or f"file://{(home or default_home()) / 'tmp'}").rstrip("/")
+        self._tmpdir = (remote_tmpdir or dsl_tmpdir(home or default_home())).rstrip("/")
         self._client: SyncClient | None = None
         self._lock = threading.Lock()
 
@@ -105,7 +112,7 @@ class LocalBackend:
 
     @property
     def tmpdir(self) -> str:
-        return f"file://{self.home / 'tmp'}"
+        return dsl_tmpdir(self.home)
 
     @property
     def url(self) -> str:
