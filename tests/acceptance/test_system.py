@@ -133,6 +133,14 @@ def test_cost_is_the_cores_used_times_the_rate_rolled_up_to_the_batch(start_serv
     assert status["cost"] == pytest.approx(sum(d["cost"] for d in jobs), rel=1e-6)
 
 
+def _command(proc: psutil.Process) -> list[str]:
+    """A child's argv, or [] when it ended meanwhile (short-lived helpers come and go)."""
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
+
+
 def test_killed_worker_job_is_retried_on_another_worker(start_server: Any) -> None:
     server = start_server(local_workers=2, cores=1)
     batch_id = server.submit([job("sleep 4; echo done", 1, cpu="1")])
@@ -140,7 +148,7 @@ def test_killed_worker_job_is_retried_on_another_worker(start_server: Any) -> No
     deadline = time.monotonic() + 30
     while victim is None and time.monotonic() < deadline:
         for worker in worker_processes(server.home):
-            if any(c.cmdline()[:1] == ["sleep"] for c in worker.children(recursive=True)):
+            if any(_command(c)[:1] == ["sleep"] for c in worker.children(recursive=True)):
                 victim = worker
         time.sleep(0.1)
     assert victim is not None, "the job never started"
