@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.domain.billing.config import BillingConfig
 from corral.errors import ConfigError
 from corral.files.config import FilesConfig
 from corral.hail.buckets import BucketsConfig
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     instance_collections: list[InstanceCollectionConfig] = Field(default_factory=list)
     # What a core-hour costs on instances whose shape names no price (the local workers): jobs' cost.
     cost_per_core_hour: float = Field(default=0.0, ge=0)
+    billing: BillingConfig = Field(default_factory=BillingConfig)  # [billing]: rates (docs/billing.md)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     hail_compat_dir: Path | None = None  # serve HTTPS for the stock hailtop client; write its config here
     hail_user: str | None = None  # the user tokens.json in hail_compat_dir is for (default: default_user)

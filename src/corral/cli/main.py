@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from corral import __version__
-from corral.cli import admin, batches, jobs, pipelines, serve, sweeps, system
+from corral.cli import admin, batches, billing, jobs, pipelines, serve, sweeps, system
 from corral.cli.common import EXIT_CODES_HELP, CorralGroup, Target
 
 app = typer.Typer(
@@ -53,8 +53,10 @@ app.add_typer(jobs.job_app, name="job")
 app.add_typer(system.pool_app, name="pool")
 app.add_typer(system.instance_app, name="instance")
 app.add_typer(admin.user_app, name="user")
-app.add_typer(admin.project_app, name="billing-project")
+app.add_typer(billing.project_app, name="billing-project")
+app.add_typer(billing.billing_app, name="billing")
 app.add_typer(sweeps.sweep_app, name="sweep")
+app.add_typer(admin.admin_app, name="admin")
 
 if __name__ == "__main__":  # pragma: no cover
     app()
