@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,15 +17,13 @@ from pydantic_settings import (
 )
 
 from corral.domain.billing.config import BillingConfig
+from corral.errors import ConfigError
 from corral.files.config import FilesConfig
 from corral.hail.buckets import BucketsConfig
+from corral.home import default_home
 from corral.images.config import ImagesConfig
 from corral.providers.config import InstanceCollectionConfig
 from corral.runtimes.config import JobsConfig
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("CORRAL_HOME", Path.home() / ".corral"))
 
 
 class Settings(BaseSettings):
@@ -32,7 +33,7 @@ class Settings(BaseSettings):
     each validated by its own pydantic model, so a typo is an error naming the key.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="forbid")
 
     @classmethod
     def settings_customise_sources(
@@ -47,7 +48,7 @@ class Settings(BaseSettings):
         config_file = os.environ.get("CORRAL_CONFIG")
         if config_file:
             if not Path(config_file).is_file():
-                raise FileNotFoundError(f"CORRAL_CONFIG: no such file {config_file!r}")
+                raise ConfigError(f"--config / CORRAL_CONFIG: no such file {config_file!r}", field="config")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
 
@@ -78,6 +79,18 @@ class Settings(BaseSettings):
     jobs: JobsConfig = Field(default_factory=JobsConfig)  # [jobs]: networks, what jobs see of the host
     files: FilesConfig = Field(default_factory=FilesConfig)  # [files]: where file:// URLs may point
 
+    @model_validator(mode="after")
+    def _pool_is_served(self) -> Settings:
+        # With collections configured and no local workers, a default pool that is none of them is a typo
+        # (without collections, workers started by hand with `corral worker` serve the default pool).
+        names = [c.name for c in self.instance_collections]
+        if names and self.local_workers == 0 and self.pool not in names:
+            raise ValueError(
+                f"pool {self.pool!r} names no instance collection (they are: {', '.join(names)}) and "
+                "local_workers is 0, so jobs of the default pool could never run"
+            )
+        return self
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.home / 'corral.db'}"
@@ -89,3 +102,30 @@ class Settings(BaseSettings):
     @property
     def tokens_file(self) -> Path:
         return self.home / "tokens.json"
+
+
+__all__ = ["Settings", "default_home", "load_settings"]
+
+
+def load_settings(**options: Any) -> Settings:
+    """Settings, with every way configuration can be wrong turned into one ConfigError naming the key
+    (and the file): unknown keys, bad values, TOML syntax errors, a missing file."""
+    source = os.environ.get("CORRAL_CONFIG")
+    where = f" in {source}" if source else ""
+    try:
+        return Settings(**options)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+            known = f"did you mean {close[0]!r}?" if close else "the settings are: " + ", ".join(
+                sorted(Settings.model_fields)
+            )
+            message = f"unknown setting {key!r}{where}; {known}"
+        else:
+            message = f"setting {key}{where}: {err['msg'].removeprefix('Value error, ')}"
+        more = len(exc.errors()) - 1
+        raise ConfigError(message + (f" (and {more} more problems)" if more else ""), field=key) from None

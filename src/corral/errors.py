@@ -44,3 +44,9 @@ class IllegalTransition(CorralError):
     """A state change that the transition table does not allow."""
 
     status_code = 409
+
+
+class ConfigError(CorralError):
+    """The configuration (TOML file, CORRAL_* variables or options) is wrong; the message names the key."""
+
+    status_code = 400

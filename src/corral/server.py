@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -16,6 +17,9 @@ from corral.config import Settings
 from corral.driver.autoscaler import Autoscaler
 from corral.driver.driver import Driver
 from corral.driver.worker_api import worker_router
+from corral.errors import ConfigError, CorralError
+from corral.home import hold_server_lock, release_server_lock
+from corral.providers.base import InstanceProvider
 from corral.providers.local import LocalProvider
 from corral.providers.registry import create_provider
 from corral.store.db import make_engine, migrate
@@ -42,13 +46,41 @@ def _bind_remembered(settings: Settings) -> socket.socket:
     return _bind(settings.host, settings.port)
 
 
+def create_providers(settings: Settings) -> dict[str, InstanceProvider]:
+    """One provider per instance collection; a provider that refuses its options is a ConfigError."""
+    providers = {}
+    for collection in settings.instance_collections:
+        try:
+            providers[collection.name] = create_provider(collection, settings)
+        except ConfigError:
+            raise
+        except CorralError as exc:
+            raise ConfigError(exc.message, field=exc.field) from None
+    return providers
+
+
 async def run_server(
     settings: Settings,
     *,
     started: Callable[[Driver, Autoscaler], None] | None = None,
     shutdown: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or `shutdown` is set); `started` sees the live driver and autoscaler."""
+    """Serve until SIGTERM/SIGINT (or `shutdown` is set); `started` sees the live driver and autoscaler.
+    One server per home: a second one refuses (ServerAlreadyRunning) before touching anything."""
+    providers = create_providers(settings)  # a bad provider_options is one clear error, before anything runs
+    lock = hold_server_lock(settings.home)
+    try:
+        await _serve(settings, providers, started, shutdown)
+    finally:
+        release_server_lock(lock)
+
+
+async def _serve(
+    settings: Settings,
+    providers: dict[str, InstanceProvider],
+    started: Callable[[Driver, Autoscaler], None] | None,
+    shutdown: asyncio.Event | None,
+) -> None:
     from corral.api.app import create_app
     from corral.api.bootstrap import bootstrap
 
@@ -86,9 +118,7 @@ async def run_server(
         await asyncio.sleep(0.01)
     provider = LocalProvider(driver, settings)
     hail = None
-    autoscaler = Autoscaler(
-        driver, settings, {c.name: create_provider(c, settings) for c in settings.instance_collections}
-    )
+    autoscaler = Autoscaler(driver, settings, providers)
     try:
         if serve.done():
             await serve  # raises the startup error
@@ -101,7 +131,7 @@ async def run_server(
         await autoscaler.start(url)
         if settings.url_file is not None:
             tmp = settings.url_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"url": url}))
+            tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
             tmp.replace(settings.url_file)
         if started is not None:
             started(driver, autoscaler)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tests.acceptance.harness import RunningServer
 from tests.acceptance.sshbed import SshTestbed, start_testbed, stop_testbed
+from tests.cli_support import corral_env
 
 
 @pytest.fixture
@@ -73,6 +74,25 @@ def check_invariants(server: RunningServer) -> list[str]:
         r = client.get("/api/v1/admin/check", timeout=60)
     assert r.status_code == 200, r.text
     return [f"{server.home}: {v['check']}: {v['detail']}" for v in r.json()["violations"]]
+
+
+@pytest.fixture(scope="session")
+def user_view_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server shared by the tests of what users see (CLI, pipelines): 1 local worker, 2 cores."""
+    home = tmp_path_factory.mktemp("user-view-home")
+    env = corral_env(
+        home,
+        CORRAL_PORT="0",
+        CORRAL_LOCAL_WORKERS="1",
+        CORRAL_LOCAL_WORKER_CORES="2",
+        CORRAL_LOCAL_WORKER_MEMORY="4Gi",
+        CORRAL_HEARTBEAT_INTERVAL="0.5",
+        CORRAL_COST_PER_CORE_HOUR="3.6",
+    )
+    running = RunningServer(home, env)
+    running.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")

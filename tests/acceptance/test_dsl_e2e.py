@@ -45,7 +45,7 @@ def test_readme_example_runs_and_writes_its_output(backend: corral.LocalBackend,
 def test_demo_pipeline_behaves_as_designed(backend: corral.LocalBackend, tmp_path: Path) -> None:
     b = corral.Batch(name="demo", backend=backend)
     demo = build_demo(b, tmp_path / "demo-out", slices=20)
-    handle = b.run(progress=False, timeout=300)
+    handle = b.run(progress=False, timeout=300, check=False)  # one job fails by design
     states = {j["job_id"]: j["state"] for j in handle.jobs()}
     assert check(demo, states) == []
     status = handle.status()

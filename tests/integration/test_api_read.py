@@ -84,6 +84,8 @@ async def test_jobs_are_listed_in_pages_and_filtered_by_state(api: Api) -> None:
         "msec_mcpu": 0,
         "always_run": False,
         "waiting_reason": None,
+        "reason": None,
+        "pool": "default",
     }
 
 

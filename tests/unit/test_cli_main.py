@@ -76,16 +76,27 @@ def test_worker_rejects_a_bad_memory_size_with_a_message() -> None:
 def test_unreachable_server_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORRAL_HOME", str(tmp_path))
     result = runner.invoke(app, ["--url", "http://127.0.0.1:9", "--token", "t", "batch", "get", "1"])
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # ExitCode.UNREACHABLE
     assert "cannot reach the Corral server" in result.output
 
 
 def test_missing_token_says_how_to_give_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORRAL_HOME", str(tmp_path))
     monkeypatch.delenv("CORRAL_TOKEN", raising=False)
-    result = runner.invoke(app, ["batch", "list"])
+    result = runner.invoke(app, ["--url", "http://127.0.0.1:9", "batch", "list"])
     assert result.exit_code == 1
     assert "CORRAL_TOKEN" in result.output
+
+
+def test_no_server_for_the_home_says_how_to_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path))
+    monkeypatch.delenv("CORRAL_URL", raising=False)
+    result = runner.invoke(app, ["batch", "list"])
+    assert result.exit_code == 4
+    assert f"no Corral server is running for {tmp_path}" in result.output
+    assert "start one with `corral server`" in result.output
 
 
 def test_run_executes_a_script_with_its_arguments(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from corral.config import Settings
+from corral.errors import ConfigError
 
 
 def test_file_values_apply_and_explicit_options_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,7 +23,7 @@ def test_file_values_apply_and_explicit_options_win(tmp_path: Path, monkeypatch:
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORRAL_CONFIG", str(tmp_path / "nope.toml"))
-    with pytest.raises(FileNotFoundError, match=r"nope\.toml"):
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
         Settings()
 
 

@@ -13,7 +13,7 @@ from corral.api.errors import document_errors, install_error_handlers
 from corral.api.hooks import DriverHooks
 from corral.api.hygiene import TextHygiene
 from corral.api.limits import BodySizeLimit
-from corral.api.routes import admin, batches, bench, billing, jobs, meta, users
+from corral.api.routes import admin, batches, bench, billing, jobs, meta, retry, system, users
 from corral.config import Settings
 from corral.ui import mount_ui
 
@@ -31,7 +31,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     routers = (meta.router, batches.router, jobs.router, users.router, billing.router, admin.router,
                bench.router)
-    for router in (*routers, *extra_routers):
+    for router in (*routers, system.router, retry.router, *extra_routers):
         app.include_router(router)
     mount_ui(app)
     document_errors(app)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from corral.api.schemas import AttemptStatus, BatchStateName, BatchStatus, JobStateName, JobStatus, JobSummary
+from corral.domain.reasons import FailedParent, ended_reason
 from corral.domain.services import Endpoint
 from corral.store.batches import BatchRecord
 from corral.store.jobs_read import AttemptRecord, JobRecord
@@ -57,7 +59,29 @@ def job_duration_ms(status: dict[str, Any] | None) -> int | None:
     return total
 
 
-def _summary_fields(job: JobRecord, billing_project: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ReasonFacts:
+    """What the reason of an ended job needs beyond the job's own record."""
+
+    failed_parents: dict[int, FailedParent] = field(default_factory=dict)
+    timeouts: dict[int, float] = field(default_factory=dict)
+    batch_cancelled: bool = False
+
+
+def job_reason(job: JobRecord, facts: ReasonFacts) -> str | None:
+    return ended_reason(
+        job.state,
+        exit_code=job.exit_code,
+        status=job.status,
+        memory_bytes=job.memory_bytes,
+        timeout=facts.timeouts.get(job.job_id),
+        n_attempts=job.n_attempts,
+        failed_parent=facts.failed_parents.get(job.job_id),
+        batch_cancelled=facts.batch_cancelled,
+    )
+
+
+def _summary_fields(job: JobRecord, billing_project: str, facts: ReasonFacts | None = None) -> dict[str, Any]:
     return {
         "batch_id": job.batch_id,
         "job_id": job.job_id,
@@ -72,16 +96,20 @@ def _summary_fields(job: JobRecord, billing_project: str) -> dict[str, Any]:
         "always_run": job.always_run,
         "serving": job.time_serving is not None and job.state == "Running",
         "waiting_reason": job.waiting_reason if job.state == "Ready" else None,
+        "reason": job_reason(job, facts or ReasonFacts()),
+        "pool": job.pool,
     }
 
 
-def job_summary(job: JobRecord, billing_project: str) -> JobSummary:
-    return JobSummary(**_summary_fields(job, billing_project))
+def job_summary(job: JobRecord, billing_project: str, facts: ReasonFacts | None = None) -> JobSummary:
+    return JobSummary(**_summary_fields(job, billing_project, facts))
 
 
-def job_status(job: JobRecord, billing_project: str, spec: dict[str, Any]) -> JobStatus:
+def job_status(
+    job: JobRecord, billing_project: str, spec: dict[str, Any], facts: ReasonFacts | None = None
+) -> JobStatus:
     return JobStatus(
-        **_summary_fields(job, billing_project),
+        **_summary_fields(job, billing_project, facts),
         status=job.status,
         endpoint=_endpoint(job),
         attributes=job.attributes,

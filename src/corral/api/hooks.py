@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class DriverHooks(Protocol):
@@ -14,3 +14,9 @@ class DriverHooks(Protocol):
 
     async def job_groups_cancelled(self, batch_id: int, job_group_ids: set[int]) -> None:
         """These job groups of the batch were cancelled: the driver cancels their unfinished jobs."""
+
+    async def register_instance(
+        self, *, name: str, pool: str, token: str, cores_mcpu: int, memory_bytes: int,
+        metadata: dict[str, Any], gpus: int = 0, gpu_type: str | None = None,
+    ) -> None:
+        """An instance whose worker an admin starts by hand (`corral worker --token`)."""

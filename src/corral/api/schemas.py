@@ -164,6 +164,10 @@ class BatchStatus(BaseModel):
     cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)
     attributes: dict[str, str]
     waiting: int | None = None  # Ready jobs that fit no instance their pool can bring up (single-batch GET)
+    # Live counts, on GET /batches/{id} only: waiting for parents, queued (Ready), running.
+    n_pending: int | None = None
+    n_ready: int | None = None
+    n_running: int | None = None
 
 
 class BatchList(BaseModel):
@@ -186,6 +190,8 @@ class JobSummary(BaseModel):
     always_run: bool
     serving: bool = False  # a service job whose readiness probes passed and that still runs
     waiting_reason: str | None = None  # why a Ready job is not running, in words
+    reason: str | None = None  # why an ended job did not succeed, in words
+    pool: str | None = None  # the instance collection it runs on
 
 
 class JobList(BaseModel):
@@ -204,6 +210,7 @@ class JobStatus(JobSummary):
 class AttemptStatus(BaseModel):
     attempt_id: str
     instance_name: str
+    instance_host: str | None = None  # the host it ran on, so box1 and box2 can be told apart
     start_time: str | None
     end_time: str | None
     reason: str | None

@@ -31,6 +31,17 @@ def create_user(
     console.print(f"created {role} [bold]{created.name}[/]; token (shown once): {created.token}")
 
 
+@user_app.command("list")
+def list_users(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Every user (admin)."""
+    with connect(ctx, admin=True) as client:
+        found = client.list_users()
+    if as_json:
+        print_json([u.model_dump(mode="json") for u in found])
+        return
+    table(None, ["user", "admin"], [[u.name, "yes" if u.is_admin else ""] for u in found])
+
+
 @user_app.command("me")
 def whoami(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Who the token belongs to."""

@@ -1,24 +1,39 @@
-"""`corral batch …` and `corral job …`: read and steer batches through the REST API."""
+"""`corral batch …`: list, inspect, wait for, cancel, delete and retry batches through the REST API."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections import Counter
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from corral.api.schemas import BatchStatus, JobSummary
-from corral.cli.common import CorralGroup, connect, console, print_json, seconds, styled, table
-from corral.client.handle import BatchHandle
+from corral.cli.common import (
+    CorralGroup,
+    ExitCode,
+    connect,
+    console,
+    err_console,
+    escape,
+    money,
+    print_json,
+    seconds,
+    styled,
+    table,
+)
+from corral.cli.jobs import JOB_COLUMNS, job_row, pool_problems
+
+if TYPE_CHECKING:
+    from corral.api.schemas import BatchStatus
 
 batch_app = typer.Typer(
-    cls=CorralGroup, no_args_is_help=True, help="List, inspect, wait for, cancel batches."
+    cls=CorralGroup, no_args_is_help=True, help="List, inspect, wait for, cancel, delete, retry batches."
 )
-job_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Inspect jobs and read their logs.")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
 BatchId = Annotated[int, typer.Argument(help="Batch id")]
-JobId = Annotated[int, typer.Argument(help="Job id within the batch")]
+BATCH_COLUMNS = [
+    "id", "name", "state", "done", "ok", "failed", "cancelled", "user", "created", "duration", "cost",
+]
 
 
 def _batch_row(b: BatchStatus) -> list[Any]:
@@ -33,26 +48,22 @@ def _batch_row(b: BatchStatus) -> list[Any]:
         b.user,
         b.time_created,
         seconds(b.duration),
+        money(b.cost),
     ]
 
 
 def show_batch(b: BatchStatus) -> None:
-    table(
-        f"batch {b.id}",
-        ["id", "name", "state", "done", "ok", "failed", "cancelled", "user", "created", "duration"],
-        [_batch_row(b)],
-    )
-
-
-def show_jobs(jobs: list[JobSummary], title: str | None = None) -> None:
-    table(
-        title,
-        ["job", "name", "state", "exit", "duration", "always_run"],
-        [
-            [j.job_id, j.name or "", styled(j.state), j.exit_code, seconds(j.duration), j.always_run]
-            for j in jobs
-        ],
-    )
+    table(f"batch {b.id}", BATCH_COLUMNS, [_batch_row(b)])
+    live = []
+    if b.n_running is not None:
+        live.append(f"{b.n_running or 0} running")
+        live.append(f"{b.n_ready or 0} queued")
+        live.append(f"{b.n_pending or 0} waiting for parents")
+    waiting = getattr(b, "waiting", None)
+    if waiting:
+        live.append(f"{waiting} waiting for a machine (see `corral batch jobs {b.id} --state Ready`)")
+    if live:
+        console.print("now: " + ", ".join(live))
 
 
 @batch_app.command("list")
@@ -63,23 +74,20 @@ def list_batches(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many (newest first)")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
-    """Your batches, newest first."""
+    """Your batches, newest first, with their cost."""
     with connect(ctx) as client:
         found = client.list_batches(" ".join(t for t in (q, state) if t) or None, limit=limit)
     if as_json:
         print_json([b.model_dump(mode="json") for b in found.batches])
         return
-    rows = [_batch_row(b) for b in found.batches]
-    table(
-        None,
-        ["id", "name", "state", "done", "ok", "failed", "cancelled", "user", "created", "duration"],
-        rows,
-    )
+    table(None, BATCH_COLUMNS, [_batch_row(b) for b in found.batches])
+    if not found.batches:
+        console.print("no batches yet")
 
 
 @batch_app.command("get")
 def get_batch(ctx: typer.Context, batch_id: BatchId, as_json: JsonFlag = False) -> None:
-    """A batch's status."""
+    """A batch's status: counts, cost, and what its live jobs are doing."""
     with connect(ctx) as client:
         status = client.get_batch(batch_id)
     if as_json:
@@ -92,93 +100,121 @@ def get_batch(ctx: typer.Context, batch_id: BatchId, as_json: JsonFlag = False) 
 def list_jobs(
     ctx: typer.Context,
     batch_id: BatchId,
-    state: Annotated[str | None, typer.Option(help="States or groups: Failed, done, bad, …")] = None,
+    state: Annotated[str | None, typer.Option(help="States or groups: Failed, done, bad, live, …")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Jobs per page")] = 50,
+    after: Annotated[int | None, typer.Option(help="Start after this job id (the next page)")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Every job, not one page")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """A batch's jobs."""
+    """A batch's jobs, a page at a time, with why each ended or waits, and a summary by state."""
     with connect(ctx) as client:
-        jobs = list(client.iter_jobs(batch_id, state=state))
+        if show_all:
+            jobs = list(client.iter_jobs(batch_id, state=state))
+            next_after = None
+        else:
+            page = client.list_jobs(batch_id, state=state, last_job_id=after, limit=limit)
+            jobs, next_after = page.jobs, page.last_job_id
+        status = client.get_batch(batch_id)
+        problems = pool_problems(client, jobs)
     if as_json:
         print_json([j.model_dump(mode="json") for j in jobs])
-    else:
-        show_jobs(jobs, f"batch {batch_id}")
+        return
+    table(f"batch {batch_id}", JOB_COLUMNS, [job_row(j, problems) for j in jobs])
+    shown = Counter(j.state for j in jobs)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(shown.items()))
+    console.print(
+        f"{len(jobs)} jobs shown ({counts or 'none'}); batch {batch_id}: {status.n_succeeded} succeeded, "
+        f"{status.n_failed} failed, {status.n_cancelled} cancelled, "
+        f"{status.n_jobs - status.n_completed} not finished of {status.n_jobs}"
+    )
+    if next_after is not None:
+        filt = f" --state {state}" if state else ""
+        console.print(f"next page: corral batch jobs {batch_id}{filt} --after {next_after}  (or --all)")
 
 
 @batch_app.command("wait")
 def wait_batch(
     ctx: typer.Context,
     batch_id: BatchId,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds (exit 5)")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on a terminal")] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Wait until a batch is complete; exit code 0 only if it succeeded."""
+    """Wait until a batch is complete; exit 0 only if it succeeded (1 with a summary if not)."""
+    from corral.api.schemas import BatchStatus
+    from corral.client.handle import BatchHandle
+
     with connect(ctx) as client:
-        status = BatchHandle(client, batch_id).wait(progress=progress and not as_json, timeout=timeout)
+        handle = BatchHandle(client, batch_id)
+        status = handle.wait(progress=progress and not as_json, timeout=timeout)
+        summary = handle.failure_summary(status) if status["state"] != "success" else None
     if as_json:
         print_json(status)
     else:
         show_batch(BatchStatus.model_validate(status))
+        if summary:
+            err_console.print(f"[red]{escape(summary)}[/]", soft_wrap=True)
     if status["state"] != "success":
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.FAILED)
 
 
 @batch_app.command("cancel")
-def cancel_batch(ctx: typer.Context, batch_id: BatchId) -> None:
+def cancel_batch(ctx: typer.Context, batch_id: BatchId, as_json: JsonFlag = False) -> None:
     """Cancel what has not finished (always_run jobs still run)."""
     with connect(ctx) as client:
         client.cancel_batch(batch_id)
-    console.print(f"batch {batch_id} cancelled")
+        status = client.get_batch(batch_id)
+    if as_json:
+        print_json({"id": batch_id, "cancelled": True, "state": status.state})
+        return
+    console.print(f"batch {batch_id} cancelled (state: {styled(status.state)})")
 
 
 @batch_app.command("delete")
-def delete_batch(ctx: typer.Context, batch_id: BatchId) -> None:
+def delete_batch(ctx: typer.Context, batch_id: BatchId, as_json: JsonFlag = False) -> None:
     """Cancel a batch if it still runs, then delete it."""
     with connect(ctx) as client:
         client.delete_batch(batch_id)
+    if as_json:
+        print_json({"id": batch_id, "deleted": True})
+        return
     console.print(f"batch {batch_id} deleted")
 
 
-@job_app.command("get")
-def get_job(ctx: typer.Context, batch_id: BatchId, job_id: JobId, as_json: JsonFlag = False) -> None:
-    """A job's status (and its attempts)."""
-    with connect(ctx) as client:
-        job = client.get_job(batch_id, job_id)
-        attempts = client.job_attempts(batch_id, job_id)
-    if as_json:
-        print_json({**job.model_dump(mode="json"), "attempts": [a.model_dump(mode="json") for a in attempts]})
-        return
-    show_jobs([job], f"batch {batch_id} job {job_id}")
-    if attempts:
-        table(
-            "attempts",
-            ["attempt", "instance", "start", "end", "exit", "reason"],
-            [
-                [a.attempt_id, a.instance_name, a.start_time, a.end_time, a.exit_code, a.reason]
-                for a in attempts
-            ],
-        )
-
-
-@job_app.command("log")
-def job_log(
+@batch_app.command("retry")
+def retry_batch(
     ctx: typer.Context,
     batch_id: BatchId,
-    job_id: JobId,
-    step: Annotated[str | None, typer.Option(help="input | main | output; default: every step")] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed/--all", help="Only jobs that failed or were cancelled (default), or all")
+    ] = True,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the new batch (exit 1 if it fails)")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """A job's logs (latest attempt)."""
+    """Run a finished batch's failed and cancelled jobs again, as a new batch; the jobs that succeeded are
+    not rerun (their outputs are reused)."""
+    import secrets
+
+    from corral.client.handle import BatchHandle
+
+    final: dict[str, Any] = {}
+    summary: str | None = None
     with connect(ctx) as client:
-        logs = (
-            {step: client.job_step_log(batch_id, job_id, step)} if step else client.job_logs(batch_id, job_id)
-        )
+        which = "failed" if failed else "all"
+        created = client.retry_batch(batch_id, token=secrets.token_hex(16), which=which)
+        status = client.get_batch(created.id)
+        if wait:
+            handle = BatchHandle(client, created.id)
+            final = handle.wait(progress=not as_json)
+            summary = handle.failure_summary(final) if final["state"] != "success" else None
     if as_json:
-        print_json(logs)
-        return
-    if not logs:
-        console.print(f"job {job_id} of batch {batch_id} has no logs yet")
-    for name, text in logs.items():
-        if step is None:
-            console.rule(f"[bold]{escape(name)}")
-        typer.echo(text, nl=not text.endswith("\n"))
+        print_json({"retry_of": batch_id, "id": created.id, "n_jobs": status.n_jobs,
+                    **({"state": final["state"]} if wait else {})})
+    else:
+        console.print(f"batch {created.id} reruns {status.n_jobs} jobs of batch {batch_id}; follow it with "
+                      f"`corral batch wait {created.id}`")
+    if wait:
+        if summary:
+            err_console.print(f"[red]{escape(summary)}[/]", soft_wrap=True)
+        if final["state"] != "success":
+            raise typer.Exit(code=ExitCode.FAILED)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from corral.api.schemas import BillingProjectStatus, BillingReport
 from corral.cli.common import CorralGroup, connect, console, print_json, table
 from corral.errors import InvalidInput
+
+if TYPE_CHECKING:  # pydantic models: imported only when a command runs (`corral --help` stays fast)
+    from corral.api.schemas import BillingProjectStatus, BillingReport
 
 project_app = typer.Typer(
     cls=CorralGroup, no_args_is_help=True,

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from corral import __version__
-from corral.cli import admin, batches, bench, billing, pipelines, serve, sweeps
-from corral.cli.common import CorralGroup, Target
+from corral.cli import admin, batches, bench, billing, jobs, pipelines, serve, sweeps, system
+from corral.cli.common import EXIT_CODES_HELP, CorralGroup, Target
 
 app = typer.Typer(
     cls=CorralGroup,
@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Corral: durable batches, fair scheduling, isolated jobs on any compute.",
+    epilog=EXIT_CODES_HELP,
 )
 
 
@@ -48,7 +49,9 @@ app.command("worker")(serve.worker)
 app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(pipelines.run)
 app.command("demo")(pipelines.demo)
 app.add_typer(batches.batch_app, name="batch")
-app.add_typer(batches.job_app, name="job")
+app.add_typer(jobs.job_app, name="job")
+app.add_typer(system.pool_app, name="pool")
+app.add_typer(system.instance_app, name="instance")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(billing.project_app, name="billing-project")
 app.add_typer(billing.billing_app, name="billing")

@@ -2,33 +2,109 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from corral.cli.common import console, print_json, styled, table
-from corral.config import default_home
-from corral.errors import InvalidInput
+from corral.cli.common import ExitCode, console, err_console, error_line, escape, print_json, styled, table
+from corral.errors import CorralError, InvalidInput
+from corral.home import default_home
+
+if TYPE_CHECKING:
+    from corral.client.handle import BatchHandle
+
+
+def user_frames(exc: BaseException, script: Path) -> str:
+    """The frames of the user's own files (not Corral's, Typer's or runpy's), as Python prints them."""
+    root = Path(__file__).resolve().parents[1]  # src/corral
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if not Path(f.filename).resolve().is_relative_to(root)
+        and "site-packages" not in f.filename
+        and not f.filename.startswith("<frozen")
+        and Path(f.filename).name != "runpy.py"
+    ]
+    if not frames:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(script)]
+    return "".join(traceback.format_list(frames)).rstrip()
+
+
+def _latest_status(handle: BatchHandle) -> dict[str, Any] | None:
+    """The batch's status now, or as last seen when its client is gone (a LocalBackend that stopped)."""
+    try:
+        return handle.status()
+    except (RuntimeError, CorralError):
+        return handle.last_status
+
+
+def _summary(handle: BatchHandle, status: dict[str, Any]) -> str:
+    from corral.client.handle import failure_summary
+
+    try:
+        return handle.failure_summary(status)
+    except (RuntimeError, CorralError):
+        return failure_summary(status, [], 0)
+
+
+def _brief(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: status[k] for k in ("id", "state", "n_jobs", "n_succeeded", "n_failed", "n_cancelled")}
 
 
 def run(
     script: Annotated[Path, typer.Argument(help="A Python pipeline script (it uses corral.Batch)")],
     args: Annotated[list[str] | None, typer.Argument(help="Arguments passed to the script")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="At the end, print the batches the script ran as JSON")
+    ] = False,
 ) -> None:
-    """Run a pipeline script as `python FILE.py ARGS…` would."""
+    """Run a pipeline script as `python FILE.py ARGS…` would; exit 1 with a summary when a batch it ran
+    failed, 6 with the script's own frames when it raised an error."""
+    from corral.client.dsl import submitted_batches
+    from corral.client.errors import BatchFailed
+
     if not script.is_file():
         raise InvalidInput(f"{script}: no such file", field="script")
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [str(script), *(args or [])]
     sys.path.insert(0, str(script.resolve().parent))
+    outcome: dict[str, Any] = {"script": str(script), "ok": True}
     try:
         runpy.run_path(str(script), run_name="__main__")
+    except BatchFailed as exc:
+        err_console.print(f"[red]{escape(exc.message)}[/]", soft_wrap=True)
+        if as_json:
+            print_json({**outcome, "ok": False, "batches": [_brief(exc.status)]})
+        raise typer.Exit(code=ExitCode.FAILED) from None
+    except (SystemExit, KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as exc:
+        frames = user_frames(exc, script.resolve())
+        if frames:
+            err_console.print(f"[dim]{escape(frames)}[/]", soft_wrap=True)
+        what = exc.message if isinstance(exc, CorralError) else f"{type(exc).__name__}: {exc}"
+        error_line(f"{script.name} raised {what}")
+        if as_json:
+            print_json({**outcome, "ok": False, "error": what})
+        raise typer.Exit(code=ExitCode.PIPELINE) from None
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+    # A script that caught (or never checked) a failure still ends non-zero, with the summary.
+    seen = [(h, _latest_status(h)) for h in submitted_batches]
+    statuses = [(h, st) for h, st in seen if st is not None]
+    failed = [(h, st) for h, st in statuses if st["complete"] and st["state"] != "success"]
+    for handle, status in failed:
+        err_console.print(f"[red]{escape(_summary(handle, status))}[/]", soft_wrap=True)
+    if as_json:
+        outcome["ok"] = not failed
+        outcome["batches"] = [_brief(st) for _, st in statuses]
+        typer.echo(json.dumps(outcome, indent=2))
+    if failed:
+        raise typer.Exit(code=ExitCode.FAILED)
 
 
 def demo(
@@ -53,7 +129,7 @@ def demo(
             console.print(f"starting (or reusing) the embedded Corral for {home} …")
         batch = Batch(name="corral-demo", backend=backend, attributes={"demo": "wordcount"})
         pipeline = build_demo(batch, out.resolve(), slices=slices)
-        handle = batch.run(progress=progress and not as_json)
+        handle = batch.run(progress=progress and not as_json, check=False)
         status = handle.status()
         states = {j["job_id"]: j["state"] for j in handle.jobs()}
         failing = pipeline.failing.job_id if pipeline.failing else None

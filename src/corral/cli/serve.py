@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from corral.client.discovery import URL_FILE_NAME
-from corral.config import Settings
-from corral.domain.resources import parse_bytes
 from corral.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from corral.config import Settings
+
+URL_FILE_NAME = "server.url"  # corral.client.discovery.URL_FILE_NAME, without importing the client
 
 
 def _env(name: str) -> str:
@@ -46,12 +48,27 @@ def server(
         )
     ] = None,
     pool: Annotated[str | None, typer.Option(help=f"Default pool {_env('pool')}")] = None,
-    commit_interval: Annotated[float | None, typer.Option(help=_env("commit_interval"))] = None,
-    heartbeat_interval: Annotated[float | None, typer.Option(help=_env("heartbeat_interval"))] = None,
-    heartbeat_timeout: Annotated[float | None, typer.Option(help=_env("heartbeat_timeout"))] = None,
-    max_body_bytes: Annotated[int | None, typer.Option(help=_env("max_body_bytes"))] = None,
-    admin_user: Annotated[str | None, typer.Option(help=_env("admin_user"))] = None,
-    default_user: Annotated[str | None, typer.Option(help=_env("default_user"))] = None,
+    commit_interval: Annotated[
+        float | None,
+        typer.Option(help=f"Seconds the driver gathers changes into one commit {_env('commit_interval')}"),
+    ] = None,
+    heartbeat_interval: Annotated[
+        float | None, typer.Option(help=f"Seconds between worker heartbeats {_env('heartbeat_interval')}")
+    ] = None,
+    heartbeat_timeout: Annotated[
+        float | None,
+        typer.Option(help=f"An instance silent this many seconds is lost {_env('heartbeat_timeout')}"),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help=f"Largest request body the API accepts {_env('max_body_bytes')}")
+    ] = None,
+    admin_user: Annotated[
+        str | None, typer.Option(help=f"Name of the administrator created at start {_env('admin_user')}")
+    ] = None,
+    default_user: Annotated[
+        str | None,
+        typer.Option(help=f"The user of HOME/tokens.json (default $USER) {_env('default_user')}"),
+    ] = None,
     cost_per_core_hour: Annotated[
         float | None, typer.Option(help=f"Price of a core-hour on local workers {_env('cost_per_core_hour')}")
     ] = None,
@@ -76,7 +93,9 @@ def server(
 def build_settings(options: dict[str, Any]) -> Settings:
     """Settings from the options given (the rest from CORRAL_* variables); the url file defaults to
     HOME/server.url so that clients on this machine find the server."""
-    settings = Settings(**options)
+    from corral.config import load_settings
+
+    settings = load_settings(**options)
     if settings.url_file is None and not os.environ.get("CORRAL_URL_FILE"):
         settings.url_file = settings.home / URL_FILE_NAME
     return settings
@@ -112,6 +131,8 @@ def worker(
     """Run a worker agent that takes jobs from the driver at URL."""
     if cores is not None and cores <= 0:
         raise InvalidInput(f"--cores: {cores} must be positive", field="cores")
+    from corral.domain.resources import parse_bytes
+
     memory_bytes = None if memory is None else parse_bytes(memory, field="--memory")
     from corral.worker.agent import run_worker
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from corral.cli.common import console, err_console, print_json, table, target
-from corral.client.backends import ServiceBackend
 from corral.errors import CorralError
-from corral.sweeps.progress import SweepStatus
+
+if TYPE_CHECKING:  # imported by the commands that use them: `corral --help` stays fast
+    from corral.client.backends import ServiceBackend
+    from corral.sweeps.progress import SweepStatus
 
 sweep_app = typer.Typer(no_args_is_help=True, help="Parameter sweeps: a table in, one dataset out.")
 
@@ -20,10 +22,13 @@ ResultsOpt = Annotated[
     str | None,
     typer.Option("--results", help="The sweep's storage URL, if not the server's corral-local bucket"),
 ]
+SweepName = Annotated[str, typer.Argument(help="The sweep's name")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
 def _backend(ctx: typer.Context) -> ServiceBackend:
+    from corral.client.backends import ServiceBackend
+
     t = target(ctx)
     return ServiceBackend(t.url, t.token)
 
@@ -59,7 +64,7 @@ def run(
 
 
 @sweep_app.command("status")
-def status(ctx: typer.Context, name: str, results: ResultsOpt = None, as_json: JsonOpt = False) -> None:
+def status(ctx: typer.Context, name: SweepName, results: ResultsOpt = None, as_json: JsonOpt = False) -> None:
     """Chunks merged, running, failed (rows, error, log) and waiting."""
     from corral.sweeps.sweep import Sweep
 
@@ -69,7 +74,7 @@ def status(ctx: typer.Context, name: str, results: ResultsOpt = None, as_json: J
 @sweep_app.command("results")
 def results(
     ctx: typer.Context,
-    name: str,
+    name: SweepName,
     format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     to: Annotated[str | None, typer.Option("--to", help="Write one file at this path or URL")] = None,
     results: ResultsOpt = None,
@@ -94,9 +99,9 @@ def results(
 @sweep_app.command("retry")
 def retry(
     ctx: typer.Context,
-    name: str,
+    name: SweepName,
     failed: Annotated[bool, typer.Option("--failed/--all", help="Only chunks that failed (default)")] = True,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the chunks to finish")] = True,
     results: ResultsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -119,10 +124,10 @@ def watch(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="The job folder (inbox/, running/, done/, ...)")],
     command: Annotated[str, typer.Option("--command", help="Template with {chunk} and {result}")],
-    image: Annotated[str | None, typer.Option("--image")] = None,
-    cpu: Annotated[str | None, typer.Option("--cpu")] = None,
-    memory: Annotated[str | None, typer.Option("--memory")] = None,
-    pool: Annotated[str | None, typer.Option("--pool")] = None,
+    image: Annotated[str | None, typer.Option("--image", help="Container image of the jobs")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", help="Cores per job, e.g. 1 or 250m")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="Memory per job, e.g. 2Gi")] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="Pool the jobs run on")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per job")] = None,
     result_format: Annotated[str, typer.Option("--result-format", help="parquet, csv or jsonl")] = "parquet",
     schema: Annotated[list[str] | None, typer.Option("--schema", help="column=type")] = None,

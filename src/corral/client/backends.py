@@ -11,10 +11,24 @@ from pathlib import Path
 from typing import Protocol
 
 from corral.client.discovery import read_tokens, resolve_token, resolve_url, tokens_file
-from corral.client.local_server import LocalServer, ensure_server
+from corral.client.local_server import (
+    Lease,
+    LocalServer,
+    ensure_server_locked,
+    other_clients_alive,
+    start_lock,
+    stop_embedded_server,
+)
 from corral.client.sync import SyncClient
-from corral.config import default_home
 from corral.errors import CorralError
+from corral.hail.buckets import local_bucket_root
+from corral.home import default_home
+
+
+def dsl_tmpdir(home: Path) -> str:
+    """Where a pipeline's intermediate files go on this machine: under the home's local bucket, the one
+    place inside CORRAL_HOME that file:// URLs may name (see corral.files.roots)."""
+    return (local_bucket_root(home) / "tmp").as_uri()
 
 
 class Backend(Protocol):
@@ -30,8 +44,8 @@ class Backend(Protocol):
 
 class ServiceBackend:
     """A running Corral server. Defaults: CORRAL_URL / CORRAL_TOKEN, else the local server's files under
-    $CORRAL_HOME. `remote_tmpdir` must be reachable by the workers (default: file://$CORRAL_HOME/tmp,
-    right when they share this machine's filesystem)."""
+    $CORRAL_HOME. `remote_tmpdir` must be reachable by the workers (default: the home's local bucket,
+    $CORRAL_HOME/buckets/corral-local/tmp, right when they share this machine's filesystem)."""
 
     def __init__(
         self,
@@ -45,7 +59,7 @@ class ServiceBackend:
         self.url = resolve_url(url, home=home)
         self._token = resolve_token(token, home=home)
         self.billing_project = billing_project
-        self._tmpdir = (remote_tmpdir or f"file://{(home or default_home()) / 'tmp'}").rstrip("/")
+        self._tmpdir = (remote_tmpdir or dsl_tmpdir(home or default_home())).rstrip("/")
         self._client: SyncClient | None = None
         self._lock = threading.Lock()
 
@@ -74,7 +88,9 @@ class ServiceBackend:
 
 class LocalBackend:
     """The embedded system for one CORRAL_HOME: reuses its running server, or starts one (with `workers`
-    local workers of `cores` cores each) and stops it on close(), context exit or interpreter exit."""
+    local workers of `cores` cores each). Several LocalBackends (notebooks, scripts) share the server;
+    the last one to close (close(), context exit or interpreter exit) stops a server a LocalBackend
+    started — never one started with `corral server`."""
 
     def __init__(
         self,
@@ -89,13 +105,14 @@ class LocalBackend:
         self.cores = cores
         self.billing_project = billing_project
         self._server: LocalServer | None = None
+        self._lease: Lease | None = None
         self._client: SyncClient | None = None
         self._url: str | None = None
         self._lock = threading.Lock()
 
     @property
     def tmpdir(self) -> str:
-        return f"file://{self.home / 'tmp'}"
+        return dsl_tmpdir(self.home)
 
     @property
     def url(self) -> str:
@@ -110,10 +127,11 @@ class LocalBackend:
     def client(self) -> SyncClient:
         with self._lock:
             if self._client is None:
-                url, server = ensure_server(self.home, workers=self.workers, cores=self.cores)
-                if server is not None:
+                with start_lock(self.home):
+                    url, server = ensure_server_locked(self.home, workers=self.workers, cores=self.cores)
                     self._server = server
-                    atexit.register(self.close)
+                    self._lease = Lease(self.home)
+                atexit.register(self.close)
                 token = read_tokens(self.home).get("token")
                 if not token:
                     raise CorralError(
@@ -128,8 +146,14 @@ class LocalBackend:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-            if self._server is not None:
-                self._server.stop()
+            if self._lease is not None:
+                with start_lock(self.home):
+                    self._lease.release()
+                    self._lease = None
+                    if not other_clients_alive(self.home):
+                        if self._server is not None:
+                            self._server.stop()
+                        stop_embedded_server(self.home)
                 self._server = None
                 atexit.unregister(self.close)
 

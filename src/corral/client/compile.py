@@ -8,7 +8,7 @@ the producer a parent; inputs arrive at /io/inputs/<rid>/<basename>.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,13 +112,17 @@ def compile_jobs(
     outputs: Sequence[Output],
     cwd: Path,
     defaults: dict[str, str | None] | None = None,
+    done: Collection[int] = (),
 ) -> list[JobSpec]:
     """Wire specs for `jobs` (one update): job_id i+1 for jobs[i]; parents inside the update by in-update
-    id, already submitted parents by absolute id."""
+    id, already submitted parents by absolute id. `done`: indexes of jobs that succeeded in the batch
+    being resumed — not parents any more, their files already in the tmpdir."""
     defaults = defaults or {}
     plan = _plan(jobs, registry, batch_key)
     position = {job._index: i + 1 for i, job in enumerate(jobs)}
-    parents = {job._index: _parents(job, plan.used[job._index]) for job in jobs}
+    parents = {
+        job._index: [p for p in _parents(job, plan.used[job._index]) if p._index not in done] for job in jobs
+    }
     check_acyclic(jobs, parents)
     tmp = tmpdir.rstrip("/")
     specs: list[JobSpec] = []
@@ -165,6 +169,7 @@ def compile_jobs(
                 isinstance(resource, JobResourceFile)
                 and resource.job is not job
                 and resource.job._index not in position
+                and resource.job._index not in done
             ):
                 raise InvalidInput(
                     f"job {job.display_name}: uses {resource.name!r} of job {resource.job.display_name}, "
@@ -195,7 +200,11 @@ def compile_jobs(
                     cpu=job._cpu or defaults.get("cpu"),
                     memory=job._memory or defaults.get("memory"),
                     storage=job._storage or defaults.get("storage"),
+                    gpus=job._gpus,
+                    gpu_type=job._gpu_type,
                 ),
+                pool=job._pool,
+                network=job._network,
                 env=[EnvVar(name=k, value=v) for k, v in job._env.items()],
                 timeout=job._timeout,
                 always_run=job._always_run,
@@ -204,7 +213,6 @@ def compile_jobs(
                 input_files=inputs,
                 output_files=outs,
                 service=job._service,
-                pool=job._pool,
                 ready_parents=ready_parents,
             )
         )

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.config import default_home
+from corral.client.errors import NoServer
 from corral.errors import CorralError
+from corral.home import default_home
 
 URL_FILE_NAME = "server.url"
 DEFAULT_URL = "http://127.0.0.1:8642"
@@ -46,6 +48,39 @@ def resolve_url(url: str | None = None, *, home: Path | None = None) -> str:
     """The server URL: `url`, else $CORRAL_URL, else the local server's url file, else the default port."""
     found = url or os.environ.get("CORRAL_URL") or read_url_file(url_file(home))
     return (found or DEFAULT_URL).rstrip("/")
+
+
+@dataclass(frozen=True)
+class ServerLocation:
+    """Where the CLI sends requests, and what to tell the user if nothing answers there."""
+
+    url: str
+    hint: str | None = None
+
+
+def locate_server(url: str | None = None, *, home: Path | None = None) -> ServerLocation:
+    """`url`, else $CORRAL_URL, else the server running for $CORRAL_HOME (its url file), else one on the
+    default port; when none of these exists, NoServer says how to start one."""
+    if url:
+        return ServerLocation(url.rstrip("/"))
+    if os.environ.get("CORRAL_URL"):
+        return ServerLocation(os.environ["CORRAL_URL"].rstrip("/"), "the URL comes from $CORRAL_URL")
+    home = home or default_home()
+    found = read_url_file(url_file(home))
+    if found:
+        return ServerLocation(
+            found.rstrip("/"),
+            f"the server of {home} (from {url_file(home)}) may have stopped: start it with `corral server`",
+        )
+    from corral.client.local_server import healthy
+
+    if healthy(DEFAULT_URL, timeout=1.0):
+        return ServerLocation(DEFAULT_URL)
+    raise NoServer(
+        f"no Corral server is running for {home} (no {url_file(home)}): start one with `corral server` "
+        "in another terminal (your batches are kept in its store), or name a remote one with --url or "
+        "CORRAL_URL"
+    )
 
 
 def read_tokens(home: Path | None = None) -> dict[str, str]:

@@ -21,6 +21,9 @@ from corral.client.submit import Submitted, submit_new_batch, submit_update
 from corral.domain.resources import parse_bytes, parse_cpu_mcpu, parse_memory_bytes
 from corral.errors import InvalidInput
 
+# Batches submitted by this process, in order (`corral run` reports on them when the script ends).
+submitted_batches: list[BatchHandle] = []
+
 __all__ = ["Batch", "BatchHandle", "InputResourceFile", "Job", "JobResourceFile", "ResourceFile", "Service"]
 
 
@@ -71,6 +74,8 @@ class Batch:
         self._batch_id: int | None = None
         self._n_submitted = 0
         self._update_token: str | None = None
+        self._tmp_key = self.token  # names this pipeline's tmpdir; a resumed run reuses the old one's
+        self._done: set[int] = set()  # indexes of jobs that succeeded in the batch being resumed
 
     @classmethod
     def from_batch_id(cls, batch_id: int, backend: Backend | None = None) -> Batch:
@@ -148,28 +153,32 @@ class Batch:
 
     # ---- submitting
 
+    def _pending(self) -> list[Job]:
+        return [j for j in self._jobs[self._n_submitted :] if j._index not in self._done]
+
     def compile(self, *, tmpdir: str | None = None, cwd: Path | None = None) -> list[JobSpec]:
         """The wire specs run() would send for the jobs not yet submitted."""
         return compile_jobs(
-            self._jobs[self._n_submitted :],
+            self._pending(),
             registry=self._resources,
             batch_key=self.key,
             tmpdir=tmpdir if tmpdir is not None else self.tmpdir,
             outputs=self._outputs,
             cwd=cwd or Path.cwd(),
             defaults=self.defaults,
+            done=self._done,
         )
 
     @property
     def tmpdir(self) -> str:
         """Where intermediate files of this Batch object go."""
-        return f"{self.backend.tmpdir}/{self.token}"
+        return f"{self.backend.tmpdir}/{self._tmp_key}"
 
     def submit(self) -> BatchHandle:
         """Send the jobs added since the last submission; returns without waiting."""
         backend = self.backend
         client = backend.client()
-        pending = self._jobs[self._n_submitted :]
+        pending = self._pending()
         if not pending:
             if self._batch_id is None:
                 raise InvalidInput("the batch has no jobs; add some with new_job() before run()")
@@ -189,15 +198,65 @@ class Batch:
                 self._update_token = secrets.token_hex(16)
             submitted = client.run(submit_update(client.aio, self._batch_id, self._update_token, specs))
             self._update_token = None
+        if self._batch_id is None:
+            submitted_batches.append(BatchHandle(client, submitted.batch_id))
         self._batch_id = submitted.batch_id
         for offset, job in enumerate(pending):
             job._absolute_id = submitted.start_job_id + offset
-        self._n_submitted += len(pending)
+        self._n_submitted = len(self._jobs)
         return BatchHandle(client, submitted.batch_id)
 
-    def run(self, wait: bool = True, progress: bool = True, timeout: float | None = None) -> BatchHandle:
-        """Submit, then (by default) wait with a progress bar on a terminal. Returns the batch's handle."""
+    def run(
+        self,
+        wait: bool = True,
+        progress: bool = True,
+        timeout: float | None = None,
+        *,
+        check: bool = True,
+        resume: int | None = None,
+    ) -> BatchHandle:
+        """Submit, then (by default) wait with a progress bar on a terminal. Returns the batch's handle.
+
+        check: when the batch does not succeed, raise BatchFailed, whose message says which jobs failed,
+        why, and how to read their logs (as Hail's run() raises). resume: the id of an earlier batch of
+        this same pipeline; jobs that succeeded there are not run again (their files are reused), only
+        those that failed or were cancelled."""
+        if resume is not None:
+            self._resume_from(resume)
         handle = self.submit()
         if wait:
-            handle.wait(progress=progress, timeout=timeout)
+            status = handle.wait(progress=progress, timeout=timeout)
+            if check:
+                handle.check(status)
         return handle
+
+    def _resume_from(self, batch_id: int) -> None:
+        if self._batch_id is not None:
+            raise InvalidInput("resume: this Batch was already submitted; resume with a new Batch object")
+        client = self.backend.client()
+        old = client.get_batch(batch_id)
+        if not old.complete:
+            raise InvalidInput(
+                f"resume: batch {batch_id} is still running; wait for it (`corral batch wait {batch_id}`) "
+                f"or cancel it first", field="resume",
+            )
+        states = {j.job_id: j for j in client.iter_jobs(batch_id)}
+        if len(states) != len(self._jobs):
+            raise InvalidInput(
+                f"resume: batch {batch_id} has {len(states)} jobs but this pipeline has {len(self._jobs)}; "
+                "resume only a batch this same pipeline created", field="resume",
+            )
+        for job in self._jobs:
+            old_job = states.get(job._index)
+            old_name = old_job.name if old_job is not None else None
+            if old_job is None or old_name != job._name:
+                raise InvalidInput(
+                    f"resume: job {job._index} of batch {batch_id} is {old_name!r}, here it is "
+                    f"{job._name!r}; resume only a batch this same pipeline created", field="resume",
+                )
+        self._done = {i for i, j in states.items() if j.state == "Success"}
+        self._tmp_key = old.token
+        self.attributes["resumed_from"] = str(batch_id)
+        if len(self._done) == len(self._jobs):
+            raise InvalidInput(f"resume: every job of batch {batch_id} succeeded; nothing to rerun",
+                               field="resume")

@@ -1,29 +1,63 @@
-"""`BatchHandle`: a submitted batch — status, waiting with a progress bar, jobs, logs, cancel."""
+"""`BatchHandle`: a submitted batch — status, waiting with a progress bar, jobs, logs, cancel, and a
+summary in words of what went wrong."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from corral.client.errors import BatchFailed, WaitTimeout
 
-from corral.client.sync import SyncClient
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from corral.client.sync import SyncClient
+
+SUMMARY_JOBS = 10  # failed jobs named one by one in a summary; the rest are counted
 
 
-def _counts(status: dict[str, Any]) -> str:
-    return (
+POOL_CHECK_SECONDS = 10.0  # how often a wait with queued jobs and nothing running asks why
+
+
+def progress_text(status: dict[str, Any], problems: str = "") -> str:
+    """'3 running · 5 queued · 2 ok 1 failed 0 cancelled' (rich markup), plus waiting jobs if any."""
+    parts = []
+    if status.get("n_running") is not None:
+        parts.append(f"[cyan]{int(status.get('n_running') or 0)} running[/]")
+        parts.append(f"[blue]{int(status.get('n_ready') or 0)} queued[/]")
+    if status.get("waiting"):
+        parts.append(f"[magenta]{status['waiting']} waiting for a machine[/]")
+    parts.append(
         f"[green]{status['n_succeeded']} ok[/] [red]{status['n_failed']} failed[/] "
         f"[yellow]{status['n_cancelled']} cancelled[/]"
     )
+    if problems:
+        parts.append(f"[red]{problems}[/]")
+    return " · ".join(parts)
+
+
+def failure_summary(status: dict[str, Any], failed: list[dict[str, Any]], n_failed_total: int) -> str:
+    """Plain text: which jobs failed and why, what was cancelled, and the command to read the logs."""
+    batch_id = status["id"]
+    lines = [
+        f"batch {batch_id} ended in {status['state']}: {status['n_succeeded']} of {status['n_jobs']} jobs "
+        f"succeeded, {status['n_failed']} failed, {status['n_cancelled']} cancelled"
+    ]
+    for job in failed[:SUMMARY_JOBS]:
+        name = f" ({job['name']})" if job.get("name") else ""
+        reason = job.get("reason") or f"exit code {job.get('exit_code')}"
+        lines.append(f"  job {job['job_id']}{name}: {job['state']}: {reason}")
+    if n_failed_total > SUMMARY_JOBS:
+        more = n_failed_total - SUMMARY_JOBS
+        lines.append(f"  … and {more} more: corral batch jobs {batch_id} --state bad")
+    if failed:
+        first = failed[0]["job_id"]
+        lines.append(f"logs: corral job log {batch_id} {first}   (any job: corral job log {batch_id} JOB_ID)")
+    elif status["n_cancelled"]:
+        lines.append(f"the batch was cancelled; its jobs: corral batch jobs {batch_id}")
+    return "\n".join(lines)
 
 
 class BatchHandle:
@@ -32,19 +66,34 @@ class BatchHandle:
     def __init__(self, client: SyncClient, batch_id: int) -> None:
         self.client = client
         self.id = batch_id
+        self.last_status: dict[str, Any] | None = None  # as of the last status() call
 
     def __repr__(self) -> str:
         return f"<BatchHandle {self.id} at {self.client.url}>"
 
     def status(self) -> dict[str, Any]:
-        return self.client.get_batch(self.id).model_dump()
+        self.last_status = self.client.get_batch(self.id).model_dump()
+        return self.last_status
 
     def wait(
         self, *, progress: bool = True, timeout: float | None = None, console: Console | None = None
     ) -> dict[str, Any]:
-        """Poll until the batch is complete; returns its final status. A progress bar shows on a terminal."""
+        """Poll until the batch is complete; returns its final status. A progress bar (running, queued,
+        done counts) shows on a terminal. WaitTimeout after `timeout` seconds; on Ctrl-C it says that the
+        batch keeps running and how to cancel it, then re-raises KeyboardInterrupt."""
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         console = console or Console(stderr=True)
         deadline = None if timeout is None else time.monotonic() + timeout
+        shown = progress and console.is_terminal
         delay = 0.05
         bar = Progress(
             SpinnerColumn(),
@@ -54,25 +103,70 @@ class BatchHandle:
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=console,
-            disable=not (progress and console.is_terminal),
+            disable=not shown,
             transient=False,
         )
-        with bar:
-            task = bar.add_task("", total=None)
-            while True:
-                status = self.status()
-                bar.update(
-                    task,
-                    completed=status["n_completed"],
-                    total=status["n_jobs"] or None,
-                    description=_counts(status),
-                )
-                if status["complete"]:
-                    return status
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"batch {self.id} is not complete after {timeout}s")
-                time.sleep(delay)
-                delay = min(delay * 1.5, 1.0)
+        problems, checked = "", 0.0
+        try:
+            with bar:
+                task = bar.add_task("", total=None)
+                while True:
+                    status = self.status()
+                    stalled = bool(status.get("n_ready")) and not status.get("n_running")
+                    if stalled and shown and time.monotonic() - checked > POOL_CHECK_SECONDS:
+                        problems, checked = self._pool_problems(), time.monotonic()
+                    elif not stalled:
+                        problems = ""
+                    bar.update(
+                        task,
+                        completed=status["n_completed"],
+                        total=status["n_jobs"] or None,
+                        description=progress_text(status, problems),
+                    )
+                    if status["complete"]:
+                        return status
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise WaitTimeout(
+                            f"batch {self.id} is not complete after {timeout:g}s and keeps running: wait "
+                            f"again with `corral batch wait {self.id}`, or cancel it with "
+                            f"`corral batch cancel {self.id}`",
+                            batch_id=self.id,
+                        )
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, 1.0)
+        except KeyboardInterrupt:
+            print(
+                f"\nstopped waiting: batch {self.id} keeps running on the server. Follow it with "
+                f"`corral batch wait {self.id}`, cancel it with `corral batch cancel {self.id}`.",
+                file=sys.stderr,
+            )
+            raise
+
+    def _pool_problems(self) -> str:
+        """Why queued jobs may not start: pools that cannot bring instances up (empty if none)."""
+        try:
+            pools = self.client.list_pools()
+        except Exception:  # an older server, or a hiccup: the bar goes on without the hint
+            return ""
+        return "; ".join(f"pool {p.name} {p.health}: {p.last_error}" for p in pools if p.health != "ok")
+
+    def failure_summary(self, status: dict[str, Any] | None = None) -> str:
+        """In words: which jobs did not succeed and why, and how to read their logs."""
+        status = status or self.status()
+        failed: list[dict[str, Any]] = []
+        total = 0
+        for job in self.jobs(state="bad"):
+            total += 1
+            if len(failed) < SUMMARY_JOBS:
+                failed.append(job)
+        return failure_summary(status, failed, total)
+
+    def check(self, status: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The status if the batch succeeded; BatchFailed (its message: the failure summary) if not."""
+        status = status or self.status()
+        if status["state"] != "success":
+            raise BatchFailed(self.failure_summary(status), batch_id=self.id, status=status)
+        return status
 
     def jobs(self, state: str | None = None) -> Iterator[dict[str, Any]]:
         """Every job (optionally only in `state`, e.g. 'Failed' or 'bad'), fetched page by page."""

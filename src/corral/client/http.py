@@ -28,6 +28,14 @@ from corral.api.schemas import (
     JobSummary,
     UserCreated,
 )
+from corral.api.system_schemas import (
+    InstanceStatus,
+    InstanceToken,
+    InstanceTokenRequest,
+    PoolStatus,
+    UserInfo,
+)
+from corral.client.errors import ServerError, ServerUnreachable
 from corral.errors import (
     Conflict,
     CorralError,
@@ -50,16 +58,10 @@ _ERRORS: dict[int, type[CorralError]] = {
 }
 _ATTEMPTS = TypeAdapter(list[AttemptStatus])
 _PROJECTS = TypeAdapter(list[BillingProjectStatus])
-
-
-class ServerUnreachable(CorralError):
-    """The server did not answer (connection refused, timeouts, 502/503/504) after every retry."""
-
-    status_code = 503
-
-
-class ServerError(CorralError):
-    """The server answered with an unexpected error (5xx); the message carries what it said."""
+_POOLS = TypeAdapter(list[PoolStatus])
+_INSTANCES = TypeAdapter(list[InstanceStatus])
+_USERS = TypeAdapter(list[UserInfo])
+__all__ = ["AsyncClient", "ServerError", "ServerUnreachable", "error_from_response"]
 
 
 def error_from_response(response: httpx.Response) -> CorralError:
@@ -104,8 +106,10 @@ class AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = retries
         self.backoff = backoff
+        # Loading the CA bundle costs ~100 ms per client; a plain-HTTP server never uses it.
+        verify = not self.url.startswith("http://")
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, verify=verify
         )
 
     async def aclose(self) -> None:
@@ -224,6 +228,13 @@ class AsyncClient:
     async def cancel_batch(self, batch_id: int) -> None:
         await self.request("PATCH", f"/api/v1/batches/{batch_id}/cancel")
 
+    async def retry_batch(self, batch_id: int, *, token: str, which: str = "failed") -> CreateBatchResponse:
+        """A new batch with the jobs of `batch_id` that failed or were cancelled (which="all": every job)."""
+        body = {"token": token, "which": which}
+        return CreateBatchResponse.model_validate(
+            await self._json("POST", f"/api/v1/batches/{batch_id}/retry", json=body)
+        )
+
     async def delete_batch(self, batch_id: int) -> None:
         await self.request("DELETE", f"/api/v1/batches/{batch_id}")
 
@@ -316,3 +327,27 @@ class AsyncClient:
 
     async def list_billing_projects(self) -> list[BillingProjectStatus]:
         return _PROJECTS.validate_python(await self._json("GET", "/api/v1/billing-projects"))
+
+    # ---- the system: pools, instances, users
+
+    async def list_pools(self) -> list[PoolStatus]:
+        return _POOLS.validate_python(await self._json("GET", "/api/v1/pools"))
+
+    async def get_pool(self, name: str) -> PoolStatus:
+        return PoolStatus.model_validate(await self._json("GET", f"/api/v1/pools/{name}"))
+
+    async def list_instances(self, *, pool: str | None = None, ended: int = 0) -> list[InstanceStatus]:
+        params = {"pool": pool, "ended": ended or None}
+        return _INSTANCES.validate_python(await self._json("GET", "/api/v1/instances", params=params))
+
+    async def get_instance(self, name: str) -> InstanceStatus:
+        return InstanceStatus.model_validate(await self._json("GET", f"/api/v1/instances/{name}"))
+
+    async def create_instance_token(self, request: InstanceTokenRequest) -> InstanceToken:
+        body = request.model_dump(mode="json", exclude_none=True)
+        return InstanceToken.model_validate(
+            await self._json("POST", "/api/v1/instances/tokens", json=body, idempotent=False)
+        )
+
+    async def list_users(self) -> list[UserInfo]:
+        return _USERS.validate_python(await self._json("GET", "/api/v1/users"))

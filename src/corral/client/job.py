@@ -6,19 +6,30 @@ is rendered with the paths as that job sees them under its own /io (see `corral.
 
 from __future__ import annotations
 
+import difflib
 import re
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Protocol, Self
 
 from corral.domain.resources import parse_bytes, parse_cpu_mcpu, parse_memory_bytes
 from corral.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from corral.client.dsl import Batch
 
 PLACEHOLDER = re.compile(r"__CORRAL_RF_([0-9a-f]+)_([0-9]+)__")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ATTEMPTS = 1000
+MAX_GPUS = 64
+NETWORK_MODES = ("none", "private", "public")
+_POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class JobOwner(Protocol):
+    """What a Job needs of its Batch (a protocol, so this module does not import the Batch's)."""
+
+    key: str
+
+    def _new_resource_id(self) -> int: ...
+
+    def _register(self, resource: ResourceFile) -> None: ...
 
 
 class ResourceFile:
@@ -54,6 +65,14 @@ class JobResourceFile(ResourceFile):
     def __repr__(self) -> str:
         return f"<JobResourceFile {self.job.display_name}.{self.name}>"
 
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        close = difflib.get_close_matches(self.name, _METHOD_NAMES, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"job {self.job.display_name}: Job has no method {self.name!r}{hint} (j.{self.name} is an output "
+            "file placeholder, which cannot be called)"
+        )
+
 
 class InputResourceFile(ResourceFile):
     """A local path or URL copied into /io/inputs/<rid>/<basename> of every job that uses it."""
@@ -75,7 +94,9 @@ class Job:
     """One command of a batch. Setters return the job, so calls chain; unknown attributes (`j.ofile`)
     and items (`j["name"]`) are the job's output resource files."""
 
-    def __init__(self, batch: Batch, index: int, name: str | None, attributes: dict[str, str] | None) -> None:
+    def __init__(
+        self, batch: JobOwner, index: int, name: str | None, attributes: dict[str, str] | None
+    ) -> None:
         self._batch = batch
         self._index = index  # 1-based position in the Batch object
         self._name = name
@@ -84,6 +105,10 @@ class Job:
         self._cpu: str | None = None
         self._memory: str | None = None
         self._storage: str | None = None
+        self._gpus = 0
+        self._gpu_type: str | None = None
+        self._pool: str | None = None
+        self._network: str | None = None
         self._timeout: float | None = None
         self._always_run = False
         self._env: dict[str, str] = {}
@@ -94,7 +119,6 @@ class Job:
         self._absolute_id: int | None = None  # set once submitted
         self._ready_on: list[tuple[Job, str | None]] = []  # services waited on until they serve
         self._service: dict[str, Any] | None = None  # set by Batch.new_service
-        self._pool: str | None = None
 
     # ---- identity
 
@@ -134,6 +158,12 @@ class Job:
     def __getattr__(self, name: str) -> JobResourceFile:
         if name.startswith("_"):
             raise AttributeError(name)
+        close = method_like(name)
+        if close:
+            raise AttributeError(
+                f"Job has no attribute {name!r}; did you mean {close!r}? (to name an output file that "
+                f"looks like a method, use j[{name!r}])"
+            )
         return self._resource(name)
 
     def __getitem__(self, name: str) -> JobResourceFile:
@@ -165,6 +195,37 @@ class Job:
     def storage(self, storage: str | float | int) -> Self:
         parse_bytes(storage, field=f"job {self.display_name}: storage")
         self._storage = str(storage)
+        return self
+
+    def gpus(self, n: int) -> Self:
+        """GPUs the job needs (whole devices); the worker makes only those visible to it."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_GPUS:
+            raise self._error("gpus", f"{n!r} must be a whole number from 0 to {MAX_GPUS}")
+        self._gpus = n
+        return self
+
+    def gpu_type(self, gpu_type: str) -> Self:
+        """Only instances with this GPU type (e.g. 'a100'); implies at least one GPU."""
+        if not isinstance(gpu_type, str) or not gpu_type.strip():
+            raise self._error("gpu_type", "give a GPU type such as 'a100'")
+        self._gpu_type = gpu_type.strip()
+        if self._gpus == 0:
+            self._gpus = 1
+        return self
+
+    def pool(self, name: str) -> Self:
+        """The instance collection (pool) the job runs on; default: the server's default pool."""
+        if not isinstance(name, str) or not _POOL_NAME.match(name):
+            raise self._error("pool", f"{name!r} is not a pool name")
+        self._pool = name
+        return self
+
+    def network(self, mode: str) -> Self:
+        """'none' (no network), 'private' or 'public'."""
+        if mode not in NETWORK_MODES:
+            modes = ", ".join(NETWORK_MODES)
+            raise self._error("network", f"{mode!r} is not a network mode; use one of {modes}")
+        self._network = mode
         return self
 
     def timeout(self, seconds: float | int) -> Self:
@@ -221,13 +282,21 @@ class Job:
         self._attributes.update({str(k): str(v) for k, v in {**(attributes or {}), **more}.items()})
         return self
 
-    def pool(self, name: str) -> Self:
-        """Run in this pool (default: the server's default pool)."""
-        if not isinstance(name, str) or not name.strip():
-            raise self._error("pool", f"{name!r} is not a pool name")
-        self._pool = name
-        return self
-
     def name(self, name: str) -> Self:
         self._name = name
         return self
+
+
+_METHOD_NAMES = [n for n in vars(Job) if not n.startswith("_")]
+
+
+def method_like(name: str) -> str | None:
+    """The Job method `name` is probably a typo of (`timout` -> `timeout`), or None. A method name with
+    a number or '_N' after it (`env2`, `out_1`) is taken as a deliberate file name."""
+    close = difflib.get_close_matches(name, _METHOD_NAMES, n=1, cutoff=0.8)
+    if not close or name == close[0]:
+        return None
+    rest = name[len(close[0]) :] if name.startswith(close[0]) else None
+    if rest is not None and rest.lstrip("_").isdigit():
+        return None
+    return close[0]

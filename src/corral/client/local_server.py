@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,7 +48,7 @@ def log_tail(path: Path, n: int = 40) -> str:
 
 
 @contextmanager
-def _start_lock(home: Path) -> Iterator[None]:
+def start_lock(home: Path) -> Iterator[None]:
     """Two clients starting at once must not start two servers on one store."""
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "server.start.lock", "w") as lock:
@@ -79,11 +82,109 @@ def ensure_server(
     home: Path, *, workers: int = 1, cores: float | None = None, timeout: float = START_TIMEOUT
 ) -> tuple[str, LocalServer | None]:
     """(url, server we started or None when one was already running for `home`)."""
-    with _start_lock(home):
+    with start_lock(home):
+        return ensure_server_locked(home, workers=workers, cores=cores, timeout=timeout)
+
+
+def ensure_server_locked(
+    home: Path, *, workers: int = 1, cores: float | None = None, timeout: float = START_TIMEOUT
+) -> tuple[str, LocalServer | None]:
+    """ensure_server, for a caller that holds start_lock(home)."""
+    url = running_url(home)
+    if url is not None:
+        return url, None
+    if server_lock_held(home):  # a server of this home is starting (or busy): wait for it, never a second
+        return _wait_for_running(home, timeout), None
+    return _start(home, workers=workers, cores=cores, timeout=timeout)
+
+
+def server_lock_held(home: Path) -> bool:
+    """True while a `corral server` process holds HOME/server.lock (see corral.home.hold_server_lock)."""
+    try:
+        with open(home / "server.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
+def _wait_for_running(home: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         url = running_url(home)
         if url is not None:
-            return url, None
-        return _start(home, workers=workers, cores=cores, timeout=timeout)
+            return url
+        if not server_lock_held(home):
+            break
+        time.sleep(0.1)
+    raise ServerStartFailed(
+        f"a Corral server holds {home} but does not answer; its log: {home / 'logs' / 'server.log'}"
+    )
+
+
+# ---- sharing one embedded server between several LocalBackends (notebooks, scripts) of one home
+
+
+class Lease:
+    """A LocalBackend attached to the home's server: a locked file under HOME/clients that the OS
+    releases if the process dies, so the last one to leave knows it may stop the server."""
+
+    def __init__(self, home: Path) -> None:
+        folder = home / "clients"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._file = open(self.path, "w")  # noqa: SIM115 - held until release()
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._file.closed:
+            return
+        self.path.unlink(missing_ok=True)
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def other_clients_alive(home: Path) -> bool:
+    """Whether another live process holds a lease on the home's server (stale leases are removed)."""
+    alive = False
+    for path in (home / "clients").glob("*"):
+        try:
+            with open(path) as held:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    alive = True
+                    continue
+                path.unlink(missing_ok=True)  # its process ended without releasing it
+                fcntl.flock(held, fcntl.LOCK_UN)
+        except OSError:
+            continue
+    return alive
+
+
+OWNER_FILE = "server.owner"  # the pid of a server a LocalBackend started (and the last one stops)
+
+
+def stop_embedded_server(home: Path, timeout: float = 30.0) -> None:
+    """Stop the home's server if a LocalBackend started it (never one started by `corral server`)."""
+    owner = home / OWNER_FILE
+    try:
+        pid = int(json.loads(owner.read_text())["pid"])
+        running_pid = int(json.loads(url_file(home).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        owner.unlink(missing_ok=True)
+        return
+    if pid == running_pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while server_lock_held(home) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    owner.unlink(missing_ok=True)
 
 
 def _start(home: Path, *, workers: int, cores: float | None, timeout: float) -> tuple[str, LocalServer]:
@@ -107,6 +208,7 @@ def _start(home: Path, *, workers: int, cores: float | None, timeout: float) -> 
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the client reaches us first; we stop it in order
         )
+    (home / OWNER_FILE).write_text(json.dumps({"pid": proc.pid}))
     server = LocalServer(proc, "", log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

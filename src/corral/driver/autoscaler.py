@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from corral.domain.autoscaling import (
 from corral.domain.fair_share import UserDemand
 from corral.domain.scheduling import ReadyJob
 from corral.domain.tokens import new_token
+from corral.driver.collection_health import CollectionHealth, gone_reason, instance_name
 from corral.driver.collections import collection_limits, collection_shape, job_shape
 from corral.driver.driver import Driver
 from corral.providers.base import (
@@ -38,6 +38,7 @@ from corral.providers.base import (
     ProviderInstance,
 )
 from corral.store import instances as instance_store
+from corral.store.system_view import set_instance_end_reason
 
 log = logging.getLogger("corral.autoscaler")
 
@@ -54,6 +55,9 @@ class _Managed:
     reserved_for: tuple[int, int] | None = None
     running_since: float | None = None  # the provider reported it running (a queued SLURM job is not)
     idle_since: float | None = None
+    serves: str | None = None  # the user of the one job a job-private instance runs
+    activated: bool = False  # its worker called in (until then, its loss is a failure of the collection)
+    end_reason: str | None = None
     retiring: bool = False  # asked the driver to retire it (it does so only if idle)
 
 
@@ -80,8 +84,7 @@ class Autoscaler:
         self._managed: dict[str, _Managed] = {}
         self._creating: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._backoff_until: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
+        self.health = CollectionHealth()
         self._loop: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -156,6 +159,7 @@ class Autoscaler:
                 self._scale_pool(name, now)
             else:
                 self._serve_private(name)
+        await self.health.flush(self.driver.engine)
         self.ticks += 1
 
     async def _list(self, collection: str) -> list[ProviderInstance] | None:
@@ -175,8 +179,11 @@ class Autoscaler:
             found = seen.get(m.name)
             if found is not None and found.status == "running" and m.running_since is None:
                 m.running_since = now
+            if inst is not None and inst.active and not m.activated:
+                m.activated = True
+                self.health.recovered(collection)
             if found is not None and found.status == "gone":
-                self._lose(m, found.reason or "gone")
+                self._lose(m, gone_reason(found, activated=m.activated))
             elif m.created and found is None and now - m.time_created > LISTING_GRACE:
                 self._lose(m, "the provider no longer lists it")
             elif m.created and inst is None:
@@ -199,7 +206,7 @@ class Autoscaler:
         views = [self._view(m) for m in self._of(collection) if not m.retiring]
         for name in pool_instances_to_release(limits, views, now):
             self._retire(self._managed[name], f"idle for {limits.idle_seconds:.0f}s: released")
-        if now < self._backoff_until.get(collection, 0.0):
+        if not self.health.allows(collection, now):
             return
         views = [self._view(m) for m in self._of(collection) if not m.retiring]
         demands, ready_gpus = self._demands(collection, limits, views)
@@ -243,8 +250,10 @@ class Autoscaler:
         for m in mine:
             inst = self.driver.instances.get(m.name)
             if m.reserved_for not in queued_keys and (inst is None or not inst.assigned):
-                self._lose(m, "its job has ended")
+                self._lose(m, "its job has ended", deliberate=True)
         mine = self._of(collection)
+        if not self.health.allows(collection, time.time()):
+            return
         served = {m.reserved_for for m in mine if m.reserved_for is not None}
         for job in private_jobs_to_serve(
             queued, served, live=len(mine), max_instances=col.max_instances,
@@ -252,7 +261,7 @@ class Autoscaler:
         ):
             shape = job_shape(job, col)
             if self._capacity(collection, shape) > 0:
-                self._create(collection, shape, job.key)
+                self._create(collection, shape, job.key, job.user)
 
     def _capacity(self, collection: str, shape: MachineShape) -> int:
         """Instances of `shape` the provider can still make (unbounded unless it keeps an inventory)."""
@@ -273,9 +282,12 @@ class Autoscaler:
 
     # ------------------------------------------------------------ create and delete
 
-    def _create(self, collection: str, shape: MachineShape, reserved_for: tuple[int, int] | None) -> None:
-        name = f"{collection}-{uuid.uuid4().hex[:8]}"
-        m = _Managed(name, collection, time.time(), reserved_for=reserved_for)
+    def _create(
+        self, collection: str, shape: MachineShape, reserved_for: tuple[int, int] | None,
+        user: str | None = None,
+    ) -> None:
+        name = instance_name(collection, user)
+        m = _Managed(name, collection, time.time(), reserved_for=reserved_for, serves=user)
         self._managed[name] = m
         self._creating[name] = asyncio.create_task(self._bring_up(m, shape), name=f"create-{name}")
 
@@ -289,19 +301,14 @@ class Autoscaler:
                 gpus=shape.gpus, gpu_type=shape.gpu_type, reserved_for=m.reserved_for,
                 cost_per_core_hour=shape.price_per_hour / shape.cores if shape.price_per_hour else None,
             )
-            request = InstanceRequest(m.name, m.collection, shape, token, self.driver_url)
+            request = InstanceRequest(m.name, m.collection, shape, token, self.driver_url, serves=m.serves)
             metadata = await provider.create_instance(request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            failures = self._failures.get(m.collection, 0) + 1
-            self._failures[m.collection] = failures
-            self._backoff_until[m.collection] = time.time() + min(60.0, 0.5 * 2**failures)
-            log.warning("could not create instance %s of %s: %s", m.name, m.collection, exc)
             self._creating.pop(m.name, None)
             self._lose(m, f"could not be created: {exc}")
             return
-        self._failures[m.collection] = 0
         self._creating.pop(m.name, None)
         m.metadata = {"provider": provider.name, "shape": shape.name, **metadata}
         if shape.price_per_hour:
@@ -328,9 +335,14 @@ class Autoscaler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _lose(self, m: _Managed, reason: str) -> None:
-        """End its attempts as lost (jobs are retried), then delete it through the provider."""
-        log.info("instance %s of %s: %s", m.name, m.collection, reason)
+    def _lose(self, m: _Managed, reason: str, *, deliberate: bool = False) -> None:
+        """End its attempts as lost (jobs are retried), then delete it through the provider. An instance
+        whose worker never called in is a failure of its collection (backoff; logged once there)."""
+        m.end_reason = reason
+        if m.activated or deliberate:
+            log.info("instance %s of %s: %s", m.name, m.collection, reason)
+        else:
+            self.health.failed(m.collection, reason, time.time())
         self.driver.instance_lost(m.name, reason)
         self._release(m)
 
@@ -355,3 +367,5 @@ class Autoscaler:
             return
         async with self.driver.engine.begin() as conn:
             await instance_store.set_instance_state(conn, m.name, "deleted", time.time())
+            if m.end_reason:
+                await set_instance_end_reason(conn, m.name, m.end_reason)

@@ -21,6 +21,7 @@ from corral.driver.driver import Driver
 from corral.driver.instances import InstanceState
 from corral.runtimes.config import HOST_ISOLATION, HOST_REFUSED
 from corral.store.logs import log_path
+from corral.store.system_view import set_instance_host
 from corral.worker.protocol import (
     MAX_ID,
     STEPS,
@@ -74,6 +75,9 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
         await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
         if "host" in body.runtimes:  # visible on the instance: its jobs are not sandboxed
             await driver.note_instance(inst, {"runtime": "host", "isolation": HOST_ISOLATION})
+        if body.hostname:
+            async with driver.engine.begin() as conn:
+                await set_instance_host(conn, inst.name, body.hostname)
         return {
             "instance_name": inst.name,
             "cores_mcpu": inst.cores_mcpu,  # what the driver will use: at most the instance's shape

@@ -45,6 +45,7 @@ class InstanceRequest:
     shape: MachineShape
     worker_token: str  # the worker presents this to the driver
     driver_url: str  # the driver as seen from this machine; a provider may tunnel and substitute its own
+    serves: str | None = None  # the user a job-private instance runs a job for (None: a pool's users)
 
 
 InstanceStatus = Literal["pending", "running", "gone"]

@@ -172,6 +172,11 @@ instance_collections = Table(
     Column("kind", String(20), nullable=False),  # pool | job_private
     Column("provider", String(50), nullable=False),
     Column("config", JSON, nullable=False),
+    # 0004_userview: whether the provider can bring instances up (driver/collection_health.py).
+    Column("health", String(20), nullable=False, server_default="ok"),  # ok | backing_off | failing
+    Column("last_error", Text, nullable=True),
+    Column("time_last_error", Float, nullable=True),
+    Column("n_failures", Integer, nullable=False, server_default="0"),  # in a row, since the last success
 )
 
 instances = Table(
@@ -191,6 +196,8 @@ instances = Table(
     Column("time_activated", Float, nullable=True),
     Column("last_heartbeat", Float, nullable=True),
     Column("time_deleted", Float, nullable=True),
+    Column("host_name", String(255), nullable=True),  # 0004_userview: what the worker's host calls itself
+    Column("end_reason", Text, nullable=True),  # 0004_userview: why it went (lost, failed to start, …)
     Index(None, "state"),
 )
 

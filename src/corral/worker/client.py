@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -71,7 +72,8 @@ class DriverClient:
         self, cores_mcpu: int, memory_bytes: int, version: str, runtimes: list[str]
     ) -> dict[str, Any]:
         body = {
-            "cores_mcpu": cores_mcpu, "memory_bytes": memory_bytes, "version": version, "runtimes": runtimes
+            "cores_mcpu": cores_mcpu, "memory_bytes": memory_bytes, "version": version, "runtimes": runtimes,
+            "hostname": socket.gethostname(),
         }
         reply: dict[str, Any] = await self._call("POST", "/activate", json=body)
         return reply

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.config import default_home
+from corral.home import default_home
 from corral.runtimes.cgroups import safe_name
 from corral.worker.protocol import StepName
 

@@ -168,6 +168,7 @@ class ActivateRequest(_Wire):
     memory_bytes: int = Field(gt=0, le=2**62)
     version: str = Field(default="", max_length=200)
     runtimes: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
+    hostname: str | None = Field(default=None, max_length=255)  # shown by `corral instance list`
 
 
 class PollRequest(_Wire):

@@ -28,6 +28,7 @@ from corral.api.schemas import (
 )
 from corral.store import batches as batch_store
 from corral.store import jobs_read
+from corral.store.batch_counts import live_state_counts
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 
@@ -137,4 +138,9 @@ async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> Batch
         costs = await batch_breakdowns(conn, [batch.id])
         status = batch_status(batch).model_copy(update={"cost_breakdown": costs[batch.id]})
         status.waiting = await jobs_read.count_waiting(conn, batch_id)
+        if not status.complete:
+            counts = await live_state_counts(conn, batch_id)
+            status.n_pending, status.n_ready, status.n_running = (
+                counts["Pending"], counts["Ready"], counts["Running"]
+            )
         return status

@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.api.access import redact_spec, redact_text, visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
-from corral.api.convert import attempt_status, job_status, job_summary
+from corral.api.convert import ReasonFacts, attempt_status, job_status, job_summary
 from corral.api.costs import job_breakdown
 from corral.api.params import BatchId, IdCursor, JobId
 from corral.api.query import job_predicate, job_states
 from corral.api.schemas import AttemptStatus, JobList, JobStatus
 from corral.errors import InvalidInput, NotFound
-from corral.store import jobs_read
+from corral.store import job_reasons, jobs_read
 from corral.store.batches import BatchRecord
 from corral.store.jobs_read import AttemptRecord, JobRecord
 from corral.store.logs import STEPS, read_latest_logs
+from corral.store.system_view import instance_hosts
 from corral.store.users import User
 
 router = APIRouter(prefix="/api/v1/batches/{batch_id}/jobs", tags=["jobs"])
+
+
+async def reason_facts(conn: AsyncConnection, batch: BatchRecord, found: Sequence[JobRecord]) -> ReasonFacts:
+    """What the reasons of the ended jobs among `found` need: failed parents, timeouts."""
+    cancelled = [j.job_id for j in found if j.state == "Cancelled"]
+    timed_out = [j.job_id for j in found if (j.status or {}).get("timed_out")]
+    return ReasonFacts(
+        failed_parents=await job_reasons.failed_parents(conn, batch.id, cancelled) if cancelled else {},
+        timeouts=await job_reasons.job_timeouts(conn, batch.id, timed_out) if timed_out else {},
+        batch_cancelled=batch.cancelled,
+    )
 
 
 async def visible_job(
@@ -59,8 +73,9 @@ async def list_jobs(
         found = await jobs_read.list_jobs(
             conn, batch_id, states=states, last_job_id=last_job_id, limit=limit, predicate=predicate
         )
+        facts = await reason_facts(conn, batch, found)
     return JobList(
-        jobs=[job_summary(j, batch.billing_project) for j in found],
+        jobs=[job_summary(j, batch.billing_project, facts) for j in found],
         last_job_id=found[-1].job_id if len(found) == limit else None,
     )
 
@@ -69,8 +84,9 @@ async def list_jobs(
 async def get_job(batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser) -> JobStatus:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
     async with ctx.reading() as conn:
+        facts = await reason_facts(conn, batch, [job])
         costs = await job_breakdown(conn, batch_id, job_id)
-    status = job_status(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    status = job_status(job, batch.billing_project, redact_spec(dict(spec), batch, user), facts)
     return status.model_copy(update={"cost_breakdown": costs})
 
 
@@ -79,7 +95,11 @@ async def get_attempts(
     batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser
 ) -> list[AttemptStatus]:
     _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
-    return [attempt_status(a) for a in attempts]
+    async with ctx.reading() as conn:
+        hosts = await instance_hosts(conn, [a.instance_name for a in attempts])
+    return [
+        attempt_status(a).model_copy(update={"instance_host": hosts.get(a.instance_name)}) for a in attempts
+    ]
 
 
 @router.get("/{job_id}/log")

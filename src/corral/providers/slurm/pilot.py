@@ -23,6 +23,11 @@ def instance_of(options: SlurmOptions, collection: str, name: str) -> str | None
     return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else None
 
 
+def pilot_comment(request: InstanceRequest) -> str:
+    serves = f"user {request.serves}" if request.serves else "its users"
+    return f"corral pool {request.collection} for {serves}; instance {request.name}"
+
+
 def gres(options: SlurmOptions, shape: MachineShape) -> str | None:
     if options.gres:
         return options.gres
@@ -42,6 +47,7 @@ def sbatch_args(options: SlurmOptions, request: InstanceRequest, log_dir: str) -
         "--no-requeue",  # a pilot that lost its node is a lost instance; the driver retries its jobs
         "--export=NONE",  # the driver's environment (database URL, tokens) stays here
         f"--output={log_dir}/{request.name}.%j.log",
+        f"--comment={pilot_comment(request)}",  # squeue -o %k: which pool and user the pilot serves
     ]
     for flag, value in (
         ("--partition", options.partition), ("--account", options.account), ("--qos", options.qos),

@@ -150,7 +150,7 @@ class SlurmProvider:
             status, reason = "gone", UNKNOWN_GONE
         return ProviderInstance(name, status, reason, {
             "job_id": job_id, "slurm_state": record.state, "exit_code": record.exit_code,
-            "nodes": record.nodes, "end": record.end,
+            "nodes": record.nodes, "end": record.end, "output": f"{self._log_dir()}/{name}.{job_id}.log",
         })
 
     async def _worker_url(self, driver_url: str) -> str:

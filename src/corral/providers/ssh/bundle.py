@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import os
+import secrets
 import shutil
 import sys
 import tarfile
@@ -57,24 +58,37 @@ def cache_dir() -> Path:
     return Path(base) / "corral" / "wheelhouse"
 
 
+_building: dict[tuple[int, str], asyncio.Lock] = {}  # one build per (event loop, digest) at a time
+
+
 async def build_wheelhouse(root: Path, digest: str) -> Path:
-    """`pip wheel` of the project with its dependencies, cached by source digest."""
+    """`pip wheel` of the project with its dependencies, cached by source digest. Several collections
+    (or processes) may ask at once: one build per process, and a private temporary dir per build."""
     target = cache_dir() / digest
-    if (target / ".complete").is_file():
+    async with _building.setdefault((id(asyncio.get_running_loop()), digest), asyncio.Lock()):
+        if (target / ".complete").is_file():
+            return target
+        tmp = target.with_name(f"{digest}.tmp{os.getpid()}-{secrets.token_hex(4)}")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(tmp), str(root),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BundleError(f"building the worker wheels failed: {out.decode(errors='replace')[-2000:]}")
+        (tmp / ".complete").touch()
+        if (target / ".complete").is_file():  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / ".complete").is_file():
+                raise
         return target
-    tmp = target.with_name(f"{digest}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(tmp), str(root),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise BundleError(f"building the worker wheels failed: {out.decode(errors='replace')[-2000:]}")
-    (tmp / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
 
 
 def tar_wheels(wheelhouse: Path) -> bytes:

@@ -100,3 +100,23 @@ def read_inventory(path: str, *, collection: str) -> list[SshHost]:
         raise InvalidInput(
             f"{file}: hosts.{where}: {err['msg']} (inventory of {collection})", field="inventory"
         ) from None
+
+
+def check_key_files(hosts: list[SshHost], *, collection: str) -> None:
+    """A key file named in the configuration must exist now, not fail at the first job."""
+    for host in hosts:
+        for what, key in (("key", host.key), ("jump.key", host.jump.key if host.jump else None)):
+            if key and not Path(key).expanduser().is_file():
+                field = f"instance_collections[{collection}].provider_options.hosts[{host.name}].{what}"
+                raise InvalidInput(f"{field}: no such key file {key!r}", field=field)
+
+
+def host_key_hint(host: SshHost) -> str:
+    """What to do when the host's key is not known (asyncssh.HostKeyNotVerifiable)."""
+    file = host.known_hosts or "~/.ssh/known_hosts"
+    port = f"-p {host.port} " if host.port != 22 else ""
+    return (
+        f"its host key is not in {file}: add it (ssh-keyscan {port}{host.address} >> {file}), or set "
+        f"known_hosts = \"FILE\" for host {host.name} in provider_options (check_host_key = false skips "
+        "the check)"
+    )

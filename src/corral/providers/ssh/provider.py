@@ -20,7 +20,13 @@ from corral.errors import CorralError
 from corral.providers.base import InstanceRequest, InstanceStatus, MachineShape, ProviderInstance
 from corral.providers.config import InstanceCollectionConfig
 from corral.providers.ssh.bundle import WorkerBundle, worker_bundle
-from corral.providers.ssh.options import SshHost, SshOptions, parse_options, read_inventory
+from corral.providers.ssh.options import (
+    SshHost,
+    SshOptions,
+    check_key_files,
+    parse_options,
+    read_inventory,
+)
 from corral.providers.ssh.session import HostSession, HostUnreachable
 
 if TYPE_CHECKING:
@@ -60,6 +66,7 @@ class SshProvider:
         self._host_failed: dict[str, float] = {}
         self.list_calls = 0
         self._read_inventory()
+        check_key_files(list(self.hosts.values()), collection=collection)
 
     # ------------------------------------------------------------ inventory
 

@@ -21,7 +21,7 @@ import asyncssh
 
 from corral.errors import CorralError
 from corral.providers.ssh.bundle import WorkerBundle
-from corral.providers.ssh.options import JumpHost, SshHost, SshOptions
+from corral.providers.ssh.options import JumpHost, SshHost, SshOptions, host_key_hint
 
 log = logging.getLogger("corral.providers.ssh")
 
@@ -144,7 +144,8 @@ class HostSession:
             self.home = str(home.stdout)
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             await self.close()
-            raise HostUnreachable(f"host {h.name} ({h.address}:{h.port}) unreachable: {exc}") from exc
+            hint = f"; {host_key_hint(h)}" if isinstance(exc, asyncssh.HostKeyNotVerifiable) else ""
+            raise HostUnreachable(f"host {h.name} ({h.address}:{h.port}) unreachable: {exc}{hint}") from exc
         self._watch = asyncio.create_task(self._watch_connection(), name=f"ssh-{h.name}")
 
     async def _watch_connection(self) -> None:
