@@ -29,6 +29,13 @@ from corral.domain.scheduling import ReadyJob
 from corral.domain.tokens import new_token
 from corral.driver.collections import collection_limits, collection_shape, job_shape
 from corral.driver.driver import Driver
+from corral.driver.health import (
+    adopt_instances,
+    keep_failure_metadata,
+    record_health,
+    save_metadata,
+    use_instance_rate,
+)
 from corral.providers.base import (
     BoundedProvider,
     InstanceProvider,
@@ -102,6 +109,7 @@ class Autoscaler:
             )
         for provider in self.providers.values():
             await provider.start(driver_url)
+        await adopt_instances(self.providers, live)
         self.driver.route_pool = self.route_pool
         self._reroute_queued()
         if run_loop:
@@ -200,6 +208,8 @@ class Autoscaler:
             found = seen.get(m.name)
             if found is not None and found.status == "running" and m.running_since is None:
                 m.running_since = now
+            if found is not None and record_health(self.driver, m.name, m.metadata, found.metadata):
+                self._spawn_health_write(m)
             if found is not None and found.status == "gone":
                 self._lose(m, found.reason or "gone")
             elif m.created and found is None and now - m.time_created > LISTING_GRACE:
@@ -337,6 +347,7 @@ class Autoscaler:
             self._failures[m.collection] = failures
             self._backoff_until[m.collection] = time.time() + min(60.0, 0.5 * 2**failures)
             log.warning("could not create instance %s of %s: %s", m.name, m.collection, exc)
+            await keep_failure_metadata(self.driver, m.name, exc)
             self._creating.pop(m.name, None)
             self._lose(m, f"could not be created: {exc}")
             return
@@ -348,8 +359,14 @@ class Autoscaler:
         m.created, m.time_created = True, time.time()
         async with self.driver.engine.begin() as conn:
             await instance_store.set_instance_metadata(conn, m.name, dict(m.metadata))
+        use_instance_rate(self.driver, m.name, m.metadata)
         if m.name not in self._managed:
             await self._delete_now(m)  # released while it was being created
+
+    def _spawn_health_write(self, m: _Managed) -> None:
+        task = asyncio.create_task(save_metadata(self.driver, m.name, dict(m.metadata)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _lose(self, m: _Managed, reason: str) -> None:
         """End its attempts as lost (jobs are retried), then delete it through the provider."""
