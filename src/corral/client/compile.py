@@ -197,6 +197,7 @@ def compile_jobs(
                 attributes=attributes,
                 input_files=inputs,
                 output_files=outs,
+                pool=job._pool,
             )
         )
     return specs

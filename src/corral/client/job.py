@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 PLACEHOLDER = re.compile(r"__CORRAL_RF_([0-9a-f]+)_([0-9]+)__")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+_POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ATTEMPTS = 1000
 
@@ -92,6 +93,7 @@ class Job:
         self._attributes: dict[str, str] = dict(attributes or {})
         self._resources: dict[str, JobResourceFile] = {}
         self._absolute_id: int | None = None  # set once submitted
+        self._pool: str | None = None
 
     # ---- identity
 
@@ -168,6 +170,13 @@ class Job:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
             raise self._error("timeout", f"{seconds!r} must be a positive number of seconds")
         self._timeout = float(seconds)
+        return self
+
+    def pool(self, name: str) -> Self:
+        """Run on this pool (an instance collection of the server); default: the server chooses."""
+        if not isinstance(name, str) or not _POOL_NAME.match(name):
+            raise self._error("pool", f"{name!r} is not a pool name (letters, digits, '_', '.', '-')")
+        self._pool = name
         return self
 
     def always_run(self, always_run: bool = True) -> Self:
