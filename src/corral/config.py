@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     local_worker_memory: str | None = None  # default: the machine's memory
     local_worker_runtime: str = "process"  # process | noop | oci (containers for jobs with an image)
     pool: str = "default"
+    # "cheapest": a job that names no pool goes to the cheapest pool that can start it soonest
+    pool_choice: Literal["default", "cheapest"] = "default"
     scheduler_interval: float = 0.005  # seconds between scheduling ticks when there is work
     commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
     heartbeat_interval: float = 2.0

@@ -3,6 +3,7 @@ in network namespaces) shared by the module, with a market where each test uses 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,19 +13,23 @@ import pytest
 from tests.fakes.vastai.offers import offer
 from tests.fakes.vastai.process import FakeVastProcess
 
+import corral
 from corral.providers.config import InstanceCollectionConfig
+from corral.providers.ssh.bundle import build_wheelhouse, source_digest, source_root, worker_bundle
+from corral.providers.ssh.session import INSTALL
 from corral.providers.vastai.options import parse_options
 from corral.providers.vastai.provider import VastProvider
 
 NOWHERE = "http://127.0.0.1:9"  # provider-level tests: workers start and keep retrying their driver
 FAST = {
     "poll_seconds": 0.2,
-    "running_deadline": 8.0,
-    "ssh_deadline": 6.0,
+    "running_deadline": 20.0,
+    "ssh_deadline": 10.0,
     "rent_timeout": 2.0,
     "retry_base_seconds": 0.05,
-    "connect_timeout": 3.0,
-    "keepalive_interval": 1.0,
+    "connect_timeout": 5.0,
+    "keepalive_interval": 2.0,
+    "keepalive_count_max": 5,
     "bad_host_seconds": 600,
     "health_interval": 0.5,
 }
@@ -61,8 +66,24 @@ def fake_vast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeVastProc
 
 
 @pytest.fixture(scope="session")
-def vast_work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("vast-work")  # instances share this machine's disk: one venv for all
+def wheelhouse() -> Path:
+    """The worker's wheels, built once: the bundle stays the same while the tests run."""
+    root = source_root()
+    assert root is not None
+    digest = f"{corral.__version__}-{source_digest(root)}"
+    return asyncio.run(build_wheelhouse(root, digest))
+
+
+@pytest.fixture(scope="session")
+def vast_work_dir(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """The worker directory of every fake instance (they share this machine's disk), with the worker's venv
+    installed once by the ssh provider's own install script: each bring-up then finds it ready (as on a
+    host image that has it), instead of pushing 25 MB of wheels through every test."""
+    work = tmp_path_factory.mktemp("vast-work")
+    bundle = asyncio.run(worker_bundle(str(wheelhouse)))
+    subprocess.run(["sh", "-c", INSTALL, "install", str(work), bundle.digest, "python3"], input=bundle.tar,
+                   check=True, capture_output=True)
+    return work
 
 
 class Blocks:
@@ -117,14 +138,15 @@ def collection_config(
 
 @pytest.fixture
 async def make_provider(
-    fake_vast: FakeVastProcess, client_key: Path, vast_work_dir: Path
+    fake_vast: FakeVastProcess, client_key: Path, vast_work_dir: Path, wheelhouse: Path
 ) -> AsyncIterator[Any]:
     (client_key.parent / "api_key").write_text(fake_vast.api_key + "\n")
     made: list[VastProvider] = []
 
     async def make(machines: list[int], **kw: Any) -> VastProvider:
         config = InstanceCollectionConfig.model_validate(
-            collection_config(fake_vast, client_key, vast_work_dir, machines, name=f"t{len(made)}", **kw)
+            collection_config(fake_vast, client_key, vast_work_dir, machines, name=f"t{len(made)}",
+                              worker_wheelhouse=str(wheelhouse), **kw)
         )
         options = parse_options(config.provider_options, collection=config.name)
         provider = VastProvider(config, options, options.api_key(config.name))

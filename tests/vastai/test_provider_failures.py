@@ -13,7 +13,7 @@ from tests.vastai.test_provider_bringup import live_of, request
 
 from corral.providers.vastai.provider import BringUpFailed
 
-QUICK = {"running_deadline": 3.0, "ssh_deadline": 3.0}
+QUICK = {"running_deadline": 5.0, "ssh_deadline": 5.0}
 
 # fault on the cheapest machine -> what the provider must say about it (None: not bad-listed, just skipped)
 BRING_UP_FAULTS = {

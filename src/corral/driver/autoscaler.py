@@ -36,6 +36,7 @@ from corral.driver.health import (
     save_metadata,
     use_instance_rate,
 )
+from corral.driver.pool_routing import cheapest_pool
 from corral.providers.base import (
     BoundedProvider,
     InstanceProvider,
@@ -75,6 +76,7 @@ class Autoscaler:
         list_timeout: float = 120.0,
     ) -> None:
         self.driver = driver
+        self.settings = settings
         self.collections = {c.name: c for c in settings.instance_collections}
         self.providers = dict(providers)
         self.limits = {n: lim for n, c in self.collections.items() if (lim := collection_limits(c))}
@@ -148,6 +150,9 @@ class Autoscaler:
 
     def route_pool(self, pool: str, job: ReadyJob) -> str:
         """A job that fits no instance of its pool goes to a job-private collection that can size it."""
+        if pool == self.settings.pool and self.settings.pool_choice == "cheapest":
+            pool = cheapest_pool(job, settings=self.settings, collections=self.collections,
+                                 limits=self.limits, instances=self.driver.instances, can_grow=self._can_grow)
         limits = self.limits.get(pool)
         col = self.collections.get(pool)
         if col is None or col.kind != "pool" or limits is None or limits.fits(job):
@@ -166,6 +171,11 @@ class Autoscaler:
                 job.memory_bytes, job.gpus, job.gpu_type or "any type",
             )
         return pool
+
+    def _can_grow(self, collection: str) -> bool:
+        limits, shape = self.limits.get(collection), collection_shape(self.collections[collection])
+        return (limits is not None and shape is not None and len(self._of(collection)) < limits.cap
+                and self._capacity(collection, shape) > 0)
 
     def _reroute_queued(self) -> None:
         for pool, queues in list(self.driver.queues.items()):

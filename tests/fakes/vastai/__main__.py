@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import socket
 from pathlib import Path
@@ -23,7 +24,6 @@ async def serve(args: argparse.Namespace) -> None:
         rate_scale=args.rate_scale,
     )
     fake.machines.setup()
-    (Path(args.dir) / "prefix").write_text(fake.machines.prefix)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(512)
@@ -48,6 +48,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
     parser.add_argument("--offers", required=True)

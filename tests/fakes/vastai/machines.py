@@ -1,9 +1,11 @@
 """The fake's hosts: one network namespace per vast machine (198.51.100.0/24 only), a real sshd per instance.
 
 Layout (as scripts/sshd.sh): a switch namespace with a bridge, a gateway namespace (198.51.100.1) and one
-namespace per machine (198.51.100.10+k). Nothing here touches the host's own network: the SSH "proxy" of
+namespace per machine (198.51.100.10+k). Each namespace is held by a `sleep` process (entered with
+nsenter), not a name under /run/netns: nothing another process does to named namespaces can break it.
+Nothing here touches the host's own network: the SSH "proxy" of
 an instance is a listener on 127.0.0.1 whose every connection is carried by a relay process running INSIDE
-the gateway namespace (`ip netns exec`), so traffic to 198.51.100.x never leaves from the host namespace.
+the gateway namespace (nsenter), so traffic to 198.51.100.x never leaves from the host namespace.
 """
 
 from __future__ import annotations
@@ -48,14 +50,43 @@ while True:
 """
 
 
-def _ip(*args: str, check: bool = True) -> None:
-    subprocess.run(["ip", *args], check=check, capture_output=True)
+@dataclass
+class Namespace:
+    """A network namespace held open by a process."""
+
+    name: str
+    holder: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.holder.pid
+
+    @property
+    def enter(self) -> list[str]:
+        return ["nsenter", f"--net=/proc/{self.pid}/ns/net"]
+
+    def ip(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.enter, "ip", *args], check=check, capture_output=True)
+
+    def inode(self) -> str:
+        return os.readlink(f"/proc/{self.pid}/ns/net")
+
+
+def new_namespace(name: str) -> Namespace:
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"], start_new_session=True)
+    for _ in range(200):  # until unshare has switched namespaces
+        if os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+            break
+        time.sleep(0.005)
+    ns = Namespace(name, holder)
+    ns.ip("link", "set", "lo", "up")
+    return ns
 
 
 @dataclass
 class Machine:
     machine_id: int
-    namespace: str
+    namespace: Namespace
     address: str
 
 
@@ -80,6 +111,7 @@ class Machines:
         self.prefix = f"fv{os.getpid() % 100000:05d}"
         self.machines: dict[int, Machine] = {}
         self.hosts: dict[int, InstanceHost] = {}
+        self.namespaces: list[Namespace] = []
         self._ready = False
 
     # ------------------------------------------------------------ network
@@ -92,35 +124,27 @@ class Machines:
         key = self.dir / "host_key"
         if not key.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        p = self.prefix
-        _ip("netns", "add", f"{p}-sw")
-        _ip("-n", f"{p}-sw", "link", "set", "lo", "up")
-        _ip("-n", f"{p}-sw", "link", "add", "br0", "type", "bridge")
-        _ip("-n", f"{p}-sw", "link", "set", "br0", "up")
-        self._attach(f"{p}-gw", "198.51.100.1")
+        self.switch = self._namespace("sw")
+        self.switch.ip("link", "add", "br0", "type", "bridge")
+        self.switch.ip("link", "set", "br0", "up")
+        self.gateway = self._attach("gw", "198.51.100.1")
         self._ready = True
 
-    def _attach(self, namespace: str, address: str) -> None:
-        peer = "v" + namespace.rsplit("-", 1)[1]
-        _ip("netns", "add", namespace)
-        _ip("-n", namespace, "link", "set", "lo", "up")
-        _ip(
-            "-n",
-            namespace,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            peer,
-            "netns",
-            f"{self.prefix}-sw",
-        )
-        _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
-        _ip("-n", namespace, "link", "set", "eth0", "up")
-        _ip("-n", f"{self.prefix}-sw", "link", "set", peer, "master", "br0", "up")
+    def _namespace(self, name: str) -> Namespace:
+        ns = new_namespace(name)
+        self.namespaces.append(ns)
+        with open(self.dir / "holders", "a") as f:  # for a cleanup after a crash (process.py)
+            f.write(f"{ns.pid}\n")
+        return ns
+
+    def _attach(self, name: str, address: str) -> Namespace:
+        ns = self._namespace(name)
+        peer = f"v{name}"
+        ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", str(self.switch.pid))
+        ns.ip("addr", "add", f"{address}/24", "dev", "eth0")
+        ns.ip("link", "set", "eth0", "up")
+        self.switch.ip("link", "set", peer, "master", "br0", "up")
+        return ns
 
     def machine(self, machine_id: int) -> Machine:
         found = self.machines.get(machine_id)
@@ -128,13 +152,13 @@ class Machines:
             index = len(self.machines)
             if index > 240:
                 raise RuntimeError("the fake runs at most 240 machines at once (198.51.100.10-250)")
-            found = Machine(machine_id, f"{self.prefix}-m{index}", f"198.51.100.{10 + index}")
-            self._attach(found.namespace, found.address)
+            address = f"198.51.100.{10 + index}"
+            found = Machine(machine_id, self._attach(f"m{index}", address), address)
             self.machines[machine_id] = found
         return found
 
     def set_link(self, machine: Machine, up: bool) -> None:
-        _ip("-n", machine.namespace, "link", "set", "eth0", "up" if up else "down", check=False)
+        machine.namespace.ip("link", "set", "eth0", "up" if up else "down", check=False)
 
     # ------------------------------------------------------------ instances
 
@@ -172,8 +196,8 @@ class Machines:
                     "MaxSessions 200",
                     "MaxStartups 200",
                     "AllowTcpForwarding yes",
-                    "ClientAliveInterval 2",
-                    "ClientAliveCountMax 3",
+                    "ClientAliveInterval 5",
+                    "ClientAliveCountMax 6",
                     "LogLevel ERROR",
                     "SetEnv " + " ".join(f"{k}={v}" for k, v in env.items()),
                     "",
@@ -192,10 +216,7 @@ class Machines:
         cfg, log = host.directory / "sshd_config", host.directory / "sshd.log"
         subprocess.run(
             [
-                "ip",
-                "netns",
-                "exec",
-                host.machine.namespace,
+                *host.machine.namespace.enter,
                 "unshare",
                 "--uts",
                 "sh",
@@ -231,10 +252,7 @@ class Machines:
             writer.close()
             return
         proc = await asyncio.create_subprocess_exec(
-            "ip",
-            "netns",
-            "exec",
-            f"{self.prefix}-gw",
+            *self.gateway.enter,
             "python3",
             "-c",
             RELAY,
@@ -275,12 +293,11 @@ class Machines:
     def kill_processes(self, machine: Machine, instance_id: int | None = None) -> None:
         """What runs in the instance's container (its sshd, the worker, its jobs), or everything on the
         machine: the container or the host is gone."""
-        out = subprocess.run(["ip", "netns", "pids", machine.namespace], capture_output=True, text=True)
         host = self.hosts.get(instance_id) if instance_id is not None else None
         procs: list[psutil.Process] = []
-        for pid in out.stdout.split():
+        for pid in _pids_in(machine.namespace):
             with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(int(pid))
+                proc = psutil.Process(pid)
                 if (
                     host is not None
                     and proc.pid != host.sshd_pid
@@ -291,13 +308,13 @@ class Machines:
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGKILL)
-        psutil.wait_procs(procs, timeout=5)
+        # No waiting: PID 1 here may never reap them; SIGKILL is enough (they are gone or zombies).
 
     async def stop_instance(self, instance_id: int, *, keep_proxy: bool = False) -> None:
         host = self.hosts.get(instance_id)
         if host is None:
             return
-        self.kill_processes(host.machine, instance_id)
+        await asyncio.to_thread(self.kill_processes, host.machine, instance_id)
         host.sshd_pid = None
         for proc in list(host.relays):
             with contextlib.suppress(ProcessLookupError):
@@ -310,8 +327,28 @@ class Machines:
     def teardown(self) -> None:
         for machine in self.machines.values():
             self.kill_processes(machine)
-        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-        for line in out.stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            if name.startswith(f"{self.prefix}-"):
-                _ip("netns", "del", name, check=False)
+        for ns in self.namespaces:  # the holders last: the namespaces go with them
+            ns.holder.kill()
+            ns.holder.wait()
+        (self.dir / "holders").unlink(missing_ok=True)
+
+
+def _pids_in(ns: Namespace) -> list[int]:
+    return pids_in_namespace_of(ns.pid)
+
+
+def pids_in_namespace_of(holder: int) -> list[int]:
+    """Processes in the holder's network namespace, the holder excepted (`ip netns pids` for a name)."""
+    try:
+        target = os.readlink(f"/proc/{holder}/ns/net")
+    except OSError:
+        return []
+    if target == os.readlink("/proc/self/ns/net"):
+        return []  # the holder is gone and its pid reused: never the host's namespace
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != holder:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/net") == target:
+                    found.append(int(entry))
+    return found

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.fakes.vastai.machines import pids_in_namespace_of
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -115,15 +116,24 @@ class FakeVastProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        prefix_file = self.dir / "prefix"
-        if prefix_file.exists():  # namespaces left by a fake that did not shut down cleanly
-            prefix = prefix_file.read_text().strip()
-            out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-            for line in out.stdout.splitlines():
-                name = line.split()[0] if line.split() else ""
-                if name.startswith(f"{prefix}-"):
-                    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-                    for pid in pids.stdout.split():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(int(pid), signal.SIGKILL)
-                    subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+        holders = self.dir / "holders"
+        if holders.exists():  # what a fake that did not shut down cleanly left: its hosts' processes
+            for line in holders.read_text().split():
+                holder = int(line)
+                inside = pids_in_namespace_of(holder)  # empty unless the holder still holds its namespace
+                for pid in [*inside, holder] if inside or _is_holder(holder) else []:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            holders.unlink()
+
+
+def _is_holder(pid: int) -> bool:
+    """Still our namespace holder (`sleep infinity` in another network namespace), not a reused pid."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().split(b"\0")
+        return cmd[:2] == [b"sleep", b"infinity"] and os.readlink(f"/proc/{pid}/ns/net") != os.readlink(
+            "/proc/self/ns/net"
+        )
+    except OSError:
+        return False

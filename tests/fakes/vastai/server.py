@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from tests.fakes.vastai.machines import InstanceHost, Machines
+
+log = logging.getLogger("fake-vast")
 
 # The documented minimum interval per endpoint and identity (seconds), scaled by `rate_scale`.
 RATE_INTERVALS = {"create": 4.5, "show": 2.0, "list": 1.0, "destroy": 3.0, "search": 6.0}
@@ -188,6 +191,15 @@ class FakeVast:
     # ------------------------------------------------------------ state machine
 
     async def _lifecycle(self, inst: FakeInstance) -> None:
+        try:
+            await self._advance(inst)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("instance %s: lifecycle failed", inst.id)
+            inst.status_msg = "fake: lifecycle failed (see fake.log)"
+
+    async def _advance(self, inst: FakeInstance) -> None:
         d = self.delays
         await asyncio.sleep(d.scheduling)
         if "oci_error" in inst.faults:

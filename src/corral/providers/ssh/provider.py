@@ -19,6 +19,7 @@ from corral.domain.resources import parse_bytes
 from corral.errors import CorralError
 from corral.providers.base import InstanceRequest, InstanceStatus, MachineShape, ProviderInstance
 from corral.providers.config import InstanceCollectionConfig
+from corral.providers.prepare import PreparationFailed, PrepareConfig, prepare_or_raise
 from corral.providers.ssh.bundle import WorkerBundle, worker_bundle
 from corral.providers.ssh.options import SshHost, SshOptions, parse_options, read_inventory
 from corral.providers.ssh.session import HostSession, HostUnreachable
@@ -47,9 +48,10 @@ class _Placed:
 class SshProvider:
     name = "ssh"
 
-    def __init__(self, collection: str, options: SshOptions) -> None:
+    def __init__(self, collection: str, options: SshOptions, *, prepare: PrepareConfig | None = None) -> None:
         self.collection = collection
         self.options = options
+        self.prepare = prepare
         self.hosts: dict[str, SshHost] = {h.name: h for h in options.hosts}
         self.placed: dict[str, _Placed] = {}
         self.sessions: dict[str, HostSession] = {}
@@ -99,12 +101,15 @@ class SshProvider:
         try:
             bundle = await self._worker_bundle()
             session = await self._session(host)
+            assert session.conn is not None
+            prepared = await prepare_or_raise(session.conn, self.prepare, work_dir=session.work_dir,
+                                              host=f"{host.name} ({request.name})")
             python = await session.ensure_venv(bundle)
             remote = await session.start_worker(
                 python, name=request.name, token=request.worker_token, cores=request.shape.cores,
                 memory_bytes=request.shape.memory_bytes, gpu_ids=gpu_ids, runtime=self.options.worker_runtime,
             )
-        except HostUnreachable:
+        except (HostUnreachable, PreparationFailed):
             self._host_failed[host.name] = time.monotonic()
             self.placed.pop(request.name, None)
             raise
@@ -114,7 +119,7 @@ class SshProvider:
         if placed.status == "pending":
             placed.status = "running"
         placed.metadata = {"host": host.name, "address": host.address, "pid": remote.pid, "gpu_ids": gpu_ids,
-                           "tunnel_port": session.tunnel_port}
+                           "tunnel_port": session.tunnel_port, **prepared}
         return dict(placed.metadata)
 
     async def delete_instance(self, name: str, metadata: dict[str, object]) -> None:
@@ -225,4 +230,4 @@ def _host_shape(host: SshHost) -> MachineShape:
 def create_provider(collection: InstanceCollectionConfig, settings: Settings) -> SshProvider:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # its INFO logs every channel and command
     options = parse_options(collection.provider_options, collection=collection.name)
-    return SshProvider(collection.name, options)
+    return SshProvider(collection.name, options, prepare=collection.prepare)
