@@ -154,8 +154,9 @@ def plan(config: PrepareConfig, work_dir: str) -> list[tuple[str, str, str]]:
             (
                 f"free disk >= {config.min_free_disk}",
                 "check",
-                f"mkdir -p {shlex.quote(work_dir)} && avail=$(df -Pk {shlex.quote(work_dir)} | "
-                f'awk \'NR==2 {{print $4 * 1024}}\') && echo "$avail bytes free" && [ "$avail" -ge {need} ]',
+                f"mkdir -p {shlex.quote(work_dir)} && kb=$(df -Pk {shlex.quote(work_dir)} | "
+                f"awk 'NR==2 {{print $4}}') && avail=$((kb * 1024)) && echo \"$avail bytes free\" && "
+                f'[ "$avail" -ge {need} ]',
             )
         )
     for command in config.commands:
@@ -229,31 +230,39 @@ async def run_preparation(
     for name, kind, command in steps:
         if kind == "check" and not await run(name, command):
             return report
-    uploads: list[tuple[str, str]] = []
-    if config.requirements:
-        uploads.append((config.requirements, f"{work_dir}/prepare/requirements.txt"))
-    uploads += [(c.source, _remote_path(c.dest, work_dir)) for c in config.copy_files]
-    if uploads:
-        started = time.monotonic()
-        try:
-            async with conn.start_sftp_client() as sftp:
-                for source, dest in uploads:
-                    parent = dest.rsplit("/", 1)[0]
-                    await conn.run(f"mkdir -p {shlex.quote(parent)}", check=True, timeout=config.timeout)
-                    await sftp.put(str(Path(source).expanduser()), dest)
-            names = ", ".join(s for s, _ in uploads)
-            report.steps.append(StepResult(f"copy {names}", True, round(time.monotonic() - started, 3)))
-        except (OSError, asyncssh.Error) as exc:
-            report.ok = False
-            report.reason = f"copying files to {host} failed: {exc}"
-            report.steps.append(
-                StepResult("copy files", False, round(time.monotonic() - started, 3), str(exc))
-            )
-            return report
+    if config.requirements and not await copy(
+        conn, [(config.requirements, f"{work_dir}/prepare/requirements.txt")], report, host, config.timeout
+    ):
+        return report
     for name, kind, command in steps:
         if kind == "setup" and not await run(name, command):
             return report
+    copies = [(c.source, _remote_path(c.dest, work_dir)) for c in config.copy_files]
+    if copies:  # last: into what the clone made
+        await copy(conn, copies, report, host, config.timeout)
     return report
+
+
+async def copy(
+    conn: asyncssh.SSHClientConnection, files: list[tuple[str, str]], report: PrepareReport, host: str,
+    timeout: float,
+) -> bool:
+    """Upload (source, dest) files over SFTP as one reported step."""
+    started = time.monotonic()
+    try:
+        async with conn.start_sftp_client() as sftp:
+            for source, dest in files:
+                parent = dest.rsplit("/", 1)[0]
+                await conn.run(f"mkdir -p {shlex.quote(parent)}", check=True, timeout=timeout)
+                await sftp.put(str(Path(source).expanduser()), dest)
+    except (OSError, asyncssh.Error) as exc:
+        report.ok = False
+        report.reason = f"copying files to {host} failed: {exc}"
+        report.steps.append(StepResult("copy files", False, round(time.monotonic() - started, 3), str(exc)))
+        return False
+    names = ", ".join(s for s, _ in files)
+    report.steps.append(StepResult(f"copy {names}", True, round(time.monotonic() - started, 3)))
+    return True
 
 
 async def prepare_or_raise(

@@ -12,13 +12,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.domain.placement import gpus_fit
 from corral.domain.resources import parse_bytes
 from corral.errors import CorralError
 from corral.providers.base import InstanceRequest, InstanceStatus, MachineShape, ProviderInstance
 from corral.providers.config import InstanceCollectionConfig
+from corral.providers.health import HealthThresholds, watch_health
 from corral.providers.prepare import PreparationFailed, PrepareConfig, prepare_or_raise
 from corral.providers.ssh.bundle import WorkerBundle, worker_bundle
 from corral.providers.ssh.options import SshHost, SshOptions, parse_options, read_inventory
@@ -60,6 +61,10 @@ class SshProvider:
         self._bundle_lock = asyncio.Lock()
         self._connect_locks: dict[str, asyncio.Lock] = {}
         self._host_failed: dict[str, float] = {}
+        self.thresholds = HealthThresholds.model_validate(options.health)
+        self.health: dict[str, list[dict[str, Any]]] = {}  # host -> recent samples
+        self._unhealthy: dict[str, str] = {}  # host -> why
+        self._samplers: dict[str, asyncio.Task[None]] = {}
         self.list_calls = 0
         self._read_inventory()
 
@@ -88,6 +93,8 @@ class SshProvider:
         self.driver_url = driver_url
 
     async def stop(self) -> None:
+        for task in self._samplers.values():
+            task.cancel()
         for session in list(self.sessions.values()):
             for name in list(session.workers):
                 await session.stop_worker(name)
@@ -140,7 +147,10 @@ class SshProvider:
                 placed.reason = self._gone_reason(placed, session)
                 if placed.reason is not None:
                     placed.status = "gone"
-            listing.append(ProviderInstance(placed.name, placed.status, placed.reason, dict(placed.metadata)))
+            samples = self.health.get(placed.host)
+            health = {"health": samples[-1]} if samples else {}
+            listing.append(ProviderInstance(placed.name, placed.status, placed.reason,
+                                            {**placed.metadata, **health}))
         if any(p.status == "gone" for p in self.placed.values()):
             self.placed = {n: p for n, p in self.placed.items() if p.status != "gone"}
         return listing
@@ -165,6 +175,8 @@ class SshProvider:
         return count
 
     def _gone_reason(self, placed: _Placed, session: HostSession | None) -> str | None:
+        if placed.host in self._unhealthy:
+            return self._unhealthy[placed.host]
         if placed.host not in self.hosts:
             return f"host {placed.host} was removed from the inventory"
         if session is None or not session.alive:
@@ -216,7 +228,28 @@ class SshProvider:
             session = HostSession(host, self.options)
             await session.connect(self.driver_url)
             self.sessions[host.name] = session
+            self._unhealthy.pop(host.name, None)
+            if self.options.health_interval > 0:
+                old = self._samplers.pop(host.name, None)
+                if old is not None:
+                    old.cancel()
+                self._samplers[host.name] = asyncio.create_task(self._watch_health(host, session))
             return session
+
+    async def _watch_health(self, host: SshHost, session: HostSession) -> None:
+        """Sample the host; an unhealthy one loses its instances (their jobs run elsewhere) until it is
+        connected again."""
+        history = self.health.setdefault(host.name, [])
+        while session.alive:
+            reason = await watch_health(session, self.thresholds, history, expected_gpus=host.gpus,
+                                        interval=self.options.health_interval)
+            if not session.alive:
+                return
+            log.warning("host %s of %s: %s", host.name, self.collection, reason)
+            self._unhealthy[host.name] = f"host {host.name} {reason}"
+            self._host_failed[host.name] = time.monotonic()
+            await asyncio.sleep(max(self.options.host_retry_seconds, self.options.health_interval))
+            self._unhealthy.pop(host.name, None)  # sampled again: usable once healthy
 
 
 def _host_shape(host: SshHost) -> MachineShape:
