@@ -12,7 +12,7 @@ from corral.api.context import ApiContext
 from corral.api.errors import install_error_handlers
 from corral.api.hooks import DriverHooks
 from corral.api.limits import BodySizeLimit
-from corral.api.routes import batches, billing, jobs, meta, users
+from corral.api.routes import batches, billing, instance_health, jobs, meta, users
 from corral.config import Settings
 
 
@@ -26,6 +26,7 @@ def create_app(
     app.state.corral = ApiContext(settings=settings, engine=engine, hooks=hooks)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (meta.router, batches.router, jobs.router, users.router, billing.router, *extra_routers):
+    for router in (meta.router, batches.router, jobs.router, users.router, billing.router,
+                   instance_health.router, *extra_routers):
         app.include_router(router)
     return app

@@ -95,6 +95,7 @@ class FakeVast:
     create_timeouts: int = 0  # the next N rents create the instance but answer only after create_hang
     slow_list: float = 0.0
     rate_limits: bool = True
+    offline_machines: set[int] = field(default_factory=set)  # their offers are gone from the market
     last_call: dict[tuple[str, str], float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     peak_dph: float = 0.0
@@ -332,7 +333,8 @@ def create_app(fake: FakeVast) -> FastAPI:
             assert isinstance(query, dict)
         except Exception:
             return _error(400, "invalid_args", "the body must be a JSON object of {field: {op: value}}")
-        found = [o for o in fake.offers if int(o["id"]) not in fake.rented_asks]
+        taken, offline = fake.rented_asks, fake.offline_machines
+        found = [o for o in fake.offers if int(o["id"]) not in taken and int(o["machine_id"]) not in offline]
         for key, cond in query.items():
             if key in SPECIAL_QUERY_KEYS or key in ("rented", "rentable", "external"):
                 continue
@@ -492,6 +494,7 @@ def create_app(fake: FakeVast) -> FastAPI:
             inst.settle(time.time(), ended=True)
             inst.actual_status = action
             inst.status_msg = "host offline" if action == "offline" else "no heartbeat from host"
+            fake.offline_machines.add(int(inst.offer["machine_id"]))
             if inst.host is not None:
                 fake.machines.set_link(inst.host.machine, False)
                 await fake.machines.stop_instance(inst.id, keep_proxy=True)

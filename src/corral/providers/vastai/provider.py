@@ -226,6 +226,8 @@ class VastProvider:
                 reason = gone_reason(r, by_id.get(r.vast_id))
                 if reason is not None:
                     r.status, r.reason = "gone", reason
+                    if r.vast_id in by_id:  # it failed us (offline, outbid, unreachable): not again soon
+                        self.bad.add(r.machine_id, reason, time.time(), self.options.bad_host_seconds)
                     log.warning(
                         "vastai %s: instance %s (%s) is gone: %s", self.collection, r.name, r.vast_id, reason
                     )
@@ -562,6 +564,7 @@ class VastProvider:
         )
         if r.status == "running":
             r.status, r.reason = "gone", reason
+            self.bad.add(r.machine_id, reason, time.time(), self.options.bad_host_seconds)
             log.warning("vastai %s: instance %s is gone: %s", self.collection, r.name, reason)
 
     def _start_sampler(self, r: Rented) -> None:
