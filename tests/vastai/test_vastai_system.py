@@ -168,6 +168,19 @@ def test_a_batch_completes_through_every_injected_failure_and_nothing_is_left_re
     assert peak_spend(rows) <= cap + 1e-9
     log = server.log.read_text()
     assert fake_vast.api_key not in log  # the key is never logged
+    failed = store(server, "SELECT name FROM instances WHERE metadata LIKE '%\"failures\"%'")
+    worked = store(
+        server,
+        "SELECT DISTINCT instance_name FROM attempts WHERE batch_id = ? AND end_reason = 'success'",
+        batch_id,
+    )
+    with server.client() as c:
+        why = c.get(f"/api/v1/instances/{failed[0][0]}/health").json()
+        assert why["state"] == "deleted" and "machine" in why["failure"], why  # visible after it went
+        health = c.get(f"/api/v1/instances/{worked[0][0]}/health").json()
+        assert health["prepare"]["ok"] and health["history"], health
+        assert health["history"][-1]["gpus"][0]["name"] == "RTX 4090"
+        assert c.get("/api/v1/instances/no-such/health").status_code == 404
 
 
 def test_a_sigkilled_server_adopts_its_rented_hosts_on_restart(

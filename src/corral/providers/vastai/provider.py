@@ -26,6 +26,7 @@ from corral.providers.prepare import PrepareConfig, prepare_or_raise
 from corral.providers.ssh.bundle import WorkerBundle, worker_bundle
 from corral.providers.ssh.options import SshHost, SshOptions
 from corral.providers.vastai import host as remote
+from corral.providers.vastai.adoption import adopt, sweep
 from corral.providers.vastai.api import OfferGone, RentRejected, RentTimedOut, VastApiError, VastClient
 from corral.providers.vastai.offers import BadHosts, offer_price, rank_offers, search_query
 from corral.providers.vastai.options import VastOptions, parse_options
@@ -241,68 +242,10 @@ class VastProvider:
 
     async def adopt(self, known: dict[str, dict[str, Any]]) -> None:
         """After a restart: reconnect to every instance of ours the store knows, destroy the others."""
-        listing = await self._list(max_age=0)
-        tasks = []
-        for info in listing:
-            parsed = self._parse_label(info.get("label"))
-            if parsed is None or parsed[0] != self.collection:
-                continue
-            name = parsed[1]
-            meta = known.get(name)
-            if meta is None or meta.get("vast_id") != int(info["id"]) or not meta.get("tunnel_port"):
-                why = "not in the store" if meta is None else "its bring-up did not finish before the restart"
-                log.warning(
-                    "vastai %s: instance %s (%s) %s: destroying it",
-                    self.collection,
-                    info["id"],
-                    info.get("label"),
-                    why,
-                )
-                await self._destroy_id(int(info["id"]))
-                continue
-            offer = dict(meta.get("offer") or {"machine_id": info.get("machine_id"), "num_gpus": 0})
-            r = Rented(
-                name,
-                int(info["id"]),
-                int(info.get("machine_id") or 0),
-                offer,
-                float(meta.get("price_per_hour") or info.get("dph_total") or 0.0),
-                bool(info.get("is_bid")),
-                str(info.get("label")),
-                metadata=dict(meta),
-            )
-            self.rented[name] = r
-            tasks.append(self._reconnect(r, info, int(str(meta["tunnel_port"]))))
-        await asyncio.gather(*tasks)
-        self._sweep(listing)
+        await adopt(self, known)
 
-    async def _reconnect(self, r: Rented, info: dict[str, Any], tunnel_port: int) -> None:
-        try:
-            address = remote.ssh_address(info, self.options.ssh_via)
-            if address is None or info.get("actual_status") != "running":
-                raise remote.BringUpError(f"status {info.get('actual_status')}: {info.get('status_msg')}")
-            session = await remote.connect(
-                self._ssh_host(r.name, address),
-                self.ssh_options,
-                self.driver_url,
-                deadline=time.monotonic() + self.options.connect_timeout,
-                tunnel_port=tunnel_port,
-            )
-            r.session = session
-            pid, restarted = await remote.ensure_worker(session, r.name)
-            r.status = "running"
-            log.info(
-                "vastai %s: adopted instance %s (%s), worker pid %d%s",
-                self.collection,
-                r.name,
-                r.vast_id,
-                pid,
-                " (restarted)" if restarted else "",
-            )
-            self._start_sampler(r)
-        except Exception as exc:
-            r.status, r.reason = "gone", f"could not be adopted after a restart: {exc}"
-            log.warning("vastai %s: %s: %s", self.collection, r.name, r.reason)
+    def _sweep(self, listing: list[dict[str, Any]]) -> None:
+        sweep(self, listing)
 
     # ------------------------------------------------------------ renting
 
@@ -518,40 +461,6 @@ class VastProvider:
             return self._bundle
 
     # ------------------------------------------------------------ watching
-
-    def _sweep(self, listing: list[dict[str, Any]]) -> None:
-        """Labelled instances of ours nobody accounts for: destroyed (this collection) or reported."""
-        ours = {r.vast_id for r in self.rented.values()}
-        for info in listing:
-            vast_id = int(info["id"])
-            if vast_id in self._destroying:
-                continue
-            if vast_id in self.to_destroy:
-                self._spawn(self._destroy_id(vast_id))
-                continue
-            parsed = self._parse_label(info.get("label"))
-            if parsed is None:
-                continue
-            collection, name = parsed
-            if collection != self.collection:
-                if collection not in self.other_collections and vast_id not in self.unaccounted:
-                    self.unaccounted[vast_id] = str(info.get("label"))
-                    log.error(
-                        "vastai: instance %s labelled %r belongs to no configured collection; it is "
-                        "left alone and keeps billing: destroy it or configure its collection",
-                        vast_id,
-                        info.get("label"),
-                    )
-                continue
-            if vast_id in ours or name in self.creating:
-                continue
-            log.warning(
-                "vastai %s: instance %s (label %s) is one corral does not account for: destroying it",
-                self.collection,
-                vast_id,
-                info.get("label"),
-            )
-            self._spawn(self._destroy_id(vast_id))
 
     async def _sample(self, r: Rented) -> None:
         assert r.session is not None
