@@ -131,12 +131,12 @@ class CorralServer:
         return int(r.json()["id"])
 
     def run_batch(self, c: httpx.Client, jobs: list[dict[str, Any]], *, timeout: float, poll: float = 0.02,
-                  bunches: bool = False) -> float:
+                  bunches: bool = False, stall: float = 30.0) -> float:
         """Submit `jobs` (create-fast, or create + bunches + commit), wait until the batch completes and
         check every job succeeded; returns the seconds from submission to completion."""
         t0 = time.perf_counter()
         batch_id = self.submit_bunches(c, jobs) if bunches else self.submit_fast(c, jobs)
-        status = self.wait(c, batch_id, timeout=timeout, poll=poll)
+        status = self.wait(c, batch_id, timeout=timeout, poll=poll, stall=stall)
         elapsed = time.perf_counter() - t0
         all_succeeded(status)
         return elapsed

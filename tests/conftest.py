@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import transition_guard
 from corral.store.db import make_engine, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,8 @@ def db_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
 
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """The store, with a trigger that refuses any job move the transition table does not allow."""
     eng = make_engine(db_url)
+    await transition_guard.install(eng)
     yield eng
     await eng.dispose()

@@ -9,6 +9,7 @@ from test_api_support import Api, api_fixture, job  # noqa: F401
 
 from corral.store.logs import log_path
 from corral.store.tables import attempts, batches, jobs
+from transition_guard import walk_to
 
 
 async def test_batches_are_listed_newest_first_in_pages(api: Api) -> None:
@@ -52,12 +53,8 @@ async def test_batch_query_terms(api: Api) -> None:
 async def test_jobs_are_listed_in_pages_and_filtered_by_state(api: Api) -> None:
     batch_id = await api.submit([job(j, attributes={"even": str(j % 2 == 0)}) for j in range(1, 8)])
     async with api.engine.begin() as conn:
-        await conn.execute(
-            update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id.in_([2, 3])).values(state="Success")
-        )
-        await conn.execute(
-            update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id == 4).values(state="Running")
-        )
+        await walk_to(conn, batch_id, [2, 3], "Success")
+        await walk_to(conn, batch_id, [4], "Running")
     url = f"/api/v1/batches/{batch_id}/jobs"
     first = (await api.client.get(url, params={"limit": 3})).json()
     assert [j["job_id"] for j in first["jobs"]] == [1, 2, 3] and first["last_job_id"] == 3
@@ -86,6 +83,7 @@ async def test_jobs_are_listed_in_pages_and_filtered_by_state(api: Api) -> None:
         "cost": 0.0,
         "msec_mcpu": 0,
         "always_run": False,
+        "waiting_reason": None,
     }
 
 
@@ -136,11 +134,8 @@ async def test_job_status_attempts_and_logs(api: Api) -> None:
                 },
             ],
         )
-        await conn.execute(
-            update(jobs)
-            .where(jobs.c.batch_id == batch_id)
-            .values(state="Success", exit_code=0, status=status)
-        )
+        await walk_to(conn, batch_id, [1], "Success")
+        await conn.execute(update(jobs).where(jobs.c.batch_id == batch_id).values(exit_code=0, status=status))
     detail = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()
     assert (detail["name"], detail["state"], detail["exit_code"], detail["duration"]) == (
         "hello",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import update
 from test_api_support import Api, api_fixture, job, job_rows, parent_links, row_counts  # noqa: F401
 
-from corral.store.tables import jobs
+from corral.store import instances as instance_store
+from transition_guard import walk_to
 
 
 async def test_create_fast_writes_the_job_row_contract(api: Api) -> None:
+    async with api.engine.begin() as conn:  # jobs may name only pools the site has
+        await instance_store.ensure_collection(conn, "gpu", kind="pool", provider="test", config={})
     bunch = [
         job(
             1,
@@ -137,9 +139,7 @@ async def test_update_appends_jobs_with_parents_in_earlier_updates(api: Api) -> 
     batch_id = await api.submit([job(1), job(2), job(3)])
     async with api.engine.begin() as conn:  # as the driver would: 1 succeeded, 2 failed, 3 still running
         for job_id, state in ((1, "Success"), (2, "Failed"), (3, "Running")):
-            await conn.execute(
-                update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id == job_id).values(state=state)
-            )
+            await walk_to(conn, batch_id, [job_id], state)
     r = await api.client.post(f"/api/v1/batches/{batch_id}/updates/create", json={"token": "u2", "n_jobs": 4})
     assert r.status_code == 200, r.text
     assert r.json()["start_job_id"] == 4
@@ -163,9 +163,7 @@ async def test_update_appends_jobs_with_parents_in_earlier_updates(api: Api) -> 
     status = (await api.client.get(f"/api/v1/batches/{batch_id}")).json()
     assert status["n_jobs"] == 3  # not committed yet
     async with api.engine.begin() as conn:
-        await conn.execute(
-            update(jobs).where(jobs.c.batch_id == batch_id, jobs.c.job_id == 3).values(state="Success")
-        )
+        await walk_to(conn, batch_id, [3], "Success")
     r = await api.client.patch(f"/api/v1/batches/{batch_id}/updates/{update_id}/commit")
     assert r.status_code == 200, r.text
     rows = await job_rows(api.engine, batch_id)

@@ -20,6 +20,7 @@ from corral.config import Settings
 from corral.hail.routes import hail_routers
 from corral.store import job_groups as group_store
 from corral.store.tables import batches, job_groups, jobs
+from transition_guard import walk_to
 
 API = "/api/v1alpha"
 
@@ -203,10 +204,6 @@ async def test_unknown_hail_endpoints_say_so_with_a_404(hail: HailApi) -> None:
     assert 400 <= r.status_code < 500, r.text
 
 
-def _set_state(batch_id: int, job_id: int, state: str) -> Any:
-    return jobs.update().where(jobs.c.batch_id == batch_id, jobs.c.job_id == job_id).values(state=state)
-
-
 async def test_group_failure_limit_cancels_that_group_tree_only(hail: HailApi) -> None:
     groups = [{"job_group_id": 1, "in_update_parent_id": 0, "cancel_after_n_failures": 2},
               {"job_group_id": 2, "in_update_parent_id": 1}, {"job_group_id": 3, "in_update_parent_id": 0}]
@@ -214,9 +211,9 @@ async def test_group_failure_limit_cancels_that_group_tree_only(hail: HailApi) -
     r = await hail.client.post(f"{API}/batches/create-fast", json=_groups_request("limit", bunch, groups))
     batch_id = r.json()["id"]
     async with hail.engine.begin() as conn:
-        await conn.execute(_set_state(batch_id, 1, "Failed"))
+        await walk_to(conn, batch_id, [1], "Failed")
         assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {}  # 1 failure of 2
-        await conn.execute(_set_state(batch_id, 2, "Error"))
+        await walk_to(conn, batch_id, [2], "Error")
         assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {batch_id: {1, 2}}
         assert await group_store.cancel_over_failure_limit(conn, [batch_id]) == {}  # already cancelled
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from corral.domain.states import JobState
 from corral.store import scheduling as q
+from corral.store.job_moves import move_jobs
 from corral.store.tables import attempts, batch_updates, batches, billing_projects, job_parents, jobs
 
 
@@ -70,7 +71,7 @@ async def make_batch(
                     "update_id": 1,
                     "user": "alice",
                     "name": f"j{j}",
-                    "state": JobState.PENDING if ps else JobState.READY,
+                    "state": JobState.PENDING,
                     "pool": "default",
                     "cores_mcpu": 1000,
                     "memory_bytes": 1 << 20,
@@ -92,6 +93,9 @@ async def make_batch(
         links = [{"batch_id": batch_id, "job_id": j, "parent_id": p} for j, ps in parents.items() for p in ps]
         if links:
             await conn.execute(job_parents.insert(), links)
+        # As committing an update does: jobs without parents become Ready.
+        parentless = [jobs.c.batch_id == batch_id, jobs.c.n_pending_parents == 0]
+        await move_jobs(conn, JobState.READY, where=parentless)
     return int(batch_id)
 
 

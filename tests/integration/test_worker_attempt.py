@@ -41,8 +41,9 @@ class Recorder:
 
 
 def assignment(command: str, **spec: Any) -> Assignment:
+    job_id = uuid.uuid4().int % 10**6 + 1  # a fresh attempt directory per test
     return parse_assignment({
-        "key": f"7.{uuid.uuid4().int % 10**6}.1", "batch_id": 7, "job_id": 1, "attempt_id": 1,
+        "key": f"7.{job_id}.1", "batch_id": 7, "job_id": job_id, "attempt_id": 1,
         "spec": {"command": ["bash", "-c", command], "runtime": "process", **spec},
         "cores_mcpu": 1000, "memory_bytes": 256 * 1024 * 1024, "storage_bytes": 0,
     })

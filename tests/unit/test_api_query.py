@@ -88,7 +88,7 @@ def test_job_predicate_and_state_groups() -> None:
     assert job_predicate("chunk=7 failed bad done")(JOB)  # type: ignore[misc]
     assert not job_predicate("!bad")(JOB)  # type: ignore[misc]
     assert job_states("done") == {JobState.SUCCESS, JobState.FAILED, JobState.ERROR, JobState.CANCELLED}
-    assert job_states("Ready,running") == {JobState.READY, JobState.CREATING, JobState.RUNNING}
+    assert job_states("Ready,running") == {JobState.READY, JobState.RUNNING}
     assert job_states(None) is None
     with pytest.raises(InvalidInput):
         job_states("asleep")

@@ -69,6 +69,7 @@ def _summary_fields(job: JobRecord, billing_project: str) -> dict[str, Any]:
         "cost": job.cost,
         "msec_mcpu": job.msec_mcpu,
         "always_run": job.always_run,
+        "waiting_reason": job.waiting_reason if job.state == "Ready" else None,
     }
 
 

@@ -20,8 +20,8 @@ Predicate = Callable[[T], bool]
 
 JOB_STATE_WORDS: dict[str, frozenset[JobState]] = {
     **{state.value.lower(): frozenset({state}) for state in JobState},
-    "live": frozenset({JobState.READY, JobState.CREATING, JobState.RUNNING}),
-    "running": frozenset({JobState.CREATING, JobState.RUNNING}),
+    "live": frozenset({JobState.READY, JobState.RUNNING}),
+    "running": frozenset({JobState.RUNNING}),
     "bad": FAILURE_STATES,
     "done": COMPLETE_STATES,
     "complete": COMPLETE_STATES,

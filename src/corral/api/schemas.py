@@ -109,7 +109,7 @@ class CreateUpdateResponse(BaseModel):
 
 
 BatchStateName = Literal["open", "running", "success", "failure", "cancelled"]
-JobStateName = Literal["Pending", "Ready", "Creating", "Running", "Success", "Failed", "Error", "Cancelled"]
+JobStateName = Literal["Pending", "Ready", "Running", "Success", "Failed", "Error", "Cancelled"]
 
 
 class BatchStatus(BaseModel):
@@ -133,6 +133,7 @@ class BatchStatus(BaseModel):
     cost: float
     cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)
     attributes: dict[str, str]
+    waiting: int | None = None  # Ready jobs that fit no instance their pool can bring up (single-batch GET)
 
 
 class BatchList(BaseModel):
@@ -153,6 +154,7 @@ class JobSummary(BaseModel):
     cost: float
     msec_mcpu: int
     always_run: bool
+    waiting_reason: str | None = None  # why a Ready job is not running, in words
 
 
 class JobList(BaseModel):

@@ -25,10 +25,13 @@ from corral.api.schemas import (
     UpdateFastRequest,
     UpdateSpec,
 )
+from corral.domain.capacity import Resources, check_placeable
 from corral.errors import Conflict, InvalidInput, NotFound
 from corral.store import batches as batch_store
+from corral.store import instances as instance_store
 from corral.store import jobs_write
 from corral.store.batches import BatchRecord, UpdateRecord
+from corral.store.jobs_write import NewJob
 from corral.store.users import User
 
 log = logging.getLogger("corral.api")
@@ -45,6 +48,20 @@ def _response(batch_id: int, upd: UpdateRecord | None) -> CreateBatchResponse:
 def _check_open(batch: BatchRecord) -> None:
     if batch.cancelled:
         raise Conflict(f"batch_id: batch {batch.id} is cancelled; it accepts no new jobs", field="batch_id")
+
+
+async def _check_placeable(conn: AsyncConnection, rows: Sequence[NewJob], default_pool: str) -> None:
+    """Refuse (400, naming the job) a job whose pool does not exist or that no instance the site can
+    bring up could ever run; such a job would otherwise wait forever."""
+    collections = await instance_store.site_collections(conn)
+    seen: set[tuple[object, ...]] = set()
+    for row in rows:
+        key = (row.pool, row.cores_mcpu, row.memory_bytes, row.gpus, row.gpu_type)
+        if key in seen:
+            continue
+        seen.add(key)
+        need = Resources(row.cores_mcpu, row.memory_bytes, row.gpus, row.gpu_type)
+        check_placeable(need, row.pool, collections, default_pool=default_pool, where=row.path)
 
 
 async def _notify_committed(ctx: ApiContext, batch_id: int) -> None:
@@ -122,6 +139,8 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
         return _response(found[0].id, found[1])
     provisional = UpdateRecord(0, 1, spec.token, n_jobs, 1, False)
     rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool)
+    async with ctx.reading() as conn:
+        await _check_placeable(conn, rows, ctx.settings.pool)
     now = time.time()
     try:
         async with ctx.writing() as conn:
@@ -151,6 +170,7 @@ async def add_bunch(
         raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
     rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool)
     async with ctx.writing() as conn:
+        await _check_placeable(conn, rows, ctx.settings.pool)
         batch = await visible_batch(conn, batch_id, user)
         _check_open(batch)
         # A shared lock on the update: bunches go in parallel, a commit waits for them.
@@ -214,6 +234,7 @@ async def update_fast(
                 conn, batch_id, token=spec.token, n_jobs=spec.n_jobs, now=now
             )
         rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool)
+        await _check_placeable(conn, rows, ctx.settings.pool)
         await jobs_write.insert_jobs(conn, batch, upd, rows, now)
         await jobs_write.commit_update(conn, batch, upd, now)
     await _notify_committed(ctx, batch_id)

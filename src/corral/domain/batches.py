@@ -53,3 +53,15 @@ class CountDelta:
 
     def __bool__(self) -> bool:
         return self.n_completed > 0
+
+
+def reaches_failure_limit(
+    counts: BatchCounts, *, cancel_after_n_failures: int | None, cancelled: bool
+) -> bool:
+    """A batch with `cancel_after_n_failures` is cancelled (once) when that many of its jobs failed."""
+    return (
+        cancel_after_n_failures is not None
+        and counts.n_failed >= cancel_after_n_failures
+        and not cancelled
+        and not counts.complete
+    )

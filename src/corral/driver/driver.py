@@ -14,42 +14,27 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
+from corral.domain.attempts import clamp_time
+from corral.domain.capacity import Resources, SiteCollection, largest, why_unplaceable
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
+from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
 from corral.driver.instances import AttemptInFlight, InstanceState
-from corral.driver.outcomes import completed_outcome, lost_outcome
+from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
+from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
+from corral.worker.protocol import AttemptKey, CompletedEvent, StartedEvent, assignment_payload
 
 log = logging.getLogger("corral.driver")
-
-
-@dataclass
-class _Report:
-    instance: InstanceState
-    events: list[dict[str, Any]]
-    done: asyncio.Future[list[str]]
-
-
-@dataclass
-class _Inbox:
-    reports: list[_Report] = field(default_factory=list)
-    committed: set[int] = field(default_factory=set)
-    cancelled: set[int] = field(default_factory=set)
-    cancelled_groups: dict[int, set[int]] = field(default_factory=dict)  # batch -> job group ids
-    lost: dict[str, str] = field(default_factory=dict)  # instance name -> reason
-
-    def __bool__(self) -> bool:
-        return bool(self.reports or self.committed or self.cancelled or self.cancelled_groups or self.lost)
 
 
 class Driver:
@@ -60,8 +45,11 @@ class Driver:
         self.running_mcpu: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.instances: dict[str, InstanceState] = {}
         self._by_token: dict[str, str] = {}
-        self._inbox = _Inbox()
+        self._inbox = Inbox()
         self._doomed: set[tuple[int, int]] = set()
+        self.unplaceable = UnplaceableJobs()  # ready jobs their pool can never hold, with the reason
+        self.site_collections: dict[str, SiteCollection] = {}
+        self._largest: dict[str, Resources | None] = {}  # per pool, until an instance comes or goes
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -105,9 +93,13 @@ class Driver:
                 ready = await q.load_ready_jobs(conn)
                 cancelled = await q.cancelled_batches_with_work(conn)
                 cancelled_groups = await job_group_store.cancelled_with_work(conn)
+                sites = await instance_store.site_collections(conn)
         self.queues.clear()
         self.running_mcpu.clear()
         self._doomed.clear()
+        self.unplaceable.clear()
+        self._largest.clear()
+        self.site_collections = sites
         old = self.instances
         self.instances = {}
         self._by_token = {}
@@ -119,6 +111,8 @@ class Driver:
             inst.reserved_for = _job_key(rec.reserved_for)
             inst.cost_per_core_hour = self._rate(rec.metadata.get("cost_per_core_hour"))
             inst.cores_mcpu, inst.memory_bytes = rec.cores_mcpu, rec.memory_bytes
+            inst.shape_mcpu = _int_or(rec.metadata.get("shape_mcpu"), rec.cores_mcpu)
+            inst.shape_memory = _int_or(rec.metadata.get("shape_memory"), rec.memory_bytes)
             inst.active = rec.state == "active"
             inst.last_seen = now  # a grace period: workers reconnect after a driver restart
             inst.assigned.clear()
@@ -163,18 +157,52 @@ class Driver:
     ) -> dict[str, Any]:
         spec = dict(spec)
         storage = int(spec.pop("storage_bytes", 0) or 0)
-        return {
-            "key": f"{batch_id}.{job_id}.{attempt_id}", "batch_id": batch_id, "job_id": job_id,
-            "attempt_id": attempt_id, "spec": spec, "cores_mcpu": cores, "memory_bytes": memory,
-            "storage_bytes": storage,
-        }
+        return assignment_payload(AttemptKey(batch_id, job_id, attempt_id), spec, cores, memory, storage)
 
     def _enqueue(self, queued: q.QueuedJob) -> None:
         if queued.doomed and not queued.always_run:
             self._doomed.add(queued.job.key)
+            return
+        pool = self.route_pool(queued.pool, queued.job) if self.route_pool else queued.pool
+        self._queue(pool, queued.job)
+
+    def _queue(self, pool: str, job: ReadyJob) -> None:
+        reason = self._why_unplaceable(pool, job)
+        if reason is not None:
+            self.unplaceable.park(pool, job, reason)
         else:
-            pool = self.route_pool(queued.pool, queued.job) if self.route_pool else queued.pool
-            self.queues[pool].push(queued.job)
+            self.queues[pool].push(job)
+
+    def _park_unplaceable_heads(self, pool: str, queues: ReadyQueues) -> None:
+        """Only the head of a user's FIFO can block it: a head that can never be placed steps aside."""
+        for user in queues.users():
+            while (job := queues.peek(user)) is not None:
+                reason = self._why_unplaceable(pool, job)
+                if reason is None:
+                    break
+                queues.pop(user)
+                self.unplaceable.park(pool, job, reason)
+
+    def _why_unplaceable(self, pool: str, job: ReadyJob) -> str | None:
+        """A job its pool's largest instance (configured shape or live instance) cannot hold never runs."""
+        site = self.site_collections.get(pool)
+        if site is not None and site.kind != "pool":
+            return None  # job-private collections are sized for each job
+        if pool not in self._largest:
+            sizes = [Resources(i.cores_mcpu, i.memory_bytes, i.gpus, i.gpu_type)
+                     for i in self.instances.values() if i.pool == pool and i.reserved_for is None]
+            if site is not None and site.largest is not None:
+                sizes.append(site.largest)
+            self._largest[pool] = largest(sizes)
+        return why_unplaceable(Resources(job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type), pool,
+                               self._largest[pool])
+
+    def _pool_changed(self, pool: str) -> None:
+        """An instance of the pool came or grew: jobs that could not be placed there are checked again."""
+        self._largest.pop(pool, None)
+        for job in self.unplaceable.release(pool):
+            self._queue(pool, job)
+        self._wake.set()
 
     # ------------------------------------------------------------ hooks (API)
 
@@ -201,6 +229,8 @@ class Driver:
         token_hash = hash_token(token)
         if cost_per_core_hour is not None:
             metadata = {**metadata, "cost_per_core_hour": cost_per_core_hour}  # kept across restarts
+        # The shape bounds what the worker may claim at activation, also after a driver restart.
+        metadata = {**metadata, "shape_mcpu": cores_mcpu, "shape_memory": memory_bytes}
         reserved = f"{reserved_for[0]}.{reserved_for[1]}" if reserved_for else None
         async with self.engine.begin() as conn:
             await instance_store.create_instance(
@@ -208,11 +238,14 @@ class Driver:
                 token_hash=token_hash, metadata=metadata, now=time.time(), gpus=gpus, gpu_type=gpu_type,
                 reserved_for=reserved,
             )
+            self.site_collections = await instance_store.site_collections(conn)
         inst = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
         inst.gpus, inst.gpu_type, inst.reserved_for = gpus, gpu_type, reserved_for
         inst.cost_per_core_hour = self._rate(cost_per_core_hour)
         self.instances[name] = inst
         self._by_token[token_hash] = name
+        if reserved_for is None:
+            self._pool_changed(pool)
 
     def _rate(self, rate: object) -> float:
         return float(rate) if isinstance(rate, int | float) else self.settings.cost_per_core_hour
@@ -232,11 +265,20 @@ class Driver:
         return inst
 
     async def activate(self, inst: InstanceState, cores_mcpu: int, memory_bytes: int) -> None:
+        """A worker says what it has; the driver believes it only up to the instance's registered shape."""
+        if cores_mcpu > inst.shape_mcpu or memory_bytes > inst.shape_memory:
+            log.warning(
+                "instance %s claims %d mcpu and %d bytes; its shape allows %d mcpu and %d bytes: capped",
+                inst.name, cores_mcpu, memory_bytes, inst.shape_mcpu, inst.shape_memory,
+            )
+        cores_mcpu, memory_bytes = min(cores_mcpu, inst.shape_mcpu), min(memory_bytes, inst.shape_memory)
         now = time.time()
         async with self.engine.begin() as conn:
             await instance_store.activate_instance(conn, inst.name, cores_mcpu, memory_bytes, now)
         inst.cores_mcpu, inst.memory_bytes = cores_mcpu, memory_bytes
         inst.active, inst.draining = True, False
+        if inst.reserved_for is None:
+            self._pool_changed(inst.pool)
         self._wake.set()
 
     async def poll(self, inst: InstanceState, known: list[str], wait: float) -> dict[str, Any]:
@@ -258,10 +300,10 @@ class Driver:
                 await asyncio.wait_for(inst.changed.wait(), remaining)
             inst.last_seen = time.time()
 
-    async def report(self, inst: InstanceState, events: list[dict[str, Any]]) -> list[str]:
+    async def report(self, inst: InstanceState, events: list[StartedEvent | CompletedEvent]) -> list[str]:
         """Queue worker events for the next group commit; resolves once they are durable."""
         done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._inbox.reports.append(_Report(inst, events, done))
+        self._inbox.reports.append(Report(inst, events, done))
         self._wake.set()
         return await done
 
@@ -278,45 +320,92 @@ class Driver:
             self._wake.clear()
             if self.settings.commit_interval > 0:
                 await asyncio.sleep(self.settings.commit_interval)
-            inbox, self._inbox = self._inbox, _Inbox()
+            inbox, self._inbox = self._inbox, Inbox()
             try:
                 more = await self._tick(inbox)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("driver tick failed; rebuilding from the store")
-                self._inbox.reports[:0] = inbox.reports  # retried in the next tick
-                await asyncio.sleep(0.5)
-                try:
-                    await self._rebuild()
-                except Exception:
-                    log.exception("rebuild failed")
+            except Exception as exc:
+                await self._recover(inbox, exc)
                 continue
             if more:
                 self._wake.set()
 
-    async def _tick(self, inbox: _Inbox) -> bool:
+    async def _recover(self, inbox: Inbox, exc: Exception) -> None:
+        """A failed tick changed nothing in the store: rebuild memory from it. A passing failure (the
+        database) retries the same inbox; otherwise its items are applied one by one, and one that fails
+        alone is isolated (its attempt ends in Error with the reason), so the rest carry on."""
+        log.error("driver tick failed; rebuilding from the store: %r", exc, exc_info=exc)
+        try:
+            await self._rebuild()
+        except Exception:
+            log.exception("rebuild failed; retrying")
+            self._inbox.put_back(inbox)
+            await asyncio.sleep(0.5)
+            return
+        if is_passing(exc):
+            self._inbox.put_back(inbox)
+            await asyncio.sleep(0.5)
+            return
+        for report in inbox.reports:
+            acked: list[str] = []
+            for event in report.events:
+                single = Report(report.instance, [event], asyncio.get_running_loop().create_future())
+                failure = await self._tick_alone(Inbox(reports=[single]))
+                if failure is not None:
+                    reason = f"the driver could not apply the worker's '{event.type}' event: {failure!r}"
+                    log.error("attempt %s on %s isolated: %s", event.key, report.instance.name, reason)
+                    await self._tick_alone(Inbox(errored=[ErroredAttempt(report.instance.name, event.key,
+                                                                         reason)]))
+                acked.append(event.key)
+            if not report.done.done():
+                report.done.set_result(acked)
+        for item in inbox.items():
+            failure = await self._tick_alone(item)
+            if failure is not None:
+                log.error("driver dropped an item it cannot apply (the store keeps it): %s: %r",
+                          item, failure)
+
+    async def _tick_alone(self, inbox: Inbox) -> Exception | None:
+        try:
+            await self._tick(inbox)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._rebuild()
+            return exc
+        return None
+
+    async def _tick(self, inbox: Inbox) -> bool:
         now = time.time()
-        acks: list[tuple[_Report, list[str]]] = []
+        acks: list[tuple[Report, list[str]]] = []
         released: list[AttemptInFlight] = []
         outcomes: list[q.AttemptOutcome] = []
         started: list[tuple[int, int, int, float]] = []
         for report in inbox.reports:
             keys: list[str] = []
             for event in report.events:
-                key = str(event.get("key"))
+                key = event.key
                 keys.append(key)
                 flight = report.instance.assigned.get(key)
                 if flight is None:
                     continue  # a duplicate, or an attempt no longer ours: acknowledge, change nothing
-                if event.get("type") == "started":
-                    flight.time_started = float(event.get("time") or now)
+                if isinstance(event, StartedEvent):
+                    flight.time_started = clamp_time(event.time, flight.time_assigned, now)
                     started.append((flight.batch_id, flight.job_id, flight.attempt_id, flight.time_started))
-                elif event.get("type") == "completed":
+                else:
                     released.append(flight)
                     if key not in report.instance.to_cancel:
-                        outcomes.append(completed_outcome(flight, event, report.instance.cost_per_core_hour))
+                        outcomes.append(
+                            completed_outcome(flight, event, report.instance.cost_per_core_hour, now)
+                        )
             acks.append((report, keys))
+        for errored in inbox.errored:
+            inst_or_none = self.instances.get(errored.instance_name)
+            flight = inst_or_none.assigned.get(errored.key) if inst_or_none is not None else None
+            if flight is not None:
+                released.append(flight)
+                outcomes.append(error_outcome(flight, errored.reason, now))
         lost_instances = [self.instances[name] for name in inbox.lost if name in self.instances]
         for inst in lost_instances:
             for flight in inst.assigned.values():
@@ -328,6 +417,7 @@ class Driver:
             self._release(flight)
         for inst in lost_instances:
             self.instances.pop(inst.name, None)
+            self._largest.pop(inst.pool, None)
             inst.active = False
             inst.notify()
 
@@ -354,6 +444,7 @@ class Driver:
                 self._enqueue(queued)
             # Cancellations may doom more ready jobs; they are cancelled next tick.
             assignments = await self._schedule(conn, now)
+            await q.save_waiting_reasons(conn, self.unplaceable.take_reasons())
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
@@ -393,7 +484,7 @@ class Driver:
             inst = self.instances.get(instance_name)
             if inst is None:
                 continue
-            key = f"{_b}.{_j}.{_a}"
+            key = str(AttemptKey(_b, _j, _a))
             if key in inst.assigned:
                 if key in inst.delivered:
                     inst.to_cancel.add(key)
@@ -402,6 +493,7 @@ class Driver:
                 inst.notify()
         for queues in self.queues.values():
             queues.remove_where(batch_id)
+        self.unplaceable.drop_batch(batch_id)
         if job_group_ids is None:
             self._doomed = {k for k in self._doomed if k[0] != batch_id}
         # always_run jobs of the batch stay queued; re-read them from the store.
@@ -413,6 +505,7 @@ class Driver:
     async def _schedule(self, conn: AsyncConnection, now: float) -> set[InstanceState]:
         notified: set[InstanceState] = set()
         for pool, queues in self.queues.items():
+            self._park_unplaceable_heads(pool, queues)
             if not len(queues):
                 continue
             pool_instances = [i for i in self.instances.values() if i.pool == pool and i.schedulable]
@@ -435,13 +528,21 @@ class Driver:
                 if spec is None:
                     continue  # stale: the store did not move it
                 attempt_id = job.n_attempts + 1
-                payload = self._payload(job.batch_id, job.job_id, attempt_id, spec, job.cores_mcpu,
-                                        job.memory_bytes)
+                unreadable: Exception | None = None
+                try:
+                    payload = self._payload(job.batch_id, job.job_id, attempt_id, spec, job.cores_mcpu,
+                                            job.memory_bytes)
+                except Exception as exc:  # one job's spec must not stop the others being scheduled
+                    payload, unreadable = {}, exc
                 flight = AttemptInFlight(job.batch_id, job.job_id, attempt_id, job.user, pool,
                                          job.cores_mcpu, job.memory_bytes, payload, now, placement.instance,
                                          gpus=job.gpus)
                 inst = self.instances[placement.instance]
                 inst.assigned[flight.key] = flight
+                if unreadable is not None:
+                    inst.to_cancel.add(flight.key)  # never sent; ended in Error next tick
+                    reason = f"the driver could not build this job's assignment: {unreadable!r}"
+                    self._inbox.errored.append(ErroredAttempt(inst.name, flight.key, reason))
                 self.running_mcpu[pool][job.user] += job.cores_mcpu
                 notified.add(inst)
         return notified
@@ -465,6 +566,10 @@ class Driver:
                 if inst.active and now - inst.last_seen > self.settings.heartbeat_timeout:
                     log.warning("instance %s silent for %.0fs: lost", inst.name, now - inst.last_seen)
                     self.instance_lost(inst.name, f"no heartbeat for {self.settings.heartbeat_timeout:.0f}s")
+
+
+def _int_or(value: object, default: int) -> int:
+    return value if isinstance(value, int) and value > 0 else default
 
 
 def _job_key(text: str | None) -> tuple[int, int] | None:

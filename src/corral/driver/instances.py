@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.worker.protocol import AttemptKey
+
 
 @dataclass(slots=True)
 class AttemptInFlight:
@@ -27,7 +29,7 @@ class AttemptInFlight:
 
     @property
     def key(self) -> str:
-        return f"{self.batch_id}.{self.job_id}.{self.attempt_id}"
+        return str(AttemptKey(self.batch_id, self.job_id, self.attempt_id))
 
 
 @dataclass(eq=False)
@@ -49,6 +51,13 @@ class InstanceState:
     gpu_type: str | None = None
     reserved_for: tuple[int, int] | None = None  # a job-private instance runs only this job
     cost_per_core_hour: float = 0.0  # the attempts' cost rate on this instance
+    # The registered shape: what the instance may claim at activation, at most (workers are not trusted).
+    shape_mcpu: int = 0
+    shape_memory: int = 0
+
+    def __post_init__(self) -> None:
+        self.shape_mcpu = self.shape_mcpu or self.cores_mcpu
+        self.shape_memory = self.shape_memory or self.memory_bytes
 
     @property
     def free_gpus(self) -> int:

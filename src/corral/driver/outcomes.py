@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from corral.domain.attempts import clamp_time
 from corral.domain.states import JobState
 from corral.driver.instances import AttemptInFlight
 from corral.store.scheduling import AttemptOutcome
+from corral.worker.protocol import CompletedEvent
 
 _STATES = {
     "succeeded": (JobState.SUCCESS, "success"),
@@ -26,28 +26,29 @@ def cost_of(msec_mcpu_used: int, cost_per_core_hour: float) -> float:
 
 
 def completed_outcome(
-    attempt: AttemptInFlight, event: dict[str, Any], cost_per_core_hour: float
+    attempt: AttemptInFlight, event: CompletedEvent, cost_per_core_hour: float, now: float
 ) -> AttemptOutcome:
-    state, reason = _STATES.get(str(event.get("state")), (JobState.ERROR, "error"))
-    if event.get("timed_out"):
+    """`now` is the driver's clock: the reported end time is kept between the attempt's start and now."""
+    state, reason = _STATES[event.state]
+    if event.timed_out:
         state, reason = JobState.ERROR, "timeout"
-    time_ended = float(event.get("time") or 0.0) or attempt.time_assigned
+    time_ended = clamp_time(event.time, attempt.time_started or attempt.time_assigned, now)
     status = {
         "attempt_id": attempt.attempt_id,
-        "state": event.get("state"),
-        "error": event.get("error"),
-        "out_of_memory": bool(event.get("out_of_memory")),
-        "timed_out": bool(event.get("timed_out")),
-        "exit_code": event.get("exit_code"),
-        "container_statuses": event.get("container_statuses") or {},
-        "resource_usage": event.get("resource_usage") or {},
+        "state": event.state,
+        "error": event.error,
+        "out_of_memory": event.out_of_memory,
+        "timed_out": event.timed_out,
+        "exit_code": event.exit_code,
+        "container_statuses": event.container_statuses,
+        "resource_usage": event.resource_usage,
         "start_time": attempt.time_started,
         "end_time": time_ended,
     }
     used = msec_mcpu(attempt, time_ended)
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, state, reason, time_ended,
-        exit_code=event.get("exit_code"), status=status, msec_mcpu=used,
+        exit_code=event.exit_code, status=status, msec_mcpu=used,
         cost=cost_of(used, cost_per_core_hour),
     )
 
@@ -60,4 +61,12 @@ def lost_outcome(
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, JobState.READY, "lost", now,
         status=status, msec_mcpu=used, cost=cost_of(used, cost_per_core_hour),
+    )
+
+
+def error_outcome(attempt: AttemptInFlight, error: str, now: float) -> AttemptOutcome:
+    """The driver could not apply what happened to this attempt: end its job in Error, saying why."""
+    status = {"attempt_id": attempt.attempt_id, "error": error}
+    return AttemptOutcome(
+        attempt.batch_id, attempt.job_id, attempt.attempt_id, JobState.ERROR, "error", now, status=status
     )

@@ -5,38 +5,58 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi import Path as Path_
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from corral import __version__
+from corral.domain.tokens import hash_token
 from corral.driver.driver import Driver
 from corral.driver.instances import InstanceState
 from corral.store.logs import log_path
+from corral.worker.protocol import (
+    MAX_ID,
+    STEPS,
+    ActivateRequest,
+    AttemptKey,
+    CompletedEvent,
+    EventsRequest,
+    PollRequest,
+)
 
-STEPS = ("input", "main", "output")
-
-
-class ActivateRequest(BaseModel):
-    cores_mcpu: int = Field(gt=0)
-    memory_bytes: int = Field(gt=0)
-    version: str = ""
-    runtimes: list[str] = Field(default_factory=list)
-
-
-class PollRequest(BaseModel):
-    known: list[str] = Field(default_factory=list)
-    wait: float = Field(default=20.0, ge=0, le=60)
+log = logging.getLogger("corral.driver.worker_api")
 
 
-class EventsRequest(BaseModel):
-    events: list[dict[str, Any]]
+class _LoggedOnce(APIRoute):
+    """A worker whose request is malformed gets its 400 every time, but the server logs it once."""
+
+    seen: set[tuple[str, str]] = set()
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                who = hash_token(request.headers.get("authorization", ""))[:12]
+                what = f"{self.path}: {str(exc.errors()[:1])[:300]}"
+                if (who, what) not in self.seen and len(self.seen) < 10_000:
+                    self.seen.add((who, what))
+                    log.warning("worker (token %s) sent a malformed request, refused: %s", who, what)
+                raise
+
+        return handle
 
 
 def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
+    router = APIRouter(prefix="/api/v1/worker", tags=["worker"], route_class=_LoggedOnce)
 
     def instance(authorization: str | None = Header(default=None)) -> InstanceState:
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -51,6 +71,8 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
         await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
         return {
             "instance_name": inst.name,
+            "cores_mcpu": inst.cores_mcpu,  # what the driver will use: at most the instance's shape
+            "memory_bytes": inst.memory_bytes,
             "heartbeat_interval": driver.settings.heartbeat_interval,
             "log_upload": True,
             "driver_version": __version__,
@@ -69,16 +91,16 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
 
     @router.put("/logs/{batch_id}/{job_id}/{attempt_id}/{step}")
     async def upload_log(
-        batch_id: int,
-        job_id: int,
-        attempt_id: int,
+        batch_id: Annotated[int, Path_(ge=1, le=MAX_ID)],
+        job_id: Annotated[int, Path_(ge=1, le=MAX_ID)],
+        attempt_id: Annotated[int, Path_(ge=1, le=MAX_ID)],
         step: str,
         request: Request,
         inst: InstanceState = Depends(instance),
     ) -> dict[str, Any]:
         if step not in STEPS:
             raise HTTPException(400, f"step must be one of {', '.join(STEPS)}")
-        if f"{batch_id}.{job_id}.{attempt_id}" not in inst.assigned:
+        if str(AttemptKey(batch_id, job_id, attempt_id)) not in inst.assigned:
             raise HTTPException(404, "no such attempt on this instance")
         body = await request.body()
         await asyncio.to_thread(_write_logs, [(log_path(log_dir, batch_id, job_id, attempt_id, step), body)])
@@ -93,18 +115,19 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
 
 
 def _inline_logs(
-    inst: InstanceState, events: list[dict[str, Any]], log_dir: Path
+    inst: InstanceState, events: list[Any], log_dir: Path
 ) -> list[tuple[Path, bytes]]:
     """Small step logs a `completed` event carries (base64 by step), taken out of the event."""
     out: list[tuple[Path, bytes]] = []
     for event in events:
-        logs = event.pop("logs", None)
-        key = str(event.get("key", ""))
-        if not isinstance(logs, dict) or key not in inst.assigned:
+        if not isinstance(event, CompletedEvent):
             continue
-        batch_id, job_id, attempt_id = (int(part) for part in key.split("."))
+        logs, event.logs = event.logs, None
+        if not logs or event.key not in inst.assigned:
+            continue
+        batch_id, job_id, attempt_id = event.attempt
         for step, encoded in logs.items():
-            if step not in STEPS or not isinstance(encoded, str):
+            if step not in STEPS:
                 raise HTTPException(400, f"events[].logs: steps are {', '.join(STEPS)}; values base64")
             try:
                 data = base64.b64decode(encoded, validate=True)

@@ -56,7 +56,8 @@ class LocalProvider:
                 self.pool,
                 kind="pool",
                 provider=self.name,
-                config={"workers": self.settings.local_workers, "cores": self.worker_cores},
+                config={"workers": self.settings.local_workers, "cores": self.worker_cores,
+                        "memory_bytes": self.worker_memory},
             )
             live = await instance_store.live_instances(conn, self.pool)
         for rec in live:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from corral.domain.capacity import SiteCollection, collection_capacity
 from corral.store.tables import instance_collections, instances
 
 LIVE_STATES = ("pending", "active")
@@ -43,6 +44,14 @@ async def ensure_collection(
             .where(instance_collections.c.name == name)
             .values(kind=kind, provider=provider, config=config)
         )
+
+
+async def site_collections(conn: AsyncConnection) -> dict[str, SiteCollection]:
+    """Every collection the site has declared, with the largest instance it can bring up."""
+    rows = await conn.execute(
+        select(instance_collections.c.name, instance_collections.c.kind, instance_collections.c.config)
+    )
+    return {row.name: collection_capacity(row.name, row.kind, row.config or {}) for row in rows}
 
 
 async def create_instance(
@@ -98,7 +107,10 @@ async def set_instance_state(conn: AsyncConnection, name: str, state: str, now: 
 
 
 async def set_instance_metadata(conn: AsyncConnection, name: str, metadata: dict[str, Any]) -> None:
-    await conn.execute(update(instances).where(instances.c.name == name).values(metadata=metadata))
+    """Add or replace these keys of the instance's metadata (the others, such as its shape, stay)."""
+    row = (await conn.execute(select(instances.c.metadata).where(instances.c.name == name))).first()
+    merged = {**(row.metadata if row is not None and row.metadata else {}), **metadata}
+    await conn.execute(update(instances).where(instances.c.name == name).values(metadata=merged))
 
 
 async def record_heartbeats(conn: AsyncConnection, seen: Sequence[tuple[str, float]]) -> None:

@@ -14,9 +14,10 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.job_groups import descendants
+from corral.domain.states import INCOMPLETE_STATES
 from corral.store.tables import batch_updates, batches, job_group_updates, job_groups, jobs
 
-_INCOMPLETE = ("Pending", "Ready", "Creating", "Running")
+_INCOMPLETE = tuple(sorted(INCOMPLETE_STATES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.states import JobState
@@ -37,6 +37,7 @@ class JobRecord:
     time_completed: float | None
     attributes: dict[str, str]
     job_group_id: int = 0
+    waiting_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,17 @@ async def list_jobs(
         conn, query, jobs.c.job_id, descending=False, cursor=last_job_id, limit=limit,
         convert=_job, predicate=predicate, min_page=500,
     )
+
+
+async def count_waiting(conn: AsyncConnection, batch_id: int) -> int:
+    """Ready jobs of the batch that fit no instance their pool can bring up (they say why)."""
+    query = (
+        select(func.count())
+        .select_from(jobs)
+        .where(jobs.c.batch_id == batch_id, jobs.c.state == JobState.READY)
+        .where(jobs.c.waiting_reason.is_not(None))
+    )
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def list_attempts(conn: AsyncConnection, batch_id: int, job_id: int) -> list[AttemptRecord]:

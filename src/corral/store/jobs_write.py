@@ -11,20 +11,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, select, update
+from sqlalchemy import Boolean, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.batches import BatchCounts, batch_state
 from corral.domain.dag import find_cycle
-from corral.domain.states import COMPLETE_STATES, JobState
+from corral.domain.states import COMPLETE_STATES, INCOMPLETE_STATES, NOT_SUCCESS_STATES, JobState
 from corral.errors import InvalidInput
 from corral.store.batches import BatchRecord, UpdateRecord
+from corral.store.job_moves import move_jobs
 from corral.store.tables import batch_updates, batches, job_parents, jobs
 
 CHUNK = 2000
-_INCOMPLETE = (JobState.PENDING, JobState.READY, JobState.CREATING, JobState.RUNNING)
-_NOT_SUCCESS = (JobState.FAILED, JobState.ERROR, JobState.CANCELLED)
 
 
 @dataclass(slots=True)
@@ -47,10 +46,6 @@ class NewJob:
     gpu_type: str | None = None
     earlier_parents: list[int] = field(default_factory=list)  # absolute ids of earlier updates
     job_group_id: int = 0  # absolute; 0 is the batch's root job group
-
-
-def _states_in(column: Any, states: Iterable[JobState]) -> Any:
-    return column.in_([literal_column(f"'{JobState(s).value}'") for s in states])
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -203,52 +198,52 @@ async def _recount_earlier_parents(conn: AsyncConnection, upd: UpdateRecord) -> 
     """Parents in earlier updates may have completed since the bunch was inserted: count again.
 
     Their rows are locked first (PostgreSQL) so the driver cannot complete one between the recount and
-    our commit without seeing this update committed.
+    our commit without seeing this update committed. Linear in the update's parent links: the links are
+    read by primary-key range and the parents by primary key (a correlated count per child let SQLite
+    scan every incomplete job of the batch once per child).
     """
-    link = job_parents.alias("link")
-    parent = jobs.alias("parent")
-    earlier_link = and_(
-        link.c.batch_id == upd.batch_id,
-        link.c.job_id.between(upd.start_job_id, upd.end_job_id),
-        link.c.parent_id < upd.start_job_id,
-    )
-    locked = (
-        select(jobs.c.job_id)
-        .where(
-            jobs.c.batch_id == upd.batch_id, jobs.c.job_id.in_(select(link.c.parent_id).where(earlier_link))
+    links = await conn.execute(
+        select(job_parents.c.job_id, job_parents.c.parent_id).where(
+            job_parents.c.batch_id == upd.batch_id,
+            job_parents.c.job_id.between(upd.start_job_id, upd.end_job_id),
         )
-        .with_for_update()
     )
-    if not list(await conn.execute(locked)):
+    parents_of: dict[int, list[int]] = {}
+    earlier: set[int] = set()
+    for link in links:
+        parents_of.setdefault(link.job_id, []).append(link.parent_id)
+        if link.parent_id < upd.start_job_id:
+            earlier.add(link.parent_id)
+    if not earlier:
         return
-
-    def parents_in(states: Iterable[JobState]) -> Any:
-        return (
-            select(func.count())
-            .select_from(
-                link.join(
-                    parent, and_(parent.c.batch_id == link.c.batch_id, parent.c.job_id == link.c.parent_id)
-                )
-            )
-            .where(link.c.batch_id == jobs.c.batch_id, link.c.job_id == jobs.c.job_id)
-            .where(_states_in(parent.c.state, states))
-            .scalar_subquery()
+    state_of: dict[int, str] = {}
+    for ids in _chunks(sorted(earlier)):
+        rows = await conn.execute(
+            select(jobs.c.job_id, jobs.c.state)
+            .where(jobs.c.batch_id == upd.batch_id, jobs.c.job_id.in_(ids))
+            .with_for_update()
         )
-
-    has_earlier = exists().where(
-        job_parents.c.batch_id == jobs.c.batch_id,
-        job_parents.c.job_id == jobs.c.job_id,
-        job_parents.c.parent_id < upd.start_job_id,
-    )
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.batch_id == upd.batch_id, jobs.c.update_id == upd.update_id)
-        .where(jobs.c.state == JobState.PENDING, has_earlier)
-        .values(
-            n_pending_parents=parents_in(_INCOMPLETE),
-            parent_failed=jobs.c.parent_failed | (parents_in(_NOT_SUCCESS) > 0),
+        state_of.update((row.job_id, row.state) for row in rows)
+    recount = []
+    for job_id, parents in parents_of.items():
+        if not any(p < upd.start_job_id for p in parents):
+            continue
+        # In-update parents are all Pending at commit: they count as incomplete.
+        states = [JobState(state_of[p]) if p < upd.start_job_id else JobState.PENDING for p in parents]
+        recount.append({
+            "b": upd.batch_id, "j": job_id,
+            "n": sum(s in INCOMPLETE_STATES for s in states),
+            "f": any(s in NOT_SUCCESS_STATES for s in states),
+        })
+    for i in range(0, len(recount), CHUNK):
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
+            .where(jobs.c.state == JobState.PENDING)
+            .values(n_pending_parents=bindparam("n"),
+                    parent_failed=jobs.c.parent_failed | bindparam("f", type_=Boolean)),
+            recount[i : i + CHUNK],
         )
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,11 +273,10 @@ async def commit_update(
     if upd.n_jobs:
         await _check_update_acyclic(conn, upd)
         await _recount_earlier_parents(conn, upd)
-        await conn.execute(
-            update(jobs)
-            .where(jobs.c.batch_id == batch.id, jobs.c.update_id == upd.update_id)
-            .where(jobs.c.state == JobState.PENDING, jobs.c.n_pending_parents == 0)
-            .values(state=JobState.READY)
+        await move_jobs(
+            conn, JobState.READY, only_from={JobState.PENDING},
+            where=[jobs.c.batch_id == batch.id, jobs.c.update_id == upd.update_id,
+                   jobs.c.n_pending_parents <= 0],
         )
     await conn.execute(
         update(batch_updates)

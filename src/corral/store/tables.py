@@ -126,6 +126,7 @@ jobs = Table(
     Column("time_created", Float, nullable=False),
     Column("time_completed", Float, nullable=True),
     Column("job_group_id", Integer, nullable=False, default=0, server_default="0"),  # 0: the root group
+    Column("waiting_reason", String(500), nullable=True),  # 0004: why a Ready job cannot be placed
     Index(None, "state"),
     Index(None, "batch_id", "state", "job_id"),  # point updates stay point lookups without statistics
 )

@@ -1,11 +1,157 @@
-"""The worker side of docs/worker-protocol.md: assignments in, events and step statuses out."""
+"""The worker protocol (docs/worker-protocol.md), one module for both ends.
+
+The driver and the worker share: the attempt key `batch.job.attempt` (formatted and parsed only here),
+the assignment (built by `assignment_payload`, read by `parse_assignment`), the events a worker reports
+(`started`, `completed`; validated at the driver's edge by `EventsRequest`) and the activate/poll bodies.
+A malformed event is rejected with a 400 for that worker and never reaches the driver's tick.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from corral.errors import InvalidInput
+
+# ---------------------------------------------------------------- the attempt key
+
+MAX_ID = 2**62  # ids fit a signed 64-bit column with room to spare
+_KEY = re.compile(r"^([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})$")
+
+
+class AttemptKey(NamedTuple):
+    """`batch.job.attempt`: names one attempt on the wire, in logs and in the driver's maps."""
+
+    batch_id: int
+    job_id: int
+    attempt_id: int
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}.{self.job_id}.{self.attempt_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> AttemptKey:
+        match = _KEY.match(text)
+        if match is None:
+            raise InvalidInput(f"attempt key {text[:40]!r} is not batch.job.attempt", field="key")
+        ids = tuple(int(part) for part in match.groups())
+        if not all(1 <= i <= MAX_ID for i in ids):
+            raise InvalidInput(f"attempt key {text[:40]!r}: ids must be between 1 and 2**62", field="key")
+        return cls(*ids)
+
+
+def attempt_key(batch_id: int, job_id: int, attempt_id: int) -> str:
+    return str(AttemptKey(batch_id, job_id, attempt_id))
+
+
+# ---------------------------------------------------------------- worker -> driver bodies
+
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+MAX_TEXT = 64 * 1024  # an error message longer than this is cut (marked), not refused
+MAX_EVENTS = 10_000
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """Strings a store can keep: NUL and lone surrogates replaced, long strings cut; bounded nesting."""
+    if depth > 16:
+        raise ValueError("nested more than 16 levels")
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            value = value[:MAX_TEXT] + "…[cut]"
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if isinstance(value, dict):
+        return {str(_clean(k, depth + 1)): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    return value
+
+
+class _Wire(BaseModel):
+    # Unknown fields are ignored (an older driver talks to a newer worker); known ones are checked.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class _Event(_Wire):
+    key: str = Field(max_length=60)
+    time: float = Field(ge=0, allow_inf_nan=False)
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_an_attempt(cls, key: str) -> str:
+        try:
+            AttemptKey.parse(key)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return key
+
+    @property
+    def attempt(self) -> AttemptKey:
+        return AttemptKey.parse(self.key)
+
+
+class StartedEvent(_Event):
+    type: Literal["started"]
+
+
+class CompletedEvent(_Event):
+    type: Literal["completed"]
+    state: Literal["succeeded", "failed", "error", "cancelled"]
+    exit_code: Int32 | None = None
+    error: str | None = None
+    out_of_memory: bool = False
+    timed_out: bool = False
+    container_statuses: dict[str, Any] = Field(default_factory=dict)
+    resource_usage: dict[str, Any] = Field(default_factory=dict)
+    logs: dict[str, str] | None = None  # small step logs, base64, taken out before the tick
+
+    @field_validator("error", "container_statuses", "resource_usage", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return _clean(value)
+
+
+WorkerEvent = Annotated[StartedEvent | CompletedEvent, Field(discriminator="type")]
+
+
+class EventsRequest(_Wire):
+    events: list[WorkerEvent] = Field(max_length=MAX_EVENTS)
+
+
+class ActivateRequest(_Wire):
+    cores_mcpu: int = Field(gt=0, le=2**31 - 1)
+    memory_bytes: int = Field(gt=0, le=2**62)
+    version: str = Field(default="", max_length=200)
+    runtimes: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
+
+
+class PollRequest(_Wire):
+    known: list[Annotated[str, Field(max_length=60)]] = Field(default_factory=list, max_length=100_000)
+    wait: float = Field(default=20.0, ge=0, le=60)
+
+
+# ---------------------------------------------------------------- driver -> worker: the assignment
+
+
+def assignment_payload(
+    key: AttemptKey, spec: dict[str, Any], cores_mcpu: int, memory_bytes: int, storage_bytes: int
+) -> dict[str, Any]:
+    """The assignment as the driver sends it; `parse_assignment` reads it on the worker."""
+    return {
+        "key": str(key), "batch_id": key.batch_id, "job_id": key.job_id, "attempt_id": key.attempt_id,
+        "spec": spec, "cores_mcpu": cores_mcpu, "memory_bytes": memory_bytes, "storage_bytes": storage_bytes,
+    }
 
 StepName = Literal["input", "main", "output"]
 StepState = Literal["succeeded", "failed", "error", "cancelled", "skipped"]
@@ -74,8 +220,11 @@ def parse_assignment(raw: dict[str, Any]) -> Assignment:
             network=spec.get("network"),
             gpus=int(spec.get("gpus") or 0),
         )
+        key = AttemptKey.parse(str(raw["key"]))
+        if key != (int(raw["batch_id"]), int(raw["job_id"]), int(raw["attempt_id"])):
+            raise InvalidInput(f"key {key} does not match batch_id, job_id and attempt_id")
         return Assignment(
-            key=str(raw["key"]),
+            key=str(key),
             batch_id=int(raw["batch_id"]),
             job_id=int(raw["job_id"]),
             attempt_id=int(raw["attempt_id"]),

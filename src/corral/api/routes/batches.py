@@ -25,6 +25,7 @@ from corral.api.schemas import (
     UpdateSpec,
 )
 from corral.store import batches as batch_store
+from corral.store import jobs_read
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 
@@ -126,4 +127,6 @@ async def list_batches(
 @router.get("/{batch_id}")
 async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> BatchStatus:
     async with ctx.reading() as conn:
-        return batch_status(await visible_batch(conn, batch_id, user))
+        status = batch_status(await visible_batch(conn, batch_id, user))
+        status.waiting = await jobs_read.count_waiting(conn, batch_id)
+        return status

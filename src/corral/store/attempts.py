@@ -1,0 +1,184 @@
+"""Named queries of attempts: start them (Ready -> Running), note their start, end them with the cascade."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from corral.domain.attempts import after_lost_attempt
+from corral.domain.scheduling import ReadyJob
+from corral.domain.states import JobState
+from corral.store.cascade import complete_jobs
+from corral.store.driver_records import AttemptOutcome, CascadeResult
+from corral.store.job_moves import JobKey, chunks, move_jobs
+from corral.store.rebuild import queued, queued_job_query
+from corral.store.tables import attempts, jobs
+
+
+async def start_attempts(
+    conn: AsyncConnection, placements: Sequence[tuple[ReadyJob, str]], now: float
+) -> dict[JobKey, dict[str, Any]]:
+    """Ready -> Running with a new attempt on the chosen instance.
+
+    Returns the spec of each job really started, with its storage_bytes added.
+    """
+    if not placements:
+        return {}
+    params = [
+        {"b": job.batch_id, "j": job.job_id, "prev": job.n_attempts, "next": job.n_attempts + 1}
+        for job, _ in placements
+    ]
+    moved = await move_jobs(
+        conn, JobState.RUNNING, params, only_from={JobState.READY},
+        where=[jobs.c.n_attempts == bindparam("prev")],
+        values={"n_attempts": bindparam("next"), "waiting_reason": None},
+    )
+    started = list(placements)
+    if moved != len(params):
+        started = await _verify_started(conn, placements)
+    if started:
+        await conn.execute(
+            attempts.insert(),
+            [
+                {
+                    "batch_id": job.batch_id, "job_id": job.job_id, "attempt_id": job.n_attempts + 1,
+                    "instance_name": instance, "cores_mcpu": job.cores_mcpu, "memory_bytes": job.memory_bytes,
+                    "state": "running", "time_assigned": now,
+                }
+                for job, instance in started
+            ],
+        )
+    specs: dict[JobKey, dict[str, Any]] = {}
+    for batch_id, ids in chunks(job.key for job, _ in started):
+        rows = await conn.execute(
+            select(jobs.c.job_id, jobs.c.spec, jobs.c.storage_bytes).where(
+                jobs.c.batch_id == batch_id, jobs.c.job_id.in_(ids)
+            )
+        )
+        for row in rows:
+            specs[(batch_id, row.job_id)] = {**row.spec, "storage_bytes": row.storage_bytes}
+    return specs
+
+
+async def _verify_started(
+    conn: AsyncConnection, placements: Sequence[tuple[ReadyJob, str]]
+) -> list[tuple[ReadyJob, str]]:
+    """Which of the placements the conditional update really moved (the rest were stale)."""
+    wanted = {job.key: (job, inst) for job, inst in placements}
+    ok: list[tuple[ReadyJob, str]] = []
+    for batch_id, ids in chunks(wanted):
+        rows = await conn.execute(
+            select(jobs.c.job_id, jobs.c.state, jobs.c.n_attempts).where(
+                jobs.c.batch_id == batch_id, jobs.c.job_id.in_(ids)
+            )
+        )
+        for row in rows:
+            job, inst = wanted[(batch_id, row.job_id)]
+            if row.state == JobState.RUNNING and row.n_attempts == job.n_attempts + 1:
+                ok.append((job, inst))
+    return ok
+
+
+async def mark_started(conn: AsyncConnection, started: Sequence[tuple[int, int, int, float]]) -> None:
+    if not started:
+        return
+    stmt = (
+        update(attempts)
+        .where(
+            attempts.c.batch_id == bindparam("b"), attempts.c.job_id == bindparam("j"),
+            attempts.c.attempt_id == bindparam("a"), attempts.c.state == "running",
+        )
+        .values(time_started=bindparam("t"))
+    )
+    await conn.execute(stmt, [{"b": b, "j": j, "a": a, "t": t} for b, j, a, t in started])
+
+
+async def end_attempts(
+    conn: AsyncConnection, outcomes: Sequence[AttemptOutcome], now: float
+) -> CascadeResult:
+    """Apply attempt outcomes: end the attempts, complete or requeue their jobs, cascade to children."""
+    result = CascadeResult()
+    if not outcomes:
+        return result
+    wanted = {(o.batch_id, o.job_id): o for o in outcomes}
+    current: dict[JobKey, Any] = {}
+    for batch_id, ids in chunks(wanted):
+        rows = await conn.execute(
+            queued_job_query()
+            .add_columns(jobs.c.state, jobs.c.n_max_attempts)
+            .where(jobs.c.batch_id == batch_id, jobs.c.job_id.in_(ids))
+        )
+        for row in rows:
+            current[(batch_id, row.job_id)] = row
+    valid = [
+        o for key, o in wanted.items()
+        if key in current
+        and current[key].state == JobState.RUNNING
+        and current[key].n_attempts == o.attempt_id
+    ]
+    if not valid:
+        return result
+    await conn.execute(
+        update(attempts)
+        .where(
+            attempts.c.batch_id == bindparam("b"), attempts.c.job_id == bindparam("j"),
+            attempts.c.attempt_id == bindparam("a"), attempts.c.state == "running",
+        )
+        .values(
+            state="ended", end_reason=bindparam("reason"), exit_code=bindparam("code"),
+            status=bindparam("st"), time_ended=bindparam("t"),
+        ),
+        [
+            {"b": o.batch_id, "j": o.job_id, "a": o.attempt_id, "reason": o.end_reason,
+             "code": o.exit_code, "st": o.status, "t": o.time_ended}
+            for o in valid
+        ],
+    )
+    result.ended.extend(valid)
+    terminal: list[AttemptOutcome] = []
+    retry: list[AttemptOutcome] = []
+    for o in valid:
+        if o.job_state is not JobState.READY:
+            terminal.append(o)
+            continue
+        row = current[(o.batch_id, o.job_id)]
+        decision = after_lost_attempt(o.attempt_id, o.end_reason, row.n_attempts, row.n_max_attempts)
+        if decision.job_state is JobState.READY:
+            retry.append(o)
+        else:
+            status = dict(o.status or {})
+            status.setdefault("error", decision.error)
+            terminal.append(
+                AttemptOutcome(o.batch_id, o.job_id, o.attempt_id, decision.job_state, o.end_reason,
+                               o.time_ended, o.exit_code, status, o.msec_mcpu, o.cost)
+            )
+    # Lost attempts that are retried still used cores: charged to the job as they go back to Ready.
+    await move_jobs(
+        conn, JobState.READY, [{"b": o.batch_id, "j": o.job_id, "st": o.status, "ms": o.msec_mcpu,
+                                "c": o.cost} for o in retry],
+        only_from={JobState.RUNNING},
+        values={"status": bindparam("st"), "msec_mcpu": jobs.c.msec_mcpu + bindparam("ms"),
+                "cost": jobs.c.cost + bindparam("c")},
+    )
+    result.requeued.extend(queued(current[(o.batch_id, o.job_id)]) for o in retry)
+    for state in sorted({o.job_state for o in terminal}):
+        await move_jobs(
+            conn, state,
+            [{"b": o.batch_id, "j": o.job_id, "code": o.exit_code, "st": o.status, "t": o.time_ended,
+              "ms": o.msec_mcpu, "c": o.cost} for o in terminal if o.job_state is state],
+            only_from={JobState.RUNNING},
+            values={"exit_code": bindparam("code"), "status": bindparam("st"),
+                    "time_completed": bindparam("t"), "msec_mcpu": jobs.c.msec_mcpu + bindparam("ms"),
+                    "cost": jobs.c.cost + bindparam("c")},
+        )
+    usage: dict[int, tuple[int, float]] = defaultdict(lambda: (0, 0.0))
+    for o in valid:
+        ms, cost = usage[o.batch_id]
+        usage[o.batch_id] = (ms + o.msec_mcpu, cost + o.cost)
+    completed = [(o.batch_id, o.job_id, o.job_state) for o in terminal]
+    result.merge(await complete_jobs(conn, completed, now, usage=usage))
+    return result
