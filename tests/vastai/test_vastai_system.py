@@ -206,6 +206,20 @@ def test_a_sigkilled_server_adopts_its_rented_hosts_on_restart(
         assert [r for _, _, r, _ in rows] == ["success", "success"], rows  # nothing lost: adopted, not rerun
         assert {json.loads(m)["vast_id"] for *_, m in rows} == set(busy)
         assert "adopted instance" in restarted.log.read_text()
+        costs = store(
+            restarted,
+            "SELECT j.msec_mcpu, j.cost, i.metadata FROM jobs j JOIN attempts a ON "
+            "a.batch_id = j.batch_id AND a.job_id = j.job_id JOIN instances i ON i.name = a.instance_name "
+            "WHERE j.batch_id = ?",
+            batch_id,
+        )
+        for msec_mcpu, cost, meta in costs:  # each attempt charged at its host's own price (1-core shape)
+            price = json.loads(meta)["price_per_hour"]
+            assert msec_mcpu > 0 and abs(cost - msec_mcpu / 1e6 / 3600 * price) < 1e-9, (
+                cost,
+                msec_mcpu,
+                price,
+            )
         created = {
             r["id"]
             for r in fake_vast.ledger()["instances"]

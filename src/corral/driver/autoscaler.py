@@ -364,7 +364,7 @@ class Autoscaler:
         self._failures[m.collection] = 0
         self._creating.pop(m.name, None)
         m.metadata = {"provider": provider.name, "shape": shape.name, **metadata}
-        if shape.price_per_hour:
+        if shape.price_per_hour and "cost_per_core_hour" not in metadata:  # a rented host's own price wins
             m.metadata["cost_per_core_hour"] = shape.price_per_hour / shape.cores
         m.created, m.time_created = True, time.time()
         async with self.driver.engine.begin() as conn:
