@@ -110,7 +110,7 @@ def first_run(d: Path, fake: FakeVastProcess) -> dict[str, Any]:
             "work_dir": str(d / "work"),
             "poll_seconds": 0.5,
             "retry_base_seconds": 0.2,
-            "filters": {"reliability": 0.9, "verified": None},
+            "filters": {"reliability": 0.9},
         },
     }
     (d / "corral.toml").write_text(collections_toml([col]))
