@@ -43,6 +43,9 @@ def server(
         str | None, typer.Option(help=f"process | noop | oci {_env('local_worker_runtime')}")
     ] = None,
     pool: Annotated[str | None, typer.Option(help=f"Default pool {_env('pool')}")] = None,
+    pool_choice: Annotated[
+        str | None, typer.Option(help=f"default | cheapest (jobs naming no pool) {_env('pool_choice')}")
+    ] = None,
     scheduler_interval: Annotated[float | None, typer.Option(help=_env("scheduler_interval"))] = None,
     commit_interval: Annotated[float | None, typer.Option(help=_env("commit_interval"))] = None,
     heartbeat_interval: Annotated[float | None, typer.Option(help=_env("heartbeat_interval"))] = None,
