@@ -118,7 +118,7 @@ def running_on(server: RunningServer, batch_id: int) -> dict[int, int]:
 def test_a_batch_completes_through_every_injected_failure_and_nothing_is_left_rented(
     vast_server: Callable[..., RunningServer], fake_vast: FakeVastProcess
 ) -> None:
-    machines = Blocks.take()
+    machines = Blocks.take() + Blocks.take()[8:]  # the 8 cheapest are faulty; lost hosts are not re-rented
     faults = [
         "offer_gone",
         "double_rent",
