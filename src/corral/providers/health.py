@@ -74,6 +74,7 @@ class HealthSample:
     memory_available: int = 0
     gpus: list[GpuHealth] = field(default_factory=list)
     gpu_error: str | None = None
+    nvidia_smi: bool = True  # False: the host has no nvidia-smi (GPU state not sampled, not judged)
     healthy: bool = True
     problems: list[str] = field(default_factory=list)
 
@@ -103,7 +104,9 @@ def parse_sample(output: str, now: float | None = None) -> HealthSample:
             sample.disk_total, sample.disk_free = int(float(parts[0])), int(float(parts[1]))
         elif section == "memory" and len(parts) >= 2:
             sample.memory_total, sample.memory_available = int(float(parts[0])), int(float(parts[1]))
-        elif section == "gpus" and line != "none":
+        elif section == "gpus" and line == "none":
+            sample.nvidia_smi = False
+        elif section == "gpus":
             cells = [c.strip() for c in line.split(",")]
             if len(cells) != 7 or not cells[0].isdigit():
                 sample.gpu_error = line[:300]
@@ -137,7 +140,7 @@ def judge(sample: HealthSample, limits: HealthThresholds, *, expected_gpus: int 
             )
     if sample.gpu_error:
         problems.append(f"GPU query failed: {sample.gpu_error}")
-    if expected_gpus and len(sample.gpus) < expected_gpus and not sample.gpu_error:
+    if expected_gpus and sample.nvidia_smi and len(sample.gpus) < expected_gpus and not sample.gpu_error:
         problems.append(f"{len(sample.gpus)} GPUs visible, {expected_gpus} expected")
     for gpu in sample.gpus:
         if limits.max_ecc_errors is not None and gpu.ecc_errors > limits.max_ecc_errors:
