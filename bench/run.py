@@ -33,12 +33,13 @@ from bench.workloads import (
     w8_container,
     w9_slurm_pool,
     w10_fanout,
+    w11_pages,
 )
 
 WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
     "W1": w1_throughput.run, "W2": w2_submission.run, "W3": w3_true.run, "W4": w4_dag.run,
     "W5": w5_latency.run, "W6": w6_memory.run, "W7": w7_decision.run, "W8": w8_container.run,
-    "W9": w9_slurm_pool.run, "W10": w10_fanout.run,
+    "W9": w9_slurm_pool.run, "W10": w10_fanout.run, "W11": w11_pages.run,
 }
 
 

@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0; [ "${1:-}" = "--test" ] && TEST=1
-PKGS=(bubblewrap)
+PKGS=(bubblewrap slirp4netns libseccomp2 util-linux)
 [ "$TEST" = 1 ] && PKGS+=(postgresql)
 # Containers (the oci runtime, its tests and bench W8): OCI runtimes, registry tools, user-space NAT.
 [ "$TEST" = 1 ] && PKGS+=(crun runc skopeo umoci docker-registry slirp4netns busybox-static e2fsprogs)
 # SLURM and sshd (the ssh and slurm providers' tests, bench W9); iproute2 for network-namespace hosts.
 [ "$TEST" = 1 ] && PKGS+=(slurm-wlm slurm-client munge openssh-server iproute2)
+# The web pages' browser tests (tests/ui) drive Debian's Chromium through Playwright.
+[ "$TEST" = 1 ] && PKGS+=(chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -14,9 +14,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.files.config import FilesConfig
 from corral.hail.buckets import BucketsConfig
 from corral.images.config import ImagesConfig
 from corral.providers.config import InstanceCollectionConfig
+from corral.runtimes.config import JobsConfig
 
 
 def default_home() -> Path:
@@ -75,6 +77,8 @@ class Settings(BaseSettings):
     hail_compat_dir: Path | None = None  # serve HTTPS for the stock hailtop client; write its config here
     hail_user: str | None = None  # the user tokens.json in hail_compat_dir is for (default: default_user)
     buckets: BucketsConfig = Field(default_factory=dict)  # [buckets] name = "file:///…" | "s3://…"
+    jobs: JobsConfig = Field(default_factory=JobsConfig)  # [jobs]: networks, what jobs see of the host
+    files: FilesConfig = Field(default_factory=FilesConfig)  # [files]: where file:// URLs may point
 
     @property
     def db_url(self) -> str:

@@ -65,6 +65,7 @@ async def run_server(
 
         routers += hail_routers()
     app = create_app(settings, engine, driver, extra_routers=routers)
+    driver.tick_listeners.append(app.state.ui_feed.publish)  # the web pages' live updates
     sock = _bind_remembered(settings)
     host, port = sock.getsockname()[:2]
     (settings.home / "server.port").write_text(str(port))
@@ -114,6 +115,7 @@ async def run_server(
         await autoscaler.stop()
         await provider.stop()
         driver.close_polls()
+        app.state.ui_feed.close_streams()  # open pages' event streams end, so the HTTP server can stop
         if hail is not None:
             await hail.stop()
         server.should_exit = True

@@ -34,10 +34,14 @@ class RunningServer:
         return self.home / "server.url"
 
     def start(self, timeout: float = 60.0) -> None:
+        self.start_with(Path(sys.executable), timeout)
+
+    def start_with(self, python: Path, timeout: float = 60.0) -> None:
+        """Start the server with this interpreter (a user's venv) in the current directory."""
         self.url_file.unlink(missing_ok=True)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "corral", "server"],
+                [str(python), "-m", "corral", "server"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

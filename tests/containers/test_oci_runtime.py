@@ -147,9 +147,9 @@ async def test_network_none_cannot_reach_the_host_loopback(
     private = make(probe + "; cat /proc/net/dev", network="private")
     assert (await run(rt, private)).state == "succeeded", log_of(private)
     assert "unreachable" in log_of(private) and "tap0" in log_of(private)  # own namespace with NAT device
-    public = make(probe, network="public")  # the same probe does reach it on the host's network
+    public = make(probe, network="public")  # NAT too unless the site opts into the host's network
     assert (await run(rt, public)).state == "succeeded"
-    assert "hello" in log_of(public) and "REACHED" in log_of(public)
+    assert "unreachable" in log_of(public) and "REACHED" not in log_of(public)
 
 
 async def test_io_beyond_the_storage_request_fails(start_runtime: StartRuntime, make: Make) -> None:
@@ -307,12 +307,25 @@ async def test_cpu_and_pids_limits_hold_in_the_container(start_runtime: StartRun
     assert "fork: retry: Resource temporarily unavailable" in log_of(forks), log_of(forks)
 
 
-async def test_unset_network_is_the_hosts_like_the_process_sandbox(
-    start_runtime: StartRuntime, make: Make, host_server: int
+async def test_unset_network_is_private_like_the_process_sandbox(
+    start_runtime: StartRuntime, make: Make, host_server: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rt = await start_runtime()
-    req = make(f"timeout 5 nc 127.0.0.1 {host_server} </dev/null", network=None)
-    assert (await run(rt, req)).state == "succeeded" and "hello" in log_of(req)
+    probe = f"timeout 5 nc 127.0.0.1 {host_server} </dev/null && echo REACHED || echo unreachable"
+    req = make(probe, network=None)
+    assert (await run(rt, req)).state == "succeeded" and "unreachable" in log_of(req), log_of(req)
+    monkeypatch.setenv("CORRAL_JOBS", '{"host_network": true}')  # the site's opt-in: public is the host's
+    opted = await start_runtime()
+    public = make(probe, network="public")
+    assert (await run(opted, public)).state == "succeeded"
+    assert "hello" in log_of(public) and "REACHED" in log_of(public)
+
+
+async def test_containers_run_under_the_seccomp_filter(start_runtime: StartRuntime, make: Make) -> None:
+    rt = await start_runtime()
+    req = make("grep -E '^Seccomp:' /proc/self/status")
+    assert (await run(rt, req)).state == "succeeded"
+    assert "Seccomp:\t2" in log_of(req), log_of(req)
 
 
 async def test_the_images_user_runs_the_job_and_can_write_io_and_tmp(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -35,10 +38,11 @@ def _image_job(
 
 
 def test_jobs_run_in_the_image_and_io_passes_to_the_child(
-    server: RunningServer, test_image: str, tmp_path: Path
+    server: RunningServer, test_image: str, request: pytest.FixtureRequest
 ) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir()
+    # file:// URLs must be under the user's roots: on the embedded default, the server's working dir.
+    shared = Path(tempfile.mkdtemp(prefix=".corral-test-", dir=os.getcwd()))
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
     producer = _image_job(
         "cat /etc/image-marker > /io/result.txt; "
         "if test -e /etc/debian_version; then echo HOST-LEAK >> /io/result.txt; fi",

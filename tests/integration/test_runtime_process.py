@@ -264,7 +264,7 @@ async def test_missing_command_fails_with_127(runtime: ProcessRuntime, make: Mak
 async def test_many_jobs_run_concurrently(runtime: ProcessRuntime, make: Make) -> None:
     t0 = time.monotonic()
     results = await asyncio.gather(*(run(runtime, make("sleep 0.5")) for _ in range(8)))
-    assert all(r.state == "succeeded" for r in results)
+    assert all(r.state == "succeeded" for r in results), [r.error for r in results]
     assert time.monotonic() - t0 < 3  # not 8 x 0.5 s
 
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,6 +100,7 @@ async def test_inputs_reach_the_job_and_outputs_leave_it(process_runtime: Runtim
     out_url = f"file://{tmp_path}/results/out.txt"
     a = assignment(
         "tr a-z A-Z < /io/in/data.txt > /io/out.txt; cat /io/tree/deep/f; echo main-ran",
+        file_access="worker",  # the embedded default's own user: tmp_path is root's (0700)
         input_files=[
             {"from": f"file://{src}", "to": "/io/in/data.txt"}, {"from": str(src_dir), "to": "/io/tree"}
         ],
@@ -119,9 +121,47 @@ async def test_inputs_reach_the_job_and_outputs_leave_it(process_runtime: Runtim
 
 
 @needs_sandbox
+async def test_local_copies_run_as_the_jobs_user(process_runtime: Runtime, tmp_path: Path) -> None:
+    """Without the owner's access, a file:// copy has the job's rights: root's 0600 file stays unread."""
+    secret = tmp_path / "root-only.txt"
+    secret.write_text("root secret\n")
+    secret.chmod(0o600)
+    shared = Path(tempfile.mkdtemp(prefix="corral-shared-"))
+    try:
+        shared.chmod(0o777)
+        (shared / "public.txt").write_text("public\n")
+        (shared / "public.txt").chmod(0o644)
+        a = assignment("cat /io/public.txt; cp /io/public.txt /io/back.txt", input_files=[
+            {"from": f"file://{shared}/public.txt", "to": "/io/public.txt"}],
+            output_files=[{"from": "/io/back.txt", "to": f"file://{shared}/out/back.txt"}])
+        event, rec = await attempt(process_runtime, a, tmp_path)
+        assert event["state"] == "succeeded", event
+        back = shared / "out" / "back.txt"
+        assert back.read_text() == "public\n"
+        assert back.stat().st_uid != 0  # written by the job's uid, not the worker's
+        denied = assignment("true", input_files=[{"from": f"file://{secret}", "to": "/io/s.txt"}])
+        event, rec = await attempt(process_runtime, denied, tmp_path)
+        assert event["state"] == "error" and "permission denied" in event["error"], event
+        assert b"root secret" not in rec.logs.get("input", b"")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+@needs_sandbox
+async def test_an_output_linking_outside_io_is_refused(process_runtime: Runtime, tmp_path: Path) -> None:
+    out = tmp_path / "leak.txt"
+    a = assignment("ln -s /etc/shadow /io/out.txt", file_access="worker",
+                   output_files=[{"from": "/io/out.txt", "to": f"file://{out}"}])
+    event, _ = await attempt(process_runtime, a, tmp_path)
+    assert event["state"] == "error" and "outside /io" in event["error"], event
+    assert not out.exists()
+
+
+@needs_sandbox
 async def test_missing_input_is_an_error_naming_the_file(process_runtime: Runtime, tmp_path: Path) -> None:
     missing = f"file://{tmp_path}/nope.txt"
-    a = assignment("echo should-not-run", input_files=[{"from": missing, "to": "/io/x"}])
+    a = assignment("echo should-not-run", input_files=[{"from": missing, "to": "/io/x"}],
+                   file_access="worker")
     event, rec = await attempt(process_runtime, a, tmp_path)
     assert event["state"] == "error"
     assert missing in event["error"] and "no such file" in event["error"]
@@ -135,7 +175,8 @@ async def test_missing_input_is_an_error_naming_the_file(process_runtime: Runtim
 async def test_missing_output_is_an_error_naming_the_file(
     process_runtime: Runtime, tmp_path: Path
 ) -> None:
-    a = assignment("true", output_files=[{"from": "/io/never-written", "to": f"file://{tmp_path}/o"}])
+    a = assignment("true", output_files=[{"from": "/io/never-written", "to": f"file://{tmp_path}/o"}],
+                   file_access="worker")
     event, _ = await attempt(process_runtime, a, tmp_path)
     assert event["state"] == "error"
     assert "/io/never-written" in event["error"]
@@ -157,7 +198,7 @@ async def test_outputs_are_skipped_when_main_fails(process_runtime: Runtime, tmp
 async def test_always_copy_output_copies_after_a_failure(process_runtime: Runtime, tmp_path: Path) -> None:
     a = assignment(
         "echo partial > /io/o; exit 3", output_files=[{"from": "/io/o", "to": str(tmp_path / "o")}],
-        always_copy_output=True,
+        always_copy_output=True, file_access="worker",
     )
     event, _ = await attempt(process_runtime, a, tmp_path)
     assert event["state"] == "failed" and event["exit_code"] == 3

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,18 +75,27 @@ async def _assigned(service: Service) -> dict[str, Any]:
 
 def _completed(key: str, logs: dict[str, str]) -> dict[str, Any]:
     return {
-        "type": "completed", "key": key, "time": 2.0, "state": "succeeded", "exit_code": 0, "error": None,
-        "out_of_memory": False, "timed_out": False,
+        "type": "completed",
+        "key": key,
+        "time": 2.0,
+        "state": "succeeded",
+        "exit_code": 0,
+        "error": None,
+        "out_of_memory": False,
+        "timed_out": False,
         "container_statuses": {"input": None, "main": None, "output": None},
-        "resource_usage": {"max_memory_bytes": 0, "cpu_seconds": 0.0}, "logs": logs,
+        "resource_usage": {"max_memory_bytes": 0, "cpu_seconds": 0.0},
+        "logs": logs,
     }
 
 
 async def test_logs_carried_in_the_completed_event_are_served_per_step(service: Service) -> None:
     a = await _assigned(service)
     main_log = b"hello from main\n"
-    events = [{"type": "started", "key": a["key"], "time": 1.0},
-              _completed(a["key"], {"main": base64.b64encode(main_log).decode()})]
+    events = [
+        {"type": "started", "key": a["key"], "time": 1.0},
+        _completed(a["key"], {"main": base64.b64encode(main_log).decode()}),
+    ]
     r = await service.worker.post("/api/v1/worker/events", json={"events": events})
     assert r.status_code == 200, r.text
     assert a["key"] in r.json()["ack"]
@@ -109,3 +120,39 @@ async def test_a_log_that_is_not_base64_is_refused_and_changes_nothing(service: 
     assert status["state"] == "Running"
     r = await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}/log")
     assert r.json() == {}
+
+
+async def test_usage_samples_are_stored_once_and_malformed_ones_refused(service: Service) -> None:
+    a = await _assigned(service)
+    started = {"type": "started", "key": a["key"], "time": 1.0}
+    r = await service.worker.post("/api/v1/worker/events", json={"events": [started]})
+    assert r.status_code == 200, r.text
+    t0 = time.time()  # after the assignment: samples from here on are inside the attempt's window
+    await asyncio.sleep(0.3)
+    now = time.time()
+    samples = [[t0 + 0.1, 500, 1 << 20], [t0 + 0.2, 250, 2 << 20]]
+    usage = {"type": "usage", "key": a["key"], "time": now, "samples": samples}
+    for _ in range(2):  # a resent report changes nothing
+        r = await service.worker.post("/api/v1/worker/events", json={"events": [usage]})
+        assert r.status_code == 200 and a["key"] in r.json()["ack"]
+    for bad in ([[1.0, -5, 1]], [[1.0, 5]], [["soon", 1, 1]], [[float("1e400"), 1, 1]]):
+        body = {"events": [{**usage, "samples": bad}]}
+        r = await service.worker.post(
+            "/api/v1/worker/events", content=httpx_json(body), headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 400, (bad, r.text)
+    future = {**usage, "samples": [[now + 1e9, 100, 3 << 20]]}
+    r = await service.worker.post("/api/v1/worker/events", json={"events": [future]})
+    assert r.status_code == 200, r.text
+    u = (await service.user.get(f"/ui/batches/{a['batch_id']}/jobs/{a['job_id']}/usage")).json()
+    assert u["cpu_cores"] == [0.5, 0.25, 0.1] and u["memory_bytes"] == [1 << 20, 2 << 20, 3 << 20]
+    assert u["time"][:2] == [t0 + 0.1, t0 + 0.2]
+    assert u["time"][2] < now + 60  # a time in the future is clamped to the driver's clock
+    status = (await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}")).json()
+    assert status["state"] == "Running"
+
+
+def httpx_json(body: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(body).encode()

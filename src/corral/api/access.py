@@ -1,6 +1,16 @@
-"""Who may see a batch and submit to a billing project."""
+"""Who may do what to a batch (the README's access section states these rules).
+
+* The owner and admins: everything.
+* Members of the batch's billing project: see the batch, its jobs and logs, and cancel it; env values
+  marked secret are "[redacted]" for them (in the job spec and wherever the value shows in a log).
+* Only the owner or an admin may append jobs (updates, bunches, commits, job groups) or delete it:
+  appended jobs run as the owner's, so a member must not be able to add them.
+* Anyone else: 404, as if the batch did not exist.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +35,48 @@ async def visible_batch(
     if batch is None or not await can_see(conn, batch, user):
         raise NotFound(f"batch_id: batch {batch_id} not found", field="batch_id")
     return batch
+
+
+REDACTED = "[redacted]"
+
+
+def owns(batch: BatchRecord, user: User) -> bool:
+    return user.is_admin or batch.user == user.name
+
+
+async def owned_batch(
+    conn: AsyncConnection, batch_id: int, user: User, action: str, *, for_update: bool = False
+) -> BatchRecord:
+    """The batch if the user owns it (or is an admin); 403 for other members, 404 for everyone else."""
+    batch = await visible_batch(conn, batch_id, user, for_update=for_update)
+    if not owns(batch, user):
+        raise Forbidden(
+            f"batch_id: only the owner of batch {batch_id} ({batch.user}) or an admin may {action}; members "
+            f"of billing project {batch.billing_project!r} may see and cancel it",
+            field="batch_id",
+        )
+    return batch
+
+
+def redact_spec(spec: dict[str, Any], batch: BatchRecord, user: User) -> dict[str, Any]:
+    """The job spec as `user` may see it: secret env values hidden from everyone but the owner."""
+    secret = spec.get("secret_env") or []
+    if not secret or batch.user == user.name:
+        return spec
+    env = {k: (REDACTED if k in secret else v) for k, v in (spec.get("env") or {}).items()}
+    return {**spec, "env": env}
+
+
+def redact_text(text: str, spec: dict[str, Any], batch: BatchRecord, user: User) -> str:
+    """A log as `user` may read it: where a secret env value appears, "[redacted]"."""
+    secret = spec.get("secret_env") or []
+    if not secret or batch.user == user.name:
+        return text
+    env = spec.get("env") or {}
+    for value in sorted((str(env[k]) for k in secret if env.get(k)), key=len, reverse=True):
+        if len(value) >= 4:  # shorter values would redact ordinary words
+            text = text.replace(value, REDACTED)
+    return text
 
 
 async def check_can_submit(

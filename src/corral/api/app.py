@@ -14,6 +14,7 @@ from corral.api.hooks import DriverHooks
 from corral.api.limits import BodySizeLimit
 from corral.api.routes import batches, billing, instance_health, jobs, meta, users
 from corral.config import Settings
+from corral.ui import mount_ui
 
 
 def create_app(
@@ -29,4 +30,5 @@ def create_app(
     for router in (meta.router, batches.router, jobs.router, users.router, billing.router,
                    instance_health.router, *extra_routers):
         app.include_router(router)
+    mount_ui(app)
     return app

@@ -12,6 +12,7 @@ from corral.api.schemas import MAX_JOBS_PER_BUNCH, JobSpec
 from corral.domain.dag import check_job_ids, find_cycle
 from corral.domain.resources import ResourceRequest, parse_resources
 from corral.errors import InvalidInput
+from corral.files.roots import FileRoots, local_path
 from corral.images.reference import parse_reference
 from corral.store.batches import UpdateRecord
 from corral.store.jobs_write import NewJob
@@ -60,7 +61,7 @@ def check_root_job_group(bunch: Sequence[JobSpec], *, field: str = "bunch") -> N
                 )
 
 
-def worker_spec(job: JobSpec) -> dict[str, object]:
+def worker_spec(job: JobSpec, files: FileRoots | None = None) -> dict[str, object]:
     """The `spec` column: exactly what docs/worker-protocol.md's Assignment.spec carries."""
     spec: dict[str, object] = {
         "command": list(job.process.command),
@@ -72,6 +73,12 @@ def worker_spec(job: JobSpec) -> dict[str, object]:
         "always_copy_output": job.always_copy_output,
         "network": job.network,
     }
+    urls = [f.from_ for f in job.input_files] + [f.to for f in job.output_files]
+    if files is not None and files.as_worker and any(local_path(u, field="url") is not None for u in urls):
+        spec["file_access"] = "worker"  # the embedded default's own user: their files, their rights
+    secret = [e.name for e in job.env if e.secret]
+    if secret:
+        spec["secret_env"] = secret
     if job.resources.gpus:
         spec["gpus"] = job.resources.gpus  # the worker picks which of its devices the job sees
     return spec
@@ -151,8 +158,17 @@ def _split_parents(job: JobSpec, upd: UpdateRecord, at: str) -> tuple[list[int],
     return sorted(inside), sorted(earlier)
 
 
+def _check_files(job: JobSpec, files: FileRoots, at: str) -> None:
+    """file:// URLs only under the user's roots; stored resolved (the 400 names the field)."""
+    for i, f in enumerate(job.input_files):
+        f.from_ = files.check(f.from_, field=f"{at}.input_files[{i}].from")
+    for i, f in enumerate(job.output_files):
+        f.to = files.check(f.to, field=f"{at}.output_files[{i}].to")
+
+
 def prepare_bunch(
-    bunch: Sequence[JobSpec], upd: UpdateRecord, *, default_pool: str, field: str = "bunch"
+    bunch: Sequence[JobSpec], upd: UpdateRecord, *, default_pool: str, field: str = "bunch",
+    files: FileRoots | None = None,
 ) -> list[NewJob]:
     """Validate a bunch of an update and build its rows; raises InvalidInput naming the first bad field."""
     check_bunch_size(len(bunch), field=field)
@@ -163,6 +179,8 @@ def prepare_bunch(
     for index, job in enumerate(bunch):
         at = f"{field}[{index}]"
         _check_process(job, at)
+        if files is not None:
+            _check_files(job, files, at)
         request = resources.parse(job, f"{at}.resources")
         inside, earlier = _split_parents(job, upd, at)
         if inside:
@@ -184,7 +202,7 @@ def prepare_bunch(
                 gpu_type=request.gpu_type,
                 always_run=job.always_run,
                 n_max_attempts=job.n_max_attempts,
-                spec=worker_spec(job),
+                spec=worker_spec(job, files),
                 attributes=attributes,
                 in_update_parents=inside,
                 earlier_parents=earlier,

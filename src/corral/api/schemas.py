@@ -41,6 +41,7 @@ class ProcessSpec(BaseModel):
 class EnvVar(BaseModel):
     name: str
     value: str
+    secret: bool = False  # shown only to the batch's owner; members of its billing project see "[redacted]"
 
 
 class JobSpec(BaseModel):

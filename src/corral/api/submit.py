@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from corral.api.access import check_can_submit, visible_batch
+from corral.api.access import check_can_submit, owned_batch, visible_batch
 from corral.api.context import ApiContext
 from corral.api.jobspecs import prepare_bunch
 from corral.api.schemas import (
@@ -27,6 +27,7 @@ from corral.api.schemas import (
 )
 from corral.domain.capacity import Resources, check_placeable
 from corral.errors import Conflict, InvalidInput, NotFound
+from corral.files.roots import file_roots
 from corral.store import batches as batch_store
 from corral.store import instances as instance_store
 from corral.store import jobs_write
@@ -138,7 +139,8 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
     if found is not None:
         return _response(found[0].id, found[1])
     provisional = UpdateRecord(0, 1, spec.token, n_jobs, 1, False)
-    rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool)
+    files = file_roots(ctx.settings, user.name, spec.billing_project)
+    rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool, files=files)
     async with ctx.reading() as conn:
         await _check_placeable(conn, rows, ctx.settings.pool)
     now = time.time()
@@ -164,14 +166,15 @@ async def add_bunch(
 ) -> int:
     """Insert a bunch of an uncommitted update; returns how many jobs were inserted (0: a repeat)."""
     async with ctx.reading() as conn:
-        await visible_batch(conn, batch_id, user)
+        seen = await owned_batch(conn, batch_id, user, "append jobs to it")
         upd = await batch_store.get_update(conn, batch_id, update_id)
     if upd is None:
         raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
-    rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool)
+    files = file_roots(ctx.settings, user.name, seen.billing_project)
+    rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
     async with ctx.writing() as conn:
         await _check_placeable(conn, rows, ctx.settings.pool)
-        batch = await visible_batch(conn, batch_id, user)
+        batch = await owned_batch(conn, batch_id, user, "append jobs to it")
         _check_open(batch)
         # A shared lock on the update: bunches go in parallel, a commit waits for them.
         locked = await batch_store.get_update(conn, batch_id, update_id, for_share=True)
@@ -187,7 +190,7 @@ async def add_bunch(
 async def commit(ctx: ApiContext, user: User, batch_id: int, update_id: int) -> UpdateRecord:
     """Commit an update (idempotent): its jobs join the batch and the parentless ones become Ready."""
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "commit jobs to it", for_update=True)
         upd = await batch_store.get_update(conn, batch_id, update_id, for_update=True)
         if upd is None:
             raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
@@ -202,7 +205,7 @@ async def commit(ctx: ApiContext, user: User, batch_id: int, update_id: int) -> 
 async def create_update(ctx: ApiContext, user: User, batch_id: int, spec: UpdateSpec) -> CreateUpdateResponse:
     """A new update appending jobs to the batch. Idempotent on (batch, token)."""
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "append jobs to it", for_update=True)
         upd = await batch_store.update_by_token(conn, batch_id, spec.token)
         if upd is None:
             _check_open(batch)
@@ -224,7 +227,7 @@ async def update_fast(
         )
     now = time.time()
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "append jobs to it", for_update=True)
         upd = await batch_store.update_by_token(conn, batch_id, spec.token)
         if upd is not None and upd.committed:
             return CreateUpdateResponse(update_id=upd.update_id, start_job_id=upd.start_job_id)
@@ -233,7 +236,8 @@ async def update_fast(
             upd = await batch_store.insert_update(
                 conn, batch_id, token=spec.token, n_jobs=spec.n_jobs, now=now
             )
-        rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool)
+        files = file_roots(ctx.settings, user.name, batch.billing_project)
+        rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
         await _check_placeable(conn, rows, ctx.settings.pool)
         await jobs_write.insert_jobs(conn, batch, upd, rows, now)
         await jobs_write.commit_update(conn, batch, upd, now)
@@ -251,7 +255,7 @@ async def cancel(ctx: ApiContext, user: User, batch_id: int) -> None:
 async def delete(ctx: ApiContext, user: User, batch_id: int) -> None:
     """Cancel the batch if it is still running, then hide it: afterwards it is 404 everywhere."""
     async with ctx.writing() as conn:
-        batch = await visible_batch(conn, batch_id, user, for_update=True)
+        batch = await owned_batch(conn, batch_id, user, "delete it", for_update=True)
         running = not batch.complete
         if running:
             await batch_store.set_batch_cancelled(conn, batch_id)

@@ -25,14 +25,16 @@ from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
-from corral.driver.inbox import ErroredAttempt, Inbox, Report, is_passing
+from corral.driver.changes import TickListener, tick_changes
+from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent, is_passing
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
 from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
-from corral.worker.protocol import AttemptKey, CompletedEvent, StartedEvent, assignment_payload
+from corral.store import usage as usage_store
+from corral.worker.protocol import AttemptKey, StartedEvent, UsageEvent, assignment_payload
 
 log = logging.getLogger("corral.driver")
 
@@ -57,6 +59,9 @@ class Driver:
         self.ticks = 0
         # Set by the autoscaler: which queue a ready job joins (a job that fits no pool goes job-private).
         self.route_pool: Callable[[str, ReadyJob], str] | None = None
+        # Called after each committed tick with what it changed (the web pages' live updates).
+        self.tick_listeners: list[TickListener] = []
+        self._placed: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -300,7 +305,7 @@ class Driver:
                 await asyncio.wait_for(inst.changed.wait(), remaining)
             inst.last_seen = time.time()
 
-    async def report(self, inst: InstanceState, events: list[StartedEvent | CompletedEvent]) -> list[str]:
+    async def report(self, inst: InstanceState, events: list[WorkerEvent]) -> list[str]:
         """Queue worker events for the next group commit; resolves once they are durable."""
         done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._inbox.reports.append(Report(inst, events, done))
@@ -352,7 +357,9 @@ class Driver:
             for event in report.events:
                 single = Report(report.instance, [event], asyncio.get_running_loop().create_future())
                 failure = await self._tick_alone(Inbox(reports=[single]))
-                if failure is not None:
+                if failure is not None and isinstance(event, UsageEvent):
+                    log.warning("usage samples of %s dropped: %r", event.key, failure)  # the job goes on
+                elif failure is not None:
                     reason = f"the driver could not apply the worker's '{event.type}' event: {failure!r}"
                     log.error("attempt %s on %s isolated: %s", event.key, report.instance.name, reason)
                     await self._tick_alone(Inbox(errored=[ErroredAttempt(report.instance.name, event.key,
@@ -382,6 +389,7 @@ class Driver:
         released: list[AttemptInFlight] = []
         outcomes: list[q.AttemptOutcome] = []
         started: list[tuple[int, int, int, float]] = []
+        samples: list[usage_store.UsageSample] = []
         for report in inbox.reports:
             keys: list[str] = []
             for event in report.events:
@@ -393,6 +401,8 @@ class Driver:
                 if isinstance(event, StartedEvent):
                     flight.time_started = clamp_time(event.time, flight.time_assigned, now)
                     started.append((flight.batch_id, flight.job_id, flight.attempt_id, flight.time_started))
+                elif isinstance(event, UsageEvent):
+                    samples += usage_samples(flight, event, now)
                 else:
                     released.append(flight)
                     if key not in report.instance.to_cancel:
@@ -426,8 +436,10 @@ class Driver:
                 for queued in await q.load_ready_jobs(conn, batch_id):
                     self._enqueue(queued)
             await q.mark_started(conn, started)
+            await usage_store.insert_samples(conn, samples)
             cascade = await q.end_attempts(conn, outcomes, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
+            to_cancel_all = to_cancel | set(inbox.cancelled_groups)
             group_cancels = {b: set(ids) for b, ids in inbox.cancelled_groups.items()}
             failed = {o.batch_id for o in outcomes if o.job_state in (JobState.FAILED, JobState.ERROR)}
             if failed:  # job groups with cancel_after_n_failures
@@ -437,6 +449,7 @@ class Driver:
             for batch_id, group_ids in group_cancels.items():
                 to_cancel.update(await self._cancel_jobs(conn, batch_id, cascade, now, group_ids))
             await self._apply_cancels(conn, to_cancel, cascade, now)
+            doomed: list[tuple[int, int]] = []
             if self._doomed:
                 doomed, self._doomed = sorted(self._doomed), set()
                 cascade.merge(await q.cancel_ready_jobs(conn, doomed, now))
@@ -454,6 +467,16 @@ class Driver:
         for inst in assignments:
             inst.notify()
         self.ticks += 1
+        placed, self._placed = self._placed, []
+        if self.tick_listeners:
+            changes = tick_changes(
+                jobs=[(b, j) for b, j, _a, _t in started] + placed
+                + doomed + [qj.job.key for qj in cascade.ready + cascade.requeued],
+                whole_batches=set(inbox.committed) | to_cancel_all,
+                outcomes=cascade.ended or outcomes,
+            )
+            for listener in self.tick_listeners:
+                listener(changes)
         return bool(self._doomed) or bool(self._inbox)
 
     def _release(self, flight: AttemptInFlight) -> None:
@@ -539,6 +562,7 @@ class Driver:
                                          gpus=job.gpus)
                 inst = self.instances[placement.instance]
                 inst.assigned[flight.key] = flight
+                self._placed.append(job.key)
                 if unreadable is not None:
                     inst.to_cancel.add(flight.key)  # never sent; ended in Error next tick
                     reason = f"the driver could not build this job's assignment: {unreadable!r}"
@@ -566,6 +590,15 @@ class Driver:
                 if inst.active and now - inst.last_seen > self.settings.heartbeat_timeout:
                     log.warning("instance %s silent for %.0fs: lost", inst.name, now - inst.last_seen)
                     self.instance_lost(inst.name, f"no heartbeat for {self.settings.heartbeat_timeout:.0f}s")
+
+
+def usage_samples(flight: AttemptInFlight, event: UsageEvent, now: float) -> list[usage_store.UsageSample]:
+    """A `usage` event's samples (validated at the edge), times clamped to the attempt's window."""
+    return [
+        usage_store.UsageSample(flight.batch_id, flight.job_id, flight.attempt_id,
+                                clamp_time(t, flight.time_assigned, now), cpu_mcpu, memory_bytes)
+        for t, cpu_mcpu, memory_bytes in event.samples
+    ]
 
 
 def _int_or(value: object, default: int) -> int:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from corral.driver.instances import InstanceState
-from corral.worker.protocol import CompletedEvent, StartedEvent
+from corral.worker.protocol import CompletedEvent, StartedEvent, UsageEvent
 
-WorkerEvent = StartedEvent | CompletedEvent
+WorkerEvent = StartedEvent | CompletedEvent | UsageEvent
 
 
 @dataclass

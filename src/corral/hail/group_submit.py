@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from corral.api import submit
-from corral.api.access import visible_batch
+from corral.api.access import owned_batch
 from corral.api.context import ApiContext
 from corral.api.jobspecs import prepare_bunch
 from corral.api.schemas import JobSpec
@@ -64,7 +64,7 @@ async def add_groups(
     rows = group_rows(specs, batch_id=batch_id, update_id=update_id, start=start, n_groups=n_groups,
                       existing=existing, now=time.time(), field="job_groups")
     async with ctx.writing() as conn:
-        await visible_batch(conn, batch_id, user)
+        await owned_batch(conn, batch_id, user, "append job groups to it")
         upd = await batch_store.get_update(conn, batch_id, update_id, for_share=True)
         if upd is None or upd.committed:
             raise Conflict(

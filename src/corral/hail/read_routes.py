@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from corral import __version__
-from corral.api.access import visible_batch
+from corral.api.access import redact_spec, redact_text, visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status
@@ -175,7 +175,7 @@ async def list_jobs(
 @router.get("/batches/{batch_id}/jobs/{job_id}")
 async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
-    return hail_job(job, batch.billing_project, dict(spec))
+    return hail_job(job, batch.billing_project, redact_spec(dict(spec), batch, user))
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/attempts")
@@ -185,10 +185,10 @@ async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUs
 
 
 async def _logs(ctx: ApiContext, user: User, batch_id: int, job_id: int) -> dict[str, str]:
-    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
+    batch, _, spec, attempts = await visible_job(ctx, user, batch_id, job_id)
     ids = [a.attempt_id for a in attempts]
     _, logs = await asyncio.to_thread(read_latest_logs, ctx.settings.log_dir, batch_id, job_id, ids)
-    return logs
+    return {step: redact_text(text, dict(spec), batch, user) for step, text in logs.items()}
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/log")

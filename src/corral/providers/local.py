@@ -87,6 +87,8 @@ class LocalProvider:
             metadata={"provider": self.name, "home": str(self.settings.home)},
         )
         env = {**os.environ, "CORRAL_WORKER_TOKEN": token, "CORRAL_HOME": str(self.settings.home)}
+        if self.settings.jobs.share_user_environment:  # the embedded default: jobs see the user's venv, cwd
+            env["CORRAL_SHARE_USER_ENV"] = "1"
         with open(log_dir / f"{name}.log", "ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,

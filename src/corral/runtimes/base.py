@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from corral.errors import CorralError
+from corral.runtimes.identity import JobUser
 
 MainState = Literal["succeeded", "failed", "error", "cancelled"]
+UsageSink = Callable[[float, float, int], None]  # (time, cumulative cpu seconds, memory bytes now)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -37,6 +40,7 @@ class MainRequest:
     storage_bytes: int = 0
     timeout: float | None = None
     devices: tuple[str, ...] = ()  # device nodes the job may use (its GPUs' /dev/nvidiaN …)
+    usage_sink: UsageSink | None = field(default=None, compare=False, repr=False)  # samples while it runs
 
 
 @dataclass
@@ -70,10 +74,17 @@ class Runtime(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what `start` prepared."""
 
-    async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:  # noqa: B027 - optional hook
-        """Before the input step: make `io_dir` the job's /io (e.g. a volume of `storage_bytes`); OSError."""
+    def job_user(self, key: str) -> JobUser | None:
+        """Hold the host identity the attempt's job runs as (None: the worker's own); `release_job_user`."""
+        return None
 
-    async def release_io(self, io_dir: Path) -> None:  # noqa: B027 - optional hook
+    def release_job_user(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Let go of `job_user(key)`."""
+
+    async def prepare_io(self, volume: Path, storage_bytes: int) -> None:  # noqa: B027 - optional hook
+        """Before the input step: make `volume` (where /io and /tmp go) hold `storage_bytes`; OSError."""
+
+    async def release_io(self, volume: Path) -> None:  # noqa: B027 - optional hook
         """After the output step: undo `prepare_io`."""
 
     @abstractmethod
@@ -93,6 +104,8 @@ def job_environment(request: MainRequest) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "SHLVL": "1",  # with stdin not a socket, bash skips rc files anyway; this keeps it so
     }
+    # `nproc`, OpenMP and BLAS size their thread pools by it: the job's cores, not the machine's.
+    env["OMP_NUM_THREADS"] = str(max(1, -(-request.cores_mcpu // 1000)))
     env.update(request.env)
     for leaky in ("BASH_ENV", "ENV"):
         if leaky not in request.env:

@@ -109,6 +109,10 @@ class JobCgroup(ABC):
     def sample(self) -> None:  # noqa: B027 - optional hook
         """Called periodically while the job runs (for layouts without a memory high-water mark)."""
 
+    def memory_now(self) -> int:
+        """Memory the job uses now (the usage plot); the high-water mark where the layout has no better."""
+        return self.usage().max_memory_bytes
+
     @abstractmethod
     def remove(self) -> bool:
         """rmdir the cgroup; False while processes are still in it."""
@@ -132,6 +136,20 @@ class Cgroups(ABC):
 
     def describe(self) -> str:
         return f"cgroup v{self.version}"
+
+    @abstractmethod
+    def paths(self) -> list[Path]:
+        """This worker's parent cgroups (one per hierarchy)."""
+
+
+RECORD = "cgroups"  # in the work dir: where a dead worker's job cgroups are (worker/cleanup.py reads it)
+
+
+def record_cgroups(work_dir: Path, paths: list[Path]) -> None:
+    """Remember (appending) where this worker's job cgroups live, for whoever cleans up after it."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with open(work_dir / RECORD, "a") as f:
+        f.writelines(f"{p}\n" for p in paths)
 
 
 def _rmdir(path: Path) -> bool:
@@ -171,6 +189,10 @@ class V1JobCgroup(JobCgroup):
             cpu_seconds=_read_int(cpu / "cpuacct.usage") / 1e9 if cpu else 0.0,
         )
 
+    def memory_now(self) -> int:
+        mem = self.dirs.get("memory")
+        return _read_int(mem / "memory.usage_in_bytes") if mem else 0
+
     def oom_kills(self) -> int:
         mem = self.dirs.get("memory")
         if mem is None:
@@ -193,6 +215,9 @@ class V1Cgroups(Cgroups):
 
     def describe(self) -> str:
         return "cgroup v1 (" + ", ".join(f"{c}: {p}" for c, p in self.bases.items()) + ")"
+
+    def paths(self) -> list[Path]:
+        return list(dict.fromkeys(self.bases.values()))
 
     def create(self, name: str, limits: Limits) -> JobCgroup:
         dirs = {c: base / safe_name(name) for c, base in self.bases.items()}
@@ -259,7 +284,10 @@ class V2JobCgroup(JobCgroup):
             super().kill()
 
     def sample(self) -> None:
-        self._peak_sampled = max(self._peak_sampled, _read_int(self.path / "memory.current"))
+        self._peak_sampled = max(self._peak_sampled, self.memory_now())
+
+    def memory_now(self) -> int:
+        return _read_int(self.path / "memory.current")
 
     def usage(self) -> Usage:
         peak = _read_int(self.path / "memory.peak", -1)  # Linux 5.19+
@@ -286,6 +314,9 @@ class V2Cgroups(Cgroups):
 
     def describe(self) -> str:
         return f"cgroup v2 ({self.base})"
+
+    def paths(self) -> list[Path]:
+        return [self.base]
 
     def create(self, name: str, limits: Limits) -> JobCgroup:
         path = self.base / safe_name(name)

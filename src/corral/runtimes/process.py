@@ -1,16 +1,45 @@
-"""The process runtime: each job a bubblewrap sandbox in its own cgroup, killed as a whole tree."""
+"""The process runtime: each job a bubblewrap sandbox in its own cgroup, killed as a whole tree.
+
+The job runs as an unprivileged uid of its own (root worker) or the worker's user in a user namespace,
+with no capabilities, no_new_privs and a seccomp filter; CORRAL_HOME and the worker's files are hidden;
+its network is none, private (NAT, no host loopback) or, where the site allows it, the host's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import sys
 from pathlib import Path
 
+from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
-from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups
+from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups, record_cgroups
+from corral.runtimes.config import JobsConfig
+from corral.runtimes.identity import JobUser, JobUsers, give_to
+from corral.runtimes.logcap import CappedLog
+from corral.runtimes.network import (
+    NetworkError,
+    NetworkPool,
+    PrivateNetwork,
+    find_slirp,
+    plumbing,
+    resolv_conf,
+)
 from corral.runtimes.registry import register
-from corral.runtimes.sandbox import bwrap_argv, find_bwrap, root_layout, wrapped_argv
-from corral.runtimes.supervise import kill_until_gone, wait_for_exit
+from corral.runtimes.sandbox import (
+    SandboxView,
+    bwrap_argv,
+    find_bwrap,
+    find_setpriv,
+    root_layout,
+    wrapped_argv,
+)
+from corral.runtimes.seccomp import build_filter, open_filter
+from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
+from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_full
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +75,40 @@ class ProcessRuntime(Runtime):
     name = "process"
     pids_limit = DEFAULT_PIDS_LIMIT
 
-    def __init__(self, *, instance_name: str, work_dir: Path) -> None:
+    def __init__(self, *, instance_name: str, work_dir: Path, settings: Settings | None = None) -> None:
         super().__init__(instance_name=instance_name, work_dir=work_dir)
+        self.settings = settings
+        self.jobs = JobsConfig()  # read from the settings at start
         self.bwrap = ""
+        self.setpriv = ""
         self.cgroups: Cgroups | None = None
+        self.users = JobUsers(instance_name)
+        self.view = SandboxView()
+        self.seccomp = work_dir / "seccomp.bpf"
+        self.user_path: str | None = None  # the user's PATH, kept on the embedded default
+        self.networks = NetworkPool(work_dir)
+        self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._cleanups: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        settings = self.settings or Settings()
+        self.jobs = settings.jobs
         self.bwrap = find_bwrap()
+        if self.users.privileged:
+            self.setpriv = find_setpriv()
+        try:
+            await asyncio.to_thread(build_filter, self.seccomp)
+        except (OSError, ImportError) as exc:
+            raise RuntimeUnavailable(f"cannot build the jobs' seccomp filter (libseccomp2, pyseccomp): {exc}"
+                                     ) from exc
+        if self.jobs.default_network != "none" or not self.jobs.host_network:
+            try:
+                find_slirp()
+            except NetworkError as exc:
+                raise RuntimeUnavailable(exc.message) from None
+        self.view = SandboxView.build(
+            _secrets(settings, self.work_dir), self._shared_paths(), job_has_own_uid=self.users.privileged
+        )
         probe = await asyncio.create_subprocess_exec(
             self.bwrap, *root_layout(), "--unshare-pid", "--die-with-parent", "--", "/bin/true",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
@@ -65,12 +120,27 @@ class ProcessRuntime(Runtime):
             raise RuntimeUnavailable(f"bubblewrap ({self.bwrap}) cannot create a sandbox here: {reason}")
         self.cgroups = await asyncio.to_thread(detect_cgroups, self.instance_name)
         if self.cgroups is not None:
+            await asyncio.to_thread(record_cgroups, self.work_dir, self.cgroups.paths())
             await asyncio.to_thread(self.cgroups.remove_stale)
             log.info("process runtime: bwrap %s, %s", self.bwrap, self.cgroups.describe())
+
+    def job_user(self, key: str) -> JobUser | None:
+        return self.users.acquire(key)
+
+    async def prepare_io(self, volume: Path, storage_bytes: int) -> None:
+        if storage_bytes > 0:
+            await mount_io_volume(volume, storage_bytes)
+
+    async def release_io(self, volume: Path) -> None:
+        await asyncio.to_thread(unmount_io_volume, volume)
+
+    def release_job_user(self, key: str) -> None:
+        self.users.release(key)
 
     async def close(self) -> None:
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self.networks.close()
         if self.cgroups is not None:
             self.cgroups.remove_base()
 
@@ -93,23 +163,83 @@ class ProcessRuntime(Runtime):
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
 
+    def _shared_paths(self) -> list[Path]:
+        """Host paths jobs see read-only: the worker's Python, the site's, the user's environment."""
+        interpreter = Path(os.path.realpath(sys.executable)).parent.parent
+        paths = [Path(sys.prefix), Path(sys.base_prefix), interpreter]
+        paths += self.jobs.visible_paths
+        if self.jobs.share_user_environment and os.environ.get("CORRAL_SHARE_USER_ENV") == "1":
+            for name in ("VIRTUAL_ENV", "CONDA_PREFIX"):
+                if os.environ.get(name):
+                    paths.append(Path(os.environ[name]))
+            paths.append(Path.cwd())
+            self.user_path = os.environ.get("PATH")
+        return paths
+
+    def _environment(self, request: MainRequest) -> dict[str, str]:
+        env = job_environment(request)
+        if self.user_path and "PATH" not in request.env:
+            env["PATH"] = self.user_path
+            for name in ("VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV"):
+                if name in os.environ and name not in request.env:
+                    env[name] = os.environ[name]
+        return env
+
     async def _run_in(
         self, group: JobCgroup, request: MainRequest, cancel: asyncio.Event, start: float, note: str | None
     ) -> MainResult:
-        argv = wrapped_argv(self.bwrap, request, group.procs_files)
+        user = self.users.acquire(request.key)
         try:
-            with open(request.log_path, "ab") as out:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, env=job_environment(request), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                )
-        except OSError as exc:
+            return await self._run_as(user, group, request, cancel, start, note)
+        finally:
+            self.users.release(request.key)
+
+    async def _run_as(
+        self, user: JobUser | None, group: JobCgroup, request: MainRequest, cancel: asyncio.Event,
+        start: float, note: str | None,
+    ) -> MainResult:
+        jobs = self.jobs
+        net = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
+        extra: list[str] = []
+        network: PrivateNetwork | None = None
+        proc: asyncio.subprocess.Process | None = None
+        log = CappedLog(request.log_path)
+        seccomp_fd = -1
+        try:
+            await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
+            seccomp_fd = open_filter(self.seccomp)
+            enter: list[str] = []
+            if net == "nat":
+                network = await self.networks.take()
+                enter = [self.nsenter, f"--net={network.path}"]  # bwrap keeps the namespace it starts in
+                extra += ["--ro-bind", str(resolv_conf(request.scratch)), "/etc/resolv.conf"]
+            sandbox = bwrap_argv(
+                self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
+                unshare_net=net == "none", extra=extra,
+            )
+            argv = wrapped_argv([*enter, *sandbox], group.procs_files)
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=self._environment(request), stdin=asyncio.subprocess.DEVNULL,
+                stdout=log.open(), stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                pass_fds=[seccomp_fd],
+            )
+            log.child_started()
+        except (OSError, NetworkError, ValueError) as exc:
+            if network is not None:
+                self.networks.give_back(network)
+            await log.close()
             return MainResult("error", start, now(), error=f"could not start the job: {exc}", note=note)
+        finally:
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
         try:
-            outcome = await wait_for_exit(proc, cancel, request.timeout, group.sample)
+            outcome = await wait_for_exit(proc, cancel, request.timeout, sampling(group, request.usage_sink))
         finally:
             if proc.returncode is None:  # cancelled, timed out, or this task itself was cancelled
                 await kill_until_gone(proc, group.kill, group.pids, "job")
+            if network is not None:  # the sandbox's pid namespace is gone: nothing of the job is left in it
+                self.networks.give_back(network)
+            await log.close()
         end = now()
         usage = group.usage()
         result = MainResult(
@@ -126,12 +256,27 @@ class ProcessRuntime(Runtime):
             result.exit_code = 128 - code if code < 0 else code  # killed by a signal: as a shell says
             if result.exit_code != 0:
                 result.state = "failed"
+                if request.storage_bytes > 0 and volume_full(request.io_dir):
+                    result.error = (
+                        f"No space left: the job filled its storage request of {request.storage_bytes} bytes "
+                        "(/io and /tmp)"
+                    )
                 if group.oom_kills() > 0:
                     result.out_of_memory = True
                     result.error = (
                         f"out of memory: the job exceeded its memory limit of {request.memory_bytes} bytes"
                     )
         return result
+
+
+def _secrets(settings: Settings, work_dir: Path) -> list[Path]:
+    """Never visible inside a job: the store, tokens and TLS keys, every job's scratch, SSH keys."""
+    found = [settings.home, work_dir, Path.home() / ".ssh", Path.home() / ".corral"]
+    if settings.hail_compat_dir is not None:
+        found.append(settings.hail_compat_dir)
+    if settings.images.cache_dir is not None:
+        found.append(settings.images.cache_dir)
+    return found
 
 
 async def _remove(group: JobCgroup) -> None:

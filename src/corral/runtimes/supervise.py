@@ -7,13 +7,28 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import Literal
+
+from corral.runtimes.base import UsageSink
+from corral.runtimes.cgroups import JobCgroup
 
 log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL = 1.0  # seconds between usage samples while a job runs
 Outcome = Literal["exited", "cancelled", "timeout"]
+
+
+def sampling(group: JobCgroup, sink: UsageSink | None) -> Callable[[], None]:
+    """The periodic sample: the cgroup's own bookkeeping, then (time, cpu seconds, memory) to `sink`."""
+
+    def sample() -> None:
+        group.sample()
+        if sink is not None:
+            sink(time.time(), group.usage().cpu_seconds, group.memory_now())
+
+    return sample
 
 
 async def wait_for_exit(

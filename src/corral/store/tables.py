@@ -213,3 +213,14 @@ job_group_updates = Table(
     Column("n_job_groups", Integer, nullable=False),
     ForeignKeyConstraint(["batch_id", "update_id"], ["batch_updates.batch_id", "batch_updates.update_id"]),
 )
+
+job_usage = Table(  # 0004_ui: resource usage samples of running attempts, sent by workers
+    "job_usage",
+    metadata,
+    Column("batch_id", BigInteger, primary_key=True),
+    Column("job_id", Integer, primary_key=True),
+    Column("attempt_id", Integer, primary_key=True),
+    Column("time", Float, primary_key=True),  # when the worker took the sample
+    Column("cpu_mcpu", Integer, nullable=False),  # cores used since the previous sample, x1000
+    Column("memory_bytes", BigInteger, nullable=False),  # memory in use at the sample
+)

@@ -25,6 +25,7 @@ from corral.errors import InvalidInput
 from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
+from corral.worker.cleanup import claim, clean_dead_siblings, clean_previous
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
 from corral.worker.gpus import GpuDevices, device_nodes, visible_devices_env
 from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
@@ -79,11 +80,19 @@ class Agent:
         self.stop_on_term = stop_on_term
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self.gpus = GpuDevices.from_env()
+        self._lock = -1  # flock on <work_dir>/worker.lock while this worker lives (worker/cleanup.py)
 
     # ------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
         self._install_signal_handlers()
+        work_dir = self.layout.work_dir
+        try:
+            self._lock = await asyncio.to_thread(claim, work_dir)
+        except BlockingIOError:
+            raise WorkerExit(f"corral worker {self.name}: another live worker uses {work_dir}") from None
+        await asyncio.to_thread(clean_previous, work_dir)
+        await asyncio.to_thread(clean_dead_siblings, work_dir)
         try:
             cls = runtime_class(self.runtime_name)
             self.runtime = cls(instance_name=self.name, work_dir=self.layout.work_dir)
@@ -269,7 +278,7 @@ class Agent:
     async def _remove_scratch(self, dirs: AttemptDirs) -> None:
         assert self.runtime is not None
         try:
-            await self.runtime.release_io(dirs.io)
+            await self.runtime.release_io(dirs.volume)
         except OSError as exc:
             log.warning("could not release the io volume of %s: %s", dirs.root, exc)
         await asyncio.to_thread(dirs.remove)

@@ -6,18 +6,23 @@ import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from corral.runtimes.base import MainRequest, MainResult, Runtime, now
+from corral.runtimes.identity import JobUser, give_to
 from corral.worker.layout import AttemptDirs
 from corral.worker.protocol import STEPS, Assignment, StepName, StepStatus, started_event
 from corral.worker.steps import copy_step
+from corral.worker.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
 
 MAX_LOG_BYTES = 32 * 1024 * 1024  # the driver's body limit is 64 MiB; keep the end, where errors are
 INLINE_LOG_BYTES = 64 * 1024  # smaller logs ride in the `completed` event: no request of their own
+LIVE_LOG_FAST_BYTES = 1024 * 1024
+LIVE_LOG_MAX_BYTES = 8 * 1024 * 1024
 
 EmitEvent = Callable[[dict[str, Any]], None]
 UploadLog = Callable[[Assignment, StepName, bytes], Awaitable[None]]
@@ -32,7 +37,7 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
         scratch=dirs.root,
         tmp_dir=dirs.tmp,
         log_path=dirs.log("main"),
-        env=spec.env,
+        env={**corral_env(assignment), **spec.env},
         image=spec.image,
         network=spec.network,
         cores_mcpu=assignment.cores_mcpu,
@@ -41,6 +46,38 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
         timeout=spec.timeout,
         devices=assignment.devices,
     )
+
+
+def corral_env(assignment: Assignment) -> dict[str, str]:
+    """Corral's documented variables (docs/jobs.md): a stable key for idempotent side effects."""
+    return {
+        "CORRAL_BATCH_ID": str(assignment.batch_id),
+        "CORRAL_JOB_ID": str(assignment.job_id),
+        "CORRAL_JOB_KEY": f"{assignment.batch_id}-{assignment.job_id}",
+        "CORRAL_ATTEMPT_ID": str(assignment.attempt_id),
+    }
+
+
+async def upload_live_log(assignment: Assignment, path: Path, upload_log: UploadLog) -> None:
+    """While the main step runs, send its log as it grows (the job page tails it): every 3 s while
+    under 1 MiB, every 15 s up to 8 MiB; larger logs arrive when the attempt ends."""
+    sent = 0
+    while True:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        await asyncio.sleep(3.0 if size < LIVE_LOG_FAST_BYTES else 15.0)
+        if size == sent or size > LIVE_LOG_MAX_BYTES:
+            continue
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            await upload_log(assignment, "main", data)
+            sent = size
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the final upload still carries the whole log
+            log.debug("live log upload of %s failed: %s", assignment.key, exc)
 
 
 def main_status(result: MainResult) -> StepStatus:
@@ -66,7 +103,6 @@ async def run_attempt(
     upload_log: UploadLog,
 ) -> dict[str, Any]:
     """Run the steps and upload their logs; returns the `completed` event (not yet emitted)."""
-    spec = assignment.spec
     emit(started_event(assignment.key, now()))
     statuses: dict[StepName, StepStatus | None] = dict.fromkeys(STEPS)
     event: dict[str, Any] = {
@@ -79,22 +115,46 @@ async def run_attempt(
         "timed_out": False,
         "resource_usage": {"max_memory_bytes": 0, "cpu_seconds": 0.0},
     }
+    if not runtime.uses_scratch:
+        return await _run_without_scratch(assignment, runtime, cancel, event, statuses, dirs)
+    user = runtime.job_user(assignment.key)
+    try:
+        return await _run_steps(assignment, runtime, dirs, cancel, event, statuses, user, upload_log, emit)
+    finally:
+        runtime.release_job_user(assignment.key)
+
+
+async def _run_steps(
+    assignment: Assignment,
+    runtime: Runtime,
+    dirs: AttemptDirs,
+    cancel: asyncio.Event,
+    event: dict[str, Any],
+    statuses: dict[StepName, StepStatus | None],
+    user: JobUser | None,
+    upload_log: UploadLog,
+    emit: EmitEvent,
+) -> dict[str, Any]:
+    spec = assignment.spec
 
     def fail(step: StepStatus) -> None:
         event["state"] = "cancelled" if step.state == "cancelled" else "error"
         event["error"] = step.error
 
-    if not runtime.uses_scratch:
-        return await _run_without_scratch(assignment, runtime, cancel, event, statuses, dirs)
     try:
         await asyncio.to_thread(dirs.create)
-        await runtime.prepare_io(dirs.io, assignment.storage_bytes)
+        await runtime.prepare_io(dirs.volume, assignment.storage_bytes)
+        await asyncio.to_thread(dirs.create_io)
+        await asyncio.to_thread(give_to, user, dirs.io, dirs.tmp)
     except OSError as exc:
         event["state"], event["error"] = "error", f"could not create the job's scratch directory: {exc}"
         return _finish(event, statuses)
 
+    access = spec.file_access
     if spec.input_files:
-        copied = await copy_step("input", spec.input_files, dirs.io, dirs.log("input"), cancel)
+        copied = await copy_step(
+            "input", spec.input_files, dirs.io, dirs.log("input"), cancel, user=user, access=access
+        )
         statuses["input"] = copied
         if copied.state != "succeeded":
             fail(copied)
@@ -104,12 +164,18 @@ async def run_attempt(
         event["state"] = "cancelled"
         return await _finish_with_logs(event, statuses, assignment, dirs, upload_log)
 
+    recorder = UsageRecorder(assignment.key, emit)
+    live_log = asyncio.create_task(upload_live_log(assignment, dirs.log("main"), upload_log))
     try:
-        result = await runtime.run(main_request(assignment, dirs), cancel)
+        request = replace(main_request(assignment, dirs), usage_sink=recorder.sample)
+        result = await runtime.run(request, cancel)
     except Exception as exc:  # a runtime bug must not lose the attempt: report it as an error
         log.exception("runtime %s failed on %s", runtime.name, assignment.key)
         t = now()
         result = MainResult("error", t, t, error=f"runtime {runtime.name} failed: {exc!r}")
+    finally:
+        live_log.cancel()
+        recorder.flush()
     statuses["main"] = main_status(result)
     event.update(
         state=result.state,
@@ -123,7 +189,9 @@ async def run_attempt(
     if spec.output_files:
         copy_anyway = spec.always_copy_output and result.state in ("failed", "error")
         if result.state == "succeeded" or copy_anyway:
-            copied = await copy_step("output", spec.output_files, dirs.io, dirs.log("output"), cancel)
+            copied = await copy_step(
+                "output", spec.output_files, dirs.io, dirs.log("output"), cancel, user=user, access=access
+            )
             statuses["output"] = copied
             if copied.state != "succeeded" and event["state"] == "succeeded":
                 fail(copied)

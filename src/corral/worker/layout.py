@@ -20,18 +20,28 @@ class AttemptDirs:
     root: Path
 
     @property
+    def volume(self) -> Path:
+        """The job's storage: a volume of its requested size when it asks for one; /io and /tmp live in it."""
+        return self.root / "vol"
+
+    @property
     def io(self) -> Path:
-        return self.root / "io"
+        return self.volume / "io"
 
     @property
     def tmp(self) -> Path:
-        return self.root / "tmp"
+        return self.volume / "tmp"
 
     def log(self, step: StepName) -> Path:
         return self.root / "logs" / f"{step}.log"
 
     def create(self) -> None:
-        for d in (self.io, self.tmp, self.root / "logs"):
+        """The attempt's dirs, except /io and /tmp: those go into the volume (`create_io`, after mounting)."""
+        for d in (self.volume, self.root / "logs"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def create_io(self) -> None:
+        for d in (self.io, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
 
     def remove(self) -> None:

@@ -1,8 +1,9 @@
 """The worker protocol (docs/worker-protocol.md), one module for both ends.
 
 The driver and the worker share: the attempt key `batch.job.attempt` (formatted and parsed only here),
-the assignment (built by `assignment_payload`, read by `parse_assignment`), the events a worker reports
-(`started`, `completed`; validated at the driver's edge by `EventsRequest`) and the activate/poll bodies.
+the assignment (built by `assignment_payload`, read by `parse_assignment`), the events a worker
+reports (`started`, `usage`, `completed`; validated at the driver's edge by `EventsRequest`) and the
+activate/poll bodies.
 A malformed event is rejected with a 400 for that worker and never reaches the driver's tick.
 """
 
@@ -122,7 +123,21 @@ class CompletedEvent(_Event):
         return _clean(value)
 
 
-WorkerEvent = Annotated[StartedEvent | CompletedEvent, Field(discriminator="type")]
+UsageSample = tuple[
+    Annotated[float, Field(ge=0, allow_inf_nan=False)],  # when the sample was taken
+    Annotated[int, Field(ge=0, le=2**31 - 1)],  # cores used since the previous sample, x1000
+    Annotated[int, Field(ge=0, le=2**62)],  # memory in use, bytes
+]
+
+
+class UsageEvent(_Event):
+    """A running attempt's resource usage samples (the job page's plots); `time`: when it was sent."""
+
+    type: Literal["usage"]
+    samples: list[UsageSample] = Field(max_length=1000)
+
+
+WorkerEvent = Annotated[StartedEvent | CompletedEvent | UsageEvent, Field(discriminator="type")]
 
 
 class EventsRequest(_Wire):
@@ -176,6 +191,7 @@ class JobSpec:
     always_copy_output: bool = False
     network: str | None = None
     gpus: int = 0
+    file_access: str = "job"  # "worker": the embedded default's own user (local copies with its rights)
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,7 @@ def parse_assignment(raw: dict[str, Any]) -> Assignment:
             always_copy_output=bool(spec.get("always_copy_output", False)),
             network=spec.get("network"),
             gpus=int(spec.get("gpus") or 0),
+            file_access="worker" if spec.get("file_access") == "worker" else "job",
         )
         key = AttemptKey.parse(str(raw["key"]))
         if key != (int(raw["batch_id"]), int(raw["job_id"]), int(raw["attempt_id"])):

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from corral.api.access import visible_batch
+from corral.api.access import redact_spec, redact_text, visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status, job_status, job_summary
@@ -27,7 +27,8 @@ router = APIRouter(prefix="/api/v1/batches/{batch_id}/jobs", tags=["jobs"])
 async def visible_job(
     ctx: ApiContext, user: User, batch_id: int, job_id: int
 ) -> tuple[BatchRecord, JobRecord, dict[str, object], list[AttemptRecord]]:
-    """The batch, job, spec and attempts, if `user` may see them (404 otherwise)."""
+    """The batch, job, spec and attempts, if `user` may see them (404 otherwise). The spec is the stored
+    one: pass it through `redact_spec` / `redact_text` before showing it or a log to `user`."""
     async with ctx.reading() as conn:
         batch = await visible_batch(conn, batch_id, user)
         found = await jobs_read.get_job(conn, batch_id, job_id)
@@ -65,7 +66,7 @@ async def list_jobs(
 @router.get("/{job_id}")
 async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> JobStatus:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
-    return job_status(job, batch.billing_project, dict(spec))
+    return job_status(job, batch.billing_project, redact_spec(dict(spec), batch, user))
 
 
 @router.get("/{job_id}/attempts")
@@ -77,19 +78,19 @@ async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUs
 @router.get("/{job_id}/log")
 async def get_logs(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, str]:
     """{step: text} of the newest attempt that has logs ({} before the job ran)."""
-    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
+    batch, _, spec, attempts = await visible_job(ctx, user, batch_id, job_id)
     ids = [a.attempt_id for a in attempts]
     _, logs = await asyncio.to_thread(read_latest_logs, ctx.settings.log_dir, batch_id, job_id, ids)
-    return logs
+    return {step: redact_text(text, dict(spec), batch, user) for step, text in logs.items()}
 
 
 @router.get("/{job_id}/log/{step}", response_class=PlainTextResponse)
 async def get_step_log(batch_id: int, job_id: int, step: str, ctx: Context, user: CurrentUser) -> str:
     if step not in STEPS:
         raise InvalidInput(f"step: {step!r} is not a step; use one of {', '.join(STEPS)}", field="step")
-    _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
+    batch, _, spec, attempts = await visible_job(ctx, user, batch_id, job_id)
     ids = [a.attempt_id for a in attempts]
     _, logs = await asyncio.to_thread(read_latest_logs, ctx.settings.log_dir, batch_id, job_id, ids)
     if step not in logs:
         raise NotFound(f"step: job {job_id} of batch {batch_id} has no {step} log yet", field="step")
-    return logs[step]
+    return redact_text(logs[step], dict(spec), batch, user)

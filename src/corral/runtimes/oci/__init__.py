@@ -19,12 +19,20 @@ from corral.config import Settings
 from corral.images.cache import ImageCache, ImageLease
 from corral.images.pull import ImageError
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, now
-from corral.runtimes.cgroups import ContainerCgroups, Limits, detect_container_cgroups, safe_name
-from corral.runtimes.oci.bundle import container_config
+from corral.runtimes.cgroups import (
+    ContainerCgroups,
+    Limits,
+    detect_container_cgroups,
+    record_cgroups,
+    safe_name,
+)
+from corral.runtimes.identity import JobUser
+from corral.runtimes.network import NetworkError, PrivateNetwork, plumbing, resolv_conf
+from corral.runtimes.oci.bundle import bind, container_config
 from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
 from corral.runtimes.oci.engine import Engine, choose_engine
-from corral.runtimes.oci.mounts import mount_io_volume, mount_overlay, unmount, unmount_io_volume
-from corral.runtimes.oci.network import NetworkError, PrivateNetwork, public_mounts
+from corral.runtimes.oci.mounts import mount_overlay, unmount
+from corral.runtimes.oci.network import public_mounts
 from corral.runtimes.oci.recovery import recover
 from corral.runtimes.process import DEFAULT_PIDS_LIMIT, ProcessRuntime
 from corral.runtimes.registry import register
@@ -50,6 +58,8 @@ class OciRuntime(Runtime):
 
     async def start(self) -> None:
         settings = self.settings or Settings()  # the worker reads [images] from the server's config file
+        self.sandbox.settings = settings
+        self.sandbox.jobs = settings.jobs  # networks: the same rules for containers and the sandbox
         config = settings.images
         self.images = ImageCache(config, config.cache_dir or settings.home / "images")
         await asyncio.to_thread(self.images.prepare)
@@ -57,6 +67,9 @@ class OciRuntime(Runtime):
         self.cgroups = await asyncio.to_thread(detect_container_cgroups, self.instance_name)
         if self.cgroups is None:
             raise RuntimeUnavailable("the oci runtime needs a cgroup memory controller (v1 or v2)")
+        made = self.cgroups.cgroups.paths()
+        made += [h / self.cgroups.relative.lstrip("/") for h in self.cgroups.hierarchies]
+        await asyncio.to_thread(record_cgroups, self.work_dir, made)
         await recover(self.engine, self.cgroups, self.work_dir)
         try:
             await self.sandbox.start()
@@ -78,12 +91,17 @@ class OciRuntime(Runtime):
                 with contextlib.suppress(OSError):
                     (hierarchy / self.cgroups.relative.lstrip("/")).rmdir()
 
-    async def prepare_io(self, io_dir: Path, storage_bytes: int) -> None:
-        if storage_bytes > 0:
-            await mount_io_volume(io_dir, storage_bytes)
+    def job_user(self, key: str) -> JobUser | None:
+        return self.sandbox.job_user(key)
 
-    async def release_io(self, io_dir: Path) -> None:
-        await asyncio.to_thread(unmount_io_volume, io_dir)
+    def release_job_user(self, key: str) -> None:
+        self.sandbox.release_job_user(key)
+
+    async def prepare_io(self, volume: Path, storage_bytes: int) -> None:
+        await self.sandbox.prepare_io(volume, storage_bytes)
+
+    async def release_io(self, volume: Path) -> None:
+        await self.sandbox.release_io(volume)
 
     async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:
         if not request.image:
@@ -120,7 +138,9 @@ class OciRuntime(Runtime):
     ) -> MainResult:
         assert self.engine is not None and self.cgroups is not None
         bundle = request.scratch / "bundle"
-        network = PrivateNetwork(request.key, request.scratch) if request.network == "private" else None
+        jobs = self.sandbox.jobs
+        plumbing_ = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
+        network: PrivateNetwork | None = None
         group = None
         rootfs: Path | None = None
         try:
@@ -131,15 +151,15 @@ class OciRuntime(Runtime):
             limits = Limits(request.memory_bytes, request.cores_mcpu, self.pids_limit)
             group = self.cgroups.cgroups.create(request.key, limits)
             extra = []
-            if network is not None:
-                await network.start()
-                extra = network.mounts()
-            elif request.network in (None, "public"):
+            if plumbing_ == "nat":
+                network = await self.sandbox.networks.take()
+                extra = [bind(resolv_conf(request.scratch), "/etc/resolv.conf", readonly=True)]
+            elif plumbing_ == "host":
                 extra = public_mounts()
             cgroups_path = f"{self.cgroups.relative}/{safe_name(request.key)}/ctr"
             config = container_config(
                 request, lease.info, rootfs, cgroups_path=cgroups_path,
-                netns_path=str(network.path) if network else None, extra_mounts=extra,
+                netns_path=str(network.path) if network else None, extra_mounts=extra, network=plumbing_,
             )
             (bundle / "config.json").write_text(json.dumps(config))
         except (OSError, NetworkError) as exc:
@@ -155,8 +175,8 @@ class OciRuntime(Runtime):
     async def _cleanup(
         self, key: str, rootfs: Path | None, group: object, network: PrivateNetwork | None, *, killed: bool
     ) -> None:
-        if network is not None:
-            await network.stop()
+        if network is not None:  # the container's processes are gone: the next job may use it
+            self.sandbox.networks.give_back(network)
         if rootfs is not None:
             with contextlib.suppress(OSError):
                 unmount(rootfs)

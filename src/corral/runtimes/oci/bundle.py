@@ -7,6 +7,8 @@ from typing import Any
 
 from corral.images.pull import ImageInfo
 from corral.runtimes.base import DEFAULT_PATH, MainRequest, without_rc_files
+from corral.runtimes.network import Plumbing
+from corral.runtimes.seccomp import CLONE_NAMESPACE_BITS, DENIED_SYSCALLS
 
 # Docker's default capability set: enough for package managers and servers, no admin powers.
 CAPABILITIES = [
@@ -18,6 +20,17 @@ MASKED_PATHS = [
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
     "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
 ]
+# The process sandbox's filter (runtimes/seccomp.py) in the OCI spec's form: what Docker's default denies.
+SECCOMP: dict[str, Any] = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [
+        {"names": list(DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        *({"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+           "args": [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}]}
+          for bit in CLONE_NAMESPACE_BITS),
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+    ],
+}
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 BASE_MOUNTS: list[dict[str, Any]] = [
     {"destination": "/proc", "type": "proc", "source": "proc"},
@@ -58,16 +71,18 @@ def container_config(
     cgroups_path: str | None,
     netns_path: str | None,
     extra_mounts: list[dict[str, Any]],
+    network: Plumbing = "host",
 ) -> dict[str, Any]:
     """config.json for `runc run` / `crun run`; limits are on the job's cgroup, the parent of cgroups_path."""
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if request.network not in (None, "public"):  # unset: the host's network, as in the process sandbox
+    if network != "host":  # none: an empty namespace; nat: the one slirp4netns serves (netns_path)
         namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "resources": {"devices": [{"allow": False, "access": "rwm"}]},
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
+        "seccomp": SECCOMP,
     }
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path

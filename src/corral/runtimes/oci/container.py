@@ -19,8 +19,9 @@ from corral.runtimes.cgroups import (
     V2JobCgroup,
     safe_name,
 )
+from corral.runtimes.logcap import CappedLog
 from corral.runtimes.oci.engine import Engine
-from corral.runtimes.supervise import kill_pids, kill_until_gone, wait_for_exit
+from corral.runtimes.supervise import kill_pids, kill_until_gone, sampling, wait_for_exit
 
 log = logging.getLogger(__name__)
 KILLED_BY_SIGKILL = 128 + signal.SIGKILL
@@ -64,20 +65,25 @@ class ContainerRun:
 
     async def run(self, request: MainRequest, cancel: asyncio.Event, start: float) -> MainResult:
         argv = self.engine.run_argv(self.bundle, self.container_id)
+        log = CappedLog(request.log_path)
         try:
-            with open(request.log_path, "ab") as out:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log.open(), stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.child_started()
         except OSError as exc:
+            await log.close()
             return MainResult("error", start, now(), error=f"could not start {self.engine.name}: {exc}")
         try:
-            outcome = await wait_for_exit(proc, cancel, request.timeout, self.group.sample)
+            outcome = await wait_for_exit(
+                proc, cancel, request.timeout, sampling(self.group, request.usage_sink)
+            )
         finally:
             if proc.returncode is None:
                 self.killed = True
                 await kill_until_gone(proc, lambda: kill_pids(self.pids()), self.pids, "container")
+            await log.close()
         usage = self.group.usage()
         result = MainResult(
             "succeeded", start, now(), max_memory_bytes=usage.max_memory_bytes, cpu_seconds=usage.cpu_seconds

@@ -1,38 +1,12 @@
-"""Mounts a container needs on the host: its overlay root, and /io as a volume of the job's storage size."""
+"""Mounts a container needs on the host: its overlay root (the /io volume lives in runtimes/volume.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
-import ctypes.util
-import errno
-import functools
-import os
-import shutil
 from pathlib import Path
 
-MNT_DETACH = 2
-MIB = 1024 * 1024
+from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume
 
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def mount(source: str, target: Path, fstype: str, options: str, flags: int = 0) -> None:
-    """mount(2) directly: an exec of mount(8) per container costs more than the container's start."""
-    if _libc().mount(source.encode(), str(target).encode(), fstype.encode(), flags, options.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")
-
-
-def unmount(target: Path) -> None:
-    if _libc().umount2(str(target).encode(), MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):  # not mounted: nothing to do
-            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+__all__ = ["mount_io_volume", "mount_overlay", "unmount", "unmount_io_volume"]
 
 
 def mount_overlay(lower: str, scratch: Path) -> Path:
@@ -42,43 +16,3 @@ def mount_overlay(lower: str, scratch: Path) -> Path:
         d.mkdir(parents=True, exist_ok=True)
     mount("overlay", root, "overlay", f"lowerdir={lower},upperdir={upper},workdir={work}")
     return root
-
-
-async def _run(*argv: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise OSError(f"{argv[0]} failed: {err.decode(errors='replace').strip()}")
-
-
-def volume_file(io_dir: Path) -> Path:
-    return io_dir.parent / "io.ext4"
-
-
-async def mount_io_volume(io_dir: Path, storage_bytes: int) -> None:
-    """/io becomes an ext4 file system of the requested size (a sparse loop file): writing more fails."""
-    mkfs = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
-    image = volume_file(io_dir)
-    # ext4's own metadata takes a little: add it so the job gets the bytes it asked for.
-    size = storage_bytes + max(2 * MIB, storage_bytes // 32)
-    try:
-        with open(image, "wb") as f:
-            f.truncate(size)
-        await _run(mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", str(image))
-        await _run("mount", "-o", "loop,nosuid,nodev", str(image), str(io_dir))
-    except OSError as exc:
-        image.unlink(missing_ok=True)
-        raise OSError(f"could not make /io a volume of {storage_bytes} bytes (ext4 on a loop device): {exc}"
-                      ) from exc
-    with contextlib.suppress(OSError):
-        (io_dir / "lost+found").rmdir()
-
-
-def unmount_io_volume(io_dir: Path) -> None:
-    image = volume_file(io_dir)
-    if image.exists():
-        unmount(io_dir)  # the loop device is released with its last mount (autoclear)
-        image.unlink(missing_ok=True)

@@ -1,0 +1,119 @@
+"""What a worker that died (SIGKILL, OOM, power) left on its host, removed by the next worker to start.
+
+Every worker holds an exclusive lock on `<work_dir>/worker.lock` while it lives and records the cgroups
+it creates jobs under in `<work_dir>/cgroups`. A starting worker looks at its siblings (the other work
+dirs under the same parent, whatever instance name made them): a lock it can take means its owner is
+gone, so it kills what still runs in that worker's cgroups, removes them, unmounts what is mounted in
+the dead worker's directory and deletes it. A directory without a lock file (not made by a worker
+that keeps one) is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from corral.runtimes.cgroups import RECORD as CGROUPS
+from corral.runtimes.network import NETNS_RECORD
+
+log = logging.getLogger(__name__)
+LOCK = "worker.lock"
+
+
+def claim(work_dir: Path) -> int:
+    """Lock this worker's dir for its lifetime; returns the fd to keep open (closing releases it)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(work_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another live worker has this dir
+    return fd
+
+
+def _remove_cgroup_tree(top: Path) -> bool:
+    """SIGKILL everything under `top`, then rmdir it bottom-up; False if something stayed."""
+    if not top.is_dir():
+        return True
+    for _ in range(50):
+        alive = False
+        for root, _dirs, _files in os.walk(top):
+            with contextlib.suppress(OSError, ValueError):
+                for pid in Path(root, "cgroup.procs").read_text().split():
+                    alive = True
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(pid), signal.SIGKILL)
+        for root, _dirs, _files in sorted(os.walk(top), key=lambda w: len(w[0]), reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
+        if not top.exists():
+            return True
+        if alive:
+            time.sleep(0.02)
+    return not top.exists()
+
+
+def _mounts_under(directory: Path) -> list[Path]:
+    prefix = str(directory.resolve()).rstrip("/") + "/"
+    points = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(Path(point))
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def clean_previous(work_dir: Path) -> None:
+    """What an earlier run of this same work dir left (a worker restarted under the same name)."""
+    _clean_dead(work_dir, keep_dir=True)
+    (work_dir / CGROUPS).unlink(missing_ok=True)
+
+
+def _clean_dead(dead: Path, *, keep_dir: bool = False) -> None:
+    from corral.runtimes.volume import unmount
+
+    with contextlib.suppress(OSError):
+        for line in (dead / CGROUPS).read_text().splitlines():
+            if line.strip() and not _remove_cgroup_tree(Path(line.strip())):
+                log.warning("could not remove cgroup %s of a dead worker", line.strip())
+    with contextlib.suppress(OSError):  # private networks: their slirp4netns exited with the worker
+        for name in (dead / NETNS_RECORD).read_text().split():
+            if name.startswith("corral-"):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        (dead / NETNS_RECORD).unlink()
+    for point in _mounts_under(dead):
+        with contextlib.suppress(OSError):
+            unmount(point)
+    if not keep_dir:
+        shutil.rmtree(dead, ignore_errors=True)
+
+
+def clean_dead_siblings(work_dir: Path) -> list[str]:
+    """Remove what dead workers with work dirs next to ours left; returns their directory names."""
+    cleaned = []
+    parent = work_dir.parent
+    for sibling in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if sibling == work_dir or not (sibling / LOCK).is_file():
+            continue
+        try:
+            fd = os.open(sibling / LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # alive
+            _clean_dead(sibling)
+            cleaned.append(sibling.name)
+        finally:
+            os.close(fd)
+    if cleaned:
+        names = ", ".join(cleaned)
+        log.warning("removed the cgroups and scratch of %d dead workers: %s", len(cleaned), names)
+    return cleaned
