@@ -481,6 +481,8 @@ def create_app(fake: FakeVast) -> FastAPI:
             fake.slow_list = float(body["slow_list"])
         if "rate_limits" in body:
             fake.rate_limits = bool(body["rate_limits"])
+        if "rate_scale" in body:
+            fake.rate_scale = float(body["rate_scale"])
         return JSONResponse({"success": True})
 
     @app.post("/control/instances/{instance_id}/{action}")
