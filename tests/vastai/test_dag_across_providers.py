@@ -89,7 +89,7 @@ def test_one_batch_runs_on_local_ssh_slurm_and_rented_hosts_and_files_cross_them
     )
     server = RunningServer(home, env)
     server.start()
-    storage = tmp_path / "storage"
+    storage = home / "buckets" / "corral-local" / "dag"  # file:// URLs must be under an allowed root
     try:
         backend = corral.ServiceBackend(server.url, server.token, remote_tmpdir=f"file://{storage}")
         b = corral.Batch(name="across", backend=backend)
@@ -101,11 +101,12 @@ def test_one_batch_runs_on_local_ssh_slurm_and_rented_hosts_and_files_cross_them
         hpc_job.command(f"cat {ssh.out} > {hpc_job.out}; echo slurm >> {hpc_job.out}")
         rented = b.new_job("rented").pool("gpu").cpu(0.5).memory("256Mi")
         rented.command(f"cat {hpc_job.out} > {rented.out}; echo vast >> {rented.out}")
-        b.write_output(rented.out, str(tmp_path / "result.txt"))
+        result = home / "buckets" / "corral-local" / "result.txt"
+        b.write_output(rented.out, str(result))
         handle = b.run(progress=False, timeout=600)
         status = handle.status()
         assert status["state"] == "success", (status, server.log_tail(80))
-        assert (tmp_path / "result.txt").read_text().split() == ["local", "ssh", "slurm", "vast"]
+        assert result.read_text().split() == ["local", "ssh", "slurm", "vast"]
         with sqlite3.connect(home / "corral.db") as db:
             ran = dict(
                 db.execute(
