@@ -37,6 +37,8 @@ W9_REF = "SLURM (sbatch each)"  # W9 compares every row with plain sbatch on the
 def reference(result: Result, results: list[Result]) -> Result | None:
     """The row a result is compared with: raw spawning for W3, the Corral row of the same metric otherwise."""
     want = {"W3": RAW, "W9": W9_REF}.get(result.workload, "Corral")
+    if result.workload == "W1B":  # the ledger's overhead: on against off on the same store
+        want = result.system.replace("ledger on", "ledger off")
     if result.system == want or result.workload in ("W1", "W2", "W6", "W7") or (
         result.workload == "W11" and "CPU" not in result.metric
     ):

@@ -24,6 +24,7 @@ from bench.report import judged, table
 from bench.sizes import FULL, QUICK
 from bench.workloads import (
     w1_throughput,
+    w1b_billing,
     w2_submission,
     w3_true,
     w4_dag,
@@ -34,12 +35,14 @@ from bench.workloads import (
     w9_slurm_pool,
     w10_fanout,
     w11_pages,
+    w12_sweep,
 )
 
 WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
     "W1": w1_throughput.run, "W2": w2_submission.run, "W3": w3_true.run, "W4": w4_dag.run,
     "W5": w5_latency.run, "W6": w6_memory.run, "W7": w7_decision.run, "W8": w8_container.run,
-    "W9": w9_slurm_pool.run, "W10": w10_fanout.run, "W11": w11_pages.run,
+    "W9": w9_slurm_pool.run, "W10": w10_fanout.run, "W11": w11_pages.run, "W12": w12_sweep.run,
+    "W1B": w1b_billing.run,
 }
 
 

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from corral.client.backends import LocalBackend, ServiceBackend
     from corral.client.dsl import Batch, Job, ResourceFile
+    from corral.sweeps.sweep import Sweep
 
 _EXPORTS = {
     "Batch": "corral.client.dsl",
@@ -16,6 +17,7 @@ _EXPORTS = {
     "ResourceFile": "corral.client.dsl",
     "LocalBackend": "corral.client.backends",
     "ServiceBackend": "corral.client.backends",
+    "Sweep": "corral.sweeps.sweep",
 }
 
 
@@ -28,4 +30,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["Batch", "Job", "LocalBackend", "ResourceFile", "ServiceBackend", "__version__"]
+__all__ = ["Batch", "Job", "LocalBackend", "ResourceFile", "ServiceBackend", "Sweep", "__version__"]

@@ -14,6 +14,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corral.domain.billing.config import BillingConfig
 from corral.files.config import FilesConfig
 from corral.hail.buckets import BucketsConfig
 from corral.images.config import ImagesConfig
@@ -63,7 +64,6 @@ class Settings(BaseSettings):
     pool: str = "default"
     # "cheapest": a job that names no pool goes to the cheapest pool that can start it soonest
     pool_choice: Literal["default", "cheapest"] = "default"
-    scheduler_interval: float = 0.005  # seconds between scheduling ticks when there is work
     commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 20.0  # an instance silent for this long is lost
@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     instance_collections: list[InstanceCollectionConfig] = Field(default_factory=list)
     # What a core-hour costs on instances whose shape names no price (the local workers): jobs' cost.
     cost_per_core_hour: float = Field(default=0.0, ge=0)
+    billing: BillingConfig = Field(default_factory=BillingConfig)  # [billing]: rates (docs/billing.md)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     hail_compat_dir: Path | None = None  # serve HTTPS for the stock hailtop client; write its config here
     hail_user: str | None = None  # the user tokens.json in hail_compat_dir is for (default: default_user)

@@ -49,9 +49,30 @@ def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any
         server.start()
         return server
 
+    request.node.stash[SERVERS] = servers  # checked when the scenario ends (pytest_runtest_call below)
     yield start
     for server in servers:
         server.stop()
+
+
+SERVERS = pytest.StashKey[list[RunningServer]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After every scenario, while its servers and stores still exist: the invariants must hold."""
+    result = yield
+    found = [v for server in item.stash.get(SERVERS, []) if server.running for v in check_invariants(server)]
+    assert not found, "invariants broken after the scenario:\n" + "\n".join(found)
+    return result
+
+
+def check_invariants(server: RunningServer) -> list[str]:
+    """`corral admin check` through the API: the store's and the driver's invariants, after a scenario."""
+    with server.client(server.admin_token) as client:
+        r = client.get("/api/v1/admin/check", timeout=60)
+    assert r.status_code == 200, r.text
+    return [f"{server.home}: {v['check']}: {v['detail']}" for v in r.json()["violations"]]
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,10 @@ class RunningServer:
         except FileNotFoundError:
             return "(no log)"
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and bool(self.url)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)

@@ -51,6 +51,7 @@ def hail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
         "CORRAL_LOCAL_WORKER_MEMORY": "32Gi",
         "CORRAL_HEARTBEAT_INTERVAL": "0.5",
         "CORRAL_HAIL_COMPAT_DIR": str(home / "hail"),
+        "CORRAL_BILLING": '{"site": {"cpu_core_hour": 0.04, "memory_gib_hour": 0.005}}',
     })
     server = RunningServer(home, env)
     server.start()
@@ -128,6 +129,14 @@ def test_low_level_client_dag_job_groups_billing(hail_python: str, hail_server: 
     outer = results["job_groups"]
     assert (outer["n_jobs"], outer["n_succeeded"], outer["n_cancelled"]) == (4, 3, 1)
     assert "Traceback" not in hail_server.log.read_text()  # no request ended in a server error
+
+
+def test_billing_projects_and_cost_breakdown_through_the_stock_client(
+    hail_python: str, hail_server: RunningServer
+) -> None:
+    results = run_scenario(hail_python, hail_server, "billing.py")
+    assert results["lifecycle"] == "ok"
+    assert all(line["cost"] > 0 for line in results["cost_breakdown"])
 
 
 def test_restart_keeps_port_ca_and_batches(hail_server: RunningServer) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import psutil
 import pytest
+from tests.acceptance.billing_check import expected_cost, expected_usage, read_store, store_url
 from tests.acceptance.harness import RunningServer, job, worker_processes
 
 pytestmark = pytest.mark.slow
@@ -120,17 +121,27 @@ def test_memory_limit_fails_the_job_as_out_of_memory(start_server: Any) -> None:
 
 
 def test_cost_is_the_cores_used_times_the_rate_rolled_up_to_the_batch(start_server: Any) -> None:
-    server = start_server(cost_per_core_hour=3600.0)  # one unit per core-second: easy to check
+    server = start_server(cost_per_core_hour=3600.0)  # the older setting: one unit per core-second
     batch_id = server.submit([job("sleep 0.5", 1, cpu="1"), job("sleep 0.2", 2, cpu="0.5")])
     status = server.wait(batch_id)
+    stored = read_store(store_url(server.home, None), batch_id)
+    rates = {"cpu/site/1": "3600", "memory/site/1": "0"}
     jobs = [server.job(batch_id, j) for j in (1, 2)]
     for detail in jobs:
         assert detail["state"] == "Success", detail
-        core_seconds = detail["msec_mcpu"] / 1000 / 1000
-        assert detail["cost"] == pytest.approx(core_seconds * 3600.0 / 3600, rel=1e-6)
+        mine = [a for a in stored["attempts"] if a.job_id == detail["job_id"]]
+        assert detail["cost"] == float(expected_cost(expected_usage(mine), rates))
     assert jobs[0]["cost"] >= 0.5  # 1 core for at least the 0.5 s the job slept
     assert jobs[1]["cost"] >= 0.1  # half a core for at least 0.2 s
-    assert status["cost"] == pytest.approx(sum(d["cost"] for d in jobs), rel=1e-6)
+    assert status["cost"] == float(expected_cost(expected_usage(stored["attempts"]), rates))
+
+
+def _command(proc: psutil.Process) -> list[str]:
+    """A child's argv, or [] when it ended meanwhile (short-lived helpers come and go)."""
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
 
 
 def test_killed_worker_job_is_retried_on_another_worker(start_server: Any) -> None:
@@ -140,7 +151,7 @@ def test_killed_worker_job_is_retried_on_another_worker(start_server: Any) -> No
     deadline = time.monotonic() + 30
     while victim is None and time.monotonic() < deadline:
         for worker in worker_processes(server.home):
-            if any(c.cmdline()[:1] == ["sleep"] for c in worker.children(recursive=True)):
+            if any(_command(c)[:1] == ["sleep"] for c in worker.children(recursive=True)):
                 victim = worker
         time.sleep(0.1)
     assert victim is not None, "the job never started"

@@ -94,6 +94,7 @@ def test_io_beyond_the_storage_request_fails_the_job(server: RunningServer, test
     jobs = server.jobs(batch_id)
     assert jobs[1]["state"] == "Failed", _log(server, batch_id, 1)
     assert "No space left" in _log(server, batch_id, 1)
+    assert "No space left" in str(server.job(batch_id, 1)), server.job(batch_id, 1)  # the reason says so
     assert jobs[2]["state"] == "Success", _log(server, batch_id, 2)
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import update
 from test_api_support import Api, api_fixture, job  # noqa: F401
 
 from corral.store.logs import log_path
-from corral.store.tables import attempts, batches, jobs
+from corral.store.tables import attempts, batch_usage, batches, billing_rates, daily_usage, jobs
 from transition_guard import walk_to
 
 
@@ -202,13 +202,19 @@ async def test_delete_cancels_then_hides_the_batch(api: Api) -> None:
     assert (await api.client.get("/api/v1/batches")).json()["batches"] == []
 
 
-async def test_accrued_cost_sums_batch_costs(api: Api) -> None:
+async def test_accrued_cost_and_breakdown_come_from_the_ledger(api: Api) -> None:
     batch_id = await api.submit([job(1)])
-    async with api.engine.begin() as conn:
-        await conn.execute(update(batches).where(batches.c.id == batch_id).values(cost=1.25))
+    async with api.engine.begin() as conn:  # 1 core for 1,250 s at 3.6 per core-hour = 1.25
+        await conn.execute(billing_rates.insert().values(resource="cpu/site", version=1, rate=3.6,
+                                                         time_effective=0.0))
+        await conn.execute(daily_usage.insert().values(billing_project="default", user="alice",
+                                                       day="2026-01-01", resource="cpu/site/1",
+                                                       usage=1000 * 1_250_000))
+        await conn.execute(batch_usage.insert().values(batch_id=batch_id, resource="cpu/site/1",
+                                                       usage=1000 * 1_250_000))
     projects = (await api.client.get("/api/v1/billing-projects")).json()
     assert [(p["billing_project"], p["users"], p["accrued_cost"]) for p in projects] == [
         ("default", ["alice"], 1.25)
     ]
     status = (await api.client.get(f"/api/v1/batches/{batch_id}")).json()
-    assert status["cost"] == 1.25
+    assert status["cost_breakdown"] == [{"resource": "cpu/site/1", "cost": 1.25, "usage": 1_250_000_000}]

@@ -15,6 +15,8 @@ from test_store_scheduling import make_batch, run, states
 
 from corral.domain.states import INCOMPLETE_STATES, TRANSITIONS, JobState, legal_sources, sources_for
 from corral.errors import IllegalTransition
+from corral.store import scheduling as q
+from corral.store.invariants import check_store
 from corral.store.job_moves import move_jobs
 from corral.store.tables import jobs
 
@@ -83,3 +85,18 @@ async def test_the_guard_refuses_an_illegal_write_and_move_jobs_changes_nothing_
         assert moved in (0, None)  # asyncpg cannot count executemany rows
         assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
     assert await states(engine, b) == {1: "Success", 2: "Failed"}
+
+
+async def test_a_big_cancel_is_split_across_ticks_and_counts_every_job_once(engine: AsyncEngine) -> None:
+    b = await make_batch(engine, {j: [] for j in range(1, 6)})
+    rounds = []
+    while True:
+        async with engine.begin() as conn:
+            result = await q.cancel_batch_jobs(conn, b, time.time(), limit=2)
+        rounds.append(result.more)
+        if not result.more:
+            break
+    assert rounds == [True, True, False]
+    assert set((await states(engine, b)).values()) == {"Cancelled"}
+    async with engine.connect() as conn:
+        assert await check_store(conn) == []

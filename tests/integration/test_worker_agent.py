@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,11 +29,20 @@ def test_a_worker_that_never_reached_its_driver_exits_cleanly_on_a_signal(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
     proc = _start(tmp_path)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
-        time.sleep(1.5)  # retrying activation against a closed port
-        assert proc.poll() is None, proc.communicate()[0]
+        # Signal once it is retrying activation against a closed port (its handlers are in place by
+        # then), however long its imports take on a loaded machine.
+        deadline = time.monotonic() + 60
+        while not any("driver unavailable" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        reader.join(timeout=10)
+        out = "".join(lines)
     finally:
         proc.kill()
     assert proc.returncode == 0, out

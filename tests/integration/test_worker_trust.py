@@ -5,6 +5,7 @@ isolates it while scheduling carries on for everyone else. A real Driver and sto
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_api_support import job
 
-import corral.driver.driver as driver_module
+import corral.driver.step as driver_module
 from corral.api.app import create_app
 from corral.api.bootstrap import bootstrap
 from corral.config import Settings
@@ -36,6 +37,7 @@ class Service:
     worker: httpx.AsyncClient
     driver: Driver
     engine: AsyncEngine
+    admin: dict[str, str]
 
 
 @pytest.fixture(name="service")
@@ -61,7 +63,7 @@ async def service_fixture(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[
         r = await worker.post("/api/v1/worker/activate", json={"cores_mcpu": 4000, "memory_bytes": 8 << 30})
         assert r.status_code == 200, r.text
         try:
-            yield Service(user, worker, driver, engine)
+            yield Service(user, worker, driver, engine, {"Authorization": f"Bearer {tokens['admin_token']}"})
         finally:
             driver.close_polls()
             await driver.stop()
@@ -209,10 +211,10 @@ async def test_an_event_the_tick_cannot_apply_errors_its_job_and_the_rest_carry_
     """Fault injection: applying one completion raises inside the tick (as a store or code fault would)."""
     real = driver_module.completed_outcome
 
-    def faulty(attempt: Any, event: Any, rate: float, now: float) -> Any:
+    def faulty(attempt: Any, event: Any, now: float) -> Any:
         if event.exit_code == 99:
             raise ValueError("cannot apply this report")
-        return real(attempt, event, rate, now)
+        return real(attempt, event, now)
 
     monkeypatch.setattr(driver_module, "completed_outcome", faulty)
     batch_id = await _submit(service, 3, "isolated")
@@ -235,3 +237,15 @@ async def test_an_event_the_tick_cannot_apply_errors_its_job_and_the_rest_carry_
     r = await service.worker.post("/api/v1/worker/events", json={"events": [_completed(b["key"])]})
     assert r.status_code == 200
     assert (await _wait_batch(service, other))["state"] == "success"
+
+
+async def test_text_a_job_printed_that_no_store_keeps_is_cleaned_not_refused(service: Service) -> None:
+    batch_id = await _submit(service, 1, "nul")
+    (a,) = await _assignments(service, 1)
+    body = json.dumps({"events": [_completed(a["key"], exit_code=1, error="bad\x00byte \ud800 here")]})
+    r = await service.worker.post("/api/v1/worker/events", content=body.encode(),
+                                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    await _wait_batch(service, batch_id)
+    job = await _job(service, batch_id, 1)
+    assert job["state"] == "Failed" and job["status"]["error"] == "bad\ufffdbyte \ufffd here"

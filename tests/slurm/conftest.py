@@ -15,7 +15,8 @@ from tests.slurm.infra import PilotSlot, Sshd, register_pilots, slurm, start_clu
 
 from corral.config import Settings
 from corral.domain.resources import parse_bytes
-from corral.providers.base import InstanceRequest, MachineShape
+from corral.driver.collections import collection_shape
+from corral.providers.base import InstanceRequest
 from corral.providers.config import InstanceCollectionConfig
 from corral.providers.slurm import SlurmProvider
 from corral.providers.slurm.runners import CommandRunner
@@ -100,6 +101,7 @@ async def slurm_provider(slurm_conf: str, tmp_path: Path) -> AsyncIterator[Any]:
 
 def request_for(provider: SlurmProvider, name: str, token: str = "not-a-real-token",
                 driver_url: str = "") -> InstanceRequest:
-    shape: MachineShape = provider.shapes()[0]
+    shape = collection_shape(provider.collection)
+    assert shape is not None
     return InstanceRequest(name=name, collection=provider.collection.name, shape=shape, worker_token=token,
                            driver_url=driver_url or provider._driver_url)

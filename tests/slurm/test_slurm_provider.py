@@ -43,7 +43,7 @@ def test_make_provider_is_an_instance_provider(slurm_conf: str, tmp_path: Any) -
                                           provider_options={"partition": "debug", "time_limit": "1:00:00"})
     provider = make_provider(collection, Settings(home=tmp_path))
     assert isinstance(provider, InstanceProvider)
-    assert provider.shapes()[0].cores == 2
+    assert provider.collection.shape is not None and provider.collection.shape.cores == 2
 
 
 def test_a_typo_in_provider_options_names_the_key(tmp_path: Any) -> None:

@@ -27,8 +27,8 @@ def test_the_ssh_provider_is_created_from_its_options() -> None:
     hosts = [{"name": "h1", "address": "10.0.0.1", "cores": 4, "gpus": 2, "gpu_type": "t4"}]
     provider = create_provider(_collection("ssh", hosts=hosts), Settings(local_workers=0))
     assert isinstance(provider, SshProvider)
-    (shape,) = provider.shapes()
-    assert (shape.cores, shape.gpus, shape.gpu_type) == (4, 2, "t4")
+    (host,) = provider.hosts.values()
+    assert (host.cores, host.gpus, host.gpu_type) == (4, 2, "t4")
 
 
 def test_unknown_provider_or_bad_option_names_the_field() -> None:

@@ -9,10 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from corral import __version__
 from corral.api.context import ApiContext
-from corral.api.errors import install_error_handlers
+from corral.api.errors import document_errors, install_error_handlers
 from corral.api.hooks import DriverHooks
+from corral.api.hygiene import TextHygiene
 from corral.api.limits import BodySizeLimit
-from corral.api.routes import batches, billing, instance_health, jobs, meta, users
+from corral.api.routes import admin, batches, billing, instance_health, jobs, meta, users
 from corral.config import Settings
 from corral.ui import mount_ui
 
@@ -26,9 +27,12 @@ def create_app(
     app = FastAPI(title="Corral", version=__version__, description="Durable, fair batch scheduling.")
     app.state.corral = ApiContext(settings=settings, engine=engine, hooks=hooks)
     install_error_handlers(app)
+    app.add_middleware(TextHygiene)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (meta.router, batches.router, jobs.router, users.router, billing.router,
-                   instance_health.router, *extra_routers):
+    routers = (meta.router, batches.router, jobs.router, users.router, billing.router, admin.router,
+               instance_health.router)
+    for router in (*routers, *extra_routers):
         app.include_router(router)
     mount_ui(app)
+    document_errors(app)
     return app

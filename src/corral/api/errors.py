@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.errors import CorralError
@@ -71,7 +72,72 @@ def install_error_handlers(app: FastAPI) -> None:
             message += f" (and {len(errors) - 1} more problem(s))"
         return error_response(400, "InvalidInput", message, field)
 
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def store_busy(_request: Request, exc: Exception) -> JSONResponse:
+        # SQLite's "database is locked" after busy_timeout, or PostgreSQL out of reach: nothing was
+        # written (the transaction rolled back); the client may simply retry.
+        log.warning("store busy or unreachable, answered 503: %s", str(exc).splitlines()[0][:200])
+        response = error_response(
+            503, "StoreBusy", "the store is busy; nothing was changed: retry in a moment", None
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         name = _STATUS_NAMES.get(exc.status_code, "HTTPError")
-        return error_response(exc.status_code, name, str(exc.detail), getattr(exc, "field", None))
+        response = error_response(exc.status_code, name, str(exc.detail), getattr(exc, "field", None))
+        for header, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+            response.headers[header] = value
+        return response
+
+
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error", "message", "field"],
+    "properties": {
+        "error": {"type": "string", "description": "the kind of error, e.g. InvalidInput"},
+        "message": {"type": "string", "description": "what is wrong and what to change"},
+        "field": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "the input at fault"},
+    },
+}
+_ERROR_STATUSES = {
+    "400": "Invalid input: the message names the field and what to change",
+    "401": "No token, or an unknown one",
+    "403": "The token's user may not do this",
+    "404": "No such resource (or not visible to this user)",
+    "405": "The path exists, not with this method (see the Allow header)",
+    "409": "The resource is in a state that does not allow this",
+    "413": "The request body is too large",
+    "503": "The store is busy; retry after the Retry-After header's seconds",
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Every operation documents the error statuses the API answers with (one body shape for all),
+    instead of FastAPI's 422, which this API never sends (validation errors are 400s)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Error"] = _ERROR_SCHEMA
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                responses.pop("422", None)
+                for status, description in _ERROR_STATUSES.items():
+                    responses.setdefault(status, {"description": description, **error})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -6,91 +6,108 @@ thin layer over the same code.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_JOBS_PER_BUNCH = 10_000
 MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_INT32 = 2**31 - 1
+MAX_JOBS_PER_UPDATE = 100_000_000  # job ids are 32-bit: a batch holds at most ~2**31 jobs over its updates
+
+# Bounded values (the columns behind them are 32-bit integers and sized strings): out of range is a 400.
+Int32 = Annotated[int, Field(ge=-(2**31), le=MAX_INT32)]
+Name = Annotated[str, Field(max_length=100)]
+AttributeKey = Annotated[str, Field(min_length=1, max_length=256)]
+AttributeValue = Annotated[str, Field(max_length=64 * 1024)]
+Attributes = dict[AttributeKey, AttributeValue]
+Quantity = Annotated[str, Field(max_length=64)] | Annotated[float, Field(allow_inf_nan=False)]
 
 
-class FileTransfer(BaseModel):
+class Wire(BaseModel):
+    """Request bodies: numbers must be finite (JSON's Infinity/NaN extensions are refused)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class FileTransfer(Wire):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
-    from_: str = Field(alias="from")
-    to: str
+    from_: str = Field(alias="from", max_length=8192)
+    to: str = Field(max_length=8192)
 
 
-class ResourcesSpec(BaseModel):
+class ResourcesSpec(Wire):
     model_config = ConfigDict(extra="allow")
-    cpu: str | float | None = None
-    memory: str | float | None = None
-    storage: str | float | None = None
-    gpus: int = 0
-    gpu_type: str | None = None
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    storage: Quantity | None = None
+    gpus: int = Field(default=0, ge=0, le=1024)
+    gpu_type: Name | None = None
 
 
-class ProcessSpec(BaseModel):
+class ProcessSpec(Wire):
     """Hail's `process`: {type: docker, image, command}."""
 
     model_config = ConfigDict(extra="allow")
-    type: str = "docker"
-    image: str | None = None
+    type: str = Field(default="docker", max_length=20)
+    image: str | None = Field(default=None, max_length=1000)
     command: list[str]
 
 
-class EnvVar(BaseModel):
-    name: str
+class EnvVar(Wire):
+    # What execve and a shell can hold: a letter or _ first, then letters, digits and _.
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     value: str
     secret: bool = False  # shown only to the batch's owner; members of its billing project see "[redacted]"
 
 
-class JobSpec(BaseModel):
+class JobSpec(Wire):
     model_config = ConfigDict(extra="allow")
-    job_id: int
-    name: str | None = None
+    job_id: Int32
+    name: str | None = Field(default=None, max_length=500)
     process: ProcessSpec
     # Parents inside the same update (1-based in-update ids) and parents already in the batch (absolute).
-    in_update_parent_ids: list[int] = Field(default_factory=list)
-    absolute_parent_ids: list[int] = Field(default_factory=list)
-    parent_ids: list[int] | None = None  # legacy Hail field: absolute ids
+    in_update_parent_ids: list[Int32] = Field(default_factory=list)
+    absolute_parent_ids: list[Int32] = Field(default_factory=list)
+    parent_ids: list[Int32] | None = None  # legacy Hail field: absolute ids
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     env: list[EnvVar] = Field(default_factory=list)
-    timeout: float | None = None
+    timeout: float | None = Field(default=None, le=10 * 365 * 24 * 3600)
     always_run: bool = False
     always_copy_output: bool = False
     n_max_attempts: int = Field(default=20, ge=1, le=1000)
-    attributes: dict[str, str] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     input_files: list[FileTransfer] = Field(default_factory=list)
     output_files: list[FileTransfer] = Field(default_factory=list)
-    pool: str | None = None
-    network: str | None = None
-    in_update_job_group_id: int | None = None
-    absolute_job_group_id: int | None = None
+    pool: Name | None = None
+    network: str | None = Field(default=None, max_length=20)
+    in_update_job_group_id: Int32 | None = None
+    absolute_job_group_id: Int32 | None = None
 
 
-class BatchSpec(BaseModel):
+class BatchSpec(Wire):
     model_config = ConfigDict(extra="allow")
-    billing_project: str = "default"
+    billing_project: Name = "default"
     token: str = Field(min_length=1, max_length=200)
-    attributes: dict[str, str] = Field(default_factory=dict)
-    n_jobs: int = Field(default=0, ge=0)
-    cancel_after_n_failures: int | None = Field(default=None, ge=1)
-    callback: str | None = None
+    attributes: Attributes = Field(default_factory=dict)
+    n_jobs: int = Field(default=0, ge=0, le=MAX_JOBS_PER_UPDATE)
+    cancel_after_n_failures: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    callback: str | None = Field(default=None, max_length=4096)
 
 
-class UpdateSpec(BaseModel):
+class UpdateSpec(Wire):
     model_config = ConfigDict(extra="allow")
     token: str = Field(min_length=1, max_length=200)
-    n_jobs: int = Field(ge=1)
+    n_jobs: int = Field(ge=1, le=MAX_JOBS_PER_UPDATE)
 
 
-class CreateFastRequest(BaseModel):
+class CreateFastRequest(Wire):
     model_config = ConfigDict(extra="allow")
     batch: BatchSpec
     bunch: list[JobSpec]
 
 
-class UpdateFastRequest(BaseModel):
+class UpdateFastRequest(Wire):
     model_config = ConfigDict(extra="allow")
     update: UpdateSpec
     bunch: list[JobSpec]
@@ -165,6 +182,7 @@ class JobList(BaseModel):
 
 class JobStatus(JobSummary):
     status: dict[str, Any] | None
+    cost_breakdown: list[dict[str, Any]] = Field(default_factory=list)  # [{resource, cost, usage}]
     spec: dict[str, Any] | None
     attributes: dict[str, str]
 
@@ -178,7 +196,7 @@ class AttemptStatus(BaseModel):
     exit_code: int | None
 
 
-class UserCreate(BaseModel):
+class UserCreate(Wire):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     is_admin: bool = False
 
@@ -189,9 +207,28 @@ class UserCreated(BaseModel):
     token: str
 
 
-class BillingProjectCreate(BaseModel):
+class BillingProjectCreate(Wire):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    spend_limit: float | None = None
+    spend_limit: float | None = Field(default=None, ge=0, le=1e15)
+
+
+class SpendLimit(BaseModel):
+    limit: float | str | None = None  # an amount in the site's currency; null: no limit
+
+
+class BillingReportLine(BaseModel):
+    key: str  # the project, user or day
+    cost: float
+    cost_breakdown: list[dict[str, Any]]
+
+
+class BillingReport(BaseModel):
+    by: Literal["project", "user", "day"]
+    since: str | None
+    until: str | None
+    currency: str
+    total: float
+    rows: list[BillingReportLine]
 
 
 class BillingProjectStatus(BaseModel):

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.api.access import check_can_submit, owned_batch, visible_batch
+from corral.api.billing_projects import check_accepts_work
 from corral.api.context import ApiContext
 from corral.api.jobspecs import prepare_bunch
 from corral.api.schemas import (
@@ -49,6 +50,11 @@ def _response(batch_id: int, upd: UpdateRecord | None) -> CreateBatchResponse:
 def _check_open(batch: BatchRecord) -> None:
     if batch.cancelled:
         raise Conflict(f"batch_id: batch {batch.id} is cancelled; it accepts no new jobs", field="batch_id")
+
+
+async def _check_project(ctx: ApiContext, conn: AsyncConnection, batch: BatchRecord) -> None:
+    """New work for a batch: its billing project must be open and under its spend limit (403)."""
+    await check_accepts_work(conn, batch.billing_project, ctx.settings.billing.currency, field="batch_id")
 
 
 async def _check_placeable(conn: AsyncConnection, rows: Sequence[NewJob], default_pool: str) -> None:
@@ -89,8 +95,11 @@ async def _existing(
         return batch, await batch_store.update_by_token(conn, batch.id, token)
 
 
-async def _insert_batch(conn: AsyncConnection, user: User, spec: BatchSpec, now: float) -> int:
+async def _insert_batch(
+    conn: AsyncConnection, user: User, spec: BatchSpec, now: float, currency: str = "USD"
+) -> int:
     await check_can_submit(conn, spec.billing_project, user)
+    await check_accepts_work(conn, spec.billing_project, currency)
     return await batch_store.insert_batch(
         conn,
         user=user.name,
@@ -111,7 +120,7 @@ async def create_batch(ctx: ApiContext, user: User, spec: BatchSpec) -> CreateBa
     now = time.time()
     try:
         async with ctx.writing() as conn:
-            batch_id = await _insert_batch(conn, user, spec, now)
+            batch_id = await _insert_batch(conn, user, spec, now, ctx.settings.billing.currency)
             upd = None
             if spec.n_jobs > 0:
                 upd = await batch_store.insert_update(
@@ -146,7 +155,7 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
     now = time.time()
     try:
         async with ctx.writing() as conn:
-            batch_id = await _insert_batch(conn, user, spec, now)
+            batch_id = await _insert_batch(conn, user, spec, now, ctx.settings.billing.currency)
             batch = await batch_store.get_batch(conn, batch_id, for_update=True)
             assert batch is not None
             upd = await batch_store.insert_update(conn, batch_id, token=spec.token, n_jobs=n_jobs, now=now)
@@ -196,6 +205,7 @@ async def commit(ctx: ApiContext, user: User, batch_id: int, update_id: int) -> 
             raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
         if not upd.committed:
             _check_open(batch)
+            await _check_project(ctx, conn, batch)
         result = await jobs_write.commit_update(conn, batch, upd, time.time())
     if result.newly_committed:
         await _notify_committed(ctx, batch_id)
@@ -209,6 +219,7 @@ async def create_update(ctx: ApiContext, user: User, batch_id: int, spec: Update
         upd = await batch_store.update_by_token(conn, batch_id, spec.token)
         if upd is None:
             _check_open(batch)
+            await _check_project(ctx, conn, batch)
             upd = await batch_store.insert_update(
                 conn, batch_id, token=spec.token, n_jobs=spec.n_jobs, now=time.time()
             )
@@ -232,6 +243,7 @@ async def update_fast(
         if upd is not None and upd.committed:
             return CreateUpdateResponse(update_id=upd.update_id, start_job_id=upd.start_job_id)
         _check_open(batch)
+        await _check_project(ctx, conn, batch)
         if upd is None:
             upd = await batch_store.insert_update(
                 conn, batch_id, token=spec.token, n_jobs=spec.n_jobs, now=now

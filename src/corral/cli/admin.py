@@ -1,4 +1,4 @@
-"""`corral user …` and `corral billing-project …` (admin operations; the admin token is used by default)."""
+"""`corral user …` (admin operations; the admin token is used by default)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from corral.cli.common import CorralGroup, connect, console, print_json, table
 
 user_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Manage users (admin).")
-project_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Manage billing projects (admin).")
+admin_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Look after the server (admin).")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
 
@@ -45,35 +45,17 @@ def whoami(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         )
 
 
-@project_app.command("create")
-def create_project(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Billing project")]) -> None:
-    """Create a billing project."""
+@admin_app.command("check")
+def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check the server's invariants: batch counters vs job states, running attempts vs instances,
+    parents before children, the driver's running cores vs its assignments. Exit 1 if any fails."""
     with connect(ctx, admin=True) as client:
-        client.create_billing_project(name)
-    console.print(f"created billing project [bold]{name}[/]")
-
-
-@project_app.command("add-user")
-def add_user(
-    ctx: typer.Context,
-    billing_project: Annotated[str, typer.Argument(help="Billing project")],
-    user: Annotated[str, typer.Argument(help="User to add")],
-) -> None:
-    """Let USER submit batches to BILLING_PROJECT."""
-    with connect(ctx, admin=True) as client:
-        client.add_billing_project_user(billing_project, user)
-    console.print(f"added {user} to billing project {billing_project}")
-
-
-@project_app.command("list")
-def list_projects(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Billing projects you can see, with their members and accrued cost."""
-    with connect(ctx) as client:
-        projects = client.list_billing_projects()
+        report = client.check_invariants()
     if as_json:
-        print_json([p.model_dump(mode="json") for p in projects])
-        return
-    rows = [
-        [p.billing_project, p.status, ", ".join(p.users), p.limit, f"{p.accrued_cost:.4f}"] for p in projects
-    ]
-    table(None, ["billing project", "status", "users", "limit", "accrued cost"], rows)
+        print_json(report)
+    elif report["ok"]:
+        console.print(f"all invariants hold ({', '.join(report['checked'])})")
+    else:
+        table(None, ["check", "violation"], [[v["check"], v["detail"]] for v in report["violations"]])
+    if not report["ok"]:
+        raise typer.Exit(1)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from corral import __version__
-from corral.cli import admin, batches, pipelines, serve
+from corral.cli import admin, batches, billing, pipelines, serve, sweeps
 from corral.cli.common import CorralGroup, Target
 
 app = typer.Typer(
@@ -50,7 +50,10 @@ app.command("demo")(pipelines.demo)
 app.add_typer(batches.batch_app, name="batch")
 app.add_typer(batches.job_app, name="job")
 app.add_typer(admin.user_app, name="user")
-app.add_typer(admin.project_app, name="billing-project")
+app.add_typer(billing.project_app, name="billing-project")
+app.add_typer(billing.billing_app, name="billing")
+app.add_typer(sweeps.sweep_app, name="sweep")
+app.add_typer(admin.admin_app, name="admin")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

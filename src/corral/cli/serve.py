@@ -46,7 +46,6 @@ def server(
     pool_choice: Annotated[
         str | None, typer.Option(help=f"default | cheapest (jobs naming no pool) {_env('pool_choice')}")
     ] = None,
-    scheduler_interval: Annotated[float | None, typer.Option(help=_env("scheduler_interval"))] = None,
     commit_interval: Annotated[float | None, typer.Option(help=_env("commit_interval"))] = None,
     heartbeat_interval: Annotated[float | None, typer.Option(help=_env("heartbeat_interval"))] = None,
     heartbeat_timeout: Annotated[float | None, typer.Option(help=_env("heartbeat_timeout"))] = None,

@@ -19,6 +19,7 @@ from corral.api.schemas import (
     BatchSpec,
     BatchStatus,
     BillingProjectStatus,
+    BillingReport,
     CreateBatchResponse,
     CreateUpdateResponse,
     JobList,
@@ -168,6 +169,10 @@ class AsyncClient:
     async def me(self) -> dict[str, Any]:
         return dict(await self._json("GET", "/api/v1/me"))
 
+    async def check_invariants(self) -> dict[str, Any]:
+        """The server's invariant checks (admin): {"ok", "checked", "violations": [{"check", "detail"}]}."""
+        return dict(await self._json("GET", "/api/v1/admin/check"))
+
     # ---- batches
 
     async def create_fast(self, batch: BatchSpec, bunch: Sequence[JobSpec]) -> CreateBatchResponse:
@@ -273,10 +278,38 @@ class AsyncClient:
             await self._json("POST", "/api/v1/users", json=body, idempotent=False)
         )
 
-    async def create_billing_project(self, name: str) -> dict[str, Any]:
-        return dict(
-            await self._json("POST", "/api/v1/billing-projects", json={"name": name}, idempotent=False)
-        )
+    async def create_billing_project(self, name: str, spend_limit: float | None = None) -> dict[str, Any]:
+        body = {"name": name, "spend_limit": spend_limit}
+        return dict(await self._json("POST", "/api/v1/billing-projects", json=body, idempotent=False))
+
+    async def get_billing_project(self, name: str) -> BillingProjectStatus:
+        found = await self._json("GET", f"/api/v1/billing-projects/{name}")
+        return BillingProjectStatus.model_validate(found)
+
+    async def remove_billing_project_user(self, billing_project: str, user: str) -> dict[str, Any]:
+        return dict(await self._json("DELETE", f"/api/v1/billing-projects/{billing_project}/users/{user}"))
+
+    async def billing_project_action(self, name: str, action: str) -> BillingProjectStatus:
+        """close | reopen | delete."""
+        if action == "delete":
+            found = await self._json("DELETE", f"/api/v1/billing-projects/{name}")
+        else:
+            found = await self._json("POST", f"/api/v1/billing-projects/{name}/{action}")
+        return BillingProjectStatus.model_validate(found)
+
+    async def set_billing_limit(self, name: str, limit: float | None) -> BillingProjectStatus:
+        found = await self._json("PUT", f"/api/v1/billing-projects/{name}/limit", json={"limit": limit})
+        return BillingProjectStatus.model_validate(found)
+
+    async def billing_report(
+        self, by: str = "project", *, since: str | None = None, until: str | None = None,
+        billing_project: str | None = None,
+    ) -> BillingReport:
+        params = {"by": by, "since": since, "until": until, "billing_project": billing_project}
+        return BillingReport.model_validate(await self._json("GET", "/api/v1/billing/report", params=params))
+
+    async def billing_rates(self) -> dict[str, Any]:
+        return dict(await self._json("GET", "/api/v1/billing/rates"))
 
     async def add_billing_project_user(self, billing_project: str, user: str) -> dict[str, Any]:
         return dict(await self._json("POST", f"/api/v1/billing-projects/{billing_project}/users/{user}"))

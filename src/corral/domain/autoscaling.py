@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from corral.domain.capacity import Resources
 from corral.domain.fair_share import UserDemand, fair_share_cores
-from corral.domain.placement import gpus_fit
 from corral.domain.scheduling import ReadyJob
 
 
@@ -29,13 +29,13 @@ class PoolLimits:
     max_new_per_loop: int = 4
     idle_seconds: float = 300.0
 
+    @property
+    def shape(self) -> Resources:
+        return Resources(self.cores_mcpu, self.memory_bytes, self.gpus, self.gpu_type)
+
     def fits(self, job: ReadyJob) -> bool:
         """Whether one instance of this shape can ever run the job."""
-        return (
-            job.cores_mcpu <= self.cores_mcpu
-            and job.memory_bytes <= self.memory_bytes
-            and gpus_fit(job.gpus, job.gpu_type, self.gpus, self.gpu_type)
-        )
+        return job.resources.fits_in(self.shape)
 
     @property
     def cap(self) -> int:
@@ -107,3 +107,18 @@ def private_jobs_to_serve(
             if len(chosen) >= room:
                 break
     return chosen
+
+
+def route_to_collection(
+    pool: str, job: ReadyJob, limits: Mapping[str, PoolLimits], job_private: Sequence[str]
+) -> str:
+    """The collection whose queue a ready job joins: its pool, unless one instance of the pool's shape can
+    never hold it and a job-private collection can size an instance for it (the first such, in order)."""
+    pool_limits = limits.get(pool)
+    if pool in job_private or pool_limits is None or pool_limits.fits(job):
+        return pool
+    for name in job_private:
+        cap = limits.get(name)
+        if cap is None or cap.fits(job):
+            return name
+    return pool

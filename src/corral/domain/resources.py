@@ -18,6 +18,8 @@ _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGT]i?)?[Bb]?\s
 MEMORY_PER_CORE: dict[str, int] = {"lowmem": 1024**3, "standard": 4 * 1024**3, "highmem": 8 * 1024**3}
 DEFAULT_CPU_MCPU = 1000
 DEFAULT_MEMORY = "standard"
+MAX_MCPU = 2**31 - 1  # about two million cores: more than any instance, and what a 32-bit column holds
+MAX_BYTES = 2**62  # 4 EiB
 
 
 def parse_cpu_mcpu(value: str | float | int | None, *, field: str = "resources.cpu") -> int:
@@ -34,6 +36,8 @@ def parse_cpu_mcpu(value: str | float | int | None, *, field: str = "resources.c
         ) from None
     if not math.isfinite(mcpu) or mcpu <= 0:
         raise InvalidInput(f"{field}: {value!r} must be a positive number of cores", field=field)
+    if mcpu > MAX_MCPU:
+        raise InvalidInput(f"{field}: {value!r} is more cores than any machine has", field=field)
     return max(1, math.ceil(mcpu))
 
 
@@ -42,7 +46,7 @@ def parse_bytes(value: str | float | int, *, field: str) -> int:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0 or not math.isfinite(value):
             raise InvalidInput(f"{field}: {value!r} must not be negative", field=field)
-        return int(value)
+        return _bounded(int(value), value, field)
     match = _QUANTITY.match(str(value))
     if not match:
         raise InvalidInput(
@@ -51,7 +55,13 @@ def parse_bytes(value: str | float | int, *, field: str) -> int:
             field=field,
         )
     number, unit = match.group(1), match.group(2) or ""
-    return int(float(number) * _UNITS[unit])
+    return _bounded(int(float(number) * _UNITS[unit]), value, field)
+
+
+def _bounded(size: int, value: object, field: str) -> int:
+    if size > MAX_BYTES:
+        raise InvalidInput(f"{field}: {value!r} is larger than any machine (at most 4 EiB)", field=field)
+    return size
 
 
 def parse_memory_bytes(

@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from corral.domain.capacity import Resources
 from corral.domain.fair_share import UserDemand, fair_share_cores
 from corral.domain.placement import FreeCapacityIndex, InstanceCapacity
 
@@ -24,6 +25,10 @@ class ReadyJob:
     @property
     def key(self) -> tuple[int, int]:
         return (self.batch_id, self.job_id)
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.cores_mcpu, self.memory_bytes, self.gpus, self.gpu_type)
 
 
 class ReadyQueues:

@@ -23,6 +23,7 @@ from corral.domain.autoscaling import (
     pool_instances_to_create,
     pool_instances_to_release,
     private_jobs_to_serve,
+    route_to_collection,
 )
 from corral.domain.fair_share import UserDemand
 from corral.domain.scheduling import ReadyJob
@@ -36,7 +37,6 @@ from corral.driver.health import (
     save_metadata,
     use_instance_rate,
 )
-from corral.driver.pool_routing import cheapest_pool
 from corral.providers.base import (
     BoundedProvider,
     InstanceProvider,
@@ -61,7 +61,7 @@ class _Managed:
     reserved_for: tuple[int, int] | None = None
     running_since: float | None = None  # the provider reported it running (a queued SLURM job is not)
     idle_since: float | None = None
-    drain_tick: int | None = None  # the driver's tick when its release began
+    retiring: bool = False  # asked the driver to retire it (it does so only if idle)
 
 
 class Autoscaler:
@@ -91,7 +91,6 @@ class Autoscaler:
         self._backoff_until: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._loop: asyncio.Task[None] | None = None
-        self._unplaceable: set[tuple[object, ...]] = set()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -112,8 +111,6 @@ class Autoscaler:
         for provider in self.providers.values():
             await provider.start(driver_url)
         await adopt_instances(self.providers, live)
-        self.driver.route_pool = self.route_pool
-        self._reroute_queued()
         if run_loop:
             self._loop = asyncio.create_task(self._run(), name="autoscaler")
 
@@ -146,43 +143,12 @@ class Autoscaler:
                 log.exception("autoscaler tick failed")
             await asyncio.sleep(self.interval)
 
-    # ------------------------------------------------------------ routing (called by the driver)
+    # ------------------------------------------------------------ routing
 
     def route_pool(self, pool: str, job: ReadyJob) -> str:
-        """A job that fits no instance of its pool goes to a job-private collection that can size it."""
-        if pool == self.settings.pool and self.settings.pool_choice == "cheapest":
-            pool = cheapest_pool(job, settings=self.settings, collections=self.collections,
-                                 limits=self.limits, instances=self.driver.instances, can_grow=self._can_grow)
-        limits = self.limits.get(pool)
-        col = self.collections.get(pool)
-        if col is None or col.kind != "pool" or limits is None or limits.fits(job):
-            return pool
-        for other in self.collections.values():
-            if other.kind == "job_private":
-                cap = self.limits.get(other.name)
-                if cap is None or cap.fits(job):
-                    return other.name
-        request = (pool, job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type)
-        if request not in self._unplaceable:  # once per kind of request: say why such jobs wait
-            self._unplaceable.add(request)
-            log.warning(
-                "jobs of pool %s needing %.3g cores, %d bytes, %d GPUs (%s) fit no instance of it and no "
-                "job-private collection can take them: they wait", pool, job.cores_mcpu / 1000,
-                job.memory_bytes, job.gpus, job.gpu_type or "any type",
-            )
-        return pool
-
-    def _can_grow(self, collection: str) -> bool:
-        limits, shape = self.limits.get(collection), collection_shape(self.collections[collection])
-        return (limits is not None and shape is not None and len(self._of(collection)) < limits.cap
-                and self._capacity(collection, shape) > 0)
-
-    def _reroute_queued(self) -> None:
-        for pool, queues in list(self.driver.queues.items()):
-            for job in list(queues):
-                target = self.route_pool(pool, job)
-                if target != pool and queues.take(job.key) is not None:
-                    self.driver.queues[target].push(job)
+        """The same routing the driver applies (domain.autoscaling.route_to_collection)."""
+        private = [n for n, c in self.collections.items() if c.kind == "job_private"]
+        return route_to_collection(pool, job, self.limits, private)
 
     # ------------------------------------------------------------ the tick
 
@@ -241,26 +207,12 @@ class Autoscaler:
         limits = self.limits.get(collection)
         if limits is None:
             return
-        for m in self._of(collection):
-            if m.drain_tick is None:
-                continue
-            inst = self.driver.instances.get(m.name)
-            if inst is None:
-                continue
-            if inst.assigned:  # a tick placed work on it before draining began: keep it
-                inst.draining, m.drain_tick, m.idle_since = False, None, None
-            elif self.driver.ticks >= m.drain_tick + 2:
-                self._lose(m, f"idle for {limits.idle_seconds:.0f}s: released")
-        views = [self._view(m) for m in self._of(collection) if m.drain_tick is None]
+        views = [self._view(m) for m in self._of(collection) if not m.retiring]
         for name in pool_instances_to_release(limits, views, now):
-            inst = self.driver.instances.get(name)
-            if inst is not None:
-                # Draining first: the writer loop stops placing on it; released once a full tick saw that.
-                inst.draining = True
-                self._managed[name].drain_tick = self.driver.ticks
+            self._retire(self._managed[name], f"idle for {limits.idle_seconds:.0f}s: released")
         if now < self._backoff_until.get(collection, 0.0):
             return
-        views = [self._view(m) for m in self._of(collection) if m.drain_tick is None]
+        views = [self._view(m) for m in self._of(collection) if not m.retiring]
         demands, ready_gpus = self._demands(collection, limits, views)
         shape = collection_shape(self.collections[collection])
         assert shape is not None
@@ -378,6 +330,22 @@ class Autoscaler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _retire(self, m: _Managed, reason: str) -> None:
+        """Ask the driver to retire an idle instance (between its ticks, so no work lands on it meanwhile);
+        if it took work since, it stays."""
+        m.retiring = True
+
+        async def retire() -> None:
+            if await self.driver.retire_if_idle(m.name, reason):
+                log.info("instance %s of %s: %s", m.name, m.collection, reason)
+                self._release(m)
+            else:
+                m.retiring, m.idle_since = False, None
+
+        task = asyncio.create_task(retire(), name=f"retire-{m.name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _lose(self, m: _Managed, reason: str) -> None:
         """End its attempts as lost (jobs are retried), then delete it through the provider."""
         log.info("instance %s of %s: %s", m.name, m.collection, reason)
@@ -396,12 +364,8 @@ class Autoscaler:
 
     async def _delete_now(self, m: _Managed) -> None:
         # The writer loop first ends its attempts (instance_lost) and marks it inactive; then the machine
-        # goes and it is marked deleted. Two ticks on: the one in flight, then the one that saw the loss.
-        seen = self.driver.ticks
-        for _ in range(200):
-            if m.name not in self.driver.instances and self.driver.ticks >= seen + 2:
-                break
-            await asyncio.sleep(0.05)
+        # goes and it is marked deleted.
+        await self.driver.wait_gone(m.name, timeout=10.0)
         try:
             await self.providers[m.collection].delete_instance(m.name, dict(m.metadata))
         except Exception:

@@ -13,28 +13,32 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
-from corral.domain.attempts import clamp_time
+from corral.domain.autoscaling import route_to_collection
 from corral.domain.capacity import Resources, SiteCollection, largest, why_unplaceable
 from corral.domain.placement import InstanceCapacity
 from corral.domain.scheduling import ReadyJob, ReadyQueues, plan_placements, plan_reserved_placements
 from corral.domain.states import JobState
 from corral.domain.tokens import hash_token
+from corral.driver.accounting import Accounting
 from corral.driver.changes import TickListener, tick_changes
-from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent, is_passing
+from corral.driver.collections import collection_limits
+from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
 from corral.driver.instances import AttemptInFlight, InstanceState
-from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
+from corral.driver.invariants import check_driver
+from corral.driver.recovery import recover, tick_alone
+from corral.driver.step import plan_tick
 from corral.driver.unplaceable import UnplaceableJobs
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
 from corral.store import usage as usage_store
-from corral.worker.protocol import AttemptKey, StartedEvent, UsageEvent, assignment_payload
+from corral.store.invariants import Violation
+from corral.worker.protocol import AttemptKey, assignment_payload
 
 log = logging.getLogger("corral.driver")
 
@@ -53,12 +57,18 @@ class Driver:
         self.site_collections: dict[str, SiteCollection] = {}
         self._largest: dict[str, Resources | None] = {}  # per pool, until an instance comes or goes
         self._wake = asyncio.Event()
+        self._tick_lock = asyncio.Lock()
+        self._gone: dict[str, asyncio.Event] = {}  # instances someone waits to see forgotten
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._closing = False  # shutting down: long polls return at once
         self.ticks = 0
-        # Set by the autoscaler: which queue a ready job joins (a job that fits no pool goes job-private).
-        self.route_pool: Callable[[str, ReadyJob], str] | None = None
+        self.accounting = Accounting(settings)
+        # Which queue a ready job joins: a job no instance of its pool can hold goes to a job-private
+        # collection that can size one (the autoscaler decides the same from the same settings).
+        collections = settings.instance_collections
+        self._limits = {c.name: lim for c in collections if (lim := collection_limits(c)) is not None}
+        self._job_private = [c.name for c in collections if c.kind == "job_private"]
         # Called after each committed tick with what it changed (the web pages' live updates).
         self.tick_listeners: list[TickListener] = []
         self._placed: list[tuple[int, int]] = []
@@ -114,7 +124,6 @@ class Driver:
             )
             inst.gpus, inst.gpu_type = rec.gpus, rec.gpu_type
             inst.reserved_for = _job_key(rec.reserved_for)
-            inst.cost_per_core_hour = self._rate(rec.metadata.get("cost_per_core_hour"))
             inst.cores_mcpu, inst.memory_bytes = rec.cores_mcpu, rec.memory_bytes
             inst.shape_mcpu = _int_or(rec.metadata.get("shape_mcpu"), rec.cores_mcpu)
             inst.shape_memory = _int_or(rec.metadata.get("shape_memory"), rec.memory_bytes)
@@ -145,6 +154,8 @@ class Driver:
             self.running_mcpu[pool][att.user] += att.cores_mcpu
         for queued in ready:
             self._enqueue(queued)
+        flights = [f for i in self.instances.values() for f in i.assigned.values()]
+        await self.accounting.rebuild(self.engine, flights)
         self._inbox.cancelled.update(cancelled)
         for batch_id, group_ids in cancelled_groups.items():
             self._inbox.cancelled_groups.setdefault(batch_id, set()).update(group_ids)
@@ -168,7 +179,7 @@ class Driver:
         if queued.doomed and not queued.always_run:
             self._doomed.add(queued.job.key)
             return
-        pool = self.route_pool(queued.pool, queued.job) if self.route_pool else queued.pool
+        pool = route_to_collection(queued.pool, queued.job, self._limits, self._job_private)
         self._queue(pool, queued.job)
 
     def _queue(self, pool: str, job: ReadyJob) -> None:
@@ -194,13 +205,12 @@ class Driver:
         if site is not None and site.kind != "pool":
             return None  # job-private collections are sized for each job
         if pool not in self._largest:
-            sizes = [Resources(i.cores_mcpu, i.memory_bytes, i.gpus, i.gpu_type)
-                     for i in self.instances.values() if i.pool == pool and i.reserved_for is None]
+            shared = [i for i in self.instances.values() if i.pool == pool and i.reserved_for is None]
+            sizes = [i.resources for i in shared]
             if site is not None and site.largest is not None:
                 sizes.append(site.largest)
             self._largest[pool] = largest(sizes)
-        return why_unplaceable(Resources(job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type), pool,
-                               self._largest[pool])
+        return why_unplaceable(job.resources, pool, self._largest[pool])
 
     def _pool_changed(self, pool: str) -> None:
         """An instance of the pool came or grew: jobs that could not be placed there are checked again."""
@@ -230,7 +240,8 @@ class Driver:
         metadata: dict[str, Any], gpus: int = 0, gpu_type: str | None = None,
         reserved_for: tuple[int, int] | None = None, cost_per_core_hour: float | None = None,
     ) -> None:
-        """`cost_per_core_hour`: the shape's price per core-hour (default: the site's rate)."""
+        """`cost_per_core_hour`: the shape's price per core-hour, kept in the instance's metadata, where
+        billing reads it (the per-instance price hook, driver/accounting.py)."""
         token_hash = hash_token(token)
         if cost_per_core_hour is not None:
             metadata = {**metadata, "cost_per_core_hour": cost_per_core_hour}  # kept across restarts
@@ -246,14 +257,33 @@ class Driver:
             self.site_collections = await instance_store.site_collections(conn)
         inst = InstanceState(name, pool, token_hash, cores_mcpu, memory_bytes)
         inst.gpus, inst.gpu_type, inst.reserved_for = gpus, gpu_type, reserved_for
-        inst.cost_per_core_hour = self._rate(cost_per_core_hour)
         self.instances[name] = inst
         self._by_token[token_hash] = name
         if reserved_for is None:
             self._pool_changed(pool)
 
-    def _rate(self, rate: object) -> float:
-        return float(rate) if isinstance(rate, int | float) else self.settings.cost_per_core_hour
+    async def retire_if_idle(self, name: str, reason: str) -> bool:
+        """Between ticks: an instance without attempts stops taking work and is released (its loss is
+        applied by the next tick); one that has work keeps it. Returns whether it was retired."""
+        async with self._tick_lock:
+            inst = self.instances.get(name)
+            if inst is None or inst.assigned:
+                return False
+            inst.draining = True
+            self.instance_lost(name, reason)
+            return True
+
+    async def wait_gone(self, name: str, timeout: float) -> None:
+        """Until a tick has ended the instance's attempts and forgotten it (or `timeout` passed)."""
+        event = self._gone.setdefault(name, asyncio.Event())
+        try:
+            async with self._tick_lock:
+                if name not in self.instances:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+        finally:
+            self._gone.pop(name, None)
 
     def instance_lost(self, name: str, reason: str) -> None:
         if name in self.instances:
@@ -325,103 +355,38 @@ class Driver:
             self._wake.clear()
             if self.settings.commit_interval > 0:
                 await asyncio.sleep(self.settings.commit_interval)
-            inbox, self._inbox = self._inbox, Inbox()
-            try:
-                more = await self._tick(inbox)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self._recover(inbox, exc)
-                continue
+            async with self._tick_lock:
+                inbox, self._inbox = self._inbox, Inbox()
+                try:
+                    more = await self._tick(inbox)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._recover(inbox, exc)
+                    continue
             if more:
                 self._wake.set()
 
+    async def check_invariants(self) -> list[Violation]:
+        """The store's invariants and the driver's memory against them (`corral admin check`)."""
+        return await check_driver(self)
+
+    def between_ticks(self) -> asyncio.Lock:
+        """Held, no tick runs: memory and store agree (for the invariant checks)."""
+        return self._tick_lock
+
     async def _recover(self, inbox: Inbox, exc: Exception) -> None:
-        """A failed tick changed nothing in the store: rebuild memory from it. A passing failure (the
-        database) retries the same inbox; otherwise its items are applied one by one, and one that fails
-        alone is isolated (its attempt ends in Error with the reason), so the rest carry on."""
-        log.error("driver tick failed; rebuilding from the store: %r", exc, exc_info=exc)
-        try:
-            await self._rebuild()
-        except Exception:
-            log.exception("rebuild failed; retrying")
-            self._inbox.put_back(inbox)
-            await asyncio.sleep(0.5)
-            return
-        if is_passing(exc):
-            self._inbox.put_back(inbox)
-            await asyncio.sleep(0.5)
-            return
-        for report in inbox.reports:
-            acked: list[str] = []
-            for event in report.events:
-                single = Report(report.instance, [event], asyncio.get_running_loop().create_future())
-                failure = await self._tick_alone(Inbox(reports=[single]))
-                if failure is not None and isinstance(event, UsageEvent):
-                    log.warning("usage samples of %s dropped: %r", event.key, failure)  # the job goes on
-                elif failure is not None:
-                    reason = f"the driver could not apply the worker's '{event.type}' event: {failure!r}"
-                    log.error("attempt %s on %s isolated: %s", event.key, report.instance.name, reason)
-                    await self._tick_alone(Inbox(errored=[ErroredAttempt(report.instance.name, event.key,
-                                                                         reason)]))
-                acked.append(event.key)
-            if not report.done.done():
-                report.done.set_result(acked)
-        for item in inbox.items():
-            failure = await self._tick_alone(item)
-            if failure is not None:
-                log.error("driver dropped an item it cannot apply (the store keeps it): %s: %r",
-                          item, failure)
+        await recover(self, inbox, exc)
 
     async def _tick_alone(self, inbox: Inbox) -> Exception | None:
-        try:
-            await self._tick(inbox)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self._rebuild()
-            return exc
-        return None
+        return await tick_alone(self, inbox)
 
     async def _tick(self, inbox: Inbox) -> bool:
         now = time.time()
-        acks: list[tuple[Report, list[str]]] = []
-        released: list[AttemptInFlight] = []
-        outcomes: list[q.AttemptOutcome] = []
-        started: list[tuple[int, int, int, float]] = []
-        samples: list[usage_store.UsageSample] = []
-        for report in inbox.reports:
-            keys: list[str] = []
-            for event in report.events:
-                key = event.key
-                keys.append(key)
-                flight = report.instance.assigned.get(key)
-                if flight is None:
-                    continue  # a duplicate, or an attempt no longer ours: acknowledge, change nothing
-                if isinstance(event, StartedEvent):
-                    flight.time_started = clamp_time(event.time, flight.time_assigned, now)
-                    started.append((flight.batch_id, flight.job_id, flight.attempt_id, flight.time_started))
-                elif isinstance(event, UsageEvent):
-                    samples += usage_samples(flight, event, now)
-                else:
-                    released.append(flight)
-                    if key not in report.instance.to_cancel:
-                        outcomes.append(
-                            completed_outcome(flight, event, report.instance.cost_per_core_hour, now)
-                        )
-            acks.append((report, keys))
-        for errored in inbox.errored:
-            inst_or_none = self.instances.get(errored.instance_name)
-            flight = inst_or_none.assigned.get(errored.key) if inst_or_none is not None else None
-            if flight is not None:
-                released.append(flight)
-                outcomes.append(error_outcome(flight, errored.reason, now))
-        lost_instances = [self.instances[name] for name in inbox.lost if name in self.instances]
-        for inst in lost_instances:
-            for flight in inst.assigned.values():
-                released.append(flight)
-                if flight.key not in inst.to_cancel:
-                    outcomes.append(lost_outcome(flight, inbox.lost[inst.name], now, inst.cost_per_core_hour))
+        plan = plan_tick(self.instances, inbox, now)
+        for flight, started_at in plan.started:
+            flight.time_started = started_at
+        released, outcomes, lost_instances = plan.released, plan.outcomes, plan.lost_instances
         # Free what ended before planning, so this tick can reuse the cores.
         for flight in released:
             self._release(flight)
@@ -435,8 +400,8 @@ class Driver:
             for batch_id in inbox.committed:
                 for queued in await q.load_ready_jobs(conn, batch_id):
                     self._enqueue(queued)
-            await q.mark_started(conn, started)
-            await usage_store.insert_samples(conn, samples)
+            await q.mark_started(conn, plan.start_times)
+            await usage_store.insert_samples(conn, plan.samples)
             cascade = await q.end_attempts(conn, outcomes, now)
             to_cancel = set(inbox.cancelled) | set(cascade.batches_to_cancel)
             to_cancel_all = to_cancel | set(inbox.cancelled_groups)
@@ -461,7 +426,15 @@ class Driver:
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
-        for report, keys in acks:
+            self.accounting.attempts_ended(
+                (o.batch_id, o.job_id, o.attempt_id, o.time_ended) for o in cascade.ended
+            )
+            over_limit = await self.accounting.settle(conn, now)
+        self._inbox.cancelled.update(over_limit)
+        for inst in lost_instances:
+            if inst.name in self._gone:
+                self._gone[inst.name].set()
+        for report, keys in plan.acks:
             if not report.done.done():
                 report.done.set_result(keys)
         for inst in assignments:
@@ -470,7 +443,7 @@ class Driver:
         placed, self._placed = self._placed, []
         if self.tick_listeners:
             changes = tick_changes(
-                jobs=[(b, j) for b, j, _a, _t in started] + placed
+                jobs=[(b, j) for b, j, _a, _t in plan.start_times] + placed
                 + doomed + [qj.job.key for qj in cascade.ready + cascade.requeued],
                 whole_batches=set(inbox.committed) | to_cancel_all,
                 outcomes=cascade.ended or outcomes,
@@ -503,6 +476,12 @@ class Driver:
         """Cancel the batch's unfinished jobs (of those job groups only, when given); returns other
         batches the cascade says to cancel."""
         result = await q.cancel_batch_jobs(conn, batch_id, now, job_group_ids=job_group_ids)
+        self.accounting.attempts_ended((b, j, a, now) for b, j, a, _ in result.killed)
+        if result.more:  # the rest in the next tick: no API write waits behind one huge cancel
+            if job_group_ids is None:
+                self._inbox.cancelled.add(batch_id)
+            else:
+                self._inbox.cancelled_groups.setdefault(batch_id, set()).update(job_group_ids)
         for _b, _j, _a, instance_name in result.killed:
             inst = self.instances.get(instance_name)
             if inst is None:
@@ -568,6 +547,7 @@ class Driver:
                     reason = f"the driver could not build this job's assignment: {unreadable!r}"
                     self._inbox.errored.append(ErroredAttempt(inst.name, flight.key, reason))
                 self.running_mcpu[pool][job.user] += job.cores_mcpu
+                self.accounting.attempt_assigned(flight)
                 notified.add(inst)
         return notified
 
@@ -590,15 +570,6 @@ class Driver:
                 if inst.active and now - inst.last_seen > self.settings.heartbeat_timeout:
                     log.warning("instance %s silent for %.0fs: lost", inst.name, now - inst.last_seen)
                     self.instance_lost(inst.name, f"no heartbeat for {self.settings.heartbeat_timeout:.0f}s")
-
-
-def usage_samples(flight: AttemptInFlight, event: UsageEvent, now: float) -> list[usage_store.UsageSample]:
-    """A `usage` event's samples (validated at the edge), times clamped to the attempt's window."""
-    return [
-        usage_store.UsageSample(flight.batch_id, flight.job_id, flight.attempt_id,
-                                clamp_time(t, flight.time_assigned, now), cpu_mcpu, memory_bytes)
-        for t, cpu_mcpu, memory_bytes in event.samples
-    ]
 
 
 def _int_or(value: object, default: int) -> int:

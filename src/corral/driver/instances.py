@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.domain.capacity import Resources
 from corral.worker.protocol import AttemptKey
 
 
@@ -50,7 +51,9 @@ class InstanceState:
     gpus: int = 0
     gpu_type: str | None = None
     reserved_for: tuple[int, int] | None = None  # a job-private instance runs only this job
-    cost_per_core_hour: float = 0.0  # the attempts' cost rate on this instance
+    # Not read by billing: the ledger prices attempts from the instance's metadata in the store
+    # (`price_per_hour`, or `cost_per_core_hour` x cores), see driver/accounting.py.
+    cost_per_core_hour: float = 0.0
     # The registered shape: what the instance may claim at activation, at most (workers are not trusted).
     shape_mcpu: int = 0
     shape_memory: int = 0
@@ -58,6 +61,11 @@ class InstanceState:
     def __post_init__(self) -> None:
         self.shape_mcpu = self.shape_mcpu or self.cores_mcpu
         self.shape_memory = self.shape_memory or self.memory_bytes
+
+    @property
+    def resources(self) -> Resources:
+        """What the instance has in all (not what is free)."""
+        return Resources(self.cores_mcpu, self.memory_bytes, self.gpus, self.gpu_type)
 
     @property
     def free_gpus(self) -> int:

@@ -21,14 +21,11 @@ def msec_mcpu(attempt: AttemptInFlight, time_ended: float) -> int:
     return max(0, int((time_ended - start) * 1000)) * attempt.cores_mcpu
 
 
-def cost_of(msec_mcpu_used: int, cost_per_core_hour: float) -> float:
-    return msec_mcpu_used / 1000 / 1000 / 3600 * cost_per_core_hour
-
-
 def completed_outcome(
-    attempt: AttemptInFlight, event: CompletedEvent, cost_per_core_hour: float, now: float
+    attempt: AttemptInFlight, event: CompletedEvent, now: float
 ) -> AttemptOutcome:
-    """`now` is the driver's clock: the reported end time is kept between the attempt's start and now."""
+    """`now` is the driver's clock: the reported end time is kept between the attempt's start and now.
+    Its cost is not here: the billing ledger charges it (driver/accounting.py)."""
     state, reason = _STATES[event.state]
     if event.timed_out:
         state, reason = JobState.ERROR, "timeout"
@@ -49,18 +46,15 @@ def completed_outcome(
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, state, reason, time_ended,
         exit_code=event.exit_code, status=status, msec_mcpu=used,
-        cost=cost_of(used, cost_per_core_hour),
     )
 
 
-def lost_outcome(
-    attempt: AttemptInFlight, reason: str, now: float, cost_per_core_hour: float
-) -> AttemptOutcome:
+def lost_outcome(attempt: AttemptInFlight, reason: str, now: float) -> AttemptOutcome:
     used = msec_mcpu(attempt, now)
     status = {"attempt_id": attempt.attempt_id, "error": f"attempt lost: {reason}"}
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, JobState.READY, "lost", now,
-        status=status, msec_mcpu=used, cost=cost_of(used, cost_per_core_hour),
+        status=status, msec_mcpu=used,
     )
 
 

@@ -8,7 +8,8 @@ later cannot redirect the copy; the worker copies it with the job's own uid.
 Roots: `[files] allowed_roots` (`{user}` expands), plus `user_roots[user]` and
 `billing_project_roots[project]`, plus the `file://` targets of `[buckets]`. With no `allowed_roots`
 configured (the embedded default), the server's own user — the account the server runs as — may use
-their home and the server's working directory, and their copies run with the worker's (their) rights.
+their home, the server's working directory and `$CORRAL_HOME/tmp` (where the DSL's LocalBackend stages
+files between jobs), and their copies run with the worker's (their) rights.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def file_roots(settings: Settings, user: str, billing_project: str) -> FileRoots
     as_worker = False
     if files.allowed_roots is None:
         if user == settings.default_user:
-            allowed += [Path.home(), files.working_dir or Path.cwd()]
+            # + the DSL's own staging dir for files between jobs (LocalBackend: file://$CORRAL_HOME/tmp).
+            allowed += [Path.home(), files.working_dir or Path.cwd(), settings.home / "tmp"]
             as_worker = True
     else:
         allowed += _expand(files.allowed_roots, user)

@@ -1,15 +1,16 @@
 """Hail's billing project routes (/api/v1alpha/billing_projects…) over Corral's billing projects.
 
-Shapes follow Hail: {billing_project, users, status, limit, accrued_cost}. Creating projects and
-managing members needs an admin token, as in Hail (developers only)."""
+Shapes follow Hail: {billing_project, users, status, limit, accrued_cost}. Creating, closing, reopening,
+deleting projects, editing limits and managing members need an admin token, as in Hail (developers only)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from corral.api import billing_projects as ops
 from corral.api.auth import AdminUser, CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.errors import InvalidInput, NotFound
@@ -26,13 +27,6 @@ def _shape(p: BillingProjectSummary) -> dict[str, Any]:
     }
 
 
-async def _find(ctx: ApiContext, name: str, member: str | None) -> dict[str, Any]:
-    async with ctx.reading() as conn:
-        projects = await user_store.list_billing_projects(conn, member=member)
-    for p in projects:
-        if p.name == name:
-            return _shape(p)
-    raise NotFound(f"billing_project: no billing project {name!r} you can see", field="billing_project")
 
 
 @router.get("/billing_projects")
@@ -44,7 +38,8 @@ async def list_projects(ctx: Context, user: CurrentUser) -> list[dict[str, Any]]
 
 @router.get("/billing_projects/{billing_project}")
 async def get_project(billing_project: str, ctx: Context, user: CurrentUser) -> dict[str, Any]:
-    return await _find(ctx, billing_project, None if user.is_admin else user.name)
+    async with ctx.reading() as conn:
+        return _shape(await ops.visible_project(conn, billing_project, user))
 
 
 @router.post("/billing_projects/{billing_project}/create")
@@ -77,19 +72,33 @@ async def remove_user(billing_project: str, user: str, ctx: Context, _admin: Adm
     return await _member(ctx, billing_project, user, add=False)
 
 
-@router.post("/billing_projects/{billing_project}/{action}")
-async def unsupported_action(billing_project: str, action: str, _admin: AdminUser) -> None:
-    raise InvalidInput(
-        f"action: {action!r} of billing projects is not available on this server; set limits and close "
-        "projects with Corral's own API (/api/v1/billing-projects)",
-        field="action",
-    )
+@router.post("/billing_projects/{billing_project}/close")
+async def close_project(billing_project: str, ctx: Context, _admin: AdminUser) -> str:
+    """No new batches; running ones finish (Hail returns the project's name)."""
+    return (await ops.close(ctx, billing_project)).name
+
+
+@router.post("/billing_projects/{billing_project}/reopen")
+async def reopen_project(billing_project: str, ctx: Context, _admin: AdminUser) -> str:
+    return (await ops.reopen(ctx, billing_project)).name
+
+
+@router.post("/billing_projects/{billing_project}/delete")
+async def delete_project(billing_project: str, ctx: Context, _admin: AdminUser) -> str:
+    """Only a closed project without running batches (409 otherwise)."""
+    return (await ops.delete(ctx, billing_project)).name
 
 
 @router.post("/billing_limits/{billing_project}/edit")
-async def edit_limit(billing_project: str, _admin: AdminUser) -> None:
-    raise InvalidInput(
-        "billing_limits: editing limits through the Hail API is not available; use Corral's "
-        "/api/v1/billing-projects",
-        field="billing_limits",
-    )
+async def edit_limit(
+    billing_project: str, request: Request, ctx: Context, _admin: AdminUser
+) -> dict[str, Any]:
+    """{"limit": amount | null}: set or remove the spend limit."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidInput("body: send JSON such as {\"limit\": 10.0}", field="body") from None
+    if not isinstance(body, dict) or "limit" not in body:
+        raise InvalidInput("limit: send {\"limit\": amount} (null removes the limit)", field="limit")
+    project = await ops.set_limit(ctx, billing_project, ops.parse_limit(body["limit"]))
+    return {"billing_project": project.name, "limit": project.spend_limit}

@@ -15,6 +15,8 @@ from corral.api.access import redact_spec, redact_text, visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status
+from corral.api.costs import batch_breakdowns, job_breakdown
+from corral.api.params import BatchCursor, BatchId, IdCursor, JobGroupId, JobId
 from corral.api.query import batch_predicate, job_predicate
 from corral.api.routes.jobs import visible_job
 from corral.errors import InvalidInput, NotFound
@@ -62,23 +64,26 @@ async def _list_batches(ctx: ApiContext, user: User, q: str | None, last: int | 
             conn, viewer=None if user.is_admin else user.name, last_batch_id=last, limit=PAGE,
             predicate=predicate,
         )
+        costs = await batch_breakdowns(conn, [b.id for b in found])
     return {
-        "batches": [hail_batch(b) for b in found],
+        "batches": [{**hail_batch(b), "cost_breakdown": costs[b.id]} for b in found],
         "last_batch_id": found[-1].id if len(found) == PAGE else None,
     }
 
 
 @router.get("/batches")
 async def list_batches(
-    ctx: Context, user: CurrentUser, q: str | None = None, last_batch_id: int | None = None
+    ctx: Context, user: CurrentUser, q: str | None = None, last_batch_id: BatchCursor = None
 ) -> Any:
     return await _list_batches(ctx, user, q, last_batch_id, v2=False)
 
 
 @router.get("/batches/{batch_id}")
-async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     async with ctx.reading() as conn:
-        return hail_batch(await visible_batch(conn, batch_id, user))
+        batch = await visible_batch(conn, batch_id, user)
+        costs = await batch_breakdowns(conn, [batch.id])
+    return {**hail_batch(batch), "cost_breakdown": costs[batch.id]}
 
 
 async def _groups(ctx: ApiContext, user: User, batch_id: int) -> tuple[BatchRecord, list[JobGroupRecord]]:
@@ -95,7 +100,9 @@ def _group(batch: BatchRecord, groups: list[JobGroupRecord], job_group_id: int) 
 
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}")
-async def get_job_group(batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def get_job_group(
+    batch_id: BatchId, job_group_id: JobGroupId, ctx: Context, user: CurrentUser
+) -> dict[str, Any]:
     batch, groups = await _groups(ctx, user, batch_id)
     if job_group_id == ROOT_JOB_GROUP_ID:
         return hail_job_group(batch)
@@ -107,7 +114,8 @@ async def get_job_group(batch_id: int, job_group_id: int, ctx: Context, user: Cu
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}/job-groups")
 async def list_child_groups(
-    batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser, last_job_group_id: int | None = None
+    batch_id: BatchId, job_group_id: JobGroupId, ctx: Context, user: CurrentUser,
+    last_job_group_id: IdCursor = None
 ) -> Any:
     batch, groups = await _groups(ctx, user, batch_id)
     if job_group_id != ROOT_JOB_GROUP_ID:
@@ -159,27 +167,32 @@ def _recursive(value: str) -> bool:
 
 @router.get("/batches/{batch_id}/job-groups/{job_group_id}/jobs")
 async def list_group_jobs(
-    batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser,
-    q: str | None = None, last_job_id: int | None = None, recursive: str = "False",
+    batch_id: BatchId, job_group_id: JobGroupId, ctx: Context, user: CurrentUser,
+    q: str | None = None, last_job_id: IdCursor = None, recursive: str = "False",
 ) -> dict[str, Any]:
     return await _list_jobs(ctx, user, batch_id, q, last_job_id, False, job_group_id, _recursive(recursive))
 
 
 @router.get("/batches/{batch_id}/jobs")
 async def list_jobs(
-    batch_id: int, ctx: Context, user: CurrentUser, q: str | None = None, last_job_id: int | None = None
+    batch_id: BatchId, ctx: Context, user: CurrentUser, q: str | None = None, last_job_id: IdCursor = None
 ) -> dict[str, Any]:
     return await _list_jobs(ctx, user, batch_id, q, last_job_id, v2=False)
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}")
-async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def get_job(batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
-    return hail_job(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    async with ctx.reading() as conn:
+        costs = await job_breakdown(conn, batch_id, job_id)
+    out = hail_job(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    return {**out, "cost_breakdown": costs}
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/attempts")
-async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> list[dict[str, Any]]:
+async def get_attempts(
+    batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser
+) -> list[dict[str, Any]]:
     _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     return [attempt_status(a).model_dump() for a in attempts]
 
@@ -192,13 +205,17 @@ async def _logs(ctx: ApiContext, user: User, batch_id: int, job_id: int) -> dict
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/log")
-async def get_logs(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, str | None]:
+async def get_logs(
+    batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser
+) -> dict[str, str | None]:
     logs = await _logs(ctx, user, batch_id, job_id)
     return {step: logs.get(step) for step in STEPS}
 
 
 @router.get("/batches/{batch_id}/jobs/{job_id}/log/{container}", response_class=PlainTextResponse)
-async def get_step_log(batch_id: int, job_id: int, container: str, ctx: Context, user: CurrentUser) -> str:
+async def get_step_log(
+    batch_id: BatchId, job_id: JobId, container: str, ctx: Context, user: CurrentUser
+) -> str:
     if container not in STEPS:
         raise InvalidInput(
             f"container: {container!r} is not a step; use one of {', '.join(STEPS)}", field="container"

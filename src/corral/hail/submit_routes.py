@@ -17,6 +17,7 @@ from corral.api.context import ApiContext, Context
 from corral.api.errors import validation_error_field
 from corral.api.gcpause import gc_paused
 from corral.api.jobspecs import parse_bunch
+from corral.api.params import BatchId, JobGroupId, UpdateId
 from corral.api.schemas import BatchSpec, CreateFastRequest, JobSpec, UpdateFastRequest, UpdateSpec
 from corral.errors import InvalidInput
 from corral.hail import group_submit
@@ -101,7 +102,9 @@ async def create(body: BatchSpec, ctx: Context, user: CurrentUser) -> dict[str, 
 
 
 @router.post("/batches/{batch_id}/updates/create")
-async def create_update(batch_id: int, body: UpdateSpec, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def create_update(
+    batch_id: BatchId, body: UpdateSpec, ctx: Context, user: CurrentUser
+) -> dict[str, Any]:
     n_groups = _n_job_groups(body)
     response = await submit.create_update(ctx, user, batch_id, body)
     start = await group_submit.reserve(ctx, batch_id, response.update_id, n_groups)
@@ -109,7 +112,7 @@ async def create_update(batch_id: int, body: UpdateSpec, ctx: Context, user: Cur
 
 
 @router.post("/batches/{batch_id}/update-fast")
-async def update_fast(batch_id: int, request: Request, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def update_fast(batch_id: BatchId, request: Request, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     raw = await _json(request)
     body = _model(UpdateFastRequest, raw)
     specs = parse_group_specs(raw.get("job_groups") or [], "job_groups")
@@ -130,7 +133,7 @@ async def update_fast(batch_id: int, request: Request, ctx: Context, user: Curre
 
 @router.post("/batches/{batch_id}/updates/{update_id}/jobs/create")
 async def create_jobs(
-    batch_id: int, update_id: int, request: Request, ctx: Context, user: CurrentUser
+    batch_id: BatchId, update_id: UpdateId, request: Request, ctx: Context, user: CurrentUser
 ) -> dict[str, Any]:
     body = await request.body()
     with gc_paused():
@@ -144,7 +147,7 @@ async def create_jobs(
 
 @router.post("/batches/{batch_id}/updates/{update_id}/job-groups/create")
 async def create_job_groups(
-    batch_id: int, update_id: int, request: Request, ctx: Context, user: CurrentUser
+    batch_id: BatchId, update_id: UpdateId, request: Request, ctx: Context, user: CurrentUser
 ) -> dict[str, Any]:
     specs = parse_group_specs(await _json(request), "job_groups")
     await group_submit.add_groups(ctx, user, batch_id, update_id, specs)
@@ -152,7 +155,9 @@ async def create_job_groups(
 
 
 @router.patch("/batches/{batch_id}/updates/{update_id}/commit")
-async def commit_update(batch_id: int, update_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def commit_update(
+    batch_id: BatchId, update_id: UpdateId, ctx: Context, user: CurrentUser
+) -> dict[str, Any]:
     await group_submit.check_groups_complete(ctx, batch_id, update_id)
     upd = await submit.commit(ctx, user, batch_id, update_id)
     reserved = await group_submit.update_range(ctx, batch_id, update_id)
@@ -163,14 +168,14 @@ async def commit_update(batch_id: int, update_id: int, ctx: Context, user: Curre
 
 
 @router.patch("/batches/{batch_id}/cancel")
-async def cancel(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def cancel(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     await submit.cancel(ctx, user, batch_id)
     return {}
 
 
 @router.patch("/batches/{batch_id}/job-groups/{job_group_id}/cancel")
 async def cancel_job_group(
-    batch_id: int, job_group_id: int, ctx: Context, user: CurrentUser
+    batch_id: BatchId, job_group_id: JobGroupId, ctx: Context, user: CurrentUser
 ) -> dict[str, Any]:
     if job_group_id == ROOT:
         await submit.cancel(ctx, user, batch_id)
@@ -180,6 +185,6 @@ async def cancel_job_group(
 
 
 @router.delete("/batches/{batch_id}")
-async def delete(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def delete(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     await submit.delete(ctx, user, batch_id)
     return {}

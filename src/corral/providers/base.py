@@ -66,10 +66,6 @@ class InstanceProvider(Protocol):
 
     name: str
 
-    def shapes(self) -> list[MachineShape]:
-        """The machine shapes this provider can create, with their price."""
-        ...
-
     async def start(self, driver_url: str) -> None:
         """Connect (SSH sessions, SLURM login node …); no instances are created here."""
         ...

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import BigInteger, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.states import BatchState
+from corral.errors import InvalidInput
 from corral.store.paging import filtered_page
 from corral.store.tables import batch_updates, batches, billing_project_users
 
@@ -202,6 +203,9 @@ async def update_by_token(conn: AsyncConnection, batch_id: int, token: str) -> U
     return _update(row) if row else None
 
 
+MAX_JOB_ID = 2**31 - 1  # jobs.job_id is a 32-bit integer
+
+
 async def insert_update(
     conn: AsyncConnection, batch_id: int, *, token: str, n_jobs: int, now: float
 ) -> UpdateRecord:
@@ -214,13 +218,19 @@ async def insert_update(
         await conn.execute(
             select(
                 func.coalesce(func.max(batch_updates.c.update_id), 0).label("last_update"),
-                func.coalesce(func.max(batch_updates.c.start_job_id + batch_updates.c.n_jobs), 1).label(
-                    "next_job"
-                ),
+                func.coalesce(
+                    func.max(cast(batch_updates.c.start_job_id, BigInteger) + batch_updates.c.n_jobs), 1
+                ).label("next_job"),
             ).where(batch_updates.c.batch_id == batch_id)
         )
     ).one()
     record = UpdateRecord(batch_id, int(row.last_update) + 1, token, n_jobs, int(row.next_job), False)
+    if record.start_job_id + n_jobs - 1 > MAX_JOB_ID:
+        raise InvalidInput(
+            f"n_jobs: batch {batch_id} already has {record.start_job_id - 1} job ids; {n_jobs} more would "
+            f"pass the limit of {MAX_JOB_ID} jobs in a batch: start a new batch",
+            field="n_jobs",
+        )
     await conn.execute(
         batch_updates.insert().values(
             batch_id=batch_id,

@@ -14,12 +14,15 @@ from corral.store.driver_records import CancelResult, CascadeResult
 from corral.store.job_moves import JobKey, move_jobs, state_in
 from corral.store.tables import attempts, batch_updates, jobs
 
+CANCEL_CHUNK = 5_000  # jobs cancelled per tick: a huge cancel must not hold the write lock for long
+
 
 async def cancel_batch_jobs(
-    conn: AsyncConnection, batch_id: int, now: float, *, job_group_ids: Collection[int] | None = None
+    conn: AsyncConnection, batch_id: int, now: float, *, job_group_ids: Collection[int] | None = None,
+    limit: int = CANCEL_CHUNK,
 ) -> CancelResult:
-    """Cancel every unfinished job of a committed update of the batch that is not always_run
-    (only those of the given job groups, when given)."""
+    """Cancel the unfinished jobs of committed updates of the batch that are not always_run (only those
+    of the given job groups, when given), at most `limit` of them; `more` says the rest wait a tick."""
     query = (
         select(jobs.c.job_id, jobs.c.state, jobs.c.n_attempts)
         .join(batch_updates, and_(batch_updates.c.batch_id == jobs.c.batch_id,
@@ -29,7 +32,7 @@ async def cancel_batch_jobs(
     )
     if job_group_ids is not None:
         query = query.where(jobs.c.job_group_id.in_(sorted(job_group_ids)))
-    rows = list(await conn.execute(query))
+    rows = list(await conn.execute(query.order_by(jobs.c.job_id).limit(limit)))
     killed: list[tuple[int, int, int, str]] = []
     active = [r for r in rows if r.state == JobState.RUNNING]
     if active:
@@ -54,7 +57,7 @@ async def cancel_batch_jobs(
     cascade = await complete_jobs(conn, [(batch_id, r.job_id, JobState.CANCELLED) for r in rows], now)
     if not rows:
         await refresh_batch_states(conn, [batch_id], now, cascade)
-    return CancelResult(cascade, killed)
+    return CancelResult(cascade, killed, more=len(rows) >= limit)
 
 
 async def cancel_ready_jobs(conn: AsyncConnection, keys: Sequence[JobKey], now: float) -> CascadeResult:

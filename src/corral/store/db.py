@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,15 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
+BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for the write lock, then the API answers 503
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: durable against process crashes (what we promise), fsync at checkpoints.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA temp_store=MEMORY")
@@ -51,11 +45,12 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> AsyncEngine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=4)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect",
+                     lambda conn, record: _sqlite_pragmas(conn, record, busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -82,14 +77,3 @@ async def migrate(engine: AsyncEngine, revision: str = "heads") -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
-
-
-def migrate_sync(url: str) -> None:
-    async def run() -> None:
-        engine = make_engine(url)
-        try:
-            await migrate(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())

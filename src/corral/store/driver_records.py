@@ -70,3 +70,4 @@ class CascadeResult:
 class CancelResult:
     cascade: CascadeResult
     killed: list[tuple[int, int, int, str]]  # (batch, job, attempt, instance) attempts to kill
+    more: bool = False  # only a chunk was cancelled: the rest in the next tick

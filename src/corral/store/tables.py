@@ -224,3 +224,47 @@ job_usage = Table(  # 0004_ui: resource usage samples of running attempts, sent 
     Column("cpu_mcpu", Integer, nullable=False),  # cores used since the previous sample, x1000
     Column("memory_bytes", BigInteger, nullable=False),  # memory in use at the sample
 )
+
+# ---------------------------------------------------------------- billing (0004_billing)
+
+billing_rates = Table(
+    "billing_rates",
+    metadata,
+    Column("resource", String(300), primary_key=True),  # e.g. cpu/site, gpu/lab/host1/A100
+    Column("version", Integer, primary_key=True),  # a new rate is a new version; old ones never change
+    Column("rate", Float, nullable=False),  # currency per unit-hour (domain.billing.pricing.RATE_UNITS)
+    Column("time_effective", Float, nullable=False),
+)
+
+attempt_charges = Table(
+    "attempt_charges",
+    metadata,
+    Column("batch_id", BigInteger, primary_key=True),
+    Column("job_id", Integer, primary_key=True),
+    Column("attempt_id", Integer, primary_key=True),
+    Column("billing_project", String(100), nullable=False),
+    Column("user", String(100), nullable=False),
+    Column("resources", JSON, nullable=False),  # [[versioned resource, integer quantity], ...]
+    Column("start_ms", BigInteger, nullable=False),  # charged from (epoch milliseconds)
+    Column("accrued_ms", BigInteger, nullable=False),  # charged up to; moves with the usage it adds
+    Column("ended", Boolean, nullable=False, default=False),
+    Index(None, "ended"),
+)
+
+batch_usage = Table(
+    "batch_usage",
+    metadata,
+    Column("batch_id", BigInteger, primary_key=True),
+    Column("resource", String(300), primary_key=True),  # versioned
+    Column("usage", BigInteger, nullable=False),  # quantity x milliseconds
+)
+
+daily_usage = Table(
+    "daily_usage",
+    metadata,
+    Column("billing_project", String(100), primary_key=True),
+    Column("user", String(100), primary_key=True),
+    Column("day", String(10), primary_key=True),  # UTC, YYYY-MM-DD
+    Column("resource", String(300), primary_key=True),  # versioned
+    Column("usage", BigInteger, nullable=False),
+)

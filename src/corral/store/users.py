@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.errors import Conflict
-from corral.store.tables import batches, billing_project_users, billing_projects, users
+from corral.store.ledger import project_spend
+from corral.store.tables import billing_project_users, billing_projects, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +140,16 @@ async def remove_billing_project_user(conn: AsyncConnection, billing_project_nam
 
 
 async def list_billing_projects(
-    conn: AsyncConnection, member: str | None = None
+    conn: AsyncConnection, member: str | None = None, *, name: str | None = None,
+    include_deleted: bool = False,
 ) -> list[BillingProjectSummary]:
-    """All billing projects (member=None) or those `member` belongs to, with members and accrued cost."""
+    """All billing projects (member=None) or those `member` belongs to, with members and accrued cost
+    (from the billing ledger); deleted ones only when asked."""
     query = select(billing_projects).order_by(billing_projects.c.name)
+    if name is not None:
+        query = query.where(billing_projects.c.name == name)
+    if not include_deleted:
+        query = query.where(billing_projects.c.status != "deleted")
     if member is not None:
         query = query.where(
             billing_projects.c.name.in_(
@@ -160,14 +167,7 @@ async def list_billing_projects(
         .order_by(billing_project_users.c.user)
     ):
         members[row.billing_project].append(row.user)
-    costs = {
-        row.billing_project: float(row.cost or 0.0)
-        for row in await conn.execute(
-            select(batches.c.billing_project, func.sum(batches.c.cost).label("cost"))
-            .where(batches.c.billing_project.in_(names))
-            .group_by(batches.c.billing_project)
-        )
-    }
+    costs = {p: float(cost) for p, cost in (await project_spend(conn, names)).items()}
     return [
         BillingProjectSummary(p.name, p.status, p.spend_limit, members[p.name], costs.get(p.name, 0.0))
         for p in projects

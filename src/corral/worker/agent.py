@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from corral import __version__
-from corral.errors import InvalidInput
+from corral.errors import CorralError, InvalidInput
 from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
@@ -39,7 +39,7 @@ BATCH_WINDOW = 0.002  # seconds to gather events into one /events call
 MAX_BATCH = 1000
 
 
-class WorkerExit(Exception):
+class WorkerExit(CorralError):
     """Ends the worker with a message for the operator and a non-zero exit code."""
 
 

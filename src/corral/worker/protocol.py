@@ -45,13 +45,10 @@ class AttemptKey(NamedTuple):
         return cls(*ids)
 
 
-def attempt_key(batch_id: int, job_id: int, attempt_id: int) -> str:
-    return str(AttemptKey(batch_id, job_id, attempt_id))
-
-
 # ---------------------------------------------------------------- worker -> driver bodies
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone halves: UTF-8 (and so the store) cannot hold them
 MAX_TEXT = 64 * 1024  # an error message longer than this is cut (marked), not refused
 MAX_EVENTS = 10_000
 
@@ -65,11 +62,7 @@ def _clean(value: Any, depth: int = 0) -> Any:
             value = value[:MAX_TEXT] + "…[cut]"
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-        return value
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("numbers must be finite")
     if isinstance(value, dict):

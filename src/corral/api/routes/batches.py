@@ -11,8 +11,10 @@ from corral.api.access import visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import Context
 from corral.api.convert import batch_status
+from corral.api.costs import batch_breakdowns
 from corral.api.gcpause import gc_paused
 from corral.api.jobspecs import check_root_job_group, parse_bunch
+from corral.api.params import BatchCursor, BatchId, UpdateId
 from corral.api.query import batch_predicate
 from corral.api.schemas import (
     BatchList,
@@ -43,14 +45,14 @@ async def create(body: BatchSpec, ctx: Context, user: CurrentUser) -> CreateBatc
 
 @router.post("/{batch_id}/updates/create")
 async def create_update(
-    batch_id: int, body: UpdateSpec, ctx: Context, user: CurrentUser
+    batch_id: BatchId, body: UpdateSpec, ctx: Context, user: CurrentUser
 ) -> CreateUpdateResponse:
     return await submit.create_update(ctx, user, batch_id, body)
 
 
 @router.post("/{batch_id}/update-fast")
 async def update_fast(
-    batch_id: int, body: UpdateFastRequest, ctx: Context, user: CurrentUser
+    batch_id: BatchId, body: UpdateFastRequest, ctx: Context, user: CurrentUser
 ) -> CreateUpdateResponse:
     check_root_job_group(body.bunch)
     return await submit.update_fast(ctx, user, batch_id, body)
@@ -70,7 +72,7 @@ _BUNCH_BODY = {
 
 @router.post("/{batch_id}/updates/{update_id}/jobs/create", openapi_extra=_BUNCH_BODY)
 async def create_jobs(
-    batch_id: int, update_id: int, request: Request, ctx: Context, user: CurrentUser
+    batch_id: BatchId, update_id: UpdateId, request: Request, ctx: Context, user: CurrentUser
 ) -> dict[str, int]:
     """A bunch: a JSON list of JobSpec (ids within the update's 1..n_jobs). Parsed here, not by FastAPI,
     so a large bunch is read with orjson and validated with the garbage collector paused."""
@@ -84,19 +86,21 @@ async def create_jobs(
 
 
 @router.patch("/{batch_id}/updates/{update_id}/commit")
-async def commit_update(batch_id: int, update_id: int, ctx: Context, user: CurrentUser) -> dict[str, int]:
+async def commit_update(
+    batch_id: BatchId, update_id: UpdateId, ctx: Context, user: CurrentUser
+) -> dict[str, int]:
     upd = await submit.commit(ctx, user, batch_id, update_id)
     return {"update_id": upd.update_id, "start_job_id": upd.start_job_id}
 
 
 @router.patch("/{batch_id}/cancel")
-async def cancel(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def cancel(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     await submit.cancel(ctx, user, batch_id)
     return {}
 
 
 @router.delete("/{batch_id}")
-async def delete(batch_id: int, ctx: Context, user: CurrentUser) -> dict[str, Any]:
+async def delete(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     await submit.delete(ctx, user, batch_id)
     return {}
 
@@ -106,7 +110,7 @@ async def list_batches(
     ctx: Context,
     user: CurrentUser,
     q: str | None = None,
-    last_batch_id: int | None = None,
+    last_batch_id: BatchCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> BatchList:
     """Newest first; page with the returned last_batch_id. `q`: Hail v1 terms (k=v, has:k, states, !)."""
@@ -119,14 +123,18 @@ async def list_batches(
             limit=limit,
             predicate=predicate,
         )
+        costs = await batch_breakdowns(conn, [b.id for b in found])
     return BatchList(
-        batches=[batch_status(b) for b in found], last_batch_id=found[-1].id if len(found) == limit else None
+        batches=[batch_status(b).model_copy(update={"cost_breakdown": costs[b.id]}) for b in found],
+        last_batch_id=found[-1].id if len(found) == limit else None,
     )
 
 
 @router.get("/{batch_id}")
-async def get_batch(batch_id: int, ctx: Context, user: CurrentUser) -> BatchStatus:
+async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> BatchStatus:
     async with ctx.reading() as conn:
-        status = batch_status(await visible_batch(conn, batch_id, user))
+        batch = await visible_batch(conn, batch_id, user)
+        costs = await batch_breakdowns(conn, [batch.id])
+        status = batch_status(batch).model_copy(update={"cost_breakdown": costs[batch.id]})
         status.waiting = await jobs_read.count_waiting(conn, batch_id)
         return status

@@ -12,6 +12,8 @@ from corral.api.access import redact_spec, redact_text, visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.api.convert import attempt_status, job_status, job_summary
+from corral.api.costs import job_breakdown
+from corral.api.params import BatchId, IdCursor, JobId
 from corral.api.query import job_predicate, job_states
 from corral.api.schemas import AttemptStatus, JobList, JobStatus
 from corral.errors import InvalidInput, NotFound
@@ -40,12 +42,12 @@ async def visible_job(
 
 @router.get("")
 async def list_jobs(
-    batch_id: int,
+    batch_id: BatchId,
     ctx: Context,
     user: CurrentUser,
     state: str | None = None,
     q: str | None = None,
-    last_job_id: int | None = None,
+    last_job_id: IdCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JobList:
     """Ascending job id; page with the returned last_job_id. `state`: comma-separated states or groups
@@ -64,19 +66,24 @@ async def list_jobs(
 
 
 @router.get("/{job_id}")
-async def get_job(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> JobStatus:
+async def get_job(batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser) -> JobStatus:
     batch, job, spec, _ = await visible_job(ctx, user, batch_id, job_id)
-    return job_status(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    async with ctx.reading() as conn:
+        costs = await job_breakdown(conn, batch_id, job_id)
+    status = job_status(job, batch.billing_project, redact_spec(dict(spec), batch, user))
+    return status.model_copy(update={"cost_breakdown": costs})
 
 
 @router.get("/{job_id}/attempts")
-async def get_attempts(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> list[AttemptStatus]:
+async def get_attempts(
+    batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser
+) -> list[AttemptStatus]:
     _, _, _, attempts = await visible_job(ctx, user, batch_id, job_id)
     return [attempt_status(a) for a in attempts]
 
 
 @router.get("/{job_id}/log")
-async def get_logs(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) -> dict[str, str]:
+async def get_logs(batch_id: BatchId, job_id: JobId, ctx: Context, user: CurrentUser) -> dict[str, str]:
     """{step: text} of the newest attempt that has logs ({} before the job ran)."""
     batch, _, spec, attempts = await visible_job(ctx, user, batch_id, job_id)
     ids = [a.attempt_id for a in attempts]
@@ -85,7 +92,7 @@ async def get_logs(batch_id: int, job_id: int, ctx: Context, user: CurrentUser) 
 
 
 @router.get("/{job_id}/log/{step}", response_class=PlainTextResponse)
-async def get_step_log(batch_id: int, job_id: int, step: str, ctx: Context, user: CurrentUser) -> str:
+async def get_step_log(batch_id: BatchId, job_id: JobId, step: str, ctx: Context, user: CurrentUser) -> str:
     if step not in STEPS:
         raise InvalidInput(f"step: {step!r} is not a step; use one of {', '.join(STEPS)}", field="step")
     batch, _, spec, attempts = await visible_job(ctx, user, batch_id, job_id)

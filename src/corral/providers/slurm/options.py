@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -101,7 +100,3 @@ def parse_options(collection: str, raw: dict[str, Any]) -> SlurmOptions:
         where = ".".join(str(p) for p in first["loc"])
         field = f"instance_collections[{collection}].provider_options.{where}"
         raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
-
-
-def expand_local(path: str) -> Path:
-    return Path(path).expanduser()

@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass
 
 from corral.config import Settings
-from corral.domain.resources import parse_bytes
-from corral.providers.base import InstanceRequest, MachineShape, ProviderInstance
+from corral.providers.base import InstanceRequest, ProviderInstance
 from corral.providers.config import InstanceCollectionConfig
 from corral.providers.slurm import cluster, pilot
 from corral.providers.slurm.commands import FinishedJob, QueuedJob, SlurmCommandFailed
@@ -48,18 +47,6 @@ class SlurmProvider:
         self._gone_since: dict[str, float] = {}  # instance name -> first reported gone (monotonic)
 
     # ------------------------------------------------------------ contract
-
-    def shapes(self) -> list[MachineShape]:
-        shape = self.collection.shape
-        if shape is None:
-            return []
-        return [MachineShape(
-            name=self.collection.name, cores=shape.cores,
-            memory_bytes=parse_bytes(
-                shape.memory, field=f"instance_collections[{self.collection.name}].shape.memory"),
-            gpus=shape.gpus, gpu_type=shape.gpu_type, labels=dict(shape.labels),
-            price_per_hour=shape.price_per_hour, preemptible=self.collection.preemptible,
-        )]
 
     @property
     def link(self) -> cluster.ClusterLink:

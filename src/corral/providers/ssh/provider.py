@@ -84,9 +84,6 @@ class SshProvider:
         hosts.update({h.name: h for h in listed})
         self.hosts = hosts
 
-    def shapes(self) -> list[MachineShape]:
-        return [_host_shape(h) for h in self.hosts.values()]
-
     # ------------------------------------------------------------ InstanceProvider
 
     async def start(self, driver_url: str) -> None:

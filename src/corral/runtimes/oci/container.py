@@ -22,6 +22,7 @@ from corral.runtimes.cgroups import (
 from corral.runtimes.logcap import CappedLog
 from corral.runtimes.oci.engine import Engine
 from corral.runtimes.supervise import kill_pids, kill_until_gone, sampling, wait_for_exit
+from corral.runtimes.volume import volume_full
 
 log = logging.getLogger(__name__)
 KILLED_BY_SIGKILL = 128 + signal.SIGKILL
@@ -98,6 +99,11 @@ class ContainerRun:
             result.exit_code = 128 - code if code < 0 else code
             if result.exit_code != 0:
                 result.state = "failed"
+                if request.storage_bytes > 0 and volume_full(request.io_dir):
+                    result.error = (
+                        f"No space left: the job filled its storage request of {request.storage_bytes} bytes "
+                        "(/io and /tmp)"
+                    )
                 if self._out_of_memory(result.exit_code):
                     result.out_of_memory = True
                     result.error = (

@@ -1,0 +1,75 @@
+"""The driver's tick as a pure step: feed events, read the plan (nothing else changes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from corral.domain.states import JobState
+from corral.driver.inbox import ErroredAttempt, Inbox, Report
+from corral.driver.instances import AttemptInFlight, InstanceState
+from corral.driver.step import plan_tick
+from corral.worker.protocol import CompletedEvent, StartedEvent
+
+NOW = 1_000.0
+
+
+def _instance(name: str, *keys: tuple[int, int, int]) -> InstanceState:
+    inst = InstanceState(name, "default", f"hash-{name}", 4000, 8 << 30)
+    inst.cost_per_core_hour = 1.0
+    for b, j, a in keys:
+        flight = AttemptInFlight(b, j, a, "alice", "default", 1000, 1 << 30, {}, NOW - 100, name)
+        inst.assigned[flight.key] = flight
+    return inst
+
+
+def _report(inst: InstanceState, *events: StartedEvent | CompletedEvent) -> Report:
+    return Report(inst, list(events), asyncio.get_running_loop().create_future())
+
+
+def _done(key: str, time: float, state: str = "succeeded") -> CompletedEvent:
+    return CompletedEvent(type="completed", key=key, time=time, state=state)  # type: ignore[arg-type]
+
+
+async def test_a_start_and_a_completion_in_one_report_make_one_outcome_timed_by_the_driver() -> None:
+    inst = _instance("w1", (1, 1, 1))
+    report = _report(inst, StartedEvent(type="started", key="1.1.1", time=NOW - 50),
+                     _done("1.1.1", NOW + 10 * 365 * 86400))
+    plan = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW)
+    assert plan.start_times == [(1, 1, 1, NOW - 50)]
+    (outcome,) = plan.outcomes
+    assert outcome.job_state is JobState.SUCCESS and outcome.time_ended == NOW  # clamped: no future
+    assert outcome.msec_mcpu == 50 * 1000 * 1000  # 50 s of one core, from the reported start
+    assert [f.key for f in plan.released] == ["1.1.1"]
+    assert plan.acks == [(report, ["1.1.1", "1.1.1"])]
+    assert inst.assigned["1.1.1"].time_started is None  # the step changed nothing
+
+
+async def test_unknown_and_duplicate_events_are_acknowledged_and_change_nothing() -> None:
+    inst = _instance("w1", (1, 1, 1))
+    report = _report(inst, _done("9.9.9", NOW), _done("1.1.1", NOW), _done("1.1.1", NOW, "failed"))
+    plan = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW)
+    assert [o.job_state for o in plan.outcomes] == [JobState.SUCCESS]
+    assert len(plan.released) == 1
+    assert plan.acks[0][1] == ["9.9.9", "1.1.1", "1.1.1"]
+
+
+async def test_a_completion_in_the_tick_its_instance_is_lost_is_a_completion_not_a_loss() -> None:
+    inst = _instance("w1", (1, 1, 1), (1, 2, 1))
+    plan = plan_tick({"w1": inst}, Inbox(reports=[_report(inst, _done("1.1.1", NOW))],
+                                         lost={"w1": "no heartbeat"}), NOW)
+    by_job = {o.job_id: o for o in plan.outcomes}
+    assert by_job[1].job_state is JobState.SUCCESS
+    assert by_job[2].job_state is JobState.READY and by_job[2].end_reason == "lost"
+    assert sorted(f.key for f in plan.released) == ["1.1.1", "1.2.1"]  # each released once
+    assert plan.lost_instances == [inst]
+
+
+def test_a_cancelled_attempt_is_released_without_an_outcome_and_an_isolated_one_errors() -> None:
+    inst = _instance("w1", (1, 1, 1), (1, 2, 1))
+    inst.to_cancel.add("1.1.1")
+    errored = ErroredAttempt("w1", "1.2.1", "the driver could not apply it")
+    plan = plan_tick({"w1": inst}, Inbox(lost={"w1": "gone"}, errored=[errored]), NOW)
+    (outcome,) = plan.outcomes
+    assert (outcome.job_id, outcome.job_state) == (2, JobState.ERROR)
+    assert outcome.status == {"attempt_id": 1, "error": "the driver could not apply it"}
+    assert sorted(f.key for f in plan.released) == ["1.1.1", "1.2.1"]
