@@ -6,7 +6,7 @@ import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     local_worker_memory: str | None = None  # default: the machine's memory
     local_worker_runtime: str = "process"  # process | noop | oci (containers for jobs with an image)
     pool: str = "default"
+    # "cheapest": a job that names no pool goes to the cheapest pool that can start it soonest
+    pool_choice: Literal["default", "cheapest"] = "default"
     commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 20.0  # an instance silent for this long is lost

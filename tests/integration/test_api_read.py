@@ -83,6 +83,7 @@ async def test_jobs_are_listed_in_pages_and_filtered_by_state(api: Api) -> None:
         "cost": 0.0,
         "msec_mcpu": 0,
         "always_run": False,
+        "serving": False,
         "waiting_reason": None,
         "reason": None,
         "pool": "default",

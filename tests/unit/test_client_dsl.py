@@ -185,3 +185,17 @@ def test_resource_of_another_batch_is_refused(tmp_path: Path) -> None:
 def test_depends_on_a_job_of_another_batch_is_refused() -> None:
     with pytest.raises(InvalidInput, match="same batch"):
         Batch().new_job("a").depends_on(Batch().new_job("b"))
+
+
+def test_a_job_names_its_pool_and_a_bad_name_is_refused() -> None:
+    from corral.client.compile import compile_jobs
+
+    b = Batch(name="pools")
+    j = b.new_job("on-gpu").pool("gpu")
+    j.command("nvidia-smi")
+    k = b.new_job("anywhere")
+    k.command("true")
+    with pytest.raises(InvalidInput, match="pool"):
+        k.pool("no spaces")
+    specs = compile_jobs([j, k], registry={}, batch_key="x", tmpdir="file:///t", outputs=[], cwd=Path("."))
+    assert [s.pool for s in specs] == ["gpu", None]

@@ -13,7 +13,18 @@ from corral.api.errors import document_errors, install_error_handlers
 from corral.api.hooks import DriverHooks
 from corral.api.hygiene import TextHygiene
 from corral.api.limits import BodySizeLimit
-from corral.api.routes import admin, batches, bench, billing, jobs, meta, retry, system, users
+from corral.api.routes import (
+    admin,
+    batches,
+    bench,
+    billing,
+    instance_health,
+    jobs,
+    meta,
+    retry,
+    system,
+    users,
+)
 from corral.config import Settings
 from corral.ui import mount_ui
 
@@ -30,7 +41,7 @@ def create_app(
     app.add_middleware(TextHygiene)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     routers = (meta.router, batches.router, jobs.router, users.router, billing.router, admin.router,
-               bench.router)
+               bench.router, instance_health.router)
     for router in (*routers, system.router, retry.router, *extra_routers):
         app.include_router(router)
     mount_ui(app)

@@ -48,6 +48,9 @@ def server(
         )
     ] = None,
     pool: Annotated[str | None, typer.Option(help=f"Default pool {_env('pool')}")] = None,
+    pool_choice: Annotated[
+        str | None, typer.Option(help=f"default | cheapest (jobs naming no pool) {_env('pool_choice')}")
+    ] = None,
     commit_interval: Annotated[
         float | None,
         typer.Option(help=f"Seconds the driver gathers changes into one commit {_env('commit_interval')}"),

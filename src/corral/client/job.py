@@ -15,11 +15,11 @@ from corral.errors import InvalidInput
 
 PLACEHOLDER = re.compile(r"__CORRAL_RF_([0-9a-f]+)_([0-9]+)__")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+_POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ATTEMPTS = 1000
 MAX_GPUS = 64
 NETWORK_MODES = ("none", "private", "public")
-_POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 class JobOwner(Protocol):

@@ -30,6 +30,13 @@ from corral.domain.tokens import new_token
 from corral.driver.collection_health import CollectionHealth, gone_reason, instance_name
 from corral.driver.collections import collection_limits, collection_shape, job_shape
 from corral.driver.driver import Driver
+from corral.driver.health import (
+    adopt_instances,
+    keep_failure_metadata,
+    record_health,
+    save_metadata,
+    use_instance_rate,
+)
 from corral.providers.base import (
     BoundedProvider,
     InstanceProvider,
@@ -73,6 +80,7 @@ class Autoscaler:
         list_timeout: float = 120.0,
     ) -> None:
         self.driver = driver
+        self.settings = settings
         self.collections = {c.name: c for c in settings.instance_collections}
         self.providers = dict(providers)
         self.limits = {n: lim for n, c in self.collections.items() if (lim := collection_limits(c))}
@@ -105,6 +113,7 @@ class Autoscaler:
             )
         for provider in self.providers.values():
             await provider.start(driver_url)
+        await adopt_instances(self.providers, live)
         if run_loop:
             self._loop = asyncio.create_task(self._run(), name="autoscaler")
 
@@ -182,6 +191,8 @@ class Autoscaler:
             if inst is not None and inst.active and not m.activated:
                 m.activated = True
                 self.health.recovered(collection)
+            if found is not None and record_health(self.driver, m.name, m.metadata, found.metadata):
+                self._spawn_health_write(m)
             if found is not None and found.status == "gone":
                 self._lose(m, gone_reason(found, activated=m.activated))
             elif m.created and found is None and now - m.time_created > LISTING_GRACE:
@@ -306,18 +317,25 @@ class Autoscaler:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            await keep_failure_metadata(self.driver, m.name, exc)
             self._creating.pop(m.name, None)
             self._lose(m, f"could not be created: {exc}")
             return
         self._creating.pop(m.name, None)
         m.metadata = {"provider": provider.name, "shape": shape.name, **metadata}
-        if shape.price_per_hour:
+        if shape.price_per_hour and "cost_per_core_hour" not in metadata:  # a rented host's own price wins
             m.metadata["cost_per_core_hour"] = shape.price_per_hour / shape.cores
         m.created, m.time_created = True, time.time()
         async with self.driver.engine.begin() as conn:
             await instance_store.set_instance_metadata(conn, m.name, dict(m.metadata))
+        use_instance_rate(self.driver, m.name, m.metadata)
         if m.name not in self._managed:
             await self._delete_now(m)  # released while it was being created
+
+    def _spawn_health_write(self, m: _Managed) -> None:
+        task = asyncio.create_task(save_metadata(self.driver, m.name, dict(m.metadata)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _retire(self, m: _Managed, reason: str) -> None:
         """Ask the driver to retire an idle instance (between its ticks, so no work lands on it meanwhile);

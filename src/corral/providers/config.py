@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from corral.providers.prepare import PrepareConfig
+
 
 class ShapeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -47,3 +49,5 @@ class InstanceCollectionConfig(BaseModel):
     idle_seconds: float = Field(default=300.0, ge=0)
     preemptible: bool = False
     provider_options: dict[str, Any] = Field(default_factory=dict)
+    startup_seconds: float | None = Field(default=None, ge=0)  # a new instance's bring-up (pool choice)
+    prepare: PrepareConfig | None = None  # SSH-reached providers: checks and setup before jobs (prepare.py)

@@ -23,6 +23,7 @@ ProviderFactory = Callable[[InstanceCollectionConfig, "Settings"], InstanceProvi
 MODULES: dict[str, str] = {
     "ssh": "corral.providers.ssh",
     "slurm": "corral.providers.slurm",
+    "vastai": "corral.providers.vastai",
 }
 FACTORY_NAMES = ("create_provider", "make_provider", "provider_factory")
 

@@ -119,3 +119,16 @@ async def record_heartbeats(conn: AsyncConnection, seen: Sequence[tuple[str, flo
             update(instances).where(instances.c.name == bindparam("n")).values(last_heartbeat=bindparam("t")),
             [{"n": name, "t": t} for name, t in seen],
         )
+
+
+async def instance_by_name(conn: AsyncConnection, name: str) -> InstanceRecord | None:
+    row = (
+        await conn.execute(
+            select(
+                instances.c.name, instances.c.collection, instances.c.state, instances.c.cores_mcpu,
+                instances.c.memory_bytes, instances.c.token_hash, instances.c.metadata,
+                instances.c.last_heartbeat, instances.c.gpus, instances.c.gpu_type, instances.c.reserved_for,
+            ).where(instances.c.name == name)
+        )
+    ).first()
+    return InstanceRecord(*row) if row is not None else None

@@ -74,6 +74,8 @@ class SshOptions(BaseModel):
     host_retry_seconds: float = Field(default=30.0, ge=0)  # after a host failed, try others first
     worker_runtime: str = "process"
     worker_wheelhouse: str | None = None  # wheels of corral and its dependencies; default: built here
+    health_interval: float = Field(default=30.0, ge=0)  # seconds between health samples of a host (0: off)
+    health: dict[str, Any] = Field(default_factory=dict)  # thresholds: corral.providers.health
 
 
 def parse_options(raw: dict[str, Any], *, collection: str) -> SshOptions:

@@ -12,13 +12,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.domain.placement import gpus_fit
 from corral.domain.resources import parse_bytes
 from corral.errors import CorralError
 from corral.providers.base import InstanceRequest, InstanceStatus, MachineShape, ProviderInstance
 from corral.providers.config import InstanceCollectionConfig
+from corral.providers.health import HealthThresholds, watch_health
+from corral.providers.prepare import PreparationFailed, PrepareConfig, prepare_or_raise
 from corral.providers.ssh.bundle import WorkerBundle, worker_bundle
 from corral.providers.ssh.options import (
     SshHost,
@@ -53,9 +55,10 @@ class _Placed:
 class SshProvider:
     name = "ssh"
 
-    def __init__(self, collection: str, options: SshOptions) -> None:
+    def __init__(self, collection: str, options: SshOptions, *, prepare: PrepareConfig | None = None) -> None:
         self.collection = collection
         self.options = options
+        self.prepare = prepare
         self.hosts: dict[str, SshHost] = {h.name: h for h in options.hosts}
         self.placed: dict[str, _Placed] = {}
         self.sessions: dict[str, HostSession] = {}
@@ -64,6 +67,10 @@ class SshProvider:
         self._bundle_lock = asyncio.Lock()
         self._connect_locks: dict[str, asyncio.Lock] = {}
         self._host_failed: dict[str, float] = {}
+        self.thresholds = HealthThresholds.model_validate(options.health)
+        self.health: dict[str, list[dict[str, Any]]] = {}  # host -> recent samples
+        self._unhealthy: dict[str, str] = {}  # host -> why
+        self._samplers: dict[str, asyncio.Task[None]] = {}
         self.list_calls = 0
         self._read_inventory()
         check_key_files(list(self.hosts.values()), collection=collection)
@@ -90,6 +97,8 @@ class SshProvider:
         self.driver_url = driver_url
 
     async def stop(self) -> None:
+        for task in self._samplers.values():
+            task.cancel()
         for session in list(self.sessions.values()):
             for name in list(session.workers):
                 await session.stop_worker(name)
@@ -103,12 +112,15 @@ class SshProvider:
         try:
             bundle = await self._worker_bundle()
             session = await self._session(host)
+            assert session.conn is not None
+            prepared = await prepare_or_raise(session.conn, self.prepare, work_dir=session.work_dir,
+                                              host=f"{host.name} ({request.name})")
             python = await session.ensure_venv(bundle)
             remote = await session.start_worker(
                 python, name=request.name, token=request.worker_token, cores=request.shape.cores,
                 memory_bytes=request.shape.memory_bytes, gpu_ids=gpu_ids, runtime=self.options.worker_runtime,
             )
-        except HostUnreachable:
+        except (HostUnreachable, PreparationFailed):
             self._host_failed[host.name] = time.monotonic()
             self.placed.pop(request.name, None)
             raise
@@ -118,7 +130,7 @@ class SshProvider:
         if placed.status == "pending":
             placed.status = "running"
         placed.metadata = {"host": host.name, "address": host.address, "pid": remote.pid, "gpu_ids": gpu_ids,
-                           "tunnel_port": session.tunnel_port}
+                           "tunnel_port": session.tunnel_port, **prepared}
         return dict(placed.metadata)
 
     async def delete_instance(self, name: str, metadata: dict[str, object]) -> None:
@@ -139,7 +151,10 @@ class SshProvider:
                 placed.reason = self._gone_reason(placed, session)
                 if placed.reason is not None:
                     placed.status = "gone"
-            listing.append(ProviderInstance(placed.name, placed.status, placed.reason, dict(placed.metadata)))
+            samples = self.health.get(placed.host)
+            health = {"health": samples[-1]} if samples else {}
+            listing.append(ProviderInstance(placed.name, placed.status, placed.reason,
+                                            {**placed.metadata, **health}))
         if any(p.status == "gone" for p in self.placed.values()):
             self.placed = {n: p for n, p in self.placed.items() if p.status != "gone"}
         return listing
@@ -164,6 +179,8 @@ class SshProvider:
         return count
 
     def _gone_reason(self, placed: _Placed, session: HostSession | None) -> str | None:
+        if placed.host in self._unhealthy:
+            return self._unhealthy[placed.host]
         if placed.host not in self.hosts:
             return f"host {placed.host} was removed from the inventory"
         if session is None or not session.alive:
@@ -215,7 +232,28 @@ class SshProvider:
             session = HostSession(host, self.options)
             await session.connect(self.driver_url)
             self.sessions[host.name] = session
+            self._unhealthy.pop(host.name, None)
+            if self.options.health_interval > 0:
+                old = self._samplers.pop(host.name, None)
+                if old is not None:
+                    old.cancel()
+                self._samplers[host.name] = asyncio.create_task(self._watch_health(host, session))
             return session
+
+    async def _watch_health(self, host: SshHost, session: HostSession) -> None:
+        """Sample the host; an unhealthy one loses its instances (their jobs run elsewhere) until it is
+        connected again."""
+        history = self.health.setdefault(host.name, [])
+        while session.alive:
+            reason = await watch_health(session, self.thresholds, history, expected_gpus=host.gpus,
+                                        interval=self.options.health_interval)
+            if not session.alive:
+                return
+            log.warning("host %s of %s: %s", host.name, self.collection, reason)
+            self._unhealthy[host.name] = f"host {host.name} {reason}"
+            self._host_failed[host.name] = time.monotonic()
+            await asyncio.sleep(max(self.options.host_retry_seconds, self.options.health_interval))
+            self._unhealthy.pop(host.name, None)  # sampled again: usable once healthy
 
 
 def _host_shape(host: SshHost) -> MachineShape:
@@ -229,4 +267,4 @@ def _host_shape(host: SshHost) -> MachineShape:
 def create_provider(collection: InstanceCollectionConfig, settings: Settings) -> SshProvider:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # its INFO logs every channel and command
     options = parse_options(collection.provider_options, collection=collection.name)
-    return SshProvider(collection.name, options)
+    return SshProvider(collection.name, options, prepare=collection.prepare)

@@ -123,7 +123,9 @@ class HostSession:
     def alive(self) -> bool:
         return self.conn is not None and self.lost is None
 
-    async def connect(self, driver_url: str) -> None:
+    async def connect(self, driver_url: str, *, tunnel_port: int = 0) -> None:
+        """Connect and open the reverse tunnel (on `tunnel_port` of the host when given: a worker left
+        running by an earlier connection keeps calling it)."""
         h = self.host
         try:
             tunnel = await _connect_jump(h.jump, self.options) if h.jump else None
@@ -136,7 +138,7 @@ class HostSession:
             url = urlsplit(driver_url)
             # The worker calls 127.0.0.1:<port> on its host; sshd carries it back to the driver (NAT-proof).
             listener = await self.conn.forward_remote_port(
-                "127.0.0.1", 0, url.hostname or "127.0.0.1", url.port or 80
+                "127.0.0.1", tunnel_port, url.hostname or "127.0.0.1", url.port or 80
             )
             self.tunnel_port = listener.get_port()
             timeout = self.options.connect_timeout

@@ -1,0 +1,161 @@
+"""Fixtures for the vastai provider: one fake vast.ai server (real HTTP on loopback, instances are real sshd
+in network namespaces) shared by the module, with a market where each test uses its own machines."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.fakes.vastai.offers import offer
+from tests.fakes.vastai.process import FakeVastProcess
+
+import corral
+from corral.providers.config import InstanceCollectionConfig
+from corral.providers.ssh.bundle import build_wheelhouse, source_digest, source_root, worker_bundle
+from corral.providers.ssh.session import INSTALL
+from corral.providers.vastai.options import parse_options
+from corral.providers.vastai.provider import VastProvider
+
+NOWHERE = "http://127.0.0.1:9"  # provider-level tests: workers start and keep retrying their driver
+FAST = {
+    "poll_seconds": 0.2,
+    "running_deadline": 20.0,
+    "ssh_deadline": 10.0,
+    "rent_timeout": 2.0,
+    "retry_base_seconds": 0.05,
+    "connect_timeout": 5.0,
+    "keepalive_interval": 2.0,
+    "keepalive_count_max": 5,
+    "bad_host_seconds": 600,
+    "health_interval": 0.5,
+}
+
+
+def market() -> list[dict[str, Any]]:
+    """Machines 1000-1999, one RTX 4090 offer each, price rising with the id inside each block of ten
+    (so in every block the lowest id is the cheapest per performance); a few 2-GPU and a few A100 offers."""
+    offers = []
+    for m in range(1000, 1400):
+        offers.append(offer(m * 10, m, "RTX 4090", 1, dph=round(0.30 + (m % 10) * 0.01, 4)))
+        if m % 10 == 0:  # a second ask on the cheapest machine of a block (spreading prefers others)
+            offers.append(offer(m * 10 + 1, m, "RTX 4090", 1, dph=round(0.30 + (m % 10) * 0.01, 4)))
+    return offers
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("vast-key")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "id")], check=True)
+    return d / "id"
+
+
+@pytest.fixture(scope="session")
+def fake_vast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeVastProcess]:
+    fake = FakeVastProcess(
+        tmp_path_factory.mktemp("fake-vast"),
+        market(),
+        delays={"scheduling": 0.1, "loading": 0.3, "ssh": 0.2, "create_hang": 6.0},
+    )
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    """The worker's wheels, built once: the bundle stays the same while the tests run."""
+    root = source_root()
+    assert root is not None
+    digest = f"{corral.__version__}-{source_digest(root)}"
+    return asyncio.run(build_wheelhouse(root, digest))
+
+
+@pytest.fixture(scope="session")
+def vast_work_dir(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """The worker directory of every fake instance (they share this machine's disk), with the worker's venv
+    installed once by the ssh provider's own install script: each bring-up then finds it ready (as on a
+    host image that has it), instead of pushing 25 MB of wheels through every test."""
+    work = tmp_path_factory.mktemp("vast-work")
+    bundle = asyncio.run(worker_bundle(str(wheelhouse)))
+    subprocess.run(["sh", "-c", INSTALL, "install", str(work), bundle.digest, "python3"], input=bundle.tar,
+                   check=True, capture_output=True)
+    return work
+
+
+class Blocks:
+    """Each test takes its own block of ten machines (faults on machines are sticky in the fake)."""
+
+    next = 1000
+
+    @classmethod
+    def take(cls, n: int = 10) -> list[int]:
+        ids = list(range(cls.next, cls.next + n))
+        cls.next += 10  # whole blocks: the cheapest machine of a block is its first
+        return ids
+
+
+def collection_config(
+    fake: FakeVastProcess,
+    key: Path,
+    work_dir: Path,
+    machines: list[int],
+    *,
+    name: str = "gpu",
+    prepare: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    filters = {
+        "gpu_name": ["RTX 4090"],
+        "extra": {"machine_id": {"in": machines}},
+        **options.pop("filters", {}),
+    }
+    return {
+        "name": name,
+        "kind": "pool",
+        "provider": "vastai",
+        "shape": {"cores": 1, "memory": "256Mi", "gpus": 1, "gpu_type": "RTX 4090"},
+        "max_instances": 4,
+        "idle_seconds": 60,
+        "provider_options": {
+            "url": fake.url,
+            "api_key_env": "FAKE_VAST_KEY_UNSET",
+            "api_key_file": str(key.parent / "api_key"),
+            "ssh_key": str(key),
+            "image": "pytorch/pytorch:2.4.0",
+            "disk_gb": 20,
+            "work_dir": str(work_dir),
+            "filters": filters,
+            **FAST,
+            **options,
+        },
+        **({"prepare": prepare} if prepare else {}),
+    }
+
+
+@pytest.fixture
+async def make_provider(
+    fake_vast: FakeVastProcess, client_key: Path, vast_work_dir: Path, wheelhouse: Path
+) -> AsyncIterator[Any]:
+    (client_key.parent / "api_key").write_text(fake_vast.api_key + "\n")
+    made: list[VastProvider] = []
+
+    async def make(machines: list[int], **kw: Any) -> VastProvider:
+        config = InstanceCollectionConfig.model_validate(
+            collection_config(fake_vast, client_key, vast_work_dir, machines, name=f"t{len(made)}",
+                              worker_wheelhouse=str(wheelhouse), **kw)
+        )
+        options = parse_options(config.provider_options, collection=config.name)
+        provider = VastProvider(config, options, options.api_key(config.name))
+        await provider.start(NOWHERE)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        for name in list(provider.rented):
+            await provider.delete_instance(name, {})
+        await provider.stop()
