@@ -16,6 +16,7 @@ from corral.api import submit
 from corral.api.access import visible_batch
 from corral.api.auth import CurrentUser
 from corral.api.context import Context
+from corral.api.params import BatchId
 from corral.api.schemas import (
     MAX_JOBS_PER_BUNCH,
     BatchSpec,
@@ -72,7 +73,9 @@ def _job_spec(job: JobRecordSpec, position: int, parents: list[int]) -> JobSpec:
 
 
 @router.post("/{batch_id}/retry")
-async def retry(batch_id: int, body: RetryRequest, ctx: Context, user: CurrentUser) -> CreateBatchResponse:
+async def retry(
+    batch_id: BatchId, body: RetryRequest, ctx: Context, user: CurrentUser
+) -> CreateBatchResponse:
     """A new batch of this batch's failed and cancelled jobs (`which=all`: every job)."""
     async with ctx.reading() as conn:
         batch = await visible_batch(conn, batch_id, user)
