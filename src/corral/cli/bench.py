@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from corral.cli.common import CorralGroup, connect, console, err_console, print_json, styled, table, target
-from corral.client.backends import ServiceBackend
+from corral.cli.common import (
+    CorralGroup,
+    connect,
+    console,
+    err_console,
+    escape,
+    print_json,
+    styled,
+    table,
+    target,
+)
+
+if TYPE_CHECKING:
+    from corral.client.backends import ServiceBackend
 
 bench_app = typer.Typer(
     cls=CorralGroup,
@@ -23,6 +34,8 @@ SessionRef = Annotated[str, typer.Argument(help="Session id or name")]
 
 def _backend(ctx: typer.Context) -> ServiceBackend:
     t = target(ctx)
+    from corral.client.backends import ServiceBackend
+
     return ServiceBackend(t.url, t.token)
 
 
