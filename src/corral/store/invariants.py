@@ -116,7 +116,8 @@ async def _no_attempt_running_on_a_gone_instance(conn: AsyncConnection) -> list[
 
 
 async def _parents_complete_before_children_start(conn: AsyncConnection) -> list[Violation]:
-    """No attempt was assigned before every parent of its job had completed."""
+    """No attempt was assigned before every parent of its job had completed (a service's dependents
+    that wait for it to be ready, not complete, are the exception: `when_ready` links)."""
     parent = jobs.alias("parent")
     rows = await conn.execute(
         select(attempts.c.batch_id, attempts.c.job_id, attempts.c.attempt_id, parent.c.job_id.label("p"),
@@ -129,6 +130,7 @@ async def _parents_complete_before_children_start(conn: AsyncConnection) -> list
         )
         .where(~state_in(parent.c.state, COMPLETE_STATES)
                | (parent.c.time_completed > attempts.c.time_assigned + 1e-3))
+        .where(job_parents.c.when_ready.is_(False))
         .limit(LIMIT)
     )
     return [
