@@ -8,6 +8,7 @@ the worker, so no worker outlives the connection that feeds it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import shlex
@@ -168,11 +169,15 @@ class HostSession:
             if self._venv_ready != bundle.digest:
                 await self._install(bundle)
                 self._venv_ready = bundle.digest
-        return f"{self.work_dir}/venv-{bundle.digest}/bin/python"
+        return f"{self.work_dir}/venv-{self._venv_key(bundle)}/bin/python"
+
+    def _venv_key(self, bundle: WorkerBundle) -> str:
+        """The bundle's version and the host's Python: changing a host's `python` makes a new venv."""
+        return f"{bundle.digest}-{hashlib.sha256(self.host.python.encode()).hexdigest()[:8]}"
 
     async def _install(self, bundle: WorkerBundle) -> None:
         assert self.conn is not None
-        args = [self.work_dir, bundle.digest, self.host.python]
+        args = [self.work_dir, self._venv_key(bundle), self.host.python]
         script = f"sh -c {shlex.quote(INSTALL)} install {shlex.join(args)}"
         state = await self.conn.run(f"{script} check", check=True, timeout=self.options.connect_timeout)
         if str(state.stdout).strip() != "ready":
