@@ -3,6 +3,8 @@ on the other (placement=other), reaching it at the host's own address, not the t
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ def test_redis_session_on_an_ssh_pool_across_two_hosts(
 ) -> None:
     need("redis-server", "redis-benchmark", "redis-cli")
     hosts = [
-        ssh_testbed.namespace_host("h1", cores=1, memory="1Gi"),
-        ssh_testbed.namespace_host("h2", cores=1, memory="1Gi"),
+        # The client harness runs this test's Python; the hosts' workers run on it, the one a job sees.
+        ssh_testbed.namespace_host("h1", cores=1, memory="1Gi", python=os.path.realpath(sys.executable)),
+        ssh_testbed.namespace_host("h2", cores=1, memory="1Gi", python=os.path.realpath(sys.executable)),
     ]
     server = serve(
         start_server,
