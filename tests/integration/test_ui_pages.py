@@ -185,7 +185,7 @@ async def test_job_page_shows_reason_logs_escaped_and_api_content(api: Api) -> N
     path.write_text(f"line one\n{XSS}\n")
     html = (await api.client.get(f"/ui/batches/{batch_id}/jobs/1")).text
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert text_of(html, "job-reason") == "failed with exit code 3"
+    assert text_of(html, "job-reason") == "the command exited with code 3"  # the API's reason
     assert "inst-1" in html and "MODE" in html and "fast" in html
     api_job = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()
     assert api_job["spec"]["command"][-1] in html
