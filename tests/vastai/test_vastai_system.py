@@ -215,7 +215,9 @@ def test_a_sigkilled_server_adopts_its_rented_hosts_on_restart(
         )
         for msec_mcpu, cost, meta in costs:  # each attempt charged at its host's own price (1-core shape)
             price = json.loads(meta)["price_per_hour"]
-            assert msec_mcpu > 0 and abs(cost - msec_mcpu / 1e6 / 3600 * price) < 1e-9, (
+            # The ledger charges whole milliseconds of each accrual slice (docs/billing.md): a few ms at most.
+            slack = price / 3600 * 0.005
+            assert msec_mcpu > 0 and abs(cost - msec_mcpu / 1e6 / 3600 * price) <= slack, (
                 cost,
                 msec_mcpu,
                 price,
