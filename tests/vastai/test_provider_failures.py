@@ -137,6 +137,27 @@ async def test_a_budget_cap_is_never_exceeded(fake_vast: FakeVastProcess, make_p
             await provider.delete_instance(f"gpu-b{i}", meta)
 
 
+async def test_a_lost_instance_counts_against_the_budget_until_its_destroy_is_confirmed(
+    fake_vast: FakeVastProcess, make_provider: Any
+) -> None:
+    machines = Blocks.take()  # $0.30, 0.31, 0.32 ... per hour
+    provider = await make_provider(machines, max_total_per_hour=0.65, **QUICK)
+    metas = [await provider.create_instance(request(f"gpu-l{i}")) for i in range(2)]
+    fake_vast.control(f"instances/{metas[0]['vast_id']}/offline")
+    listing = {i.name: i for i in await provider.list_instances()}
+    assert listing["gpu-l0"].status == "gone"
+    assert provider.capacity(request("x").shape) == 0  # the lost host still bills until destroyed
+    with pytest.raises(Exception, match="budget"):
+        await provider.create_instance(request("gpu-l2"))
+    await provider.delete_instance("gpu-l0", metas[0])
+    assert provider.capacity(request("x").shape) >= 1
+    third = await provider.create_instance(request("gpu-l2"))
+    assert sum(r["dph"] for r in live_of(fake_vast, provider)) <= 0.65
+    await provider.delete_instance("gpu-l1", metas[1])
+    await provider.delete_instance("gpu-l2", third)
+    assert live_of(fake_vast, provider) == [] and provider.committed_per_hour() == 0
+
+
 async def test_offline_and_preempted_hosts_are_reported_gone_with_the_reason(
     fake_vast: FakeVastProcess, make_provider: Any
 ) -> None:

@@ -26,6 +26,7 @@ async def adopt(p: VastProvider, known: dict[str, dict[str, Any]]) -> None:
         if parsed is None or parsed[0] != p.collection:
             continue
         name = parsed[1]
+        p.billed[int(info["id"])] = (name, float(info.get("dph_total") or 0.0))
         meta = known.get(name)
         if meta is None or meta.get("vast_id") != int(info["id"]) or not meta.get("tunnel_port"):
             why = "not in the store" if meta is None else "its bring-up did not finish before the restart"
@@ -87,6 +88,9 @@ async def reconnect(p: VastProvider, r: Rented, info: dict[str, Any], tunnel_por
 def sweep(p: VastProvider, listing: list[dict[str, Any]]) -> None:
     """Labelled instances of ours nobody accounts for: destroyed (this collection) or reported."""
     ours = {r.vast_id for r in p.rented.values()}
+    listed = {int(info["id"]) for info in listing}
+    for vast_id in set(p.billed) - listed - ours - p._destroying:
+        del p.billed[vast_id]  # vast.ai no longer lists it: it no longer bills
     for info in listing:
         vast_id = int(info["id"])
         if vast_id in p._destroying:
@@ -110,6 +114,7 @@ def sweep(p: VastProvider, listing: list[dict[str, Any]]) -> None:
             continue
         if vast_id in ours or name in p.creating:
             continue
+        p.billed.setdefault(vast_id, (name, float(info.get("dph_total") or 0.0)))
         log.warning(
             "vastai %s: instance %s (label %s) is one corral does not account for: destroying it",
             p.collection,

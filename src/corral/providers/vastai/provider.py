@@ -90,6 +90,9 @@ class VastProvider:
             int, str
         ] = {}  # instance id -> label: ours by prefix, of no collection we know
         self.to_destroy: set[int] = set()  # destroys that failed: retried every listing
+        # what vast.ai bills us for: every instance rented or found, until its destroy is confirmed
+        # (a lost or released instance keeps billing until then, so the budget counts it)
+        self.billed: dict[int, tuple[str, float]] = {}  # instance id -> (name, $/h)
         self.driver_url = ""
         self.list_calls = 0
         self.cheapest_seen: float | None = None
@@ -145,13 +148,15 @@ class VastProvider:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.close()
 
+    def committed_per_hour(self) -> float:
+        """$/h of every instance not yet confirmed destroyed (lost and released ones included)."""
+        return sum(price for _, price in self.billed.values())
+
     def capacity(self, shape: MachineShape) -> int:
         """More instances the budget allows (the autoscaler asks no more; creates check it again)."""
         if self.options.max_total_per_hour is None:
             return 1 << 30
-        committed = sum(
-            r.price for r in self.rented.values() if r.status != "gone" and r.name not in self.creating
-        )
+        committed = sum(price for name, price in self.billed.values() if name not in self.creating)
         left = self.options.max_total_per_hour - committed
         cheapest = self.cheapest_seen or self.options.max_price_per_hour or 0.0
         if cheapest <= 0:
@@ -253,7 +258,7 @@ class VastProvider:
         """One instance rented from the best offer, under the lock (one create at a time)."""
         o = self.options
         async with self._rent_lock:
-            committed = sum(r.price for r in self.rented.values() if r.status != "gone")
+            committed = self.committed_per_hour()
             budget_left = None if o.max_total_per_hour is None else o.max_total_per_hour - committed
             started = time.monotonic()
             offers = await self.client.search_offers(search_query(o, request.shape))
@@ -303,6 +308,7 @@ class VastProvider:
                     continue
                 except RentRejected as exc:
                     if exc.new_contract is not None:  # e.g. a bid below min_bid: it exists, stopped
+                        self.billed[exc.new_contract] = (request.name, price)
                         log.warning(
                             "vastai %s: rent of %s refused (%s) but instance %s exists: destroying it",
                             self.collection,
@@ -322,6 +328,7 @@ class VastProvider:
                 phases["create"] = phases.get("create", 0.0) + time.monotonic() - started
                 r = Rented(request.name, vast_id, machine, dict(offer), price, o.interruptible, label)
                 self.rented[request.name] = r
+                self.billed[vast_id] = (request.name, price)
                 self._listing = None
                 log.info(
                     "vastai %s: rented %s on machine %s (%s x%s, $%.3f/h) as instance %s",
@@ -521,6 +528,7 @@ class VastProvider:
             try:
                 await self.client.destroy(vast_id)
                 self.to_destroy.discard(vast_id)
+                self.billed.pop(vast_id, None)
                 self._listing = None
                 return
             except VastApiError as exc:
