@@ -222,7 +222,9 @@ class OciRuntime(Runtime):
         except (OSError, NetworkError) as exc:
             await self._cleanup(request.key, mounts, group, network, killed=False, stage=stage)
             return MainResult("error", start, now(), error=f"could not set up the container: {exc}")
-        container = ContainerRun(self.engine, bundle, _container_id(request.key), group, self.cgroups)
+        container = ContainerRun(
+            self.engine, bundle, _container_id(request.key), group, self.cgroups, self.sandbox.default_storage
+        )
         try:
             result = await container.run(request, cancel, start)
         finally:
