@@ -98,7 +98,8 @@ def container_config(
     if ids is not None and (network == "host" or netns_path):
         # sysfs belongs to the network namespace: one the container's user namespace does not own (the
         # host's, a pooled private one) cannot be mounted from it. A read-only bind of the host's /sys,
-        # as crun falls back to by itself and rootless engines do.
+        # as crun falls back to by itself and rootless engines do. Recursive: in a user namespace the
+        # kernel refuses a plain bind of a mount whose submounts (cgroups, ...) it would uncover.
         base = [*BASE_MOUNTS[:-1], {"destination": "/sys", "type": "bind", "source": "/sys",
                                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
     mounts = [
