@@ -200,7 +200,7 @@ def test_admin_pages_pools_and_billing(server: RunningServer, browser: Any, arti
         expect(row).to_contain_text(", ".join(project["users"]))
     with admin.page.expect_download() as got:
         admin.page.click("#csv")
-    assert Path(got.value.path()).read_text().startswith("day,billing_project,user,batches,cost")
+    assert Path(got.value.path()).read_text().startswith("day,billing_project,user,resource,usage,cost")
     admin.page.screenshot(path=str(artifacts / "billing.png"), full_page=True)
     assert admin.errors == []
     context.close()
