@@ -19,6 +19,8 @@
     source.addEventListener("jobs", function (msg) {
       var table = document.getElementById("jobs-table");
       if (table && shows(table, msg.data)) htmx.trigger(table, "corral:refresh");
+      var progress = document.getElementById("session-progress");  // a session's services and clients
+      if (progress) htmx.trigger(progress, "corral:refresh");
       var dag = document.getElementById("dag-frag");  // small batches only
       if (dag) htmx.trigger(dag, "corral:refresh");
       var live = document.getElementById("live");
@@ -28,6 +30,8 @@
       }
     });
     source.addEventListener("done", function () {
+      var progress = document.getElementById("session-progress");
+      if (progress) htmx.trigger(progress, "corral:refresh");
       var dot = document.querySelector(".live-dot");
       if (dot) dot.remove();
       var cancel = document.getElementById("cancel");
