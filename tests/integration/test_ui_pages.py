@@ -280,6 +280,10 @@ async def test_billing_page_and_csv_show_the_ledgers_daily_spend_as_the_api_repo
     ]
     r = await api.client.get("/ui/billing", params={"start": "yesterday"})
     assert r.status_code == 400 and "start" in r.text
+    # the batch page's project spend is the ledger's all-time spend: the API's accrued_cost
+    accrued = (await api.client.get("/api/v1/billing-projects/default")).json()["accrued_cost"]
+    assert accrued == 12.5  # 2 + 1.5 in range, 9 before it
+    assert f"default: ${accrued:,.2f} spent" in (await api.client.get(f"/ui/batches/{a}")).text
 
 
 async def test_pools_page_pages_instances_and_sums_capacity_over_all_of_them(api: Api) -> None:
