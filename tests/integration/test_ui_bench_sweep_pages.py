@@ -55,7 +55,7 @@ async def _session_with_results(api: Api) -> tuple[int, int]:
                         "bench_client": XSS, "bench_replica": str(i - 1)})
         for i in (2, 3)
     ]
-    batch_id = await api.submit([service, *clients])
+    batch_id = await api.submit([service, *clients], attributes={"bench_session": f"s{XSS}"})
     await set_job(api, batch_id, 1, state="Running", time_serving=time.time(),
                   endpoint={"host": "10.0.0.5", "ports": {"main": 6379}, "scheme": "redis",
                             "ready_seconds": 0.25})
@@ -106,6 +106,8 @@ async def test_session_pages_show_the_apis_session_progress_and_results(api: Api
     assert "0.25 s" in svc_row
     assert re.search(r'id="clients-done">\s*1 / 2', html)
     assert "c1" in re.search(r'id="running-cells">(.*?)</dd>', html, re.S).group(1)  # type: ignore[union-attr]
+    batch_html = (await api.client.get(f"/ui/batches/{batch_id}")).text  # the batch links its session
+    assert f'href="/ui/sessions/{session_id}"' in batch_html and XSS not in batch_html
     frag = (await api.client.get(f"/ui/sessions/{session_id}/progress")).text
     assert frag.startswith('<div id="session-progress"') and service["endpoint"]["url"] in frag
     # CSV = the API's rows
@@ -188,6 +190,7 @@ async def test_sweep_pages_derive_chunks_from_the_batches_as_the_library_does(ap
     assert 'id="chunk-1"' in paged and 'id="chunk-2"' not in paged and "after=1" in paged
     for b in (first, rerun):
         assert f'id="batch-{b}"' in html
+        assert 'href="/ui/sweeps/grid"' in (await api.client.get(f"/ui/batches/{b}")).text
 
 
 async def test_sweeps_pages_access_escaping_and_storage_outside_the_servers_bucket(api: Api) -> None:
@@ -196,6 +199,11 @@ async def test_sweeps_pages_access_escaping_and_storage_outside_the_servers_buck
     assert IMG_XSS not in listing and "&lt;img src=x onerror=alert(1)&gt;" in listing
     html = (await api.client.get("/ui/sweeps/" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")).text
     assert IMG_XSS not in html and 'id="chunk-0"' in html and "rows and merges are shown" in html
+    batch_id = int(re.findall(r'id="batch-(\d+)"', html)[0])
+    batch_html = (await api.client.get(f"/ui/batches/{batch_id}")).text
+    link = "/ui/sweeps/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E"
+    assert f'href="{link}"' in batch_html and IMG_XSS not in batch_html
+    assert (await api.client.get(link)).status_code == 200
     carol = await api.new_user("carol")  # not a member of the batches' billing project
     r = await api.client.get("/ui/sweeps/" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", headers=carol)
     assert r.status_code == 404

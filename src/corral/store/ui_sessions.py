@@ -22,3 +22,13 @@ async def sessions_page(
     if before_id is not None:
         query = query.where(bench_sessions.c.id < before_id)
     return [SessionRecord(*row) for row in await conn.execute(query)]
+
+
+async def session_of_batch(conn: AsyncConnection, batch_id: int, viewer: str | None) -> int | None:
+    """The id of the newest session run as this batch that `viewer` may open (None: every user's)."""
+    query = select(bench_sessions.c.id).where(bench_sessions.c.batch_id == batch_id)
+    if viewer is not None:
+        query = query.where(bench_sessions.c.user == viewer)
+    found = await conn.execute(query.order_by(bench_sessions.c.id.desc()).limit(1))
+    value = found.scalar_one_or_none()
+    return None if value is None else int(value)
