@@ -43,6 +43,12 @@ def bob(server: RunningServer, browser: Any) -> Iterator[Tab]:
     context.close()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def patient_expectations() -> None:
+    """Pages on a loaded 2-core machine can take seconds: assertions wait up to 30 s, not Playwright's 5."""
+    expect.set_options(timeout=30_000)
+
+
 def assert_404(tab: Tab, path: str) -> None:
     response = tab.goto(path)
     assert response.status == 404, path
@@ -77,6 +83,7 @@ def test_a_sessions_page_updates_live_and_shows_the_apis_results(
     expect(tab.page.locator("#clients-done")).to_have_text("0 / 1")
     expect(tab.page.locator("#running-cells")).to_have_text("c1")
     expect(tab.page.locator(".live-dot")).to_be_visible()
+    expect(tab.page.locator("html")).to_have_attribute("data-live", "open")  # listening before the change
     tab.page.evaluate("window.__marker = 1")  # gone if the page reloads
     gate.touch()
     expect(tab.page.locator("#clients-done")).to_have_text("1 / 1", timeout=90_000)

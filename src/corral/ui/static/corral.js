@@ -16,6 +16,7 @@
     var source = evt.detail.source;
     if (!source || source.corralHooked) return;
     source.corralHooked = true;
+    document.documentElement.setAttribute("data-live", "open");  // the stream is connected
     source.addEventListener("jobs", function (msg) {
       var table = document.getElementById("jobs-table");
       if (table && shows(table, msg.data)) htmx.trigger(table, "corral:refresh");
