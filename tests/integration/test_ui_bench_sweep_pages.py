@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html as html_lib
 import io
 import json
 import re
@@ -96,6 +97,9 @@ async def test_session_pages_show_the_apis_session_progress_and_results(api: Api
     assert set(shown) == {"n", "failures", "throughput", "p50_ms", "p90_ms", "p99_ms"}
     for metric, text in shown.items():
         assert float(text) == mean(r["value"] for r in results if r["metric"] == metric), metric
+    # the report's latency-against-throughput plot: a point per cell, the same means
+    points = json.loads(html_lib.unescape(re.search(r'data-points="([^"]*)"', html).group(1)))  # type: ignore[union-attr]
+    assert points == {XSS: [[float(shown["throughput"]), float(shown["p50_ms"]), float(shown["p99_ms"])]]}
     # the SLO verdict (p99 mean 5.5 > 5.0) fails
     verdicts = html.split('id="verdicts"', 1)[1].split("</table>", 1)[0]
     assert "p99_ms" in verdicts and "FAIL" in verdicts

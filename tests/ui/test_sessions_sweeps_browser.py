@@ -108,6 +108,7 @@ def test_a_sessions_page_updates_live_and_shows_the_apis_results(
         cell = tab.page.locator(f'#results td[data-metric="{metric}"]')
         expected = mean(r["value"] for r in results if r["metric"] == metric)
         assert float(cell.get_attribute("data-mean") or "nan") == expected, metric
+    expect(tab.page.locator('#latency-plot [data-client="redis-benchmark"] canvas').first).to_be_visible()
     with tab.page.expect_download() as got:
         tab.page.click("#results-csv")
     assert len(Path(got.value.path()).read_text().strip().splitlines()) == len(results) + 1

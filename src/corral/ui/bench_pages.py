@@ -153,7 +153,19 @@ def results_context(session: SessionRecord, rows: list[dict[str, Any]],
         verdicts = slo_verdicts(recipe, stats) + reference_verdicts(recipe, stats, params, baseline)
     except CorralError:
         verdicts = []
-    return {"results": table, "verdicts": verdicts, "columns": RESULT_COLUMNS}
+    return {"results": table, "verdicts": verdicts, "columns": RESULT_COLUMNS, "points": _points(table)}
+
+
+def _points(table: list[dict[str, Any]]) -> str:
+    """The report's latency-against-throughput plot as data: per client, one [throughput, p50, p99]
+    (means over repetitions) per cell, sorted by throughput (JSON for the page's script)."""
+    by_client: dict[str, list[list[float]]] = {}
+    for row in table:
+        c = row["columns"]
+        t, p50, p99 = (c[k]["mean"] for k in ("throughput", "p50_ms", "p99_ms"))
+        if t is not None and p50 is not None:
+            by_client.setdefault(row["client"], []).append([t, p50, p99 if p99 is not None else p50])
+    return json.dumps({client: sorted(points) for client, points in sorted(by_client.items())})
 
 
 async def _baseline_rows(ctx: ApiContext, user: User, session: SessionRecord) -> list[dict[str, Any]] | None:
