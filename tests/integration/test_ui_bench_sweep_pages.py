@@ -192,6 +192,11 @@ async def test_sweep_pages_derive_chunks_from_the_batches_as_the_library_does(ap
     assert 'id="chunk-2"' in only and 'id="chunk-1"' not in only
     paged = (await api.client.get("/ui/sweeps/grid", params={"limit": 2})).text
     assert 'id="chunk-1"' in paged and 'id="chunk-2"' not in paged and "after=1" in paged
+    # live while a batch of the sweep runs: the newest one's stream; the chunks fragment it refetches
+    assert f'sse-connect="/ui/batches/{rerun}/events"' in html
+    frag = (await api.client.get("/ui/sweeps/grid/chunks", params={"group": "running"})).text
+    assert frag.startswith('<div id="sweep-chunks-frag"')
+    assert 'id="chunk-2"' in frag and 'id="chunk-1"' not in frag
     for b in (first, rerun):
         assert f'id="batch-{b}"' in html
         assert 'href="/ui/sweeps/grid"' in (await api.client.get(f"/ui/batches/{b}")).text
@@ -209,8 +214,9 @@ async def test_sweeps_pages_access_escaping_and_storage_outside_the_servers_buck
     assert f'href="{link}"' in batch_html and IMG_XSS not in batch_html
     assert (await api.client.get(link)).status_code == 200
     carol = await api.new_user("carol")  # not a member of the batches' billing project
-    r = await api.client.get("/ui/sweeps/" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", headers=carol)
-    assert r.status_code == 404
+    for tail in ("", "/chunks"):
+        r = await api.client.get(f"{link}{tail}", headers=carol)
+        assert r.status_code == 404
     assert "onerror" not in (await api.client.get("/ui/sweeps", headers=carol)).text
     assert (await api.client.get("/ui/sweeps/nope")).status_code == 404
     r = await api.client.get("/ui/sweeps", headers={"Authorization": ""}, follow_redirects=False)

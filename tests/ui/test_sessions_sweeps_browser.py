@@ -151,3 +151,30 @@ def test_a_sweeps_page_shows_what_the_sweeps_library_reports(
     tab.page.screenshot(path=str(artifacts / "sweeps.png"), full_page=True)
     no_xss(tab)
     assert_404(bob, f"/ui/sweeps/{name}")
+
+
+def test_a_running_sweeps_chunks_update_live_without_reload(
+    server: RunningServer, tab: Tab, artifacts: Path, gates: Path
+) -> None:
+    gate = gates / uuid.uuid4().hex[:6]
+    name = f"uilive{uuid.uuid4().hex[:4]}"
+    batch_id = server.submit(
+        [job(1, f"while [ ! -e {gate} ]; do sleep 0.1; done", name="chunk-0-aaaa"),
+         job(2, "true", name="chunk-1-bbbb")],
+        attributes={"name": f"sweep {name}", "sweep": name, "sweep_version": "v1",
+                    "sweep_storage": "s3://not-the-servers/sweeps"},
+    )
+    wait_for(lambda: server.job(batch_id, 1)["state"] == "Running", "chunk 0 running")
+    tab.goto(f"/ui/sweeps/{name}")
+    expect(tab.page.locator("#chunk-0")).to_have_attribute("data-group", "running")
+    expect(tab.page.locator("html")).to_have_attribute("data-live", "open")  # listening before the change
+    tab.page.evaluate("window.__marker = 1")
+    gate.touch()
+    expect(tab.page.locator("#chunk-0")).to_have_attribute("data-group", "succeeded", timeout=90_000)
+    expect(tab.page.locator("#count-succeeded")).to_have_attribute("data-count", "2")
+    assert tab.page.evaluate("window.__marker") == 1
+    for chunk, job_id in ((0, 1), (1, 2)):
+        link = tab.page.locator(f'#chunk-{chunk} a[href="/ui/batches/{batch_id}/jobs/{job_id}"]')
+        expect(link).to_have_count(1)
+    tab.page.screenshot(path=str(artifacts / "sweep-live.png"), full_page=True)
+    no_xss(tab)

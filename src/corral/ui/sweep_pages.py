@@ -15,13 +15,14 @@ from urllib.parse import quote, unquote, urlencode, urlparse
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from corral.api.context import Context
+from corral.api.context import ApiContext, Context
 from corral.api.convert import batch_status
 from corral.errors import NotFound
 from corral.store import ui_sweeps
 from corral.store.ui_sweeps import ChunkJobRow
+from corral.store.users import User
 from corral.ui.auth import page_user
-from corral.ui.render import page
+from corral.ui.render import page, render_text
 from corral.ui.routing import UiRoute
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -122,16 +123,9 @@ def _read_files(files: tuple[Path, Path] | None) -> tuple[list[list[Any]] | None
     return chunks, keys
 
 
-@router.get("/sweeps/{name}", response_class=HTMLResponse)
-async def sweep_page(
-    request: Request,
-    name: str,
-    ctx: Context,
-    group: str | None = None,
-    after: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = CHUNKS_PER_PAGE,
-) -> Response:
-    user = await page_user(request, ctx)
+async def sweep_context(
+    ctx: ApiContext, user: User, name: str, *, group: str | None, after: int | None, limit: int
+) -> dict[str, Any]:
     async with ctx.reading() as conn:
         records = await ui_sweeps.sweep_batches(conn, name, None if user.is_admin else user.name)
         if not records:
@@ -162,31 +156,63 @@ async def sweep_page(
         counts[c.group] += 1
     shown = [c for c in ordered if (not group or c.group == group) and (after is None or c.index > after)]
     page_rows = shown[:limit]
+    quoted = quote(name, safe="")
+    params: dict[str, Any] = {"limit": limit}
+    if group:
+        params["group"] = group
     next_url = None
     if len(shown) > limit:
-        params: dict[str, Any] = {"after": page_rows[-1].index, "limit": limit}
-        if group:
-            params["group"] = group
-        next_url = f"/ui/sweeps/{quote(name, safe='')}?" + urlencode(params)
+        next_url = f"/ui/sweeps/{quoted}?" + urlencode({**params, "after": page_rows[-1].index})
+    here = {**params, **({"after": after} if after is not None else {})}
     from corral.sweeps.storage import SweepLayout
 
     layout = SweepLayout(root, name) if root else None
-    return page(
-        request,
-        "sweep.html",
-        sweep_name=name,
-        quoted=quote(name, safe=""),
-        version=version,
-        storage=layout.base if layout else "",
-        dataset=layout.merged(version) if layout and version else "",
-        batches=[batch_status(b) for b in records],
-        chunks=page_rows,
-        counts=counts,
-        n_chunks=len(ordered),
-        n_rows=sum(c.n_rows or 0 for c in ordered) if listed is not None else None,
-        from_files=listed is not None,
-        group=group or "",
-        groups=GROUPS,
-        next_url=next_url,
-        paged=after is not None,
-    )
+    live = [b.id for b in records if b.time_completed is None and not b.cancelled]
+    return {
+        "sweep_name": name,
+        "quoted": quoted,
+        "version": version,
+        "storage": layout.base if layout else "",
+        "dataset": layout.merged(version) if layout and version else "",
+        "batches": [batch_status(b) for b in records],
+        "chunks": page_rows,
+        "counts": counts,
+        "n_chunks": len(ordered),
+        "n_rows": sum(c.n_rows or 0 for c in ordered) if listed is not None else None,
+        "from_files": listed is not None,
+        "group": group or "",
+        "groups": GROUPS,
+        "next_url": next_url,
+        "paged": after is not None,
+        "fragment_url": f"/ui/sweeps/{quoted}/chunks?" + urlencode(here),
+        "live_batch": live[0] if live else None,  # the newest running batch: its stream drives updates
+    }
+
+
+@router.get("/sweeps/{name}", response_class=HTMLResponse)
+async def sweep_page(
+    request: Request,
+    name: str,
+    ctx: Context,
+    group: str | None = None,
+    after: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = CHUNKS_PER_PAGE,
+) -> Response:
+    user = await page_user(request, ctx)
+    context = await sweep_context(ctx, user, name, group=group, after=after, limit=limit)
+    return page(request, "sweep.html", **context)
+
+
+@router.get("/sweeps/{name}/chunks", response_class=HTMLResponse)
+async def sweep_chunks(
+    request: Request,
+    name: str,
+    ctx: Context,
+    group: str | None = None,
+    after: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = CHUNKS_PER_PAGE,
+) -> Response:
+    """The counts and chunks table alone: what the page refetches when the sweep's jobs change."""
+    user = await page_user(request, ctx)
+    context = await sweep_context(ctx, user, name, group=group, after=after, limit=limit)
+    return HTMLResponse(render_text("sweep_chunks.html", **context))

@@ -22,6 +22,8 @@
       if (table && shows(table, msg.data)) htmx.trigger(table, "corral:refresh");
       var progress = document.getElementById("session-progress");  // a session's services and clients
       if (progress) htmx.trigger(progress, "corral:refresh");
+      var chunks = document.getElementById("sweep-chunks-frag");  // a sweep's chunks
+      if (chunks) htmx.trigger(chunks, "corral:refresh");
       var dag = document.getElementById("dag-frag");  // small batches only
       if (dag) htmx.trigger(dag, "corral:refresh");
       var live = document.getElementById("live");
@@ -31,8 +33,10 @@
       }
     });
     source.addEventListener("done", function () {
-      var progress = document.getElementById("session-progress");
-      if (progress) htmx.trigger(progress, "corral:refresh");
+      ["session-progress", "sweep-chunks-frag"].forEach(function (id) {
+        var frag = document.getElementById(id);
+        if (frag) htmx.trigger(frag, "corral:refresh");
+      });
       var dot = document.querySelector(".live-dot");
       if (dot) dot.remove();
       var cancel = document.getElementById("cancel");
