@@ -4,8 +4,9 @@ A job that names no `storage` still gets /io and /tmp on a volume of `[jobs] def
 filling them fails the job ("No space left"), never the host's disk. Making a volume (mkfs + loop
 mount, ~50-150 ms) is too slow for every job, so a worker keeps made ones: a job borrows one by a
 bind mount (well under a millisecond), and when its attempt ends the volume is emptied off the job's
-path and lent again. Volumes live under <work_dir>/volumes, so a dead worker's are cleared with its
-work dir (worker/cleanup.py). Jobs that request storage keep their own volume of that size.
+path (and trimmed, so the host's disk gets the freed blocks back) and lent again. Volumes live under
+<work_dir>/volumes, so a dead worker's are cleared with its work dir (worker/cleanup.py). Jobs that
+request storage keep their own volume of that size.
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ def _empty(volume: Path) -> None:
         else:
             with contextlib.suppress(OSError):
                 child.unlink()
+
+
+async def _trim(volume: Path) -> None:
+    """Give the host back the blocks the last job freed (holes in the sparse loop file); best effort."""
+    fstrim = shutil.which("fstrim") or "/sbin/fstrim"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            fstrim, str(volume), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await proc.wait()
+    except OSError as exc:
+        log.debug("fstrim %s: %s", volume, exc)
 
 
 class DefaultVolumes:
@@ -117,6 +131,8 @@ class DefaultVolumes:
         except OSError as exc:
             log.warning("could not empty storage volume %s: %s", pooled, exc)
             left = True
+        if not left and not self._closed:
+            await _trim(pooled)
         if left or self._closed or len(self._ready) >= KEEP_READY:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(unmount_io_volume, pooled)
