@@ -90,12 +90,23 @@ def test_an_image_jobs_root_is_an_unprivileged_uid_on_the_host(
         # The host: the container's root runs as one unprivileged uid/gid, real, effective, saved, fs.
         uids, gids = _host_ids(pids[0])
         assert len(set(uids)) == 1 and len(set(gids)) == 1 and uids[0] >= 0x60000000 and gids[0] > 0, uids
+        # Read from the host's namespace, its uid_map says container root is that uid.
+        host_view = Path(f"/proc/{pids[0]}/uid_map").read_text().split("\n")[0].split()
+        assert host_view == ["0", str(uids[0]), "1"], host_view
     finally:
         with oci_server.client(user.token) as c:
             assert c.patch(f"/api/v1/batches/{batch_id}/cancel").status_code in (200, 204)
     oci_server.wait(batch_id)
-    with oci_server.client(user.token) as c:
-        log = c.get(f"/api/v1/batches/{batch_id}/jobs/1/log/main").text
+    log, deadline = "", time.monotonic() + 60  # a cancelled job's log is uploaded when the worker ends it
+    while len(log.splitlines()) < 2 and time.monotonic() < deadline:
+        with oci_server.client(user.token) as c:
+            r = c.get(f"/api/v1/batches/{batch_id}/jobs/1/log/main")
+        log = r.text if r.status_code == 200 else ""
+        time.sleep(0.2)
     lines = log.splitlines()
-    assert lines[0] == "0" and lines[1].split() == ["0", str(uids[0]), "1"], log  # root inside, mapped
+    # Root inside, mapped to that uid.
+    assert len(lines) >= 2 and lines[0] == "0" and lines[1].split() == ["0", str(uids[0]), "1"], log
+    deadline = time.monotonic() + 60  # the worker kills the container after the batch says cancelled
+    while sleepers(seconds) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not sleepers(seconds)
