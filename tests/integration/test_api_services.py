@@ -52,6 +52,12 @@ BAD: list[tuple[str, list[dict[str, Any]], str, str]] = [
         "not a service",
     ),
     (
+        "service without a network",
+        [job(1, service=SVC, network="none")],
+        "bunch[0].network",
+        "must be reachable",
+    ),
+    (
         "bad placement",
         [job(1, service=SVC), job(2, ready_parents=[{"job_id": 1, "placement": "near"}])],
         "bunch[1].ready_parents[0].placement",
@@ -83,6 +89,7 @@ async def test_service_and_ready_link_are_stored(api: Api) -> None:
     svc = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()
     assert svc["spec"]["service"]["ports"] == ["main"] and svc["spec"]["service"]["grace_period"] == 10.0
     assert svc["spec"]["service_name"] == "db" and svc["serving"] is False and svc["endpoint"] is None
+    assert svc["spec"]["network"] == "public"  # the instance's network, or a private one with forwarded ports
     client = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/2")).json()
     assert client["state"] == "Pending"
     assert client["spec"]["service_links"] == [{"job_id": 1, "placement": "other"}]
@@ -122,3 +129,15 @@ async def test_bench_routes_refuse_bad_input_with_400s(api: Api) -> None:
     assert [(g["cell"], g["value"]) for g in got] == [("c1", 1.5)]
     assert (await api.client.get("/api/v1/bench/sessions/99999999999999999999999")).status_code == 404
     assert (await api.client.get("/api/v1/bench/sessions/nope")).status_code == 404
+
+
+async def test_a_service_may_ask_for_a_private_network(api: Api) -> None:
+    """Its ports are forwarded from the instance, so other jobs still reach it."""
+    bunch = [job(1, service=SVC, network="private"), job(2, ready_parents=[{"job_id": 1}])]
+    spec = {"billing_project": "default", "token": "private", "n_jobs": 2}
+    r = await api.client.post("/api/v1/batches/create-fast", json={"batch": spec, "bunch": bunch})
+    assert r.status_code == 200, r.text
+    batch_id = r.json()["id"]
+    svc = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()
+    client = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/2")).json()
+    assert svc["spec"]["network"] == "private" and client["spec"]["network"] == "public"
