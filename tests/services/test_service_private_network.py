@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -161,7 +162,8 @@ def test_tcp_probe_is_not_fooled_by_the_forward(backend: corral.LocalBackend) ->
     """slirp4netns accepts on the instance's port at once: the probe must look where it leads."""
     b = corral.Batch(name="svc-nat-never", backend=backend)
     svc = b.new_service("sleepy", ports=["main"])
-    svc.command("exec sleep 600  # never listens on $CORRAL_PORT_MAIN").ready(tcp="main", deadline=3)
+    never = f"sleep 600.{uuid.uuid4().int % 10**6:06d}"
+    svc.command(f"exec {never}  # never listens on $CORRAL_PORT_MAIN").ready(tcp="main", deadline=3)
     b.new_job("client").depends_on(svc, when="ready").command("echo never")
     handle = b.run(progress=False, timeout=120, check=False)  # it is meant to fail
     jobs = {j["job_id"]: j for j in handle.jobs()}
@@ -169,6 +171,10 @@ def test_tcp_probe_is_not_fooled_by_the_forward(backend: corral.LocalBackend) ->
     error = handle.job(1)["status"]["error"]
     assert "not ready after 3s" in error and "ConnectionRefused" in error, error
     _wait_closed(handle.job(1)["status"]["service"]["ports"]["main"])
+    deadline = time.monotonic() + 30
+    while not _no_process_with(never):
+        assert time.monotonic() < deadline, f"{never} still running"
+        time.sleep(0.2)
 
 
 def test_http_service_on_a_private_network_is_probed_and_stopped(backend: corral.LocalBackend) -> None:
@@ -193,3 +199,39 @@ def test_http_service_on_a_private_network_is_probed_and_stopped(backend: corral
     service = handle.job(1)["status"]["service"]
     assert service["network"] == "nat" and service["probes"][0]["ok"] is True
     _wait_closed(service["ports"]["main"])
+
+
+def test_a_job_of_a_later_update_waits_for_a_service_already_serving(backend: corral.LocalBackend) -> None:
+    """The service and a first client go in one update; a second client joins in a later update, while
+    the service serves (the first client waits for it), gets the endpoint and runs; then both end and
+    the service is stopped."""
+    need("redis-server", "redis-cli")
+    b = corral.Batch(name="svc-nat-later", backend=backend)
+    svc = b.new_service("redis", ports=["main"], scheme="redis")
+    svc.command(REDIS).ready(exec="redis-cli -p {port.main} ping", deadline=60, grace=5)
+    first = b.new_job("first").depends_on(svc, when="ready")
+    first.command('redis-cli -h "$CORRAL_SERVICE_REDIS_HOST" -p "$CORRAL_SERVICE_REDIS_PORT" blpop go 0')
+    handle = b.submit()
+    deadline = time.monotonic() + 120
+    while handle.job(2)["state"] != "Running":
+        assert time.monotonic() < deadline and handle.job(1)["state"] in ("Pending", "Ready", "Running"), (
+            handle.jobs()
+        )
+        time.sleep(0.1)
+    later = b.new_job("later").depends_on(svc, when="ready")
+    later.command('redis-cli -u "$CORRAL_SERVICE_REDIS_URL" rpush go 1; echo "url={service.redis.url}"')
+    handle = b.submit()
+    handle.wait(progress=False, timeout=120)
+    jobs = {j["job_id"]: j for j in handle.jobs()}
+    assert {j["state"] for j in jobs.values()} == {"Success"}, jobs
+    log = handle.log(3, "main")
+    assert "url=redis://" in log and "1" in log.split(), log
+    _wait_closed(handle.job(1)["status"]["service"]["ports"]["main"])
+    # Once the service has been stopped, a job that waits for it would wait for ever: it is cancelled,
+    # and the reason names the service.
+    b.new_job("too-late").depends_on(svc, when="ready").command("echo never")
+    handle = b.submit()
+    handle.wait(progress=False, timeout=120)
+    late = handle.job(4)
+    assert late["state"] == "Cancelled", late
+    assert "service 'redis' (job 1) had already ended" in str(late["status"]), late["status"]
