@@ -163,9 +163,18 @@ def run(ctx: Context) -> list[Result]:
         note = "client job waits with when=ready; its first reply's wall time" if name == "Corral" else ""
         results.append(measured("W13", name, "submit -> first client request", values, "s", note=note)
                        if values else failed("W13", name, "submit -> first client request", "s", "no sample"))
-    latency = interleaved(ctx, "W13 p50", {"by hand": by_hand_benchmark, "Corral": corral_benchmark(server)},
-                          repeats)
+    # The default private network forwards the service's port (slirp4netns, user-space TCP) and NATs the
+    # client: against a site with the host_network opt-in, where both use the host's network directly.
+    host_net = start_server(ctx, "w13-hostnet", process_worker_settings() | {"jobs": HOST_NETWORK})
+    latency = interleaved(ctx, "W13 p50", {"by hand": by_hand_benchmark, "Corral": corral_benchmark(server),
+                                           HOST_NET: corral_benchmark(host_net)}, repeats)
     results += rows("W13", f"redis-benchmark GET p50 ({REQUESTS} req, {CONNECTIONS} conns)", "ms", latency,
                     higher_is_better=False,
-                    notes={"Corral": "the same tool through a session (service job + harness client job)"})
+                    notes={"Corral": "the same tool through a session (service job + harness client job); "
+                                     "default private networks: port forwarded by slirp4netns, client NATed",
+                           HOST_NET: "the same with [jobs] host_network = true (no NAT, no forward)"})
     return results
+
+
+HOST_NET = "Corral (host network)"
+HOST_NETWORK = '{"host_network": true}'
