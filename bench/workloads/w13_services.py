@@ -20,7 +20,10 @@ from bench.corral_server import CorralServer
 from bench.model import BenchError, Result, failed, measured
 from bench.workloads.common import interleaved, process_worker_settings, rows, start_server
 
-REDIS = "exec redis-server --port $CORRAL_PORT_MAIN --save '' --appendonly no --bind 0.0.0.0"
+# Clients come through the network (on private networks: the NAT's gateway), not loopback.
+REDIS = (
+    "exec redis-server --port $CORRAL_PORT_MAIN --save '' --appendonly no --bind 0.0.0.0 --protected-mode no"
+)
 REQUESTS, CONNECTIONS = 20_000, 4
 
 
@@ -68,7 +71,10 @@ def corral_startup(server: CorralServer) -> Callable[[], tuple[float, float]]:
         svc = b.new_service("redis", ports=["main"])
         svc.command(REDIS).ready(exec="redis-cli -p {port.main} ping", interval=0.01).cpu(0.25)
         client = b.new_job("client").depends_on(svc, when="ready").cpu(0.25)
-        client.command('redis-cli -p "$CORRAL_SERVICE_REDIS_PORT" ping >/dev/null && date +%s.%N')
+        client.command(
+            'redis-cli -h "$CORRAL_SERVICE_REDIS_HOST" -p "$CORRAL_SERVICE_REDIS_PORT" ping >/dev/null '
+            "&& date +%s.%N"
+        )
         t0 = time.time()
         handle = b.run(progress=False, timeout=120)
         if handle.status()["state"] != "success":
