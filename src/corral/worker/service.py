@@ -236,13 +236,14 @@ class ServiceRunner:
 
     def nat_host(self) -> str:
         """The endpoint of a service on a private network: jobs on private networks cannot reach the
-        instance's loopback, so a loopback address (a driver on this machine) gives way to an external one."""
-        if not self.host.startswith("127.") and self.host != "::1":
+        instance's loopback, so a loopback address (a driver on this machine) gives way to an external one;
+        an IPv6 one too (the forward is IPv4)."""
+        if not self.host.startswith("127.") and ":" not in self.host:  # slirp4netns forwards IPv4 only
             return self.host
         if self._external is None:
             self._external = external_address() or self.host
             if self._external == self.host:
-                log.warning("no non-loopback address: jobs on private networks cannot reach services here")
+                log.warning("no external IPv4 address: jobs on private networks cannot reach services here")
         return self._external
 
     def request_stop(self, key: str) -> bool:
