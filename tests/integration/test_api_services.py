@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from test_api_support import Api, api_fixture, job, row_counts  # noqa: F401
+from sqlalchemy import select, update
+from test_api_support import Api, api_fixture, job, job_rows, row_counts  # noqa: F401
 
-from corral.store.tables import job_parents
+from corral.store.tables import job_parents, jobs
 
 SVC = {"ports": ["main"], "probes": [{"kind": "tcp", "port": "main"}]}
 
@@ -141,3 +141,39 @@ async def test_a_service_may_ask_for_a_private_network(api: Api) -> None:
     svc = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()
     client = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/2")).json()
     assert svc["spec"]["network"] == "private" and client["spec"]["network"] == "public"
+
+
+async def _set_service(api: Api, batch_id: int, state: str, *, serving: bool) -> None:
+    """Stand in for the driver: the service job's row as it is while serving, or after it ended."""
+    endpoint = {"host": "192.0.2.7", "ports": {"main": 6379}, "scheme": "redis"}
+    row = (jobs.c.batch_id == batch_id) & (jobs.c.job_id == 1)
+    async with api.engine.begin() as conn:  # the moves the store allows: Ready -> Running (-> Success)
+        await conn.execute(update(jobs).where(row).values(state="Running"))
+        if serving:
+            await conn.execute(update(jobs).where(row).values(endpoint=endpoint, time_serving=1.0))
+        if state != "Running":
+            await conn.execute(update(jobs).where(row).values(state=state))
+
+
+@pytest.mark.parametrize("service_state", ["serving", "Success", "no service"])
+async def test_a_later_update_waits_for_a_service_of_an_earlier_one(api: Api, service_state: str) -> None:
+    """Serving: the link is released at the commit and the endpoint handed over (Ready, env filled).
+    Ended, or a job that is no service: the job is doomed with a reason naming it, never left waiting."""
+    first = job(1, service=SVC, name="db") if service_state != "no service" else job(1, name="db")
+    batch_id = await api.submit([first])
+    await _set_service(api, batch_id, "Running" if service_state != "Success" else "Success",
+                       serving=service_state == "serving")
+    client = job(1, ready_parents=[{"job_id": 1, "absolute": True}], command="echo {service.db.url}")
+    payload = {"update": {"token": "late", "n_jobs": 1}, "bunch": [client]}
+    r = await api.client.post(f"/api/v1/batches/{batch_id}/update-fast", json=payload)
+    assert r.status_code == 200, r.text
+    rows = await job_rows(api.engine, batch_id)
+    late = rows[2]
+    if service_state == "serving":
+        assert late.state == "Ready" and late.n_pending_parents == 0 and not late.parent_failed
+        assert late.spec["env"]["CORRAL_SERVICE_DB_HOST"] == "192.0.2.7"
+        assert late.spec["command"][-1] == "echo redis://192.0.2.7:6379"
+    else:
+        assert late.parent_failed, late
+        words = "had already ended (Success)" if service_state == "Success" else "is not a service"
+        assert words in late.status["error"], late.status
