@@ -21,6 +21,7 @@ from corral.errors import ConfigError, CorralError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from corral.client.reader import ReadClient
     from corral.client.sync import SyncClient
 
 CLI_RETRIES = 3  # a person waits ~2 s for a server that is down, not a minute
@@ -173,6 +174,18 @@ def connect(ctx: typer.Context, *, admin: bool = False) -> SyncClient:
     return SyncClient(found.url, resolve_token(t.token, admin=admin), retries=CLI_RETRIES)
 
 
+def read_client(ctx: typer.Context, *, admin: bool = False) -> ReadClient:
+    """A light, blocking, GET-only client for read commands (no pydantic, no event loop: they answer
+    fast), for the same server and token as `connect`."""
+    from corral.client.discovery import locate_server, resolve_token
+    from corral.client.reader import ReadClient
+
+    t = target(ctx)
+    found = locate_server(t.url)
+    t.unreachable_hint = found.hint
+    return ReadClient(found.url, resolve_token(t.token, admin=admin), retries=CLI_RETRIES)
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -203,6 +216,7 @@ def money(cost: float | None) -> str:
 
 __all__ = [
     "EXIT_CODES_HELP", "ConfigError", "CorralGroup", "ExitCode", "Target", "connect", "console",
-    "err_console", "error_line", "escape", "exit_code_for", "money", "print_json", "report", "seconds",
+    "err_console", "error_line", "escape", "exit_code_for", "money", "print_json", "read_client", "report",
+    "seconds",
     "styled", "table", "target",
 ]
