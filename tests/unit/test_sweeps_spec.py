@@ -98,3 +98,12 @@ def test_schema_from_names_and_the_manifest_round_trip() -> None:
     assert [(c.index, c.key, c.start, c.n_rows) for c in back_chunks] == [
         (c.index, c.key, c.start, c.n_rows) for c in chunks]
     assert back.version(back_chunks) == spec.version(chunks)
+
+
+def test_a_misspelt_option_is_a_type_error_with_a_suggestion() -> None:
+    import corral
+
+    with pytest.raises(TypeError, match=r"keyword argument 'chunk_sise'; did you mean 'chunk_size'"):
+        corral.Sweep("s", {"a": [1, 2]}, CMD, chunk_sise=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"build_spec\(\) got an unexpected keyword argument 'nope'$"):
+        build_spec("s", {"a": [1, 2]}, CMD, nope=1)  # type: ignore[call-arg]
