@@ -354,5 +354,12 @@ def test_changing_commands_answer_in_json(server: RunningServer) -> None:
     added = cli(server, "billing-project", "add-user", "lab-x", "admin", "--json", expect=0)
     added = json.loads(added.stdout)
     assert added == {"billing_project": "lab-x", "user": "admin", "added": True}
+    removed = cli(server, "billing-project", "remove-user", "lab-x", "admin", "--json", expect=0)
+    removed = json.loads(removed.stdout)
+    assert removed == {"billing_project": "lab-x", "user": "admin", "removed": True}
+    human = cli(server, "billing-project", "add-user", "lab-x", "admin", expect=0).stdout
+    assert human.strip() == "added admin to billing project lab-x"
+    human = cli(server, "billing-project", "remove-user", "lab-x", "admin", expect=0).stdout
+    assert human.strip() == "removed admin from billing project lab-x"
     user = json.loads(cli(server, "user", "create", "zoe", "--json", expect=0).stdout)
     assert user["name"] == "zoe" and user["token"]
