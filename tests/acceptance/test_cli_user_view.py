@@ -185,6 +185,22 @@ def test_read_commands_import_no_server_side_or_async_machinery(
     assert out.stdout.strip(), "the command printed nothing"
 
 
+@pytest.mark.parametrize("command", [["job", "log", "{b}", "5"], ["batch", "jobs", "{b}", "--json"]])
+def test_output_into_a_closed_pipe_stops_quietly(
+    server: RunningServer, ended: int, command: list[str]
+) -> None:
+    """`corral … | head`: when the reader has gone, no 'internal error' and no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "corral", *(a.format(b=ended) for a in command)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=corral_env(server.home))
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # nobody reads: the command's first write fails with EPIPE
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert "internal error" not in err
+    assert_no_traceback(err)
+
+
 def test_pools_instances_and_users_are_visible(server: RunningServer, ended: int) -> None:
     pools = cli(server, "pool", "list", expect=0).stdout
     row = next(line for line in pools.splitlines() if line.startswith("│ default"))
