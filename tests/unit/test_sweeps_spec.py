@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -107,3 +109,11 @@ def test_a_misspelt_option_is_a_type_error_with_a_suggestion() -> None:
         corral.Sweep("s", {"a": [1, 2]}, CMD, chunk_sise=3)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match=r"build_spec\(\) got an unexpected keyword argument 'nope'$"):
         build_spec("s", {"a": [1, 2]}, CMD, nope=1)  # type: ignore[call-arg]
+
+
+def test_a_service_backend_s_home_is_where_a_sweep_keeps_its_files_by_default(tmp_path: Path) -> None:
+    from corral.client.backends import ServiceBackend
+    from corral.sweeps.sweep import default_storage
+
+    backend = ServiceBackend("http://127.0.0.1:9", "token", home=tmp_path)
+    assert default_storage(backend) == (tmp_path.resolve() / "buckets" / "corral-local" / "sweeps").as_uri()
