@@ -148,3 +148,13 @@ def test_agent_defaults_to_the_machines_resources(tmp_path: Path) -> None:
     assert agent.cores_mcpu >= 1000 and agent.memory_bytes > 0
     sized = Agent("http://127.0.0.1:9", "unit", "token", cores=0.5, memory_bytes=123, work_dir=tmp_path)
     assert sized.cores_mcpu == 500 and sized.memory_bytes == 123
+
+
+def test_a_late_duplicate_of_an_acknowledged_attempt_is_never_run_again() -> None:
+    ledger = AttemptLedger()
+    assert ledger.accept("1.1.1") is not None
+    ledger.finished("1.1.1")
+    ledger.acknowledged("1.1.1")
+    assert ledger.known() == []
+    assert ledger.accept("1.1.1") is None  # e.g. a poll reply that crossed the events reply on the wire
+    assert ledger.accept("1.1.2") is not None  # a new attempt of the same job is new work

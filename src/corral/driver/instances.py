@@ -47,6 +47,10 @@ class InstanceState:
     assigned: dict[str, AttemptInFlight] = field(default_factory=dict)
     delivered: set[str] = field(default_factory=set)
     to_cancel: set[str] = field(default_factory=set)
+    # Assignments handed in an events reply (key -> monotonic time): a poll already waiting when they were
+    # handed does not send them again. Events requests that will carry work are in flight meanwhile.
+    handed: dict[str, float] = field(default_factory=dict)
+    events_in_flight: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     gpus: int = 0
     gpu_type: str | None = None
@@ -94,12 +98,14 @@ class InstanceState:
     def notify(self) -> None:
         self.changed.set()
 
-    def pending_for(self, known: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
-        """What a polling worker is missing (assignments) and must stop (cancels)."""
+    def pending_for(
+        self, known: set[str], *, offer: bool = True
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """What a polling worker is missing (assignments, unless `offer` is false) and must stop (cancels)."""
         self.delivered.update(k for k in known if k in self.assigned)
         assign = [
             a.payload for k, a in self.assigned.items() if k not in known and k not in self.to_cancel
-        ]
+        ] if offer else []
         cancel = [k for k in known if k in self.to_cancel or k not in self.assigned]
         self.delivered.update(a["key"] for a in assign)
         return assign, cancel

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,23 @@ from corral.worker.gpus import GpuDevices, device_nodes, visible_devices_env
 from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
-from corral.worker.protocol import Assignment, StepName, parse_assignment
+from corral.worker.protocol import Assignment, StepName, carries_work, parse_assignment
 from corral.worker.service import ServiceRunner
 
 log = logging.getLogger(__name__)
 
 BATCH_WINDOW = 0.002  # seconds to gather events into one /events call
 MAX_BATCH = 1000
+
+
+@dataclass
+class ProtocolCounts:
+    """Round trips to the driver and where assignments came from (the hot path's shape, for tests/bench)."""
+
+    polls: int = 0  # poll replies received
+    events_posts: int = 0  # events replies received
+    assigned_by_poll: int = 0  # new attempts started from a poll reply
+    assigned_by_events: int = 0  # new attempts started from an events reply
 
 
 class WorkerExit(CorralError):
@@ -82,6 +92,7 @@ class Agent:
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self.gpus = GpuDevices.from_env()
         self.services = ServiceRunner(url)
+        self.counts = ProtocolCounts()
         self._lock = -1  # flock on <work_dir>/worker.lock while this worker lives (worker/cleanup.py)
 
     # ------------------------------------------------------------ lifecycle
@@ -215,13 +226,15 @@ class Agent:
                 log.error("poll rejected: %s", exc.message)
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            self.counts.polls += 1
             self.handle_poll(reply)
             if reply.get("shutdown"):
                 log.info("the driver asked this worker to shut down")
                 self.draining.set()
                 return
 
-    def handle_poll(self, reply: dict[str, Any]) -> None:
+    def handle_poll(self, reply: dict[str, Any], *, via_events: bool = False) -> None:
+        """Apply a poll reply (or the same fields carried in an events reply)."""
         for key in reply.get("stop") or []:  # services nobody waits on any more: stop gracefully
             if self.services.request_stop(str(key)):
                 log.info("stopping service %s", key)
@@ -240,6 +253,10 @@ class Agent:
                 continue
             task = asyncio.create_task(self._attempt(assignment, cancel), name=f"attempt-{key}")
             self._attempts[key] = task
+            if via_events:
+                self.counts.assigned_by_events += 1
+            else:
+                self.counts.assigned_by_poll += 1
 
     def _report_unreadable(self, key: str, message: str) -> None:
         self.ledger.finished(key)
@@ -303,6 +320,12 @@ class Agent:
 
     # ------------------------------------------------------------ events
 
+    async def _exchange(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.draining.is_set():  # no new work while draining: events only, as an older worker sends
+            return {"ack": await self.client.send_events(batch)}
+        # `known` is read as each try is sent, so a retry carries the current one.
+        return await self.client.exchange_events(batch, self.ledger.known())
+
     async def _send_loop(self) -> None:
         backoff = Backoff()
         while True:
@@ -315,7 +338,7 @@ class Agent:
                     return  # exits seen while stopping are the kill's doing: the driver gets them as lost
                 batch = self.outbox.batch(MAX_BATCH)
             try:
-                acked = await retry_forever(partial(self.client.send_events, batch), "events", backoff)
+                reply = await retry_forever(partial(self._exchange, batch), "events", backoff)
             except Unauthorized as exc:
                 self._disowned(exc)
                 return
@@ -323,8 +346,16 @@ class Agent:
                 log.error("events rejected, retrying: %s", exc.message)
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            self.counts.events_posts += 1
+            acked = [str(k) for k in reply.get("ack", [])]
             for key in self.outbox.settle(batch, acked):
                 self.ledger.acknowledged(key)
+            if carries_work(reply) and not self.draining.is_set():
+                # The driver answered as a poll would: new work without a separate poll round trip.
+                self.handle_poll(reply, via_events=True)
+                if reply.get("shutdown"):
+                    log.info("the driver asked this worker to shut down")
+                    self.draining.set()
 
 
 async def _first(*events: asyncio.Event) -> None:
