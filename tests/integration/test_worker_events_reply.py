@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,21 @@ async def test_an_older_worker_that_only_polls_still_gets_every_job(
     assert status["state"] == "success", status
     assert agent.counts.assigned_by_events == 0
     assert agent.counts.assigned_by_poll == n
+
+
+@pytest.mark.skipif(
+    os.environ.get("CI") != "true" and (os.geteuid() != 0 or shutil.which("bwrap") is None),
+    reason="the process runtime needs root and bubblewrap (bwrap)",
+)
+async def test_sandboxed_jobs_scratch_is_deleted_in_the_background_and_nothing_is_left(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    name, token = _instance_token(server, cores=1)
+    agent = Agent(server.url, name, token, cores=1, memory_bytes=2 << 30, runtime="process",
+                  work_dir=tmp_path / "work")
+    n = 8
+    jobs = [job("echo out > /io/out.txt && test -s /io/out.txt", i, cpu="0.25") for i in range(1, n + 1)]
+    status = await _run_batch(server, agent, jobs)
+    assert status["state"] == "success", status
+    assert agent.sweeper.removed == n  # every attempt's scratch went through the background removal
+    assert list(agent.layout.jobs.iterdir()) == [] and list(agent.layout.trash.iterdir()) == []

@@ -33,6 +33,7 @@ from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
 from corral.worker.protocol import Assignment, StepName, carries_work, parse_assignment
 from corral.worker.service import ServiceRunner
+from corral.worker.sweeper import ScratchSweeper
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Agent:
         self.gpus = GpuDevices.from_env()
         self.services = ServiceRunner(url)
         self.counts = ProtocolCounts()
+        self.sweeper = ScratchSweeper(self.layout.trash)
         self._lock = -1  # flock on <work_dir>/worker.lock while this worker lives (worker/cleanup.py)
 
     # ------------------------------------------------------------ lifecycle
@@ -113,10 +115,14 @@ class Agent:
         except (RuntimeUnavailable, InvalidInput) as exc:
             raise WorkerExit(f"corral worker {self.name}: {exc.message}") from None
         await asyncio.to_thread(self.layout.prepare)
+        sweeping = asyncio.create_task(self.sweeper.run(), name="scratch-sweeper")
         try:
             if await self._activate():
                 await self._serve()
         finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
+            await self.sweeper.flush()
             await self._close()
         if self.fatal:
             raise WorkerExit(self.fatal)
@@ -304,7 +310,7 @@ class Agent:
             await self.runtime.release_io(dirs.volume)
         except OSError as exc:
             log.warning("could not release the io volume of %s: %s", dirs.root, exc)
-        await asyncio.to_thread(dirs.remove)
+        self.sweeper.discard(dirs.root)  # one rename now; deleted with others in the background
 
     async def _upload_log(self, assignment: Assignment, step: StepName, data: bytes) -> None:
         a = assignment
