@@ -38,6 +38,10 @@ from corral.worker.sweeper import ScratchSweeper
 log = logging.getLogger(__name__)
 
 BATCH_WINDOW = 0.002  # seconds to gather events into one /events call
+# `started` alone is not urgent: held this long for the attempt's end (or another event) to go with it, so
+# a short job costs one events round trip, not two. The job shows Running this much later at most.
+STARTED_WINDOW = 0.05
+LAZY_EVENTS = frozenset({"started"})
 MAX_BATCH = 1000
 
 
@@ -340,6 +344,8 @@ class Agent:
                 batch: list[dict[str, Any]] = []  # a heartbeat while draining: polls have stopped
             else:
                 await asyncio.sleep(BATCH_WINDOW)
+                if self.outbox.only(LAZY_EVENTS):
+                    await self.outbox.wait_for_other(LAZY_EVENTS, STARTED_WINDOW)
                 if self.stopping.is_set():
                     return  # exits seen while stopping are the kill's doing: the driver gets them as lost
                 batch = self.outbox.batch(MAX_BATCH)
