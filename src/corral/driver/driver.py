@@ -329,7 +329,8 @@ class Driver:
         begun = time.monotonic()
         deadline = begun + max(0.0, min(wait, self.settings.heartbeat_timeout / 3))
         known_set = set(known)
-        stale = {k for k in known_set if k not in inst.assigned}  # the worker must drop these now
+        # Known attempts the driver does not have (and did not just release): the worker must drop them now.
+        stale = {k for k in known_set if k not in inst.assigned and k not in inst.released}
         while True:
             inst.changed.clear()
             # Assignments an events reply handed (or is about to hand) since this poll began are the
@@ -495,10 +496,8 @@ class Driver:
 
     def _release(self, flight: AttemptInFlight) -> None:
         inst = self.instances.get(flight.instance_name)
-        if inst is not None and inst.assigned.pop(flight.key, None) is not None:
-            inst.delivered.discard(flight.key)
-            inst.handed.pop(flight.key, None)
-            inst.to_cancel.discard(flight.key)
+        if inst is not None:
+            inst.forget(flight.key)
         users = self.running_mcpu[flight.pool]
         users[flight.user] -= flight.cores_mcpu
         if users[flight.user] <= 0:

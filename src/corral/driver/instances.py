@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.domain.capacity import Resources
 from corral.worker.protocol import AttemptKey
+
+RELEASED_KEPT = 10_000  # per instance: far more than its attempts in flight
 
 
 @dataclass(slots=True)
@@ -51,6 +54,9 @@ class InstanceState:
     # handed does not send them again. Events requests that will carry work are in flight meanwhile.
     handed: dict[str, float] = field(default_factory=dict)
     events_in_flight: int = 0
+    # Attempts released lately (most ended by this worker's own completion): a poll built before their
+    # acknowledgement still lists them; that alone is no reason to answer it at once (see Driver.poll).
+    released: OrderedDict[str, None] = field(default_factory=OrderedDict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     gpus: int = 0
     gpu_type: str | None = None
@@ -94,6 +100,17 @@ class InstanceState:
     @property
     def schedulable(self) -> bool:
         return self.active and not self.draining
+
+    def forget(self, key: str) -> None:
+        """The attempt no longer holds this instance's resources."""
+        if self.assigned.pop(key, None) is None:
+            return
+        self.delivered.discard(key)
+        self.to_cancel.discard(key)
+        self.handed.pop(key, None)
+        self.released[key] = None
+        if len(self.released) > RELEASED_KEPT:
+            self.released.popitem(last=False)
 
     def notify(self) -> None:
         self.changed.set()
