@@ -171,3 +171,35 @@ async def test_a_host_runtime_worker_is_refused_unless_the_site_opts_in(
     async with engine.connect() as conn:
         (meta,) = [i.metadata for i in await instance_store.live_instances(conn) if i.name == "w1"]
     assert meta["runtime"] == "host" and "unsandboxed" in meta["isolation"]
+
+
+async def test_the_events_reply_hands_over_the_jobs_a_completion_freed_and_a_waiting_poll_stays_quiet(
+    service: Service,
+) -> None:
+    r = await service.user.post(
+        "/api/v1/batches/create-fast",
+        json={"batch": {"billing_project": "default", "token": "chain", "n_jobs": 2},
+              "bunch": [job(1), job(2, parents=[1])]},
+    )
+    assert r.status_code == 200, r.text
+    r = await service.worker.post("/api/v1/worker/poll", json={"known": [], "wait": 10})
+    (first,) = r.json()["assign"]
+    # A poll is waiting (it knows the first job) while the first job's completion goes in.
+    waiting = asyncio.create_task(
+        service.worker.post("/api/v1/worker/poll", json={"known": [first["key"]], "wait": 1.0})
+    )
+    for _ in range(1000):  # in-process, memory only: these loop turns take it into its wait, any load
+        await asyncio.sleep(0)
+    done = {**_completed(first["key"], {}), "logs": None}
+    r = await service.worker.post("/api/v1/worker/events", json={"events": [done], "known": [first["key"]]})
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert first["key"] in reply["ack"]
+    (second,) = reply["assign"]  # the child, placed by the tick that committed its parent's completion
+    assert second["job_id"] == 2 and second["batch_id"] == first["batch_id"]
+    assert reply["cancel"] == [] and reply["stop"] == [] and reply["shutdown"] is False
+    polled = (await waiting).json()
+    assert polled["assign"] == []  # the waiting poll did not wake to send it a second time
+    # A worker of the old wire (no `known`) gets acknowledgements only, and its polls carry its work.
+    r = await service.worker.post("/api/v1/worker/events", json={"events": [{**done, "key": second["key"]}]})
+    assert r.status_code == 200 and set(r.json()) == {"ack"}, r.text

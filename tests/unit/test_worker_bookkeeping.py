@@ -148,3 +148,30 @@ def test_agent_defaults_to_the_machines_resources(tmp_path: Path) -> None:
     assert agent.cores_mcpu >= 1000 and agent.memory_bytes > 0
     sized = Agent("http://127.0.0.1:9", "unit", "token", cores=0.5, memory_bytes=123, work_dir=tmp_path)
     assert sized.cores_mcpu == 500 and sized.memory_bytes == 123
+
+
+def test_a_late_duplicate_of_an_acknowledged_attempt_is_never_run_again() -> None:
+    ledger = AttemptLedger()
+    assert ledger.accept("1.1.1") is not None
+    ledger.finished("1.1.1")
+    ledger.acknowledged("1.1.1")
+    assert ledger.known() == []
+    assert ledger.accept("1.1.1") is None  # e.g. a poll reply that crossed the events reply on the wire
+    assert ledger.accept("1.1.2") is not None  # a new attempt of the same job is new work
+
+
+async def test_a_lone_started_event_waits_for_the_completion_to_go_with_it() -> None:
+    box = EventOutbox()
+    lazy = frozenset({"started"})
+    box.put(_started("1.1.1"))
+    assert box.only(lazy)
+    waiting = asyncio.create_task(box.wait_for_other(lazy, timeout=60))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    box.put(_completed("1.1.1"))  # the attempt ended: both go in one post
+    await asyncio.wait_for(waiting, 10)
+    assert not box.only(lazy) and [e["type"] for e in box.batch()] == ["started", "completed"]
+    alone = EventOutbox()
+    alone.put(_started("2.1.1"))
+    await alone.wait_for_other(lazy, timeout=0.01)  # a longer job: its start is sent after the window
+    assert len(alone) == 1

@@ -326,23 +326,55 @@ class Driver:
 
     async def poll(self, inst: InstanceState, known: list[str], wait: float) -> dict[str, Any]:
         # A poll must return well within the heartbeat timeout: the next poll is the heartbeat.
-        deadline = time.monotonic() + max(0.0, min(wait, self.settings.heartbeat_timeout / 3))
+        begun = time.monotonic()
+        deadline = begun + max(0.0, min(wait, self.settings.heartbeat_timeout / 3))
         known_set = set(known)
+        # Known attempts the driver does not have (and did not just release): the worker must drop them now.
+        stale = {k for k in known_set if k not in inst.assigned and k not in inst.released}
         while True:
             inst.changed.clear()
-            assign, cancel = inst.pending_for(known_set)
+            # Assignments an events reply handed (or is about to hand) since this poll began are the
+            # worker's already: it learns them without this poll waking up (one round trip per batch).
+            handed = {k for k, t in inst.handed.items() if t >= begun}
+            assign, cancel = inst.pending_for(known_set | handed, offer=not inst.events_in_flight)
             stop = self.services.stops_for(inst, known_set)
             gone = self.instances.get(inst.name) is not inst
-            if assign or cancel or stop or gone or self._stopping or self._closing:
+            # Known attempts that ended while the poll waited were reported by this worker: no wake-up.
+            urgent = [k for k in cancel if k in inst.to_cancel or k in stale]
+            if assign or urgent or stop or gone or self._stopping or self._closing:
                 inst.last_seen = time.time()
                 return {"assign": assign, "cancel": cancel, "stop": stop, "shutdown": gone}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 inst.last_seen = time.time()
-                return {"assign": [], "cancel": [], "stop": [], "shutdown": False}
+                return {"assign": [], "cancel": cancel, "stop": [], "shutdown": False}
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(inst.changed.wait(), remaining)
             inst.last_seen = time.time()
+
+    async def report_and_poll(
+        self, inst: InstanceState, events: list[WorkerEvent], known: list[str]
+    ) -> dict[str, Any]:
+        """Events, then (once durable) what a poll would answer now: the tick that made them durable also
+        placed jobs on the cores they freed, so a worker running short jobs gets its next ones here."""
+        inst.events_in_flight += 1
+        try:
+            acked = await self.report(inst, events)
+        finally:
+            inst.events_in_flight -= 1
+        known_set = set(known)
+        assign, cancel = inst.pending_for(known_set)
+        handed_at = time.monotonic()
+        for payload in assign:
+            inst.handed[payload["key"]] = handed_at
+        ended = set(acked)  # completions just acknowledged: the worker knows they are over
+        return {
+            "ack": acked,
+            "assign": assign,
+            "cancel": [k for k in cancel if k in inst.to_cancel or k not in ended],
+            "stop": self.services.stops_for(inst, known_set),
+            "shutdown": self.instances.get(inst.name) is not inst,
+        }
 
     async def report(self, inst: InstanceState, events: list[WorkerEvent]) -> list[str]:
         """Queue worker events for the next group commit; resolves once they are durable."""
@@ -474,9 +506,8 @@ class Driver:
 
     def _release(self, flight: AttemptInFlight) -> None:
         inst = self.instances.get(flight.instance_name)
-        if inst is not None and inst.assigned.pop(flight.key, None) is not None:
-            inst.delivered.discard(flight.key)
-            inst.to_cancel.discard(flight.key)
+        if inst is not None:
+            inst.forget(flight.key)
         users = self.running_mcpu[flight.pool]
         users[flight.user] -= flight.cores_mcpu
         if users[flight.user] <= 0:

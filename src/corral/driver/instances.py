@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.domain.capacity import Resources
 from corral.worker.protocol import AttemptKey
+
+RELEASED_KEPT = 10_000  # per instance: far more than its attempts in flight
 
 
 @dataclass(slots=True)
@@ -47,6 +50,13 @@ class InstanceState:
     assigned: dict[str, AttemptInFlight] = field(default_factory=dict)
     delivered: set[str] = field(default_factory=set)
     to_cancel: set[str] = field(default_factory=set)
+    # Assignments handed in an events reply (key -> monotonic time): a poll already waiting when they were
+    # handed does not send them again. Events requests that will carry work are in flight meanwhile.
+    handed: dict[str, float] = field(default_factory=dict)
+    events_in_flight: int = 0
+    # Attempts released lately (most ended by this worker's own completion): a poll built before their
+    # acknowledgement still lists them; that alone is no reason to answer it at once (see Driver.poll).
+    released: OrderedDict[str, None] = field(default_factory=OrderedDict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     gpus: int = 0
     gpu_type: str | None = None
@@ -91,15 +101,28 @@ class InstanceState:
     def schedulable(self) -> bool:
         return self.active and not self.draining
 
+    def forget(self, key: str) -> None:
+        """The attempt no longer holds this instance's resources."""
+        if self.assigned.pop(key, None) is None:
+            return
+        self.delivered.discard(key)
+        self.to_cancel.discard(key)
+        self.handed.pop(key, None)
+        self.released[key] = None
+        if len(self.released) > RELEASED_KEPT:
+            self.released.popitem(last=False)
+
     def notify(self) -> None:
         self.changed.set()
 
-    def pending_for(self, known: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
-        """What a polling worker is missing (assignments) and must stop (cancels)."""
+    def pending_for(
+        self, known: set[str], *, offer: bool = True
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """What a polling worker is missing (assignments, unless `offer` is false) and must stop (cancels)."""
         self.delivered.update(k for k in known if k in self.assigned)
         assign = [
             a.payload for k, a in self.assigned.items() if k not in known and k not in self.to_cancel
-        ]
+        ] if offer else []
         cancel = [k for k in known if k in self.to_cancel or k not in self.assigned]
         self.delivered.update(a["key"] for a in assign)
         return assign, cancel

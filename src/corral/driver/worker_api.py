@@ -97,7 +97,9 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
         inline = _inline_logs(inst, body.events, log_dir)
         if inline:
             await asyncio.to_thread(_write_logs, inline)  # durable before the completion is committed
-        return {"ack": await driver.report(inst, body.events)}
+        if body.known is None:  # an older worker: it polls for its work separately
+            return {"ack": await driver.report(inst, body.events)}
+        return await driver.report_and_poll(inst, body.events, body.known)
 
     @router.put("/logs/{batch_id}/{job_id}/{attempt_id}/{step}")
     async def upload_log(

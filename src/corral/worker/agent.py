@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,28 @@ from corral.worker.gpus import GpuDevices, device_nodes, visible_devices_env
 from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
-from corral.worker.protocol import Assignment, StepName, parse_assignment
+from corral.worker.protocol import Assignment, StepName, carries_work, parse_assignment
 from corral.worker.service import ServiceRunner
+from corral.worker.sweeper import ScratchSweeper
 
 log = logging.getLogger(__name__)
 
 BATCH_WINDOW = 0.002  # seconds to gather events into one /events call
+# `started` alone is not urgent: held this long for the attempt's end (or another event) to go with it, so
+# a short job costs one events round trip, not two. The job shows Running this much later at most.
+STARTED_WINDOW = 0.05
+LAZY_EVENTS = frozenset({"started"})
 MAX_BATCH = 1000
+
+
+@dataclass
+class ProtocolCounts:
+    """Round trips to the driver and where assignments came from (the hot path's shape, for tests/bench)."""
+
+    polls: int = 0  # poll replies received
+    events_posts: int = 0  # events replies received
+    assigned_by_poll: int = 0  # new attempts started from a poll reply
+    assigned_by_events: int = 0  # new attempts started from an events reply
 
 
 class WorkerExit(CorralError):
@@ -82,6 +97,8 @@ class Agent:
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self.gpus = GpuDevices.from_env()
         self.services = ServiceRunner(url)
+        self.counts = ProtocolCounts()
+        self.sweeper = ScratchSweeper(self.layout.trash)
         self._lock = -1  # flock on <work_dir>/worker.lock while this worker lives (worker/cleanup.py)
 
     # ------------------------------------------------------------ lifecycle
@@ -102,10 +119,14 @@ class Agent:
         except (RuntimeUnavailable, InvalidInput) as exc:
             raise WorkerExit(f"corral worker {self.name}: {exc.message}") from None
         await asyncio.to_thread(self.layout.prepare)
+        sweeping = asyncio.create_task(self.sweeper.run(), name="scratch-sweeper")
         try:
             if await self._activate():
                 await self._serve()
         finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
+            await self.sweeper.flush()
             await self._close()
         if self.fatal:
             raise WorkerExit(self.fatal)
@@ -215,13 +236,15 @@ class Agent:
                 log.error("poll rejected: %s", exc.message)
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            self.counts.polls += 1
             self.handle_poll(reply)
             if reply.get("shutdown"):
                 log.info("the driver asked this worker to shut down")
                 self.draining.set()
                 return
 
-    def handle_poll(self, reply: dict[str, Any]) -> None:
+    def handle_poll(self, reply: dict[str, Any], *, via_events: bool = False) -> None:
+        """Apply a poll reply (or the same fields carried in an events reply)."""
         for key in reply.get("stop") or []:  # services nobody waits on any more: stop gracefully
             if self.services.request_stop(str(key)):
                 log.info("stopping service %s", key)
@@ -240,6 +263,10 @@ class Agent:
                 continue
             task = asyncio.create_task(self._attempt(assignment, cancel), name=f"attempt-{key}")
             self._attempts[key] = task
+            if via_events:
+                self.counts.assigned_by_events += 1
+            else:
+                self.counts.assigned_by_poll += 1
 
     def _report_unreadable(self, key: str, message: str) -> None:
         self.ledger.finished(key)
@@ -287,7 +314,7 @@ class Agent:
             await self.runtime.release_io(dirs.volume)
         except OSError as exc:
             log.warning("could not release the io volume of %s: %s", dirs.root, exc)
-        await asyncio.to_thread(dirs.remove)
+        self.sweeper.discard(dirs.root)  # one rename now; deleted with others in the background
 
     async def _upload_log(self, assignment: Assignment, step: StepName, data: bytes) -> None:
         a = assignment
@@ -303,6 +330,12 @@ class Agent:
 
     # ------------------------------------------------------------ events
 
+    async def _exchange(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.draining.is_set():  # no new work while draining: events only, as an older worker sends
+            return {"ack": await self.client.send_events(batch)}
+        # `known` is read as each try is sent, so a retry carries the current one.
+        return await self.client.exchange_events(batch, self.ledger.known())
+
     async def _send_loop(self) -> None:
         backoff = Backoff()
         while True:
@@ -311,11 +344,13 @@ class Agent:
                 batch: list[dict[str, Any]] = []  # a heartbeat while draining: polls have stopped
             else:
                 await asyncio.sleep(BATCH_WINDOW)
+                if self.outbox.only(LAZY_EVENTS):
+                    await self.outbox.wait_for_other(LAZY_EVENTS, STARTED_WINDOW)
                 if self.stopping.is_set():
                     return  # exits seen while stopping are the kill's doing: the driver gets them as lost
                 batch = self.outbox.batch(MAX_BATCH)
             try:
-                acked = await retry_forever(partial(self.client.send_events, batch), "events", backoff)
+                reply = await retry_forever(partial(self._exchange, batch), "events", backoff)
             except Unauthorized as exc:
                 self._disowned(exc)
                 return
@@ -323,8 +358,16 @@ class Agent:
                 log.error("events rejected, retrying: %s", exc.message)
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            self.counts.events_posts += 1
+            acked = [str(k) for k in reply.get("ack", [])]
             for key in self.outbox.settle(batch, acked):
                 self.ledger.acknowledged(key)
+            if carries_work(reply) and not self.draining.is_set():
+                # The driver answered as a poll would: new work without a separate poll round trip.
+                self.handle_poll(reply, via_events=True)
+                if reply.get("shutdown"):
+                    log.info("the driver asked this worker to shut down")
+                    self.draining.set()
 
 
 async def _first(*events: asyncio.Event) -> None:

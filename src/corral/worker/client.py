@@ -88,6 +88,12 @@ class DriverClient:
         reply = await self._call("POST", "/events", json={"events": events})
         return [str(k) for k in reply.get("ack", [])]
 
+    async def exchange_events(self, events: list[dict[str, Any]], known: list[str]) -> dict[str, Any]:
+        """Events with the worker's `known` attempts; the reply is `ack` plus, from a driver that speaks
+        it, what a poll would answer (`assign`, `cancel`, `stop`, `shutdown`)."""
+        reply: dict[str, Any] = await self._call("POST", "/events", json={"events": events, "known": known})
+        return reply
+
     async def put_log(self, batch_id: int, job_id: int, attempt_id: int, step: str, data: bytes) -> None:
         await self._call(
             "PUT", f"/logs/{batch_id}/{job_id}/{attempt_id}/{step}", content=data,

@@ -44,9 +44,6 @@ class AttemptDirs:
         for d in (self.io, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
 
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
 
 @dataclass(frozen=True)
 class ScratchLayout:
@@ -58,11 +55,17 @@ class ScratchLayout:
     def jobs(self) -> Path:
         return self.work_dir / "jobs"
 
+    @property
+    def trash(self) -> Path:
+        """Ended attempts' dirs waiting for the background removal (worker/sweeper.py)."""
+        return self.work_dir / "trash"
+
     def attempt(self, key: str) -> AttemptDirs:
         return AttemptDirs(self.jobs / safe_name(key))
 
     def prepare(self) -> None:
         """Create the work dir and clear what a previous run of this worker left behind."""
-        if self.jobs.exists():
-            shutil.rmtree(self.jobs, ignore_errors=True)
-        self.jobs.mkdir(parents=True, exist_ok=True)
+        for left in (self.jobs, self.trash):
+            if left.exists():
+                shutil.rmtree(left, ignore_errors=True)
+            left.mkdir(parents=True, exist_ok=True)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
+
+REMEMBERED = 100_000  # acknowledged attempts remembered, so a late duplicate assignment never reruns one
 
 
 class AttemptLedger:
-    """An attempt is known from assignment until the driver acknowledges its completion."""
+    """An attempt is known from assignment until the driver acknowledges its completion. Work arrives on
+    two channels (poll replies and events replies), so a duplicate of an assignment may come after its
+    attempt ended: the most recent acknowledged keys are remembered and never accepted again."""
 
     def __init__(self) -> None:
         self._running: dict[str, asyncio.Event] = {}
         self._unacked: set[str] = set()
+        self._done: OrderedDict[str, None] = OrderedDict()
 
     def known(self) -> list[str]:
         return [*self._running, *sorted(self._unacked)]
@@ -20,7 +26,7 @@ class AttemptLedger:
 
     def accept(self, key: str) -> asyncio.Event | None:
         """Start tracking a new attempt; None if it is already handled (a repeated assignment)."""
-        if self.handles(key):
+        if self.handles(key) or key in self._done:
             return None
         cancel = asyncio.Event()
         self._running[key] = cancel
@@ -40,7 +46,11 @@ class AttemptLedger:
             self._unacked.add(key)
 
     def acknowledged(self, key: str) -> None:
-        self._unacked.discard(key)
+        if key in self._unacked:
+            self._unacked.discard(key)
+            self._done[key] = None
+            if len(self._done) > REMEMBERED:
+                self._done.popitem(last=False)
 
     @property
     def running(self) -> list[str]:

@@ -42,6 +42,24 @@ class EventOutbox:
                 return bool(self._pending)
         return True
 
+    def only(self, kinds: frozenset[str]) -> bool:
+        """Every waiting event is of these types."""
+        return all(e.get("type") in kinds for e in self._pending)
+
+    async def wait_for_other(self, kinds: frozenset[str], timeout: float) -> None:
+        """Until an event of another type than `kinds` is waiting, or `timeout` passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.only(kinds):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return
+
     async def wait_empty(self) -> None:
         while self._pending:
             self._changed.clear()

@@ -159,8 +159,17 @@ WorkerEvent = Annotated[
 ]
 
 
+AttemptKeyText = Annotated[str, Field(max_length=60)]
+MAX_KNOWN = 100_000
+
+
 class EventsRequest(_Wire):
+    """`known` (optional): the worker's running and unacknowledged attempts, as in a poll. When given, the
+    reply carries what a poll would (new assignments, cancels, stops, shutdown) after the events are
+    durable, so a worker with a stream of short jobs needs no separate poll per job."""
+
     events: list[WorkerEvent] = Field(max_length=MAX_EVENTS)
+    known: list[AttemptKeyText] | None = Field(default=None, max_length=MAX_KNOWN)
 
 
 class ActivateRequest(_Wire):
@@ -172,8 +181,15 @@ class ActivateRequest(_Wire):
 
 
 class PollRequest(_Wire):
-    known: list[Annotated[str, Field(max_length=60)]] = Field(default_factory=list, max_length=100_000)
+    known: list[AttemptKeyText] = Field(default_factory=list, max_length=MAX_KNOWN)
     wait: float = Field(default=20.0, ge=0, le=60)
+
+
+# ---------------------------------------------------------------- driver -> worker: the replies
+
+def carries_work(reply: dict[str, Any]) -> bool:
+    """An events reply from a driver that answered `known` (an older driver sends only `ack`)."""
+    return "assign" in reply
 
 
 # ---------------------------------------------------------------- driver -> worker: the assignment
