@@ -175,6 +175,22 @@ async def test_offline_and_preempted_hosts_are_reported_gone_with_the_reason(
     assert live_of(fake_vast, provider) == []  # a stopped instance is destroyed, not left billing storage
 
 
+async def test_vast_ai_s_cause_outranks_the_host_symptom_seen_first(
+    fake_vast: FakeVastProcess, make_provider: Any
+) -> None:
+    machines = Blocks.take()
+    provider = await make_provider(machines)
+    meta = await provider.create_instance(request("gpu-first"))
+    r = provider.rented["gpu-first"]
+    r.status, r.reason = "gone", "unhealthy: 0 GPUs visible, 1 expected"  # as the health sampler saw it
+    fake_vast.control(f"instances/{meta['vast_id']}/offline")
+    listing = {i.name: i for i in await provider.list_instances()}
+    assert listing["gpu-first"].status == "gone"
+    assert "host offline" in (listing["gpu-first"].reason or ""), listing["gpu-first"]
+    await provider.delete_instance("gpu-first", meta)
+    assert live_of(fake_vast, provider) == []
+
+
 async def test_an_unhealthy_gpu_makes_the_instance_gone_with_its_health_history(
     fake_vast: FakeVastProcess, make_provider: Any
 ) -> None:

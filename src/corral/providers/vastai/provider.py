@@ -30,7 +30,7 @@ from corral.providers.vastai.adoption import adopt, sweep
 from corral.providers.vastai.api import OfferGone, RentRejected, RentTimedOut, VastApiError, VastClient
 from corral.providers.vastai.offers import BadHosts, offer_price, rank_offers, search_query
 from corral.providers.vastai.options import VastOptions, parse_options
-from corral.providers.vastai.rented import Rented, gone_reason
+from corral.providers.vastai.rented import Rented, gone_reason, listing_reason
 
 if TYPE_CHECKING:
     from corral.config import Settings
@@ -228,10 +228,24 @@ class VastProvider:
             if r.name in self.creating:
                 out.append(ProviderInstance(r.name, "pending", None, {"vast_id": r.vast_id}))
                 continue
+            info = by_id.get(r.vast_id)
+            if r.status == "gone" and not r.reason_from_listing and info is not None:
+                # the host's symptoms (no GPUs, SSH lost) were seen first; vast.ai's cause outranks them
+                listed = listing_reason(r, info)
+                if listed is not None:
+                    log.info(
+                        "vastai %s: instance %s: %s (seen first as: %s)",
+                        self.collection,
+                        r.name,
+                        listed,
+                        r.reason,
+                    )
+                    r.reason, r.reason_from_listing = listed, True
             if r.status != "gone":
-                reason = gone_reason(r, by_id.get(r.vast_id))
+                reason = gone_reason(r, info)
                 if reason is not None:
                     r.status, r.reason = "gone", reason
+                    r.reason_from_listing = listing_reason(r, info) is not None
                     if r.vast_id in by_id:  # it failed us (offline, outbid, unreachable): not again soon
                         self.bad.add(r.machine_id, reason, time.time(), self.options.bad_host_seconds)
                     log.warning(

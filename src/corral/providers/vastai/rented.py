@@ -25,10 +25,21 @@ class Rented:
     metadata: dict[str, Any] = field(default_factory=dict)
     health: list[dict[str, Any]] = field(default_factory=list)
     sampler: asyncio.Task[None] | None = None
+    reason_from_listing: bool = False  # vast.ai's own word (offline, stopped): it outranks host symptoms
 
 
 def gone_reason(r: Rented, info: dict[str, Any] | None) -> str | None:
-    """Why a running instance is gone, from its listing entry (None: it is fine)."""
+    """Why a running instance is gone, from its listing entry or its SSH session (None: it is fine)."""
+    listed = listing_reason(r, info)
+    if listed is not None:
+        return listed
+    if r.session is not None and not r.session.alive:
+        return r.session.lost or "the SSH connection ended"
+    return None
+
+
+def listing_reason(r: Rented, info: dict[str, Any] | None) -> str | None:
+    """Why vast.ai's listing says the instance is gone (None: it lists it as fine)."""
     if info is None:
         return "vast.ai no longer lists the instance (destroyed outside corral)"
     status = info.get("actual_status")
@@ -41,6 +52,4 @@ def gone_reason(r: Rented, info: dict[str, Any] | None) -> str | None:
         if r.is_bid:
             return f"preempted: the interruptible instance was stopped ({message or 'outbid'})"
         return f"instance {status}: {message or 'stopped'}"
-    if r.session is not None and not r.session.alive:
-        return r.session.lost or "the SSH connection ended"
     return None
