@@ -3,11 +3,11 @@ different nodes of the test cluster; the service stopped when its client ends, n
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from tests.services.conftest import HOST_NETWORK, need
 from tests.slurm.conftest import request_for
 from tests.slurm.infra import slurm
@@ -20,16 +20,16 @@ from corral.sessions.recipe import parse_recipe
 
 
 async def test_redis_session_on_the_slurm_pool_uses_two_nodes(
-    corral_server: Any, slurm_provider: Any, slurm_conf: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    corral_server: Any, slurm_provider: Any, slurm_conf: str, tmp_path: Path
 ) -> None:
     need("redis-server", "redis-benchmark", "redis-cli")
     name = f"pool{uuid.uuid4().hex[:6]}"
     server, slots = await corral_server(name, ["p1", "p2"], cores=1, memory="1Gi", jobs=HOST_NETWORK)
-    provider: SlurmProvider = await slurm_provider(
-        name=name, driver_url=server.url, cores=1, memory="1Gi", sbatch_args=["--exclusive"]
-    )
     # This provider runs in the test, not the server: it forwards the site's [jobs] policy the same way.
-    monkeypatch.setenv("CORRAL_JOBS", HOST_NETWORK)
+    provider: SlurmProvider = await slurm_provider(
+        name=name, driver_url=server.url, cores=1, memory="1Gi", sbatch_args=["--exclusive"],
+        jobs=json.loads(HOST_NETWORK),
+    )
     for slot, pilot in zip(slots, ["p1", "p2"], strict=True):
         await provider.create_instance(request_for(provider, pilot, slot.token))
     for pilot in ("p1", "p2"):
