@@ -30,7 +30,7 @@ from corral.driver.collections import collection_limits
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
-from corral.driver.pool_routing import routable_pools, route_unnamed
+from corral.driver.pool_routing import PoolView, pool_view, routable_pools, route_unnamed
 from corral.driver.recovery import recover, tick_alone
 from corral.driver.services import ServiceCoordinator
 from corral.driver.step import plan_tick
@@ -74,6 +74,7 @@ class Driver:
         # pool_choice = "cheapest": jobs queued on the default pool (they name none) may go to any of these.
         self._routable = routable_pools(settings) if settings.pool_choice == "cheapest" else []
         self._route_reasons: dict[tuple[int, int], tuple[str, str]] = {}  # job -> (pool, why it waits)
+        self._pool_view: PoolView | None = None  # taken once per tick, when a job is routed
         self.services = ServiceCoordinator(self)
         # Called after each committed tick with what it changed (the web pages' live updates).
         self.tick_listeners: list[TickListener] = []
@@ -116,6 +117,7 @@ class Driver:
                 cancelled_groups = await job_group_store.cancelled_with_work(conn)
                 await self.services.rebuild(conn)
                 sites = await instance_store.site_collections(conn)
+        self._pool_view = None
         self.queues.clear()
         self.running_mcpu.clear()
         self._doomed.clear()
@@ -197,8 +199,10 @@ class Driver:
         when none can ever run it: it waits there with the reason)."""
         queued = {p.name: sum(qs.ready_mcpu.values()) for p in self._routable
                   if (qs := self.queues.get(p.name)) is not None}
+        if self._pool_view is None:
+            self._pool_view = pool_view(self.instances.values())
         route = route_unnamed(
-            job, self._routable, self.instances.values(), queued_mcpu=queued,
+            job, self._routable, self._pool_view, queued_mcpu=queued,
             local_size=self._site_largest(self.settings.pool),
         )
         if route is None:
@@ -422,6 +426,7 @@ class Driver:
 
     async def _tick(self, inbox: Inbox) -> bool:
         now = time.time()
+        self._pool_view = None
         plan = plan_tick(self.instances, inbox, now)
         for flight, started_at in plan.started:
             flight.time_started = started_at

@@ -39,6 +39,26 @@ class RoutablePool:
 
 
 @dataclass(frozen=True)
+class PoolView:
+    """The shared instances of each pool and their free cores, taken once per driver tick (routing a large
+    batch does not walk every instance per job)."""
+
+    instances: dict[str, list[InstanceState]]
+    free_mcpu: dict[str, int]
+
+
+def pool_view(instances: Iterable[InstanceState]) -> PoolView:
+    by_pool: dict[str, list[InstanceState]] = {}
+    free: dict[str, int] = {}
+    for inst in instances:
+        if inst.reserved_for is None:
+            by_pool.setdefault(inst.pool, []).append(inst)
+            if inst.schedulable:
+                free[inst.pool] = free.get(inst.pool, 0) + max(0, inst.free_mcpu)
+    return PoolView(by_pool, free)
+
+
+@dataclass(frozen=True)
 class PoolRoute:
     pool: str
     reason: str  # why the job waits there, in the user's words (its waiting_reason until it starts)
@@ -98,7 +118,7 @@ def _describe(pool: RoutablePool, mine: Sequence[InstanceState], known: Resource
 def route_unnamed(
     job: ReadyJob,
     pools: Sequence[RoutablePool],
-    instances: Iterable[InstanceState],
+    view: PoolView,
     *,
     queued_mcpu: Mapping[str, int],
     can_grow: Callable[[RoutablePool, int], bool] | None = None,
@@ -109,10 +129,7 @@ def route_unnamed(
     `queued_mcpu`: cores of jobs already queued per pool (a pool has room now only for what they leave);
     `can_grow(pool, live)`: whether the pool may add an instance (default: fewer live than its cap);
     `local_size`: the local workers' size as their provider recorded it (before they register)."""
-    by_pool: dict[str, list[InstanceState]] = {}
-    for inst in instances:
-        if inst.reserved_for is None:
-            by_pool.setdefault(inst.pool, []).append(inst)
+    by_pool = view.instances
     need = job.resources
     candidates: list[PoolCandidate] = []
     for pool in pools:
@@ -125,12 +142,8 @@ def route_unnamed(
             biggest = _local_largest(mine, local_size)
             fits = biggest is not None and need.fits_in(biggest)
             growable = len(mine) < pool.local_workers  # workers still starting
-        free = sum(max(0, i.free_mcpu) for i in mine if i.schedulable)
-        room_now = (
-            fits
-            and any(_room(i, job) for i in mine)
-            and free - queued_mcpu.get(pool.name, 0) >= job.cores_mcpu
-        )
+        free = view.free_mcpu.get(pool.name, 0) - queued_mcpu.get(pool.name, 0)
+        room_now = fits and free >= job.cores_mcpu and any(_room(i, job) for i in mine)
         candidates.append(
             PoolCandidate(pool.name, fits, room_now, growable, pool.startup_seconds, pool.price_per_core_hour)
         )
@@ -188,7 +201,7 @@ def cheapest_pool(
     configured = settings.model_copy(update={"instance_collections": list(collections.values())})
     pools = [p for p in routable_pools(configured) if p.limits is None or p.name in limits]
     route = route_unnamed(
-        job, pools, instances.values(), queued_mcpu=queued_mcpu or {},
+        job, pools, pool_view(instances.values()), queued_mcpu=queued_mcpu or {},
         can_grow=lambda pool, _live: can_grow(pool.name),
     )
     return route.pool if route is not None else settings.pool
