@@ -89,6 +89,34 @@ def many_batches_list(ctx: Context, n_batches: int, repeats: int) -> list[Result
     ]
 
 
+def sweep_pages(ctx: Context, n_chunks: int, repeats: int) -> list[Result]:
+    """A sweep of `n_chunks` chunk jobs (one batch, as `corral.Sweep` submits it; its storage is not the
+    server's bucket, so the page derives everything from the batch): the sweep page and the list."""
+    server = start_server(ctx, "w11-sweep", {"local_workers": "0"})
+    try:
+        with server.client(timeout=300) as c:
+            jobs = [{**job_spec(i + 1, ["true"]), "name": f"chunk-{i}-{uuid.uuid4().hex[:16]}"}
+                    for i in range(n_chunks)]
+            attributes = {"name": "sweep w11", "sweep": "w11", "sweep_version": "v1",
+                          "sweep_storage": "s3://elsewhere/sweeps"}
+            body = {"billing_project": "default", "token": uuid.uuid4().hex, "n_jobs": n_chunks,
+                    "attributes": attributes}
+            r = c.post("/api/v1/batches/create-fast", json={"batch": body, "bunch": jobs})
+            r.raise_for_status()
+            time.sleep(2.0)
+            first = page_ms(c, "/ui/sweeps/w11", repeats)
+            later = page_ms(c, f"/ui/sweeps/w11?after={n_chunks // 2}", repeats)
+            listed = page_ms(c, "/ui/sweeps", repeats)
+    finally:
+        server.stop()
+    note = f"{n_chunks:,} chunk jobs in one batch; 200 chunks a page; median of {repeats}"
+    return [
+        measured("W11", "Corral", f"sweep page, {n_chunks:,} chunks", first, "ms", note=note),
+        measured("W11", "Corral", f"sweep page {n_chunks // 2:,}+", later, "ms", note=note),
+        measured("W11", "Corral", "sweeps list", listed, "ms", note=note),
+    ]
+
+
 class Pages:
     """`n` open batch pages: each listens to the live stream (sse) or polls the page's two live parts."""
 
@@ -193,6 +221,7 @@ def run(ctx: Context) -> list[Result]:
     repeats = 5 if s.quick else 20
     results = large_batch_pages(ctx, 100_000, repeats)
     results += many_batches_list(ctx, 10_000, repeats)
+    results += sweep_pages(ctx, 10_000, repeats)
     results += live_pages_cpu(ctx, window=8.0 if s.quick else 15.0, repeats=1 if s.quick else 3)
     ctx.log("W11 " + "; ".join(f"{r.metric}: {statistics.median(r.samples):.1f} {r.unit}"
                                 for r in results if r.samples))

@@ -11,7 +11,7 @@ from sqlalchemy import event, update
 from test_api_support import Api, api_fixture, job  # noqa: F401
 
 from corral.store.logs import log_path
-from corral.store.tables import attempts, batches, jobs
+from corral.store.tables import attempts, batches, billing_rates, daily_usage, jobs
 from corral.ui.auth import COOKIE, csrf_for
 
 XSS = "<script>alert(1)</script>"
@@ -223,18 +223,67 @@ async def test_usage_route_returns_the_stored_series(api: Api) -> None:
     assert u["cpu_limit_cores"] == 0.5 and u["memory_limit_bytes"] == 256 << 20
 
 
-async def test_billing_page_and_csv_show_spend_by_project_user_day(api: Api) -> None:
-    a = await api.submit([job(1)], token="c1")
+async def _ledger_usage(api: Api, project: str, user: str, day: str, resource: str, usage: int) -> None:
+    """A roll-up row as the driver's ledger writes it (cpu/site at 1.0 per core-hour, then 0.5)."""
     async with api.engine.begin() as conn:
-        await conn.execute(update(batches).where(batches.c.id == a).values(cost=1.25))
-    html = (await api.client.get("/ui/billing")).text
-    assert "$1.25" in html and 'id="project-default"' in html
-    csv = await api.client.get("/ui/billing.csv")
+        if not (await conn.execute(billing_rates.select())).first():
+            for version, rate in ((1, 1.0), (2, 0.5)):
+                await conn.execute(
+                    billing_rates.insert().values(
+                        resource="cpu/site", version=version, rate=rate, time_effective=0.0
+                    )
+                )
+        await conn.execute(
+            daily_usage.insert().values(
+                billing_project=project, user=user, day=day, resource=resource, usage=usage
+            )
+        )
+
+
+def _cells(html: str, table_id: str) -> dict[str, float]:
+    body = html.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    return {k: float(v) for k, v in re.findall(r'data-key="([^"]*)" data-cost="([^"]*)"', body)}
+
+
+async def test_billing_page_and_csv_show_the_ledgers_daily_spend_as_the_api_reports_it(api: Api) -> None:
+    core_hour = 1000 * 3_600_000
+    await api.client.post("/api/v1/billing-projects", json={"name": "lab"}, headers=api.admin)
+    await api.client.post("/api/v1/billing-projects/lab/users/alice", headers=api.admin)
+    await _ledger_usage(api, "default", "alice", "2026-03-01", "cpu/site/1", 2 * core_hour)
+    await _ledger_usage(api, "default", "alice", "2026-03-01", "cpu/site/2", 3 * core_hour)
+    await _ledger_usage(api, "lab", "bob", "2026-03-02", "cpu/site/1", core_hour // 4)
+    await _ledger_usage(api, "other", "carol", "2026-03-02", "cpu/site/1", 7 * core_hour)  # not alice's
+    await _ledger_usage(api, "default", "alice", "2026-02-27", "cpu/site/1", 9 * core_hour)  # before
+    a = await api.submit([job(1)], token="c1")  # a batch's own cost is not what the page sums
+    async with api.engine.begin() as conn:
+        await conn.execute(update(batches).where(batches.c.id == a).values(cost=100.0))
+    dates = {"start": "2026-02-28", "end": "2026-03-05"}
+    html = (await api.client.get("/ui/billing", params=dates)).text
+    for by, table in (("project", "by-project"), ("user", "by-user"), ("day", "by-day")):
+        r = await api.client.get(
+            "/api/v1/billing/report", params={"by": by, "since": dates["start"], "until": dates["end"]}
+        )
+        reported = r.json()
+        assert _cells(html, table) == {row["key"]: row["cost"] for row in reported["rows"]}, by
+        assert text_of(html, "spend-total") == f"${reported['total']:,.2f}"
+    assert _cells(html, "by-project") == {"default": 3.5, "lab": 0.25}  # 2 x 1.0 + 3 x 0.5; a quarter
+    assert "carol" not in html and "$100.00" not in html
+    admin_html = (await api.client.get("/ui/billing", params=dates, headers=api.admin)).text
+    assert _cells(admin_html, "by-project") == {"default": 3.5, "lab": 0.25, "other": 7.0}
+    csv = await api.client.get("/ui/billing.csv", params=dates)
     lines = csv.text.strip().splitlines()
-    assert lines[0] == "day,billing_project,user,batches,cost"
-    assert lines[1].endswith(",default,alice,1,1.250000")
+    assert lines[0] == "day,billing_project,user,resource,usage,cost"
+    assert [(*line.rsplit(",", 1)[:1], float(line.rsplit(",", 1)[1])) for line in lines[1:]] == [
+        (f"2026-03-01,default,alice,cpu/site/1,{2 * core_hour}", 2.0),
+        (f"2026-03-01,default,alice,cpu/site/2,{3 * core_hour}", 1.5),
+        (f"2026-03-02,lab,bob,cpu/site/1,{core_hour // 4}", 0.25),
+    ]
     r = await api.client.get("/ui/billing", params={"start": "yesterday"})
     assert r.status_code == 400 and "start" in r.text
+    # the batch page's project spend is the ledger's all-time spend: the API's accrued_cost
+    accrued = (await api.client.get("/api/v1/billing-projects/default")).json()["accrued_cost"]
+    assert accrued == 12.5  # 2 + 1.5 in range, 9 before it
+    assert f"default: ${accrued:,.2f} spent" in (await api.client.get(f"/ui/batches/{a}")).text
 
 
 async def test_pools_page_pages_instances_and_sums_capacity_over_all_of_them(api: Api) -> None:

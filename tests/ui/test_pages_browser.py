@@ -79,6 +79,7 @@ def test_batch_page_updates_live_without_reload(
     expect(tab.page.locator("#batch-state .state")).to_have_text("running")
     expect(tab.page.locator("#job-1 .state")).to_have_text("Running")
     tab.page.evaluate("window.__notReloaded = true")
+    expect(tab.page.locator("html")).to_have_attribute("data-live", "open")  # listening before the change
     gate.touch()  # job 1 finishes, job 2 runs: the page hears it from the server, no reload
     expect(tab.page.locator("#batch-state .state")).to_have_text("success", timeout=60_000)
     expect(tab.page.locator("#job-1 .state")).to_have_text("Success", timeout=30_000)
@@ -200,7 +201,7 @@ def test_admin_pages_pools_and_billing(server: RunningServer, browser: Any, arti
         expect(row).to_contain_text(", ".join(project["users"]))
     with admin.page.expect_download() as got:
         admin.page.click("#csv")
-    assert Path(got.value.path()).read_text().startswith("day,billing_project,user,batches,cost")
+    assert Path(got.value.path()).read_text().startswith("day,billing_project,user,resource,usage,cost")
     admin.page.screenshot(path=str(artifacts / "billing.png"), full_page=True)
     assert admin.errors == []
     context.close()

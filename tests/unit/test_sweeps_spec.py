@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -98,3 +100,11 @@ def test_schema_from_names_and_the_manifest_round_trip() -> None:
     assert [(c.index, c.key, c.start, c.n_rows) for c in back_chunks] == [
         (c.index, c.key, c.start, c.n_rows) for c in chunks]
     assert back.version(back_chunks) == spec.version(chunks)
+
+
+def test_a_service_backend_s_home_is_where_a_sweep_keeps_its_files_by_default(tmp_path: Path) -> None:
+    from corral.client.backends import ServiceBackend
+    from corral.sweeps.sweep import default_storage
+
+    backend = ServiceBackend("http://127.0.0.1:9", "token", home=tmp_path)
+    assert default_storage(backend) == (tmp_path.resolve() / "buckets" / "corral-local" / "sweeps").as_uri()

@@ -56,6 +56,7 @@ class ServiceBackend:
         remote_tmpdir: str | None = None,
         home: Path | None = None,
     ) -> None:
+        self.home = home  # the client's CORRAL_HOME when given (sweeps' default storage is its bucket)
         self.url = resolve_url(url, home=home)
         self._token = resolve_token(token, home=home)
         self.billing_project = billing_project

@@ -1,19 +1,22 @@
-"""The billing page's queries: spend by billing project, user and day over a date range.
-
-Reads what the store has today (each batch's rolled-up cost, dated by the batch's creation); when the
-billing ledger lands, only this module changes.
-"""
+"""The billing page's queries: spend by billing project, user and day over a date range, from the billing
+ledger's daily roll-up (`daily_usage`, the table the API's `/api/v1/billing/report` reads), priced with
+the same rate versions and the same domain functions, so the page shows what the API returns."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from corral.store.tables import batches, billing_project_users, billing_projects
+from corral.domain.billing.ledger import CostLine, breakdown, total
+from corral.domain.billing.reports import ReportBy, UsageEntry, report
+from corral.store import ledger
+from corral.store.tables import billing_project_users, billing_projects, daily_usage
+from corral.store.users import list_billing_projects
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +25,7 @@ class SpendRow:
     user: str
     day: str  # YYYY-MM-DD (UTC)
     cost: float
-    n_batches: int
+    lines: list[CostLine]  # by versioned resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,42 +37,39 @@ class Spend:
     total: float
 
 
-def day_of(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d")
+def _grouped(entries: list[UsageEntry], by: ReportBy, rates: dict[str, Decimal]) -> dict[str, float]:
+    return {line.key: float(line.cost) for line in report(entries, by, rates)}
 
 
-async def spend(conn: AsyncConnection, *, start: float, end: float, viewer: str | None) -> Spend:
-    """Spend of batches created in [start, end); viewer=None: all (admins), else the viewer's projects'."""
-    query = select(batches.c.billing_project, batches.c.user, batches.c.time_created, batches.c.cost).where(
-        batches.c.time_created >= start, batches.c.time_created < end
-    )
-    if viewer is not None:
-        member_of = select(billing_project_users.c.billing_project).where(
-            billing_project_users.c.user == viewer
-        )
-        query = query.where((batches.c.user == viewer) | batches.c.billing_project.in_(member_of))
-    cells: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
-    for row in await conn.execute(query):
-        cell = cells[(day_of(float(row.time_created)), str(row.billing_project), str(row.user))]
-        cell[0] += float(row.cost or 0.0)
-        cell[1] += 1
-    rows = [
-        SpendRow(project, user, day, cost, int(n))
-        for (day, project, user), (cost, n) in sorted(cells.items())
-    ]
-    by_project: dict[str, float] = defaultdict(float)
-    by_user: dict[str, float] = defaultdict(float)
-    by_day: dict[str, float] = defaultdict(float)
-    for r in rows:
-        by_project[r.billing_project] += r.cost
-        by_user[r.user] += r.cost
-        by_day[r.day] += r.cost
+async def visible_projects(conn: AsyncConnection, viewer: str | None) -> list[str] | None:
+    """The projects whose spend `viewer` may read, as the API decides it: None (all) for admins, else
+    the projects they are members of, deleted ones included."""
+    if viewer is None:
+        return None
+    return [p.name for p in await list_billing_projects(conn, member=viewer, include_deleted=True)]
+
+
+async def spend(
+    conn: AsyncConnection, *, since: str, until: str, projects: Sequence[str] | None
+) -> Spend:
+    """Spend over the days since..until (inclusive, UTC) of `projects` (None: all)."""
+    rows = await ledger.daily_rows(conn, projects=projects, since=since, until=until)
+    rates = dict(await ledger.rate_map(conn, {r.resource for r in rows}))
+    entries = [UsageEntry(r.billing_project, r.user, r.day, r.resource, r.usage) for r in rows]
+    cells: dict[tuple[str, str, str], list[tuple[str, int]]] = defaultdict(list)
+    for e in entries:
+        cells[(e.day, e.billing_project, e.user)].append((e.resource, e.usage))
+    spend_rows = []
+    for (day, project, user), usage in sorted(cells.items()):
+        lines = breakdown(usage, rates)
+        spend_rows.append(SpendRow(project, user, day, float(total(lines)), lines))
+    grand = total(line for r in report(entries, "project", rates) for line in r.lines)
     return Spend(
-        rows,
-        dict(sorted(by_project.items())),
-        dict(sorted(by_user.items())),
-        dict(sorted(by_day.items())),
-        sum(r.cost for r in rows),
+        spend_rows,
+        _grouped(entries, "project", rates),
+        _grouped(entries, "user", rates),
+        _grouped(entries, "day", rates),
+        float(grand),
     )
 
 
@@ -89,6 +89,7 @@ class ProjectSpend:
 
 
 async def project_spend(conn: AsyncConnection, name: str) -> ProjectSpend | None:
+    """One project's limit and all-time spend (the ledger's, as the API's `accrued_cost`)."""
     row = (
         await conn.execute(
             select(billing_projects.c.name, billing_projects.c.status, billing_projects.c.spend_limit).where(
@@ -98,37 +99,27 @@ async def project_spend(conn: AsyncConnection, name: str) -> ProjectSpend | None
     ).first()
     if row is None:
         return None
-    cost = (
-        await conn.execute(
-            select(func.coalesce(func.sum(batches.c.cost), 0.0)).where(batches.c.billing_project == name)
+    # the ledger's project_spend, with the per-resource sums done in SQL (a few rows, not one per day x
+    # user x resource: the batch page and its live summary read this)
+    usage = [
+        (str(r.resource), int(r.usage))
+        for r in await conn.execute(
+            select(daily_usage.c.resource, func.sum(daily_usage.c.usage).label("usage"))
+            .where(daily_usage.c.billing_project == name)
+            .group_by(daily_usage.c.resource)
         )
-    ).scalar_one()
-    return ProjectSpend(str(row.name), str(row.status), row.spend_limit, float(cost or 0.0))
+    ]
+    rates = await ledger.rate_map(conn, {resource for resource, _ in usage})
+    cost = total(breakdown(usage, rates))
+    return ProjectSpend(str(row.name), str(row.status), row.spend_limit, float(cost))
 
 
 async def projects_spend(conn: AsyncConnection, *, member: str | None) -> list[ProjectSpend]:
-    """Every billing project (member=None) or the member's, with limit and accrued cost (one query)."""
-    cost = (
-        select(batches.c.billing_project, func.sum(batches.c.cost).label("cost"))
-        .group_by(batches.c.billing_project)
-        .subquery()
-    )
-    query = (
-        select(
-            billing_projects.c.name, billing_projects.c.status, billing_projects.c.spend_limit, cost.c.cost
-        )
-        .outerjoin(cost, cost.c.billing_project == billing_projects.c.name)
-        .order_by(billing_projects.c.name)
-    )
-    if member is not None:
-        query = query.where(
-            billing_projects.c.name.in_(
-                select(billing_project_users.c.billing_project).where(billing_project_users.c.user == member)
-            )
-        )
+    """Every billing project (member=None) or the member's, with limit and accrued cost: the API's
+    billing-projects list (deleted projects leave it)."""
     return [
-        ProjectSpend(str(r.name), str(r.status), r.spend_limit, float(r.cost or 0.0))
-        for r in await conn.execute(query)
+        ProjectSpend(p.name, p.status, p.spend_limit, p.accrued_cost)
+        for p in await list_billing_projects(conn, member=member)
     ]
 
 

@@ -104,10 +104,10 @@ async def _spend(request: Request, ctx: Context, start: str | None, end: str | N
             "end: the range ends before it starts; pick an end on or after the start", field="end"
         )
     viewer = None if user.is_admin else user.name
+    since, until = first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")
     async with ctx.reading() as conn:
-        spend = await ui_billing.spend(
-            conn, start=first.timestamp(), end=(last + timedelta(days=1)).timestamp(), viewer=viewer
-        )
+        visible = await ui_billing.visible_projects(conn, viewer)
+        spend = await ui_billing.spend(conn, since=since, until=until, projects=visible)
         projects = await ui_billing.projects_spend(conn, member=viewer)
         members = await ui_billing.members(conn) if user.is_admin else {}
     return {
@@ -115,8 +115,9 @@ async def _spend(request: Request, ctx: Context, start: str | None, end: str | N
         "projects": projects,
         "members": members,
         "is_admin": user.is_admin,
-        "start": first.strftime("%Y-%m-%d"),
-        "end": last.strftime("%Y-%m-%d"),
+        "start": since,
+        "end": until,
+        "currency": ctx.settings.billing.currency,
     }
 
 
@@ -134,9 +135,10 @@ async def billing_csv(
     data = await _spend(request, ctx, start, end)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["day", "billing_project", "user", "batches", "cost"])
+    writer.writerow(["day", "billing_project", "user", "resource", "usage", "cost"])
     for row in data["spend"].rows:
-        writer.writerow([row.day, row.billing_project, row.user, row.n_batches, f"{row.cost:.6f}"])
+        for line in row.lines:
+            writer.writerow([row.day, row.billing_project, row.user, line.resource, line.usage, line.cost])
     name = f"corral-spend-{data['start']}-{data['end']}.csv"
     return Response(
         out.getvalue(),

@@ -19,7 +19,7 @@ from corral.api.schemas import BatchStatus
 from corral.domain.states import JobState
 from corral.errors import InvalidInput
 from corral.store import batches as batch_store
-from corral.store import jobs_read, ui_billing, ui_views
+from corral.store import jobs_read, ui_billing, ui_sessions, ui_views
 from corral.store.users import User
 from corral.ui.auth import check_csrf, page_user
 from corral.ui.render import page, render_text
@@ -192,11 +192,19 @@ async def batch_page(
             "attempts": {},
             "reasons": {},
         }
+    attributes = context["batch"].attributes or {}
     async with ctx.reading() as conn:
         dag = await ui_views.dag(conn, batch_id, context["batch"].n_jobs)
+        session_id = (
+            await ui_sessions.session_of_batch(conn, batch_id, None if user.is_admin else user.name)
+            if "bench_session" in attributes
+            else None
+        )
     return page(
         request,
         "batch.html",
+        session_id=session_id,
+        sweep=str(attributes["sweep"]) if attributes.get("sweep") else None,
         status_code=400 if error else 200,
         summary=summary_html(context),
         table=table,

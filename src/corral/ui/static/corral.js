@@ -16,9 +16,14 @@
     var source = evt.detail.source;
     if (!source || source.corralHooked) return;
     source.corralHooked = true;
+    document.documentElement.setAttribute("data-live", "open");  // the stream is connected
     source.addEventListener("jobs", function (msg) {
       var table = document.getElementById("jobs-table");
       if (table && shows(table, msg.data)) htmx.trigger(table, "corral:refresh");
+      var progress = document.getElementById("session-progress");  // a session's services and clients
+      if (progress) htmx.trigger(progress, "corral:refresh");
+      var chunks = document.getElementById("sweep-chunks-frag");  // a sweep's chunks
+      if (chunks) htmx.trigger(chunks, "corral:refresh");
       var dag = document.getElementById("dag-frag");  // small batches only
       if (dag) htmx.trigger(dag, "corral:refresh");
       var live = document.getElementById("live");
@@ -28,6 +33,10 @@
       }
     });
     source.addEventListener("done", function () {
+      ["session-progress", "sweep-chunks-frag"].forEach(function (id) {
+        var frag = document.getElementById(id);
+        if (frag) htmx.trigger(frag, "corral:refresh");
+      });
       var dot = document.querySelector(".live-dot");
       if (dot) dot.remove();
       var cancel = document.getElementById("cancel");
@@ -123,7 +132,32 @@
       });
   }
 
+  // ---------------------------------------------------------------- session page: latency vs throughput
+  function drawLatency() {
+    var box = document.getElementById("latency-plot");
+    if (!box || typeof uPlot === "undefined") return;
+    var byClient = JSON.parse(box.getAttribute("data-points") || "{}");
+    Object.keys(byClient).forEach(function (client) {
+      var points = byClient[client];
+      var holder = document.createElement("div");
+      holder.className = "latency-client";
+      holder.setAttribute("data-client", client);
+      box.appendChild(holder);
+      new uPlot({
+        title: client + ": latency (ms) against throughput (req/s), a point per cell",
+        width: Math.min(620, box.clientWidth || 620), height: 240,
+        series: [{ label: "throughput" },
+                 { label: "p50", stroke: "#2f80ed", width: 1.5, points: { show: true, size: 7 } },
+                 { label: "p99", stroke: "#c0392b", width: 1.5, dash: [6, 4], points: { show: true, size: 7 } }],
+        scales: { x: { time: false } },
+        axes: [{ label: "req/s" }, { size: 50, label: "ms" }],
+      }, [points.map(function (p) { return p[0]; }), points.map(function (p) { return p[1]; }),
+          points.map(function (p) { return p[2]; })], holder);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    drawLatency();
     setupLogs();
     drawUsage();
     var live = document.getElementById("live");
