@@ -20,7 +20,10 @@ from bench.corral_server import CorralServer
 from bench.model import BenchError, Result, failed, measured
 from bench.workloads.common import interleaved, process_worker_settings, rows, start_server
 
-REDIS = "exec redis-server --port $CORRAL_PORT_MAIN --save '' --appendonly no --bind 0.0.0.0"
+# Clients come through the network (on private networks: the NAT's gateway), not loopback.
+REDIS = (
+    "exec redis-server --port $CORRAL_PORT_MAIN --save '' --appendonly no --bind 0.0.0.0 --protected-mode no"
+)
 REQUESTS, CONNECTIONS = 20_000, 4
 
 
@@ -68,7 +71,10 @@ def corral_startup(server: CorralServer) -> Callable[[], tuple[float, float]]:
         svc = b.new_service("redis", ports=["main"])
         svc.command(REDIS).ready(exec="redis-cli -p {port.main} ping", interval=0.01).cpu(0.25)
         client = b.new_job("client").depends_on(svc, when="ready").cpu(0.25)
-        client.command('redis-cli -p "$CORRAL_SERVICE_REDIS_PORT" ping >/dev/null && date +%s.%N')
+        client.command(
+            'redis-cli -h "$CORRAL_SERVICE_REDIS_HOST" -p "$CORRAL_SERVICE_REDIS_PORT" ping >/dev/null '
+            "&& date +%s.%N"
+        )
         t0 = time.time()
         handle = b.run(progress=False, timeout=120)
         if handle.status()["state"] != "success":
@@ -163,9 +169,18 @@ def run(ctx: Context) -> list[Result]:
         note = "client job waits with when=ready; its first reply's wall time" if name == "Corral" else ""
         results.append(measured("W13", name, "submit -> first client request", values, "s", note=note)
                        if values else failed("W13", name, "submit -> first client request", "s", "no sample"))
-    latency = interleaved(ctx, "W13 p50", {"by hand": by_hand_benchmark, "Corral": corral_benchmark(server)},
-                          repeats)
+    # The default private network forwards the service's port (slirp4netns, user-space TCP) and NATs the
+    # client: against a site with the host_network opt-in, where both use the host's network directly.
+    host_net = start_server(ctx, "w13-hostnet", process_worker_settings() | {"jobs": HOST_NETWORK})
+    latency = interleaved(ctx, "W13 p50", {"by hand": by_hand_benchmark, "Corral": corral_benchmark(server),
+                                           HOST_NET: corral_benchmark(host_net)}, repeats)
     results += rows("W13", f"redis-benchmark GET p50 ({REQUESTS} req, {CONNECTIONS} conns)", "ms", latency,
                     higher_is_better=False,
-                    notes={"Corral": "the same tool through a session (service job + harness client job)"})
+                    notes={"Corral": "the same tool through a session (service job + harness client job); "
+                                     "default private networks: port forwarded by slirp4netns, client NATed",
+                           HOST_NET: "the same with [jobs] host_network = true (no NAT, no forward)"})
     return results
+
+
+HOST_NET = "Corral (host network)"
+HOST_NETWORK = '{"host_network": true}'

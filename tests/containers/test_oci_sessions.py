@@ -19,14 +19,18 @@ from corral.sessions.recipe import parse_recipe
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize("host_network", [False, True], ids=["private-network", "host-network"])
 def test_session_with_the_service_in_an_image(
     start_server: Any,  # noqa: F811
     registry: Registry,
     test_image: str,
     tmp_path: Path,
+    host_network: bool,
 ) -> None:
+    """By default the container is in a private network and its port is forwarded from the instance."""
     require_container_tools()
-    server: RunningServer = start_server(runtime="oci", images=registry.images_setting(), jobs=HOST_NETWORK)
+    site = {"jobs": HOST_NETWORK} if host_network else {}
+    server: RunningServer = start_server(runtime="oci", images=registry.images_setting(), **site)
     recipe = parse_recipe(
         {
             "name": "oci-httpd",
@@ -65,5 +69,7 @@ def test_session_with_the_service_in_an_image(
     assert outcome.state == "success", (outcome, jobs, client.job_logs(session["batch_id"], 1))
     rows = {r["metric"]: r["value"] for r in runner.get_results(client, session["id"])}
     assert rows["n"] >= 50 and rows["failures"] == 0 and rows["throughput"] > 0
+    service = client.get_job(session["batch_id"], 1).status or {}
+    assert service["service"]["network"] == ("host" if host_network else "nat"), service
     manifest = (tmp_path / "report" / "manifest.json").read_text()
     assert test_image in manifest

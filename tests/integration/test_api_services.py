@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from test_api_support import Api, api_fixture, job, row_counts  # noqa: F401
+from sqlalchemy import select, update
+from test_api_support import Api, api_fixture, job, job_rows, row_counts  # noqa: F401
 
-from corral.store.tables import job_parents
+from corral.store.tables import job_parents, jobs
 
 SVC = {"ports": ["main"], "probes": [{"kind": "tcp", "port": "main"}]}
 
@@ -52,6 +52,12 @@ BAD: list[tuple[str, list[dict[str, Any]], str, str]] = [
         "not a service",
     ),
     (
+        "service without a network",
+        [job(1, service=SVC, network="none")],
+        "bunch[0].network",
+        "must be reachable",
+    ),
+    (
         "bad placement",
         [job(1, service=SVC), job(2, ready_parents=[{"job_id": 1, "placement": "near"}])],
         "bunch[1].ready_parents[0].placement",
@@ -83,6 +89,7 @@ async def test_service_and_ready_link_are_stored(api: Api) -> None:
     svc = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()
     assert svc["spec"]["service"]["ports"] == ["main"] and svc["spec"]["service"]["grace_period"] == 10.0
     assert svc["spec"]["service_name"] == "db" and svc["serving"] is False and svc["endpoint"] is None
+    assert svc["spec"]["network"] == "public"  # the instance's network, or a private one with forwarded ports
     client = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/2")).json()
     assert client["state"] == "Pending"
     assert client["spec"]["service_links"] == [{"job_id": 1, "placement": "other"}]
@@ -122,3 +129,51 @@ async def test_bench_routes_refuse_bad_input_with_400s(api: Api) -> None:
     assert [(g["cell"], g["value"]) for g in got] == [("c1", 1.5)]
     assert (await api.client.get("/api/v1/bench/sessions/99999999999999999999999")).status_code == 404
     assert (await api.client.get("/api/v1/bench/sessions/nope")).status_code == 404
+
+
+async def test_a_service_may_ask_for_a_private_network(api: Api) -> None:
+    """Its ports are forwarded from the instance, so other jobs still reach it."""
+    bunch = [job(1, service=SVC, network="private"), job(2, ready_parents=[{"job_id": 1}])]
+    spec = {"billing_project": "default", "token": "private", "n_jobs": 2}
+    r = await api.client.post("/api/v1/batches/create-fast", json={"batch": spec, "bunch": bunch})
+    assert r.status_code == 200, r.text
+    batch_id = r.json()["id"]
+    svc = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()
+    client = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs/2")).json()
+    assert svc["spec"]["network"] == "private" and client["spec"]["network"] == "public"
+
+
+async def _set_service(api: Api, batch_id: int, state: str, *, serving: bool) -> None:
+    """Stand in for the driver: the service job's row as it is while serving, or after it ended."""
+    endpoint = {"host": "192.0.2.7", "ports": {"main": 6379}, "scheme": "redis"}
+    row = (jobs.c.batch_id == batch_id) & (jobs.c.job_id == 1)
+    async with api.engine.begin() as conn:  # the moves the store allows: Ready -> Running (-> Success)
+        await conn.execute(update(jobs).where(row).values(state="Running"))
+        if serving:
+            await conn.execute(update(jobs).where(row).values(endpoint=endpoint, time_serving=1.0))
+        if state != "Running":
+            await conn.execute(update(jobs).where(row).values(state=state))
+
+
+@pytest.mark.parametrize("service_state", ["serving", "Success", "no service"])
+async def test_a_later_update_waits_for_a_service_of_an_earlier_one(api: Api, service_state: str) -> None:
+    """Serving: the link is released at the commit and the endpoint handed over (Ready, env filled).
+    Ended, or a job that is no service: the job is doomed with a reason naming it, never left waiting."""
+    first = job(1, service=SVC, name="db") if service_state != "no service" else job(1, name="db")
+    batch_id = await api.submit([first])
+    await _set_service(api, batch_id, "Running" if service_state != "Success" else "Success",
+                       serving=service_state == "serving")
+    client = job(1, ready_parents=[{"job_id": 1, "absolute": True}], command="echo {service.db.url}")
+    payload = {"update": {"token": "late", "n_jobs": 1}, "bunch": [client]}
+    r = await api.client.post(f"/api/v1/batches/{batch_id}/update-fast", json=payload)
+    assert r.status_code == 200, r.text
+    rows = await job_rows(api.engine, batch_id)
+    late = rows[2]
+    if service_state == "serving":
+        assert late.state == "Ready" and late.n_pending_parents == 0 and not late.parent_failed
+        assert late.spec["env"]["CORRAL_SERVICE_DB_HOST"] == "192.0.2.7"
+        assert late.spec["command"][-1] == "echo redis://192.0.2.7:6379"
+    else:
+        assert late.parent_failed, late
+        words = "had already ended (Success)" if service_state == "Success" else "is not a service"
+        assert words in late.status["error"], late.status

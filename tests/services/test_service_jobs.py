@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import psutil
 import pytest
@@ -12,6 +13,9 @@ import corral
 
 pytestmark = pytest.mark.slow
 
+# Durations no other process on this shared machine uses: the tests look for them in every process.
+UNIQUE = f"{uuid.uuid4().int % 10**6:06d}"
+NEVER, KILLED, CANCELLED = (f"sleep {n}.{UNIQUE}" for n in (600, 120, 300))
 REDIS = "exec redis-server --port $CORRAL_PORT_MAIN --save '' --appendonly no --bind 0.0.0.0"
 
 
@@ -58,7 +62,7 @@ def test_service_that_never_gets_ready_fails_at_its_deadline_with_the_probe_erro
 ) -> None:
     b = corral.Batch(name="svc-never", backend=backend)
     svc = b.new_service("sleepy", ports=["main"])
-    svc.command("exec sleep 600  # never listens on $CORRAL_PORT_MAIN").ready(tcp="main", deadline=2)
+    svc.command(f"exec {NEVER}  # never listens on $CORRAL_PORT_MAIN").ready(tcp="main", deadline=2)
     client = b.new_job("client").depends_on(svc, when="ready")
     client.command("echo never")
     handle = b.run(progress=False, timeout=120, check=False)  # it is meant to fail
@@ -68,9 +72,9 @@ def test_service_that_never_gets_ready_fails_at_its_deadline_with_the_probe_erro
     error = handle.job(1)["status"]["error"]
     assert "not ready after 2s" in error and "ConnectionRefused" in error, error
     deadline = time.monotonic() + 20
-    while not _no_process_with("sleep 600") and time.monotonic() < deadline:
+    while not _no_process_with(NEVER) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _no_process_with("sleep 600")
+    assert _no_process_with(NEVER)
 
 
 def test_service_killed_mid_run_fails_its_clients_naming_it(backend: corral.LocalBackend) -> None:
@@ -80,14 +84,17 @@ def test_service_killed_mid_run_fails_its_clients_naming_it(backend: corral.Loca
     svc.command(REDIS).ready(exec="redis-cli -p {port.main} ping", deadline=60)
     client = b.new_job("client").depends_on(svc, when="ready")
     # The client shuts the server down under itself, then keeps running as a load tool would.
-    client.command('redis-cli -p "$CORRAL_SERVICE_CACHE_PORT" shutdown nosave; sleep 120')
+    client.command(f'redis-cli -p "$CORRAL_SERVICE_CACHE_PORT" shutdown nosave; {KILLED}')
     handle = b.run(progress=False, timeout=120, check=False)  # it is meant to fail
     jobs = {j["job_id"]: j for j in handle.jobs()}
     assert jobs[1]["state"] == "Failed", jobs
     assert jobs[2]["state"] == "Failed", jobs
     reason = handle.job(2)["status"]["error"]
     assert "service 'cache'" in reason and "job 1" in reason, reason
-    assert _no_process_with("sleep 120")
+    deadline = time.monotonic() + 30  # the client's attempt is killed on its worker
+    while not _no_process_with(KILLED) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _no_process_with(KILLED)
 
 
 def test_placement_same_and_other_are_honoured(backend: corral.LocalBackend) -> None:
@@ -113,7 +120,7 @@ def test_cancelling_the_batch_stops_its_service(backend: corral.LocalBackend) ->
     svc = b.new_service("r", ports=["main"])
     svc.command(REDIS).ready(tcp="main")
     client = b.new_job("client").depends_on(svc, when="ready")
-    client.command("sleep 300")
+    client.command(CANCELLED)
     handle = b.submit()
     deadline = time.monotonic() + 60
     while handle.job(2)["state"] != "Running" and time.monotonic() < deadline:
@@ -127,7 +134,7 @@ def test_cancelling_the_batch_stops_its_service(backend: corral.LocalBackend) ->
     deadline = time.monotonic() + 20
     while not _no_process_with(f"--port {port}") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _no_process_with(f"--port {port}") and _no_process_with("sleep 300")
+    assert _no_process_with(f"--port {port}") and _no_process_with(CANCELLED)
 
 
 def test_service_is_stopped_with_sigterm_before_its_grace_period(backend: corral.LocalBackend) -> None:

@@ -10,17 +10,14 @@ import pytest
 
 import corral
 
-HOST_NETWORK = '{"host_network": true}'
-
 
 @pytest.fixture(scope="package")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[corral.LocalBackend]:
     saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("CORRAL_")]}
-    os.environ["CORRAL_JOBS"] = HOST_NETWORK  # services serve on the instance's network: the site's opt-in
+    # The shipped defaults: jobs on private networks, services' ports forwarded from the instance.
     home = tmp_path_factory.mktemp("bench-home")
     try:
         with corral.LocalBackend(home=Path(home), workers=2, cores=2) as local:
             yield local
     finally:
-        os.environ.pop("CORRAL_JOBS", None)
         os.environ.update(saved)

@@ -72,6 +72,21 @@ def _compare_cli(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _why(backend: corral.LocalBackend, outcome: bench.SessionOutcome) -> object:
+    """What a failed session's jobs say (for the assertion message)."""
+    if outcome.state == "success":
+        return outcome.state
+    client = backend.client()
+    jobs = client.run(client.aio.list_jobs(outcome.batch_id)).jobs
+    errors = {}
+    for j in jobs:
+        if j.state != "Success":
+            status = client.run(client.aio.get_job(outcome.batch_id, j.job_id)).model_dump()
+            logs = client.run(client.aio.job_logs(outcome.batch_id, j.job_id))
+            errors[j.job_id] = (j.state, str(status.get("status"))[-800:], str(logs)[-1500:])
+    return outcome, errors
+
+
 def test_compare_detects_a_regression_and_passes_an_identical_rerun(
     backend: corral.LocalBackend,
     tmp_path: Path,
@@ -79,7 +94,8 @@ def test_compare_detects_a_regression_and_passes_an_identical_rerun(
     base = bench.run(recipe(0.05), backend, out_dir=tmp_path / "base", timeout=300)
     again = bench.run(recipe(0.05), backend, out_dir=tmp_path / "again", timeout=300)
     slow = bench.run(recipe(0.25), backend, out_dir=tmp_path / "slow", timeout=300)
-    assert {base.state, again.state, slow.state} == {"success"}
+    outcomes = (base, again, slow)
+    assert {o.state for o in outcomes} == {"success"}, [_why(backend, o) for o in outcomes]
     same = _compare_cli(tmp_path / "base", tmp_path / "again")
     assert same.returncode == 0, same.stdout + same.stderr
     assert json.loads(same.stdout)["regressions"] == 0

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.services.conftest import HOST_NETWORK, need
 from tests.slurm.conftest import request_for
 from tests.slurm.infra import slurm
@@ -19,16 +20,22 @@ from corral.sessions import runner
 from corral.sessions.recipe import parse_recipe
 
 
+@pytest.mark.parametrize("host_network", [False, True], ids=["private-network", "host-network"])
 async def test_redis_session_on_the_slurm_pool_uses_two_nodes(
-    corral_server: Any, slurm_provider: Any, slurm_conf: str, tmp_path: Path
+    corral_server: Any, slurm_provider: Any, slurm_conf: str, tmp_path: Path, host_network: bool,
 ) -> None:
+    """By default the service's port is forwarded from its node into its private network, and the client
+    (on another node, in its own private network) reaches it at the node's address; with the site's
+    `host_network` opt-in both run on the nodes' own network."""
     need("redis-server", "redis-benchmark", "redis-cli")
     name = f"pool{uuid.uuid4().hex[:6]}"
-    server, slots = await corral_server(name, ["p1", "p2"], cores=1, memory="1Gi", jobs=HOST_NETWORK)
-    # This provider runs in the test, not the server: it forwards the site's [jobs] policy the same way.
+    site = {"jobs": HOST_NETWORK} if host_network else {}
+    server, slots = await corral_server(name, ["p1", "p2"], cores=1, memory="1Gi", **site)
+    # This provider runs in the test, not the server: it forwards the site's [jobs] policy the same way
+    # (from its settings; none given = the defaults, whatever this process's environment says).
     provider: SlurmProvider = await slurm_provider(
         name=name, driver_url=server.url, cores=1, memory="1Gi", sbatch_args=["--exclusive"],
-        jobs=json.loads(HOST_NETWORK),
+        jobs=json.loads(HOST_NETWORK) if host_network else None,
     )
     for slot, pilot in zip(slots, ["p1", "p2"], strict=True):
         await provider.create_instance(request_for(provider, pilot, slot.token))
@@ -74,5 +81,11 @@ async def test_redis_session_on_the_slurm_pool_uses_two_nodes(
     service_at = next(v for k, v in where.items() if k and k.startswith("svc-"))
     client_at = next(v for k, v in where.items() if k and not k.startswith("svc-"))
     assert service_at != client_at and nodes[service_at] != nodes[client_at]
+    service = next(
+        client.get_job(session["batch_id"], j.job_id)
+        for j in client.iter_jobs(session["batch_id"])
+        if j.name and j.name.startswith("svc-")
+    )
+    assert (service.status or {})["service"]["network"] == ("host" if host_network else "nat")
     rows = runner.get_results(client, session["id"], metric="throughput")
     assert rows and rows[0]["value"] > 0

@@ -92,12 +92,14 @@ def _service_fields(
     if job.service is not None:
         spec["service"] = parse_service(job.service, f"{at}.service").to_wire()
         spec["service_name"] = job.name or job.attributes.get("name") or f"job{job.job_id}"
-        if job.network in ("none", "private"):
+        if job.network == "none":
             raise InvalidInput(
-                f"{at}.network: a service serves on its instance's network, where other jobs reach it; "
-                "leave network out or use 'public'", field=f"{at}.network",
+                f"{at}.network: a service must be reachable by other jobs; "
+                "leave network out, or use 'public' or 'private'", field=f"{at}.network",
             )
-        spec["network"] = "public"  # the instance's network ([jobs] host_network on the worker's site)
+        # public: the instance's network where the site allows it ([jobs] host_network), else a private
+        # one whose ports the worker forwards from the instance; private: always the latter
+        spec["network"] = job.network or "public"
     if not job.ready_parents:
         return []
     services = {j.job_id for j in bunch if j.service is not None}

@@ -40,6 +40,8 @@ class MainRequest:
     storage_bytes: int = 0
     timeout: float | None = None
     devices: tuple[str, ...] = ()  # device nodes the job may use (its GPUs' /dev/nvidiaN …)
+    # A service's ports: on a private network, the instance's same ports are forwarded to the job's.
+    published_ports: tuple[int, ...] = ()
     usage_sink: UsageSink | None = field(default=None, compare=False, repr=False)  # samples while it runs
 
 
@@ -86,6 +88,11 @@ class Runtime(ABC):
 
     async def release_io(self, volume: Path) -> None:  # noqa: B027 - optional hook
         """After the output step: undo `prepare_io`."""
+
+    def network_of(self, mode: str | None) -> str:
+        """How a job asking for network `mode` is connected here: "host" (the instance's own network),
+        "nat" (a private namespace: a service's ports are published through `published_ports`) or "none"."""
+        return "host"
 
     @abstractmethod
     async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:

@@ -44,6 +44,9 @@ class HostRuntime(ProcessRuntime):
             await asyncio.to_thread(self.cgroups.remove_stale)
         self._started = True
 
+    def network_of(self, mode: str | None) -> str:
+        return "host"  # jobs share the host's network, whatever they ask
+
     def job_user(self, key: str) -> JobUser | None:
         return None  # the worker's own user
 

@@ -148,6 +148,9 @@ class ProcessRuntime(Runtime):
         if self.cgroups is not None:
             self.cgroups.remove_base()
 
+    def network_of(self, mode: str | None) -> str:
+        return plumbing(mode, default=self.jobs.default_network, host_network=self.jobs.host_network)
+
     async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:
         start = now()
         note = self.image_note if request.image else None
@@ -216,7 +219,7 @@ class ProcessRuntime(Runtime):
             seccomp_fd = open_filter(self.seccomp)
             enter: list[str] = []
             if net == "nat":
-                network = await self.networks.take()
+                network = await self.networks.take(request.published_ports)
                 enter = [self.nsenter, f"--net={network.path}"]  # bwrap keeps the namespace it starts in
                 extra += ["--ro-bind", str(resolv_conf(request.scratch)), "/etc/resolv.conf"]
             sandbox = bwrap_argv(

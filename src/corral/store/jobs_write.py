@@ -21,6 +21,7 @@ from corral.domain.states import COMPLETE_STATES, INCOMPLETE_STATES, NOT_SUCCESS
 from corral.errors import InvalidInput
 from corral.store.batches import BatchRecord, UpdateRecord
 from corral.store.job_moves import move_jobs
+from corral.store.services import join_earlier_services
 from corral.store.tables import batch_updates, batches, job_parents, jobs
 
 CHUNK = 2000
@@ -274,6 +275,8 @@ async def commit_update(
     if upd.n_jobs:
         await _check_update_acyclic(conn, upd)
         await _recount_earlier_parents(conn, upd)
+        # Jobs waiting for services of earlier updates that already serve (or have ended).
+        await join_earlier_services(conn, upd.batch_id, upd.start_job_id, upd.end_job_id)
         await move_jobs(
             conn, JobState.READY, only_from={JobState.PENDING},
             where=[jobs.c.batch_id == batch.id, jobs.c.update_id == upd.update_id,

@@ -161,6 +161,70 @@ async def mark_serving(
     return result
 
 
+async def join_earlier_services(
+    conn: AsyncConnection, batch_id: int, start_job_id: int, end_job_id: int
+) -> None:
+    """At the commit of an update (after its parents were recounted): its jobs that wait `when_ready` on
+    services of earlier updates. A service already serving releases the link at once and hands over its
+    endpoint (mark_serving did so only for the jobs it found then); one that has ended (or a job that is no
+    service) dooms the job, which would otherwise wait for ever (a service serves once). Services not serving
+    yet release it later, in mark_serving."""
+    links = list(
+        await conn.execute(
+            select(job_parents.c.job_id, job_parents.c.parent_id).where(
+                job_parents.c.batch_id == batch_id,
+                job_parents.c.job_id.between(start_job_id, end_job_id),
+                job_parents.c.parent_id < start_job_id,
+                job_parents.c.when_ready.is_(True),
+            )
+        )
+    )
+    if not links:
+        return
+    services = sorted({link.parent_id for link in links})
+    serving = await _endpoints(conn, batch_id, services)
+    ended: dict[int, str] = {}
+    for r in await conn.execute(
+        select(jobs.c.job_id, jobs.c.name, jobs.c.state, jobs.c.spec).where(
+            jobs.c.batch_id == batch_id, jobs.c.job_id.in_(services)
+        )
+    ):
+        name = r.name or f"job{r.job_id}"
+        if not (r.spec or {}).get("service"):
+            ended[r.job_id] = (f"job {r.job_id} ('{name}') is not a service, so it is never ready: wait for "
+                               "its completion with absolute_parent_ids instead")
+        elif JobState(r.state) in COMPLETE_STATES:
+            ended[r.job_id] = (
+                f"service '{name}' (job {r.job_id}) had already ended ({JobState(r.state).value}) when "
+                "this job was submitted: a service serves once, so it would never be ready"
+            )
+    waits_on: dict[int, list[int]] = defaultdict(list)
+    for link in links:
+        waits_on[link.job_id].append(link.parent_id)
+    children = await conn.execute(
+        select(jobs.c.job_id, jobs.c.spec).where(
+            jobs.c.batch_id == batch_id, jobs.c.job_id.in_(sorted(waits_on)), jobs.c.state == JobState.PENDING
+        )
+    )
+    for child in children:
+        released = [p for p in waits_on[child.job_id] if p in serving]
+        gone = [p for p in waits_on[child.job_id] if p in ended]
+        values: dict[str, Any] = {}
+        if released:
+            mine = {serving[p].name: serving[p] for p in released}
+            values["spec"] = client_spec(child.spec, mine)
+            values["n_pending_parents"] = jobs.c.n_pending_parents - len(released)
+        if gone:
+            values.update(parent_failed=True, status={"error": ended[gone[0]], "service_failed": True})
+        if values:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.batch_id == batch_id, jobs.c.job_id == child.job_id)
+                .where(jobs.c.state == JobState.PENDING)
+                .values(**values)
+            )
+
+
 @dataclass
 class FailedDependents:
     cascade: q.CascadeResult

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -26,6 +27,9 @@ import psutil
 from corral.domain.services import Probe, ServiceSpec, parse_service, port_env, render
 from corral.errors import InvalidInput
 from corral.runtimes.base import MainRequest, MainResult, Runtime, now
+from corral.runtimes.network import PRIVATE_JOB_ADDRESS, connect_inside, published_namespace
+
+log = logging.getLogger(__name__)
 
 KEY_ENV = "CORRAL_SERVICE_KEY"  # marks the service's processes, so a stop can SIGTERM exactly them
 PROBE_TIMEOUT = 5.0
@@ -63,6 +67,24 @@ def advertised_host(driver_url: str) -> str:
         return "127.0.0.1"
 
 
+def external_address() -> str | None:
+    """A non-loopback IPv4 address of this instance: the source of its default route, else the first of
+    an interface that is up. What jobs on private (NAT) networks reach the instance's published ports at."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("203.0.113.1", 9))  # a documentation address: only the route is looked up, nothing sent
+        address = str(s.getsockname()[0])
+        if not address.startswith("127."):
+            return address
+    stats = psutil.net_if_stats()
+    for name, addresses in psutil.net_if_addrs().items():
+        if name in stats and not stats[name].isup:
+            continue
+        for a in addresses:
+            if a.family == socket.AF_INET and not a.address.startswith("127."):
+                return str(a.address)
+    return None
+
+
 @dataclass
 class ProbeResult:
     probe: Probe
@@ -98,14 +120,13 @@ async def run_probe(
     """None when the probe passes, else why it did not."""
     try:
         if probe.kind == "tcp":
-            port = ports[probe.port or ""]
-            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), PROBE_TIMEOUT)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            await _connect(ports[probe.port or ""])
             return None
         if probe.kind == "http":
-            url = f"http://127.0.0.1:{ports[probe.port or '']}{probe.path}"
+            port = ports[probe.port or ""]
+            if published_namespace(port) is not None:
+                await _connect(port)  # a clear "refused" before the forward's bare disconnect
+            url = f"http://127.0.0.1:{port}{probe.path}"
             response = await http.get(url, timeout=PROBE_TIMEOUT)
             if response.status_code != probe.status:
                 return f"GET {probe.path} answered {response.status_code}, expected {probe.status}"
@@ -144,6 +165,19 @@ async def run_probe(
         return f"no line of the log matches {probe.pattern!r} yet"
     except (OSError, httpx.HTTPError, TimeoutError) as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _connect(port: int) -> None:
+    """Is the service listening on `port`? On a private network: where the instance's port leads (in
+    the job's namespace), since slirp4netns accepts on the instance's side before the job listens."""
+    netns = published_namespace(port)
+    if netns is not None:
+        await connect_inside(netns, PRIVATE_JOB_ADDRESS, port, PROBE_TIMEOUT)
+        return
+    _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), PROBE_TIMEOUT)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 def _read_text(path: Any) -> str:
@@ -197,7 +231,20 @@ class ServiceRunner:
 
     def __init__(self, driver_url: str) -> None:
         self.host = advertised_host(driver_url)
+        self._external: str | None = None
         self._stops: dict[str, asyncio.Event] = {}
+
+    def nat_host(self) -> str:
+        """The endpoint of a service on a private network: jobs on private networks cannot reach the
+        instance's loopback, so a loopback address (a driver on this machine) gives way to an external one;
+        an IPv6 one too (the forward is IPv4)."""
+        if not self.host.startswith("127.") and ":" not in self.host:  # slirp4netns forwards IPv4 only
+            return self.host
+        if self._external is None:
+            self._external = external_address() or self.host
+            if self._external == self.host:
+                log.warning("no external IPv4 address: jobs on private networks cannot reach services here")
+        return self._external
 
     def request_stop(self, key: str) -> bool:
         event = self._stops.get(key)
@@ -219,13 +266,6 @@ class ServiceRunner:
         except InvalidInput as exc:
             t = now()
             return MainResult("error", t, t, error=f"bad service spec: {exc.message}"), {}
-        jobs = getattr(runtime, "jobs", None)
-        if jobs is not None and not getattr(jobs, "host_network", True):
-            t = now()
-            return MainResult("error", t, t, error=(
-                "service jobs serve on the instance's network, and this worker's site keeps jobs off it: "
-                "set [jobs] host_network = true (CORRAL_JOBS='{\"host_network\": true}') where services run"
-            )), {}
         stop = self._stops.setdefault(request.key, asyncio.Event())
         try:
             return await self._run(request, spec, runtime, cancel, stop, emit)
@@ -245,10 +285,14 @@ class ServiceRunner:
         env = {**request.env, **port_env(ports), KEY_ENV: request.key}
         env = {k: render(v, ports=ports) for k, v in env.items()}
         request = replace(request, command=[render(a, ports=ports) for a in request.command], env=env)
+        host, network = self.host, runtime.network_of(request.network)
+        if network == "nat":  # a private network: the instance's ports forwarded to the job's
+            request = replace(request, published_ports=tuple(ports.values()))
+            host = self.nat_host()
         kill = asyncio.Event()
         main = asyncio.create_task(runtime.run(request, kill))
         results = [ProbeResult(p) for p in spec.probes]
-        info: dict[str, Any] = {"ports": ports, "host": self.host, "ready": False}
+        info: dict[str, Any] = {"ports": ports, "host": host, "network": network, "ready": False}
         t0 = time.monotonic()
         outcome = "exited"
         async with httpx.AsyncClient() as http:
@@ -271,7 +315,7 @@ class ServiceRunner:
                         "type": "serving",
                         "key": request.key,
                         "time": now(),
-                        "endpoint": {"host": self.host, "ports": ports, "scheme": spec.scheme},
+                        "endpoint": {"host": host, "ports": ports, "scheme": spec.scheme},
                         "probes": info["probes"],
                         "ready_seconds": info["ready_seconds"],
                     }

@@ -91,6 +91,9 @@ class OciRuntime(Runtime):
                 with contextlib.suppress(OSError):
                     (hierarchy / self.cgroups.relative.lstrip("/")).rmdir()
 
+    def network_of(self, mode: str | None) -> str:
+        return self.sandbox.network_of(mode)  # containers follow the sandbox's network rules
+
     def job_user(self, key: str) -> JobUser | None:
         return self.sandbox.job_user(key)
 
@@ -152,7 +155,7 @@ class OciRuntime(Runtime):
             group = self.cgroups.cgroups.create(request.key, limits)
             extra = []
             if plumbing_ == "nat":
-                network = await self.sandbox.networks.take()
+                network = await self.sandbox.networks.take(request.published_ports)
                 extra = [bind(resolv_conf(request.scratch), "/etc/resolv.conf", readonly=True)]
             elif plumbing_ == "host":
                 extra = public_mounts()

@@ -44,6 +44,8 @@ class PostgresService(ServiceType):
             "export LD_PRELOAD=$(ls /usr/lib/*/libnss_wrapper.so | head -1) NSS_WRAPPER_PASSWD=/tmp/passwd "
             "NSS_WRAPPER_GROUP=/tmp/group; fi; "
             "$AS $B/initdb -A trust -U postgres -D $D >/dev/null && "
+            # Clients come from other hosts or namespaces (a private network's NAT), not only loopback.
+            'echo "host all all all trust" >> $D/pg_hba.conf && '
             "exec $AS $B/postgres -D $D -p $CORRAL_PORT_MAIN -c listen_addresses='*' "
             f"-c unix_socket_directories=/tmp/pgsock -c fsync=off -c shared_buffers={buffers} "
             f"-c max_connections={conns}"
