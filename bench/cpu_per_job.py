@@ -1,10 +1,11 @@
 """CPU per job of Corral's own processes (server+driver, worker) for N `true` jobs: load-insensitive.
 
-    python -m bench.cpu_per_job --jobs 200 --runtime process [--profile out.txt]
+    python -m bench.cpu_per_job --jobs 200 --runtime process [--profile out.txt [--profile-server]]
 
 Wall-clock rates on a loaded machine are noise; CPU seconds spent by the server and the worker per job
 (psutil cpu_times before/after, jobs' own processes counted apart as the worker's children) are not.
-`--profile` records the worker with py-spy (if installed) and writes its top functions.
+`--profile` records the worker (the server with `--profile-server`) with py-spy, if installed, and
+writes its top functions.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def _cpu(proc: psutil.Process) -> tuple[float, float]:
 def _batch(server: CorralServer, n: int) -> float:
     jobs = [job_spec(i, ["true"], cpu=CORRAL_JOB_CPU) for i in range(1, n + 1)]
     with server.client() as c:
-        return server.run_batch(c, jobs, timeout=60 + n, poll=0.05, bunches=True)
+        # Polled slowly: each status poll costs the server CPU, and how many polls a job sees depends on
+        # the machine's load (its wall time), not on Corral. At 0.5 s they are a small share of the figure.
+        return server.run_batch(c, jobs, timeout=60 + n, poll=0.5, bunches=True)
 
 
 def main() -> None:
@@ -40,6 +43,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--runtime", default="process")
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--profile-server", action="store_true",
+                        help="profile the server(+driver) process instead of the worker")
     args = parser.parse_args()
     settings = process_worker_settings() | {"local_worker_runtime": args.runtime}
     if args.runtime == "host":
@@ -55,7 +60,8 @@ def main() -> None:
         srv, wrk = psutil.Process(server.proc.pid), psutil.Process(workers[0])
         spy = None
         if args.profile is not None and shutil.which("py-spy"):
-            spy = subprocess.Popen(["py-spy", "record", "-p", str(wrk.pid), "-f", "raw", "-r", "200",
+            target = srv.pid if args.profile_server else wrk.pid
+            spy = subprocess.Popen(["py-spy", "record", "-p", str(target), "-f", "raw", "-r", "200",
                                     "-o", str(args.profile.with_suffix(".raw")), "--nonblocking", "--gil"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)

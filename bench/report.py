@@ -18,12 +18,13 @@ class Target:
     text: str
     met: Callable[[float], bool]
     on_ratio: bool = False  # judged on the ratio column rather than the value
+    worst: float | None = None  # and no sample above this (lower-is-better targets)
 
 
 TARGETS = [
     Target("W1", "Corral (SQLite)", "throughput", "≥ 2,000 jobs/s", lambda v: v >= 2000),
     Target("W1", "Corral (PostgreSQL)", "throughput", "≥ 1,000 jobs/s", lambda v: v >= 1000),
-    Target("W2", "Corral (SQLite)", "batch accepted", "≤ 5 s", lambda v: v <= 5),
+    Target("W2", "Corral (SQLite)", "batch accepted", "≤ 3 s, no sample over 5 s", lambda v: v <= 3, worst=5),
     Target("W3", "Corral", "throughput", "≥ 70 % of raw", lambda r: r >= 0.70, on_ratio=True),
     Target("W5", "Corral", "latency p50", "≤ 100 ms", lambda v: v <= 100),
     Target("W6", "Corral (SQLite)", "server RSS", "≤ 2 GiB", lambda v: v <= 2048),
@@ -65,7 +66,8 @@ def judge(result: Result, results: list[Result], scaled: bool) -> str:
             return f"{t.text}: not measured"
         if scaled and result.workload == "W6":
             return f"{t.text}: scaled run, not judged"
-        return f"{t.text}: **{'met' if t.met(value) else 'MISSED'}**"
+        met = t.met(value) and (t.worst is None or max(result.samples, default=0.0) <= t.worst)
+        return f"{t.text}: **{'met' if met else 'MISSED'}**"
     return ""
 
 

@@ -150,6 +150,57 @@ def test_cli_start_does_not_import_the_heavy_libraries(server: RunningServer) ->
     assert out.stdout.strip() == "[]", out.stdout
 
 
+READ_COMMANDS = [
+    ["batch", "list"], ["batch", "get", "{b}"], ["batch", "jobs", "{b}"], ["job", "get", "{b}", "1"],
+    ["job", "log", "{b}", "5"], ["pool", "list"], ["pool", "get", "default"], ["instance", "list"],
+]
+SERVER_SIDE_OR_ASYNC = (
+    "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "pyarrow", "fsspec", "jinja2",
+    "corral.api.schemas", "corral.store", "corral.config", "corral.server", "corral.client.sync",
+    "corral.client.http", "asyncio", "corral.cli.billing", "corral.cli.sweeps", "corral.cli.bench",
+)
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_read_commands_import_no_server_side_or_async_machinery(
+    server: RunningServer, ended: int, command: list[str]
+) -> None:
+    """Read commands answer fast: a blocking GET client and the server's JSON as records; no API
+    schemas, no event loop, no server libraries, and only the command group named is built."""
+    args = [a.format(b=ended) for a in command]
+    code = (
+        "import runpy, sys, json\n"
+        f"sys.argv = ['corral', *{args!r}]\n"
+        "try:\n    runpy.run_module('corral', run_name='__main__')\n"
+        "except SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+        f"loaded = [n for n in {SERVER_SIDE_OR_ASYNC!r} if n in sys.modules]\n"
+        "print('LOADED=' + json.dumps([code, loaded]), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=corral_env(server.home), timeout=120)
+    line = next(x for x in out.stderr.splitlines() if x.startswith("LOADED="))
+    exit_code, loaded = json.loads(line.removeprefix("LOADED="))
+    assert exit_code in (0, None), out.stderr
+    assert loaded == [], f"{' '.join(args)} imported {loaded}"
+    assert out.stdout.strip(), "the command printed nothing"
+
+
+@pytest.mark.parametrize("command", [["job", "log", "{b}", "5"], ["batch", "jobs", "{b}", "--json"]])
+def test_output_into_a_closed_pipe_stops_quietly(
+    server: RunningServer, ended: int, command: list[str]
+) -> None:
+    """`corral … | head`: when the reader has gone, no 'internal error' and no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "corral", *(a.format(b=ended) for a in command)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=corral_env(server.home))
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # nobody reads: the command's first write fails with EPIPE
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert "internal error" not in err
+    assert_no_traceback(err)
+
+
 def test_pools_instances_and_users_are_visible(server: RunningServer, ended: int) -> None:
     pools = cli(server, "pool", "list", expect=0).stdout
     row = next(line for line in pools.splitlines() if line.startswith("│ default"))
@@ -319,5 +370,12 @@ def test_changing_commands_answer_in_json(server: RunningServer) -> None:
     added = cli(server, "billing-project", "add-user", "lab-x", "admin", "--json", expect=0)
     added = json.loads(added.stdout)
     assert added == {"billing_project": "lab-x", "user": "admin", "added": True}
+    removed = cli(server, "billing-project", "remove-user", "lab-x", "admin", "--json", expect=0)
+    removed = json.loads(removed.stdout)
+    assert removed == {"billing_project": "lab-x", "user": "admin", "removed": True}
+    human = cli(server, "billing-project", "add-user", "lab-x", "admin", expect=0).stdout
+    assert human.strip() == "added admin to billing project lab-x"
+    human = cli(server, "billing-project", "remove-user", "lab-x", "admin", expect=0).stdout
+    assert human.strip() == "removed admin from billing project lab-x"
     user = json.loads(cli(server, "user", "create", "zoe", "--json", expect=0).stdout)
     assert user["name"] == "zoe" and user["token"]

@@ -59,8 +59,12 @@ def test_resume_reruns_only_what_failed_or_was_cancelled(
     env = corral_env(user_view_server.home)
     failed = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=300)
-    assert failed.returncode == 1  # BatchFailed: plain Python exits non-zero too
-    assert "job 2 (second): Failed" in failed.stderr
+    # Plain Python: the failure summary (which jobs, why, how to see logs), exit 1, and no traceback.
+    assert failed.returncode == 1, failed.stderr
+    assert "ended in failure: 1 of 3 jobs succeeded, 1 failed, 1 cancelled" in failed.stderr
+    assert "job 2 (second): Failed: the command exited with code 1" in failed.stderr
+    assert "corral job log" in failed.stderr
+    assert_no_traceback(failed.stderr, failed.stdout)
     with user_view_server.client() as c:
         first_id = c.get("/api/v1/batches", params={"limit": 1}).json()["batches"][0]["id"]
 
@@ -73,6 +77,36 @@ def test_resume_reruns_only_what_failed_or_was_cancelled(
     assert resumed["attributes"]["resumed_from"] == str(first_id)
     names = sorted(j["name"] for j in user_view_server.jobs(second_id).values())
     assert names == ["second", "third"]
+
+
+def test_other_errors_keep_their_traceback_under_plain_python(
+    user_view_server: RunningServer, tmp_path: Path
+) -> None:
+    """The hook the library installs for BatchFailed hands every other exception to Python's own."""
+    script = _script(tmp_path, """
+        import corral
+        from corral.client.errors import BatchFailed
+
+        b = corral.Batch(name="caught", backend=corral.ServiceBackend())
+        b.new_job("fails").command("exit 4")
+        try:
+            b.run(progress=False, timeout=120)
+        except BatchFailed as exc:
+            print("CAUGHT", exc.batch_id)
+
+        def parse(text):
+            return int(text)
+
+        parse("not a number")
+    """, name="other_error.py")
+    done = subprocess.run([sys.executable, str(script)], env=corral_env(user_view_server.home),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "CAUGHT" in done.stdout  # the batch failed and raised; the script went on
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert 'other_error.py", line' in done.stderr and "in parse" in done.stderr
+    assert "ValueError: invalid literal for int() with base 10: 'not a number'" in done.stderr
+    assert "corral:" not in done.stderr  # not mistaken for a batch failure
 
 
 def test_an_error_in_the_users_pipeline_shows_their_frames_and_exits_6(

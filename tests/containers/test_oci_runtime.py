@@ -343,11 +343,17 @@ async def test_the_images_user_runs_the_job_and_can_write_io_and_tmp(
     rt = await start_runtime()
     req = make("id -u; echo a > /io/a && echo b > /tmp/b && echo wrote; touch /etc/x || echo etc-refused",
                image=ref)
-    result = await run(rt, req)
+    user = rt.job_user(req.key)  # held by the attempt, as the worker does
+    try:
+        result = await run(rt, req)
+    finally:
+        rt.release_job_user(req.key)
     out = log_of(req)
     assert result.state == "succeeded", out
     assert out.splitlines()[0] == "65534" and "wrote" in out and "etc-refused" in out
-    assert (req.io_dir / "a").stat().st_uid == 65534
+    # The image's user is the attempt's own unprivileged uid on the host (its user namespace).
+    assert user is not None
+    assert (req.io_dir / "a").stat().st_uid == user.uid and (req.tmp_dir / "b").stat().st_gid == user.gid
 
 
 async def test_cancel_while_the_image_is_pulled_ends_the_job_at_once(

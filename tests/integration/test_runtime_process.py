@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.integration.runtime_support import (
+    Make,
+    MiB,
+    alive,
+    job_procs_files,
+    pids_in,
+    request_builder,
+    run,
+)
 
-from corral.runtimes import MainRequest, MainResult, runtime_class
+from corral.runtimes import runtime_class
 from corral.runtimes.process import IMAGE_NOTE, ProcessRuntime
 
 # In CI a missing sandbox is a failure (scripts/setup.sh installs bubblewrap), never a skip.
@@ -23,8 +31,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs root and bubblewrap (bwrap)",
 )
 
-MiB = 1024 * 1024
-Make = Callable[..., MainRequest]
 
 
 @pytest.fixture
@@ -38,24 +44,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
 
 @pytest.fixture
 def make(tmp_path: Path) -> Make:
-    def build(command: list[str] | str, **kwargs: object) -> MainRequest:
-        scratch = tmp_path / f"job-{uuid.uuid4().hex[:6]}"
-        for d in ("io", "tmp"):
-            (scratch / d).mkdir(parents=True)
-        argv = ["bash", "-c", command] if isinstance(command, str) else command
-        fields: dict[str, object] = {
-            "key": f"1.{uuid.uuid4().int % 10**6}.1", "command": argv, "io_dir": scratch / "io",
-            "scratch": scratch, "tmp_dir": scratch / "tmp", "log_path": scratch / "main.log",
-            "memory_bytes": 256 * MiB, "cores_mcpu": 1000,
-        }
-        fields.update(kwargs)
-        return MainRequest(**fields)  # type: ignore[arg-type]
-
-    return build
-
-
-async def run(runtime: ProcessRuntime, req: MainRequest, cancel: asyncio.Event | None = None) -> MainResult:
-    return await runtime.run(req, cancel or asyncio.Event())
+    return request_builder(tmp_path)
 
 
 async def test_stdout_and_stderr_land_in_the_log(runtime: ProcessRuntime, make: Make) -> None:
@@ -127,16 +116,6 @@ async def test_jobs_run_in_a_private_pid_namespace(runtime: ProcessRuntime, make
     assert int(req.log_path.read_text().strip()) < 10  # only the sandbox's own processes
 
 
-async def test_exceeding_the_memory_limit_fails_out_of_memory(runtime: ProcessRuntime, make: Make) -> None:
-    # tail keeps a "line" with no newline in memory: 200 MiB under a 64 MiB limit.
-    result = await run(runtime, make("head -c 200M /dev/zero | tail > /dev/null", memory_bytes=64 * MiB))
-    assert result.state == "failed"
-    assert result.out_of_memory
-    assert result.exit_code == 137
-    assert result.error and "memory" in result.error
-    assert result.max_memory_bytes > 32 * MiB
-
-
 async def test_python_allocation_over_the_limit_is_out_of_memory(runtime: ProcessRuntime, make: Make) -> None:
     cmd = [sys.executable, "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))"]
     result = await run(runtime, make(cmd, memory_bytes=64 * MiB))
@@ -169,18 +148,18 @@ async def test_cancel_kills_the_whole_tree_with_grandchildren(runtime: ProcessRu
         if pidfile.exists() and pidfile.read_text().strip():
             break
         await asyncio.sleep(0.02)
-    group_dirs = [Path(p).parent for p in _job_procs_files(runtime, req.key)]
-    host_pids = _pids_in(group_dirs)
+    group_dirs = [Path(p).parent for p in job_procs_files(runtime, req.key)]
+    host_pids = pids_in(group_dirs)
     assert len(host_pids) >= 3  # the sandbox and the job's processes are all in the job's cgroup
     cancel.set()
     result = await asyncio.wait_for(task, 10)
     assert result.state == "cancelled"
     # SIGKILL is asynchronous: a process leaves its cgroup before it is a zombie; let it finish dying.
     deadline = time.monotonic() + 3
-    while any(_alive(pid) for pid in host_pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in host_pids) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     for pid in host_pids:
-        assert not _alive(pid), f"pid {pid} survived the cancel"
+        assert not alive(pid), f"pid {pid} survived the cancel"
     for _ in range(100):  # cgroup removal runs in the background
         if not any(d.exists() for d in group_dirs):
             break
@@ -190,15 +169,15 @@ async def test_cancel_kills_the_whole_tree_with_grandchildren(runtime: ProcessRu
 
 async def test_background_processes_end_with_the_job(runtime: ProcessRuntime, make: Make) -> None:
     req = make("sleep 300 & echo started")
-    group_dirs = [Path(p).parent for p in _job_procs_files(runtime, req.key)]
+    group_dirs = [Path(p).parent for p in job_procs_files(runtime, req.key)]
     task = asyncio.create_task(run(runtime, req))
     seen: set[int] = set()
     while not task.done():
-        seen |= _pids_in(group_dirs)
+        seen |= pids_in(group_dirs)
         await asyncio.sleep(0.001)
     assert (await task).state == "succeeded"
     await asyncio.sleep(0.05)
-    assert all(not _alive(p) for p in seen)
+    assert all(not alive(p) for p in seen)
 
 
 async def test_cpu_quota_is_applied(runtime: ProcessRuntime, make: Make) -> None:
@@ -220,18 +199,6 @@ async def test_cpu_quota_throttles_a_busy_job(runtime: ProcessRuntime, make: Mak
     wall = result.end - result.start
     assert result.state == "succeeded"
     assert result.cpu_seconds < 0.45 * wall, (result.cpu_seconds, wall)
-
-
-async def test_memory_limit_is_written_to_the_cgroup(runtime: ProcessRuntime, make: Make) -> None:
-    assert runtime.cgroups is not None
-    if runtime.cgroups.version == 1:
-        own = "$(grep ':memory:' /proc/self/cgroup | cut -d: -f3)"
-        probe = f"cat /sys/fs/cgroup/memory{own}/memory.limit_in_bytes"
-    else:
-        probe = "cat /sys/fs/cgroup/unified$(grep '^0::' /proc/self/cgroup | cut -d: -f3)/memory.max"
-    req = make(probe, memory_bytes=100 * MiB)
-    assert (await run(runtime, req)).state == "succeeded"
-    assert int(req.log_path.read_text().strip()) == 100 * MiB
 
 
 async def test_network_none_has_only_loopback(runtime: ProcessRuntime, make: Make) -> None:
@@ -266,29 +233,3 @@ async def test_many_jobs_run_concurrently(runtime: ProcessRuntime, make: Make) -
     results = await asyncio.gather(*(run(runtime, make("sleep 0.5")) for _ in range(8)))
     assert all(r.state == "succeeded" for r in results), [r.error for r in results]
     assert time.monotonic() - t0 < 3  # not 8 x 0.5 s
-
-
-def _job_procs_files(runtime: ProcessRuntime, key: str) -> list[Path]:
-    from corral.runtimes.cgroups import V1Cgroups, V2Cgroups, safe_name
-
-    cg = runtime.cgroups
-    if isinstance(cg, V1Cgroups):
-        return [base / safe_name(key) / "cgroup.procs" for base in dict.fromkeys(cg.bases.values())]
-    assert isinstance(cg, V2Cgroups)
-    return [cg.base / safe_name(key) / "cgroup.procs"]
-
-
-def _pids_in(dirs: list[Path]) -> set[int]:
-    pids: set[int] = set()
-    for d in dirs:
-        with contextlib.suppress(OSError):
-            pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False

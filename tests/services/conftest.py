@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.local_backend_support import HOST_NETWORK, isolated_local_backend
 
 import corral
 
-HOST_NETWORK = '{"host_network": true}'
+__all__ = ["HOST_NETWORK", "backend", "need"]
 
 
 def need(*programs: str) -> None:
@@ -24,12 +25,6 @@ def need(*programs: str) -> None:
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[corral.LocalBackend]:
-    saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("CORRAL_")]}
-    os.environ["CORRAL_JOBS"] = HOST_NETWORK  # services serve on the instance's network: the site's opt-in
-    home = tmp_path_factory.mktemp("svc-home")
-    try:
-        with corral.LocalBackend(home=Path(home), workers=2, cores=2) as local:
-            yield local
-    finally:
-        os.environ.pop("CORRAL_JOBS", None)
-        os.environ.update(saved)
+    # services serve on the instance's network: the site's opt-in
+    with isolated_local_backend(Path(tmp_path_factory.mktemp("svc-home")), jobs=HOST_NETWORK) as local:
+        yield local

@@ -102,6 +102,15 @@ def test_schema_from_names_and_the_manifest_round_trip() -> None:
     assert back.version(back_chunks) == spec.version(chunks)
 
 
+def test_a_misspelt_option_is_a_type_error_with_a_suggestion() -> None:
+    import corral
+
+    with pytest.raises(TypeError, match=r"keyword argument 'chunk_sise'; did you mean 'chunk_size'"):
+        corral.Sweep("s", {"a": [1, 2]}, CMD, chunk_sise=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"build_spec\(\) got an unexpected keyword argument 'nope'$"):
+        build_spec("s", {"a": [1, 2]}, CMD, nope=1)  # type: ignore[call-arg]
+
+
 def test_a_service_backend_s_home_is_where_a_sweep_keeps_its_files_by_default(tmp_path: Path) -> None:
     from corral.client.backends import ServiceBackend
     from corral.sweeps.sweep import default_storage

@@ -173,7 +173,10 @@ def test_every_option_and_argument_of_every_command_has_help() -> None:
         for param in getattr(command, "params", []):
             if not getattr(param, "help", None) and param.name not in ("help",):
                 missing.append(f"{path} {param.name}")
-        for name, sub in getattr(command, "commands", {}).items():
+        if not hasattr(command, "list_commands"):
+            return
+        for name in command.list_commands(None):  # the root's groups are built on first use
+            sub = command.get_command(None, name)
             assert sub.help or sub.callback.__doc__, f"{path} {name} has no help"
             walk(sub, f"{path} {name}")
 

@@ -63,7 +63,9 @@ class ApiContext:
         return self.engine.begin()
 
 
-def api_context(request: Request) -> ApiContext:
+async def api_context(request: Request) -> ApiContext:
+    # async, though it awaits nothing: FastAPI runs a plain-def dependency on a worker thread, a thread
+    # hop (and its CPU) on every request.
     ctx: ApiContext = request.app.state.corral
     return ctx
 

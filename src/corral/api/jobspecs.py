@@ -74,12 +74,14 @@ def worker_spec(job: JobSpec, files: FileRoots | None = None) -> dict[str, objec
         "always_copy_output": job.always_copy_output,
         "network": job.network,
     }
-    urls = [f.from_ for f in job.input_files] + [f.to for f in job.output_files]
-    if files is not None and files.as_worker and any(local_path(u, field="url") is not None for u in urls):
-        spec["file_access"] = "worker"  # the embedded default's own user: their files, their rights
-    secret = [e.name for e in job.env if e.secret]
-    if secret:
-        spec["secret_env"] = secret
+    if files is not None and files.as_worker and (job.input_files or job.output_files):
+        urls = [f.from_ for f in job.input_files] + [f.to for f in job.output_files]
+        if any(local_path(u, field="url") is not None for u in urls):
+            spec["file_access"] = "worker"  # the embedded default's own user: their files, their rights
+    if job.env:
+        secret = [e.name for e in job.env if e.secret]
+        if secret:
+            spec["secret_env"] = secret
     if job.resources.gpus:
         spec["gpus"] = job.resources.gpus  # the worker picks which of its devices the job sees
     return spec
@@ -138,13 +140,13 @@ class _ResourceCache:
     def __init__(self) -> None:
         self._parsed: dict[tuple[object, ...], ResourceRequest] = {}
 
-    def parse(self, job: JobSpec, prefix: str) -> ResourceRequest:
+    def parse(self, job: JobSpec, at: str) -> ResourceRequest:
         r = job.resources
         key = (r.cpu, r.memory, r.storage, r.gpus, r.gpu_type)
         found = self._parsed.get(key)
         if found is None:
             found = parse_resources(
-                r.cpu, r.memory, r.storage, gpus=r.gpus, gpu_type=r.gpu_type, prefix=prefix
+                r.cpu, r.memory, r.storage, gpus=r.gpus, gpu_type=r.gpu_type, prefix=f"{at}.resources"
             )
             self._parsed[key] = found
         return found
@@ -179,6 +181,8 @@ def _check_process(job: JobSpec, at: str) -> None:
 
 def _split_parents(job: JobSpec, upd: UpdateRecord, at: str) -> tuple[list[int], list[int]]:
     """(in-update parents, earlier-update parents), both as absolute ids, without duplicates."""
+    if not (job.in_update_parent_ids or job.absolute_parent_ids or job.parent_ids):
+        return [], []
     own = upd.start_job_id + job.job_id - 1
     inside: set[int] = set()
     earlier: set[int] = set()
@@ -208,6 +212,8 @@ def _split_parents(job: JobSpec, upd: UpdateRecord, at: str) -> tuple[list[int],
 
 def _check_files(job: JobSpec, files: FileRoots, at: str) -> None:
     """file:// URLs only under the user's roots; stored resolved (the 400 names the field)."""
+    if not (job.input_files or job.output_files):
+        return
     for i, f in enumerate(job.input_files):
         f.from_ = files.check(f.from_, field=f"{at}.input_files[{i}].from")
     for i, f in enumerate(job.output_files):
@@ -229,7 +235,7 @@ def prepare_bunch(
         _check_process(job, at)
         if files is not None:
             _check_files(job, files, at)
-        request = resources.parse(job, f"{at}.resources")
+        request = resources.parse(job, at)
         inside, earlier = _split_parents(job, upd, at)
         spec = worker_spec(job, files)
         ready = _service_fields(job, bunch, upd, at, spec)

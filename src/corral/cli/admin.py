@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from corral.cli.common import CorralGroup, connect, console, print_json, table
+from corral.cli.common import CorralGroup, connect, console, print_json, read_client, table
 
 user_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Manage users (admin).")
 admin_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Look after the server (admin).")
@@ -34,10 +34,10 @@ def create_user(
 @user_app.command("list")
 def list_users(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Every user (admin)."""
-    with connect(ctx, admin=True) as client:
+    with read_client(ctx, admin=True) as client:
         found = client.list_users()
     if as_json:
-        print_json([u.model_dump(mode="json") for u in found])
+        print_json(found)
         return
     table(None, ["user", "admin"], [[u.name, "yes" if u.is_admin else ""] for u in found])
 

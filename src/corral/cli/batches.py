@@ -16,6 +16,7 @@ from corral.cli.common import (
     escape,
     money,
     print_json,
+    read_client,
     seconds,
     styled,
     table,
@@ -23,7 +24,7 @@ from corral.cli.common import (
 from corral.cli.jobs import JOB_COLUMNS, job_row, pool_problems
 
 if TYPE_CHECKING:
-    from corral.api.schemas import BatchStatus
+    from corral.client.reader import Record
 
 batch_app = typer.Typer(
     cls=CorralGroup, no_args_is_help=True, help="List, inspect, wait for, cancel, delete, retry batches."
@@ -36,7 +37,7 @@ BATCH_COLUMNS = [
 ]
 
 
-def _batch_row(b: BatchStatus) -> list[Any]:
+def _batch_row(b: Record) -> list[Any]:
     return [
         b.id,
         b.attributes.get("name", ""),
@@ -52,7 +53,7 @@ def _batch_row(b: BatchStatus) -> list[Any]:
     ]
 
 
-def show_batch(b: BatchStatus) -> None:
+def show_batch(b: Record) -> None:
     table(f"batch {b.id}", BATCH_COLUMNS, [_batch_row(b)])
     live = []
     if b.n_running is not None:
@@ -75,10 +76,10 @@ def list_batches(
     as_json: JsonFlag = False,
 ) -> None:
     """Your batches, newest first, with their cost."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         found = client.list_batches(" ".join(t for t in (q, state) if t) or None, limit=limit)
     if as_json:
-        print_json([b.model_dump(mode="json") for b in found.batches])
+        print_json(found.batches)
         return
     table(None, BATCH_COLUMNS, [_batch_row(b) for b in found.batches])
     if not found.batches:
@@ -88,10 +89,10 @@ def list_batches(
 @batch_app.command("get")
 def get_batch(ctx: typer.Context, batch_id: BatchId, as_json: JsonFlag = False) -> None:
     """A batch's status: counts, cost, and what its live jobs are doing."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         status = client.get_batch(batch_id)
     if as_json:
-        print_json(status.model_dump(mode="json"))
+        print_json(status)
     else:
         show_batch(status)
 
@@ -107,7 +108,7 @@ def list_jobs(
     as_json: JsonFlag = False,
 ) -> None:
     """A batch's jobs, a page at a time, with why each ended or waits, and a summary by state."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         if show_all:
             jobs = list(client.iter_jobs(batch_id, state=state))
             next_after = None
@@ -117,7 +118,7 @@ def list_jobs(
         status = client.get_batch(batch_id)
         problems = pool_problems(client, jobs)
     if as_json:
-        print_json([j.model_dump(mode="json") for j in jobs])
+        print_json(jobs)
         return
     table(f"batch {batch_id}", JOB_COLUMNS, [job_row(j, problems) for j in jobs])
     shown = Counter(j.state for j in jobs)
@@ -141,8 +142,8 @@ def wait_batch(
     as_json: JsonFlag = False,
 ) -> None:
     """Wait until a batch is complete; exit 0 only if it succeeded (1 with a summary if not)."""
-    from corral.api.schemas import BatchStatus
     from corral.client.handle import BatchHandle
+    from corral.client.reader import Record
 
     with connect(ctx) as client:
         handle = BatchHandle(client, batch_id)
@@ -151,7 +152,7 @@ def wait_batch(
     if as_json:
         print_json(status)
     else:
-        show_batch(BatchStatus.model_validate(status))
+        show_batch(Record(status))
         if summary:
             err_console.print(f"[red]{escape(summary)}[/]", soft_wrap=True)
     if status["state"] != "success":

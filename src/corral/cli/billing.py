@@ -61,12 +61,7 @@ def add_user(
     as_json: JsonFlag = False,
 ) -> None:
     """Let USER submit batches to BILLING_PROJECT."""
-    with connect(ctx, admin=True) as client:
-        client.add_billing_project_user(billing_project, user)
-    if as_json:
-        print_json({"billing_project": billing_project, "user": user, "added": True})
-        return
-    console.print(f"added {user} to billing project {billing_project}")
+    _change_member(ctx, billing_project, user, add=True, as_json=as_json)
 
 
 @project_app.command("remove-user")
@@ -76,12 +71,19 @@ def remove_user(
     as_json: JsonFlag = False,
 ) -> None:
     """USER may no longer submit to BILLING_PROJECT (their batches stay theirs)."""
+    _change_member(ctx, billing_project, user, add=False, as_json=as_json)
+
+
+def _change_member(ctx: typer.Context, billing_project: str, user: str, *, add: bool, as_json: bool) -> None:
     with connect(ctx, admin=True) as client:
-        client.remove_billing_project_user(billing_project, user)
+        if add:
+            client.add_billing_project_user(billing_project, user)
+        else:
+            client.remove_billing_project_user(billing_project, user)
     if as_json:
-        print_json({"billing_project": billing_project, "user": user, "removed": True})
+        print_json({"billing_project": billing_project, "user": user, "added" if add else "removed": True})
         return
-    console.print(f"removed {user} from billing project {billing_project}")
+    console.print(f"added {user} to" if add else f"removed {user} from", f"billing project {billing_project}")
 
 
 @project_app.command("list")

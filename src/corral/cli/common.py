@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -21,6 +22,7 @@ from corral.errors import ConfigError, CorralError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from corral.client.reader import ReadClient
     from corral.client.sync import SyncClient
 
 CLI_RETRIES = 3  # a person waits ~2 s for a server that is down, not a minute
@@ -38,6 +40,7 @@ class ExitCode(IntEnum):
     PIPELINE = 6  # the user's pipeline script raised an error
     INTERNAL = 70  # a bug in Corral (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
+    BROKEN_PIPE = 141  # what read the output stopped reading (128 + SIGPIPE, as a shell reports it)
 
 
 EXIT_CODES_HELP = (
@@ -68,8 +71,19 @@ def _console(stderr: bool) -> Console:
     if stderr not in _consoles:
         from rich.console import Console
 
-        _consoles[stderr] = Console(stderr=stderr)
+        class CorralConsole(Console):
+            def on_broken_pipe(self) -> None:  # rich exits 1; say what happened as typer.echo's path does
+                self.quiet = True
+                _quiet_stdout()
+                raise SystemExit(ExitCode.BROKEN_PIPE)
+
+        _consoles[stderr] = CorralConsole(stderr=stderr)
     return _consoles[stderr]
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away: send what is left to /dev/null (Python would complain at exit)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class _LazyConsole:
@@ -136,6 +150,10 @@ class CorralGroup(TyperGroup):
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(code=ExitCode.INTERRUPTED) from None
+        except BrokenPipeError:
+            # The reader went away (`corral batch jobs 1 --all | head`): stop quietly, as `cat` would.
+            _quiet_stdout()
+            raise typer.Exit(code=ExitCode.BROKEN_PIPE) from None
         except CorralError as exc:
             raise typer.Exit(code=report(exc, ctx)) from None
         except Exception as exc:
@@ -173,6 +191,18 @@ def connect(ctx: typer.Context, *, admin: bool = False) -> SyncClient:
     return SyncClient(found.url, resolve_token(t.token, admin=admin), retries=CLI_RETRIES)
 
 
+def read_client(ctx: typer.Context, *, admin: bool = False) -> ReadClient:
+    """A light, blocking, GET-only client for read commands (no pydantic, no event loop: they answer
+    fast), for the same server and token as `connect`."""
+    from corral.client.discovery import locate_server, resolve_token
+    from corral.client.reader import ReadClient
+
+    t = target(ctx)
+    found = locate_server(t.url)
+    t.unreachable_hint = found.hint
+    return ReadClient(found.url, resolve_token(t.token, admin=admin), retries=CLI_RETRIES)
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -203,6 +233,7 @@ def money(cost: float | None) -> str:
 
 __all__ = [
     "EXIT_CODES_HELP", "ConfigError", "CorralGroup", "ExitCode", "Target", "connect", "console",
-    "err_console", "error_line", "escape", "exit_code_for", "money", "print_json", "report", "seconds",
+    "err_console", "error_line", "escape", "exit_code_for", "money", "print_json", "read_client", "report",
+    "seconds",
     "styled", "table", "target",
 ]

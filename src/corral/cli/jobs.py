@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from corral.cli.common import CorralGroup, connect, console, escape, print_json, seconds, styled, table
+from corral.cli.common import CorralGroup, console, escape, print_json, read_client, seconds, styled, table
 
 if TYPE_CHECKING:
-    from corral.api.schemas import JobSummary
-    from corral.client.sync import SyncClient
+    from corral.client.reader import ReadClient, Record
 
 job_app = typer.Typer(cls=CorralGroup, no_args_is_help=True, help="Inspect jobs and read their logs.")
 
@@ -23,10 +22,10 @@ COMPLETE = frozenset({"Success", "Failed", "Error", "Cancelled"})
 FOLLOW_INTERVAL = 1.0
 
 
-def why(job: JobSummary, pool_problems: dict[str, str] | None = None) -> str:
+def why(job: Record, pool_problems: dict[str, str] | None = None) -> str:
     """Why the job ended (if it did not succeed) or why it is still waiting, in words."""
     if job.reason:
-        return job.reason
+        return str(job.reason)
     waiting = getattr(job, "waiting_reason", None)
     if waiting:
         return str(waiting)
@@ -35,7 +34,7 @@ def why(job: JobSummary, pool_problems: dict[str, str] | None = None) -> str:
     return ""
 
 
-def pool_problems(client: SyncClient, jobs: list[JobSummary]) -> dict[str, str]:
+def pool_problems(client: ReadClient, jobs: list[Record]) -> dict[str, str]:
     """For pools of queued jobs that cannot bring up instances: what goes wrong there, in words."""
     if not any(j.state == "Ready" for j in jobs):
         return {}
@@ -47,7 +46,7 @@ def pool_problems(client: SyncClient, jobs: list[JobSummary]) -> dict[str, str]:
     }
 
 
-def job_row(j: JobSummary, problems: dict[str, str] | None = None) -> list[Any]:
+def job_row(j: Record, problems: dict[str, str] | None = None) -> list[Any]:
     reason = escape(why(j, problems))
     return [j.job_id, j.name or "", styled(j.state), j.exit_code, seconds(j.duration), reason]
 
@@ -55,12 +54,12 @@ def job_row(j: JobSummary, problems: dict[str, str] | None = None) -> list[Any]:
 @job_app.command("get")
 def get_job(ctx: typer.Context, batch_id: BatchId, job_id: JobId, as_json: JsonFlag = False) -> None:
     """A job's status, why it ended or waits, and its attempts (with the instance each ran on)."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         job = client.get_job(batch_id, job_id)
         attempts = client.job_attempts(batch_id, job_id)
         problems = pool_problems(client, [job])
     if as_json:
-        print_json({**job.model_dump(mode="json"), "attempts": [a.model_dump(mode="json") for a in attempts]})
+        print_json({**job, "attempts": attempts})
         return
     row = [*job_row(job, problems), job.always_run]
     table(f"batch {batch_id} job {job_id}", [*JOB_COLUMNS, "always_run"], [row])
@@ -79,7 +78,7 @@ def get_job(ctx: typer.Context, batch_id: BatchId, job_id: JobId, as_json: JsonF
         )
 
 
-def _no_logs_message(client: SyncClient, batch_id: int, job_id: int) -> str:
+def _no_logs_message(client: ReadClient, batch_id: int, job_id: int) -> str:
     job = client.get_job(batch_id, job_id)
     if job.state == "Cancelled":
         return f"job {job_id} of batch {batch_id} was cancelled before it started, so it has no logs" + (
@@ -105,7 +104,7 @@ def job_log(
     as_json: JsonFlag = False,
 ) -> None:
     """A job's logs (latest attempt)."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         if follow:
             _follow(client, batch_id, job_id, step or "main")
             return
@@ -124,7 +123,7 @@ def job_log(
         typer.echo(text, nl=not text.endswith("\n"))
 
 
-def _follow(client: SyncClient, batch_id: int, job_id: int, step: str) -> None:
+def _follow(client: ReadClient, batch_id: int, job_id: int, step: str) -> None:
     """Print the step's log as it grows (the worker sends it while the job runs), until the job ends."""
     printed = ""
     announced = False

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from corral.cli.common import CorralGroup, connect, console, escape, print_json, table
+from corral.cli.common import CorralGroup, connect, console, escape, print_json, read_client, table
 
 if TYPE_CHECKING:
-    from corral.api.system_schemas import InstanceStatus, PoolStatus
+    from corral.client.reader import Record
 
 pool_app = typer.Typer(
     cls=CorralGroup, no_args_is_help=True, help="Pools (instance collections) and their health."
@@ -32,7 +32,7 @@ def _health(text: str) -> str:
     return f"[{style}]{escape(text)}[/]"
 
 
-def _shape(p: PoolStatus) -> str:
+def _shape(p: Record) -> str:
     if p.shape is None:
         return "sized per job" if p.kind == "job_private" else ""
     parts = [f"{p.shape.cores:g} cores" if p.shape.cores else ""]
@@ -43,7 +43,7 @@ def _shape(p: PoolStatus) -> str:
     return ", ".join(x for x in parts if x)
 
 
-def _instances(p: PoolStatus) -> str:
+def _instances(p: Record) -> str:
     text = ", ".join(f"{n} {state}" for state, n in sorted(p.instances.items())) or "none"
     if p.max_instances is not None:
         text += f" (max {p.max_instances})"
@@ -53,10 +53,10 @@ def _instances(p: PoolStatus) -> str:
 @pool_app.command("list")
 def list_pools(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Every pool: provider, shape, instances by state, free cores, queued jobs, health and last error."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         pools = client.list_pools()
     if as_json:
-        print_json([p.model_dump(mode="json") for p in pools])
+        print_json(pools)
         return
     table(
         None,
@@ -80,12 +80,11 @@ def get_pool(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="Pool name")], as_json: JsonFlag = False
 ) -> None:
     """One pool, with its instances."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         pool = client.get_pool(name)
         instances = client.list_instances(pool=name, ended=5)
     if as_json:
-        listed = [i.model_dump(mode="json") for i in instances]
-        print_json({**pool.model_dump(mode="json"), "instance_list": listed})
+        print_json({**pool, "instance_list": instances})
         return
     console.print(
         f"pool [bold]{escape(pool.name)}[/] ({pool.kind}, provider {pool.provider}): {_shape(pool)}; "
@@ -97,7 +96,7 @@ def get_pool(
     show_instances(instances)
 
 
-def show_instances(instances: list[InstanceStatus]) -> None:
+def show_instances(instances: list[Record]) -> None:
     table(
         None,
         INSTANCE_COLUMNS,
@@ -117,10 +116,10 @@ def list_instances(
     as_json: JsonFlag = False,
 ) -> None:
     """Live instances: host name, address, provider id, health, jobs running."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         instances = client.list_instances(pool=pool, ended=ended)
     if as_json:
-        print_json([i.model_dump(mode="json") for i in instances])
+        print_json(instances)
         return
     show_instances(instances)
     if not instances:
@@ -132,10 +131,10 @@ def get_instance(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="Instance name")], as_json: JsonFlag = False
 ) -> None:
     """One instance, with the attempts it runs."""
-    with connect(ctx) as client:
+    with read_client(ctx) as client:
         inst = client.get_instance(name)
     if as_json:
-        print_json(inst.model_dump(mode="json"))
+        print_json(inst)
         return
     show_instances([inst])
     console.print(

@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
-from corral.errors import CorralError
+from typing import TYPE_CHECKING
+
+from corral.errors import (
+    Conflict,
+    CorralError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+RETRY_STATUSES = frozenset({502, 503, 504})  # the server (or a proxy) is restarting: try again
+_ERRORS: dict[int, type[CorralError]] = {
+    400: InvalidInput,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+}
 
 
 class ServerUnreachable(CorralError):
@@ -38,3 +62,24 @@ class BatchFailed(CorralError):
         super().__init__(message)
         self.batch_id = batch_id
         self.status = status
+
+
+def error_from_response(response: httpx.Response) -> CorralError:
+    """The Corral error an error response stands for, with the server's message."""
+    message, field = "", None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = str(body.get("message") or body.get("detail") or "")
+        field = body.get("field") if isinstance(body.get("field"), str) else None
+    if not message:
+        message = response.text.strip()[:500] or response.reason_phrase
+    cls = _ERRORS.get(response.status_code)
+    if cls is None:
+        cls = InvalidInput if 400 <= response.status_code < 500 else ServerError
+        message = f"HTTP {response.status_code}: {message}"
+    error = cls(message, field=field)
+    error.status_code = response.status_code
+    return error

@@ -165,6 +165,9 @@ class BatchHandle:
         """The status if the batch succeeded; BatchFailed (its message: the failure summary) if not."""
         status = status or self.status()
         if status["state"] != "success":
+            from corral.client import excepthook
+
+            excepthook.install()  # uncaught, it ends a plain `python script.py` with the summary alone
             raise BatchFailed(self.failure_summary(status), batch_id=self.id, status=status)
         return status
 

@@ -35,54 +35,14 @@ from corral.api.system_schemas import (
     PoolStatus,
     UserInfo,
 )
-from corral.client.errors import ServerError, ServerUnreachable
-from corral.errors import (
-    Conflict,
-    CorralError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-    Unauthenticated,
-)
+from corral.client.errors import RETRY_STATUSES, ServerError, ServerUnreachable, error_from_response
 
-RETRY_STATUSES = frozenset({502, 503, 504})
-_ERRORS: dict[int, type[CorralError]] = {
-    400: InvalidInput,
-    401: Unauthenticated,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    422: InvalidInput,
-}
 _ATTEMPTS = TypeAdapter(list[AttemptStatus])
 _PROJECTS = TypeAdapter(list[BillingProjectStatus])
 _POOLS = TypeAdapter(list[PoolStatus])
 _INSTANCES = TypeAdapter(list[InstanceStatus])
 _USERS = TypeAdapter(list[UserInfo])
 __all__ = ["AsyncClient", "ServerError", "ServerUnreachable", "error_from_response"]
-
-
-def error_from_response(response: httpx.Response) -> CorralError:
-    """The Corral error an error response stands for, with the server's message."""
-    message, field = "", None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        message = str(body.get("message") or body.get("detail") or "")
-        field = body.get("field") if isinstance(body.get("field"), str) else None
-    if not message:
-        message = response.text.strip()[:500] or response.reason_phrase
-    cls = _ERRORS.get(response.status_code)
-    if cls is None:
-        cls = InvalidInput if 400 <= response.status_code < 500 else ServerError
-        message = f"HTTP {response.status_code}: {message}"
-    error = cls(message, field=field)
-    error.status_code = response.status_code
-    return error
 
 
 def _dump_jobs(bunch: Sequence[JobSpec]) -> list[dict[str, Any]]:

@@ -440,10 +440,9 @@ class Driver:
             inst.active = False
             inst.notify()
 
+        if inbox.committed:
+            await self._load_committed(inbox.committed)
         async with self.engine.begin() as conn:
-            for batch_id in inbox.committed:
-                for queued in await q.load_ready_jobs(conn, batch_id):
-                    self._enqueue(queued)
             await q.mark_started(conn, plan.start_times)
             await usage_store.insert_samples(conn, plan.samples)
             cascade = await q.end_attempts(conn, outcomes, now)
@@ -499,6 +498,17 @@ class Driver:
             for listener in self.tick_listeners:
                 listener(changes)
         return bool(self._doomed) or bool(self._inbox)
+
+    async def _load_committed(self, batch_ids: set[int]) -> None:
+        """Queue the Ready jobs of newly committed batches. Read outside the tick's write transaction: a
+        100,000-job batch takes a while to read, and on SQLite the write lock would keep every API write
+        (the next batch's creation, its bunches) waiting meanwhile. Nothing but this (locked) tick moves
+        a Ready job, and the queues ignore a job queued twice."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(readonly=True)
+            for batch_id in sorted(batch_ids):
+                for queued in await q.load_ready_jobs(conn, batch_id):
+                    self._enqueue(queued)
 
     def _release(self, flight: AttemptInFlight) -> None:
         inst = self.instances.get(flight.instance_name)

@@ -60,7 +60,8 @@ class _LoggedOnce(APIRoute):
 def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
     router = APIRouter(prefix="/api/v1/worker", tags=["worker"], route_class=_LoggedOnce)
 
-    def instance(authorization: str | None = Header(default=None)) -> InstanceState:
+    async def instance(authorization: str | None = Header(default=None)) -> InstanceState:
+        # async: FastAPI would run a plain def on a worker thread, a thread hop per worker request.
         if not authorization or not authorization.lower().startswith("bearer "):
             raise HTTPException(401, "an instance token is required: Authorization: Bearer <token>")
         inst = driver.authenticate(authorization.split(" ", 1)[1].strip())

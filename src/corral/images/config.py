@@ -31,6 +31,9 @@ class ImagesConfig(BaseModel):
     pull_timeout: float = Field(default=600.0, gt=0)
     tag_check_interval: float = Field(default=300.0, ge=0)  # seconds before a cached tag is checked again
     oci_runtime: Literal["auto", "crun", "runc"] = "auto"  # auto: crun if it works here, else runc
+    # Containers in a user namespace (image root = the job's unprivileged uid); false only where the
+    # kernel cannot idmap the image cache's file system (then image root is host root: docs/jobs.md).
+    user_namespace: bool = True
 
     def registry(self, host: str) -> RegistryConfig:
         return self.registries.get(host) or RegistryConfig()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from corral.domain.resources import parse_bytes
+from corral.errors import InvalidInput
 
 # The host runtime (runtimes/host.py): said on every instance that uses it, and when it is refused.
 HOST_ISOLATION = (
@@ -39,3 +42,14 @@ class JobsConfig(BaseModel):
     # no sandbox). The server refuses host workers unless its own settings say so; a worker refuses to
     # start the runtime unless its settings say so.
     allow_host_runtime: bool = False
+    # /io and /tmp of a job that requests no `storage` are bounded by a volume of this size (bytes or
+    # "10Gi"); filling it fails the job with "No space left", never the host's disk. 0: unbounded.
+    default_storage: int = 10 * 1024**3
+
+    @field_validator("default_storage", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        try:
+            return parse_bytes(value, field="default_storage")  # type: ignore[arg-type]
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None

@@ -18,6 +18,7 @@ from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups, record_cgroups
 from corral.runtimes.config import JobsConfig
+from corral.runtimes.default_storage import DefaultVolumes
 from corral.runtimes.identity import JobUser, JobUsers, give_to
 from corral.runtimes.logcap import CappedLog
 from corral.runtimes.network import (
@@ -39,7 +40,7 @@ from corral.runtimes.sandbox import (
 )
 from corral.runtimes.seccomp import build_filter, open_filter
 from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
-from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_file, volume_full
+from corral.runtimes.volume import mount_io_volume, no_space_left, unmount_io_volume, volume_file
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class ProcessRuntime(Runtime):
         self.seccomp = work_dir / "seccomp.bpf"
         self.user_path: str | None = None  # the user's PATH, kept on the embedded default
         self.networks = NetworkPool(work_dir)
+        self.default_volumes: DefaultVolumes | None = None  # [jobs] default_storage (root workers)
         self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._cleanups: set[asyncio.Task[None]] = set()
         self._started = False
@@ -125,6 +127,9 @@ class ProcessRuntime(Runtime):
             await asyncio.to_thread(record_cgroups, self.work_dir, self.cgroups.paths())
             await asyncio.to_thread(self.cgroups.remove_stale)
             log.info("process runtime: bwrap %s, %s", self.bwrap, self.cgroups.describe())
+        if self.jobs.default_storage > 0 and self.users.privileged:
+            self.default_volumes = DefaultVolumes(self.work_dir / "volumes", self.jobs.default_storage)
+            await self.default_volumes.warm()
         self._started = True
 
     def job_user(self, key: str) -> JobUser | None:
@@ -133,10 +138,19 @@ class ProcessRuntime(Runtime):
     async def prepare_io(self, volume: Path, storage_bytes: int) -> None:
         if storage_bytes > 0:
             await mount_io_volume(volume, storage_bytes)
+        elif self.default_volumes is not None:
+            await self.default_volumes.lend(volume)
 
     async def release_io(self, volume: Path) -> None:
-        if volume_file(volume).exists():  # one stat inline: most jobs ask no storage, so have no volume
+        if self.default_volumes is not None and self.default_volumes.lent(volume):
+            self.default_volumes.give_back(volume)
+        elif volume_file(volume).exists():  # one stat inline: most jobs ask no storage, so have no volume
             await asyncio.to_thread(unmount_io_volume, volume)
+
+    @property
+    def default_storage(self) -> int:
+        """The size of /io and /tmp for jobs that request no storage (0: unbounded)."""
+        return self.default_volumes.size if self.default_volumes is not None else 0
 
     def release_job_user(self, key: str) -> None:
         self.users.release(key)
@@ -145,6 +159,8 @@ class ProcessRuntime(Runtime):
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
         await self.networks.close()
+        if self.default_volumes is not None:
+            await self.default_volumes.close()
         if self.cgroups is not None:
             self.cgroups.remove_base()
 
@@ -276,11 +292,7 @@ class ProcessRuntime(Runtime):
             result.exit_code = 128 - code if code < 0 else code  # killed by a signal: as a shell says
             if result.exit_code != 0:
                 result.state = "failed"
-                if request.storage_bytes > 0 and volume_full(request.io_dir):
-                    result.error = (
-                        f"No space left: the job filled its storage request of {request.storage_bytes} bytes "
-                        "(/io and /tmp)"
-                    )
+                result.error = no_space_left(request.io_dir, request.storage_bytes, self.default_storage)
                 if group.oom_kills() > 0:
                     result.out_of_memory = True
                     result.error = (

@@ -62,6 +62,16 @@ def volume_full(directory: Path, slack: int = MIB) -> bool:
     return st.f_bavail * st.f_frsize < slack
 
 
+def no_space_left(io_dir: Path, requested: int, default: int) -> str | None:
+    """The failed job's reason when it filled its storage (its request, or the site's default)."""
+    if not (requested or default) or not volume_full(io_dir):
+        return None
+    if requested:
+        return f"No space left: the job filled its storage request of {requested} bytes (/io and /tmp)"
+    return (f"No space left: the job filled its storage of {default} bytes (/io and /tmp; it requested none, "
+            "so it had the site's [jobs] default_storage)")
+
+
 async def mount_io_volume(io_dir: Path, storage_bytes: int) -> None:
     """/io becomes an ext4 file system of the requested size (a sparse loop file): writing more fails."""
     mkfs = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"

@@ -12,6 +12,8 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,86 +78,94 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+class _Figures:
+    """Each plot of a report: one matplotlib figure saved as a PNG, with its axes labelled the same way."""
+
+    def __init__(self, plots_dir: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self.plt = plt
+        self.dir = plots_dir
+        self.made: list[tuple[str, Path]] = []
+
+    @contextmanager
+    def figure(self, name: str, filename: str, *, xlabel: str, ylabel: str, title: str,
+               legend_size: int) -> Iterator[Any]:
+        """The axes to draw on; labelled, saved and closed when the block ends."""
+        fig, ax = self.plt.subplots(figsize=(7, 4))
+        yield ax
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=legend_size)
+        fig.tight_layout()
+        self.made.append((name, self.dir / filename))
+        fig.savefig(self.made[-1][1], dpi=90)
+        self.plt.close(fig)
+
+
 def _plots(out: Path, stats: Stats, runs: list[RunResult]) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    made: list[tuple[str, Path]] = []
+    figures = _Figures(plots_dir)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    by_client: dict[str, list[tuple[float, float, float]]] = {}
-    for (_cell, client), metrics in sorted(stats.items()):
-        t, p50, p99 = (metrics.get(k) for k in ("throughput", "p50_ms", "p99_ms"))
-        if t and t.mean is not None and p50 and p50.mean is not None:
-            by_client.setdefault(client, []).append(
-                (t.mean, p50.mean, p99.mean if p99 and p99.mean else p50.mean)
-            )
-    for client, points in by_client.items():
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{client} p50")
-        ax.plot([p[0] for p in points], [p[2] for p in points], "s--", label=f"{client} p99")
-    ax.set_xlabel("throughput (req/s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("latency vs throughput (each point a cell, mean over repetitions)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    made.append(("Latency vs throughput", plots_dir / "latency_vs_throughput.png"))
-    fig.savefig(made[-1][1], dpi=90)
-    plt.close(fig)
+    with figures.figure(
+        "Latency vs throughput", "latency_vs_throughput.png", xlabel="throughput (req/s)",
+        ylabel="latency (ms)", title="latency vs throughput (each point a cell, mean over repetitions)",
+        legend_size=8,
+    ) as ax:
+        by_client: dict[str, list[tuple[float, float, float]]] = {}
+        for (_cell, client), metrics in sorted(stats.items()):
+            t, p50, p99 = (metrics.get(k) for k in ("throughput", "p50_ms", "p99_ms"))
+            if t and t.mean is not None and p50 and p50.mean is not None:
+                by_client.setdefault(client, []).append(
+                    (t.mean, p50.mean, p99.mean if p99 and p99.mean else p50.mean)
+                )
+        for client, points in by_client.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{client} p50")
+            ax.plot([p[0] for p in points], [p[2] for p in points], "s--", label=f"{client} p99")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    quantiles = [q / 10 for q in range(0, 1000, 5)] + [99.9]
-    any_curve = False
-    for key in sorted({(r.cell, r.client) for r in runs}):
-        lat = [s[1] for r in runs if (r.cell, r.client) == key for s in r.samples if s[2]]
-        if len(lat) >= 2:
-            ax.plot(quantiles, [percentile(lat, q) or 0.0 for q in quantiles], label=f"{key[0]} {key[1]}")
-            any_curve = True
-    if not any_curve:  # tools that print summaries only: their own percentiles
-        for (cell, client), metrics in sorted(stats.items()):
-            xs = [
-                q
-                for q, k in ((50, "p50_ms"), (90, "p90_ms"), (95, "p95_ms"), (99, "p99_ms"))
-                if metrics.get(k) and metrics[k].mean is not None
-            ]
-            ys = [metrics[f"p{q}_ms"].mean or 0.0 for q in xs]
-            if xs:
-                ax.plot(xs, ys, "o-", label=f"{cell} {client}")
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("latency percentiles (all repetitions' successful requests)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    made.append(("Percentile curves", plots_dir / "percentiles.png"))
-    fig.savefig(made[-1][1], dpi=90)
-    plt.close(fig)
+    with figures.figure(
+        "Percentile curves", "percentiles.png", xlabel="percentile", ylabel="latency (ms)",
+        title="latency percentiles (all repetitions' successful requests)", legend_size=7,
+    ) as ax:
+        quantiles = [q / 10 for q in range(0, 1000, 5)] + [99.9]
+        any_curve = False
+        for key in sorted({(r.cell, r.client) for r in runs}):
+            lat = [s[1] for r in runs if (r.cell, r.client) == key for s in r.samples if s[2]]
+            if len(lat) >= 2:
+                ax.plot(quantiles, [percentile(lat, q) or 0.0 for q in quantiles], label=f"{key[0]} {key[1]}")
+                any_curve = True
+        if not any_curve:  # tools that print summaries only: their own percentiles
+            for (cell, client), metrics in sorted(stats.items()):
+                xs = [
+                    q
+                    for q, k in ((50, "p50_ms"), (90, "p90_ms"), (95, "p95_ms"), (99, "p99_ms"))
+                    if metrics.get(k) and metrics[k].mean is not None
+                ]
+                ys = [metrics[f"p{q}_ms"].mean or 0.0 for q in xs]
+                if xs:
+                    ax.plot(xs, ys, "o-", label=f"{cell} {client}")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for run in runs:
-        if run.repetition != 1 or run.replica != 1 or not run.timeseries:
-            continue
-        t0 = run.timeseries[0]["t"]
-        times = [p["t"] - t0 for p in run.timeseries]
-        ax.plot(times, [p["completed"] for p in run.timeseries], label=f"{run.cell} {run.client}")
-        warm = [x for x, p in zip(times, run.timeseries, strict=True) if not p["measured"]]
-        if warm:
-            ax.axvspan(min(warm), max(warm) + 1, color="orange", alpha=0.15)
-    ax.set_xlabel("seconds since the client started (warm-up shaded)")
-    ax.set_ylabel("requests completed per second")
-    ax.set_title("per-second time series (repetition 1)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    made.append(("Time series", plots_dir / "timeseries.png"))
-    fig.savefig(made[-1][1], dpi=90)
-    plt.close(fig)
-    return [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in made]
+    with figures.figure(
+        "Time series", "timeseries.png", xlabel="seconds since the client started (warm-up shaded)",
+        ylabel="requests completed per second", title="per-second time series (repetition 1)", legend_size=7,
+    ) as ax:
+        for run in runs:
+            if run.repetition != 1 or run.replica != 1 or not run.timeseries:
+                continue
+            t0 = run.timeseries[0]["t"]
+            times = [p["t"] - t0 for p in run.timeseries]
+            ax.plot(times, [p["completed"] for p in run.timeseries], label=f"{run.cell} {run.client}")
+            warm = [x for x, p in zip(times, run.timeseries, strict=True) if not p["measured"]]
+            if warm:
+                ax.axvspan(min(warm), max(warm) + 1, color="orange", alpha=0.15)
+    return [(name, base64.b64encode(path.read_bytes()).decode()) for name, path in figures.made]
 
 
 def write_report(

@@ -20,6 +20,7 @@ from corral.domain.dag import find_cycle
 from corral.domain.states import COMPLETE_STATES, INCOMPLETE_STATES, NOT_SUCCESS_STATES, JobState
 from corral.errors import InvalidInput
 from corral.store.batches import BatchRecord, UpdateRecord
+from corral.store.bulk import insert_rows, json_text
 from corral.store.job_moves import move_jobs
 from corral.store.services import join_earlier_services
 from corral.store.tables import batch_updates, batches, job_parents, jobs
@@ -48,6 +49,17 @@ class NewJob:
     earlier_parents: list[int] = field(default_factory=list)  # absolute ids of earlier updates
     job_group_id: int = 0  # absolute; 0 is the batch's root job group
     ready_parents: list[int] = field(default_factory=list)  # parents waited on until they serve
+
+
+# The columns a new job row sets, in the order insert_jobs builds its tuples (the rest take defaults).
+_JOB_COLUMNS = (
+    "batch_id", "job_id", "update_id", "user", "name", "state", "pool", "cores_mcpu", "memory_bytes",
+    "storage_bytes", "gpus", "gpu_type", "always_run", "n_max_attempts", "n_attempts", "n_pending_parents",
+    "parent_failed", "spec", "attributes", "exit_code", "status", "msec_mcpu", "cost", "time_created",
+    "time_completed", "job_group_id",
+)
+_LINK_COLUMNS = ("batch_id", "job_id", "parent_id", "when_ready")
+_JSON_NULL = json_text(None)  # `status` starts as JSON null, as SQLAlchemy's JSON type stored None
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -94,8 +106,9 @@ async def insert_jobs(
         )
     earlier = [p for j in new_jobs for p in j.earlier_parents]
     states = await job_states(conn, batch.id, earlier) if earlier else {}
-    rows: list[dict[str, Any]] = []
-    links: list[dict[str, int]] = []
+    rows: list[tuple[Any, ...]] = []
+    links: list[tuple[int, int, int, bool]] = []
+    pending_state = JobState.PENDING.value
     for job in new_jobs:
         pending = len(job.in_update_parents)
         failed = False
@@ -111,44 +124,20 @@ async def insert_jobs(
                 failed = failed or state is not JobState.SUCCESS
             else:
                 pending += 1
-        rows.append(
-            {
-                "batch_id": batch.id,
-                "job_id": job.job_id,
-                "update_id": upd.update_id,
-                "user": batch.user,
-                "name": job.name,
-                "state": JobState.PENDING.value,
-                "pool": job.pool,
-                "cores_mcpu": job.cores_mcpu,
-                "memory_bytes": job.memory_bytes,
-                "storage_bytes": job.storage_bytes,
-                "gpus": job.gpus,
-                "gpu_type": job.gpu_type,
-                "always_run": job.always_run,
-                "n_max_attempts": job.n_max_attempts,
-                "n_attempts": 0,
-                "n_pending_parents": pending,
-                "parent_failed": failed,
-                "spec": job.spec,
-                "attributes": job.attributes,
-                "exit_code": None,
-                "status": None,
-                "msec_mcpu": 0,
-                "cost": 0.0,
-                "time_created": now,
-                "time_completed": None,
-                "job_group_id": job.job_group_id,
-            }
-        )
-        links.extend(
-            {"batch_id": batch.id, "job_id": job.job_id, "parent_id": p, "when_ready": p in job.ready_parents}
-            for p in (*job.in_update_parents, *job.earlier_parents)
-        )
+        rows.append((
+            batch.id, job.job_id, upd.update_id, batch.user, job.name, pending_state, job.pool,
+            job.cores_mcpu, job.memory_bytes, job.storage_bytes, job.gpus, job.gpu_type, job.always_run,
+            job.n_max_attempts, 0, pending, failed, json_text(job.spec), json_text(job.attributes),
+            None, _JSON_NULL, 0, 0.0, now, None, job.job_group_id,
+        ))
+        if job.in_update_parents or job.earlier_parents:
+            ready = job.ready_parents
+            links.extend(
+                (batch.id, job.job_id, p, p in ready) for p in (*job.in_update_parents, *job.earlier_parents)
+            )
     try:
-        await conn.execute(jobs.insert(), rows)
-        if links:
-            await conn.execute(job_parents.insert(), links)
+        await insert_rows(conn, jobs, _JOB_COLUMNS, rows)
+        await insert_rows(conn, job_parents, _LINK_COLUMNS, links)
     except IntegrityError:
         # Another bunch with overlapping ids won the race; this transaction is rolled back.
         raise InvalidInput(

@@ -8,11 +8,12 @@ sit in the table; the sweep's version is a digest of its name and its chunk keys
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pyarrow as pa
 
@@ -119,25 +120,49 @@ class SweepSpec:
         return h.hexdigest()[:16]
 
 
+class SpecOptions(TypedDict, total=False):
+    """The optional arguments of `corral.Sweep` that define what runs (defaults: `SweepSpec`'s)."""
+
+    chunk_size: int  # rows per job
+    image: str | None
+    cpu: str | float | None
+    memory: str | float | None
+    storage: str | float | None
+    gpus: int
+    pool: str | None
+    timeout: float | None  # seconds per chunk
+    n_max_attempts: int
+    result_format: str  # parquet | csv | jsonl
+    schema: pa.Schema | Mapping[str, Any] | None  # the columns every result must have
+    env: Mapping[str, str] | None
+
+
+def check_option_names(options: Mapping[str, Any], caller: str) -> None:
+    """A misspelt keyword is a TypeError naming it (as Python says for an explicit signature)."""
+    for key in options:
+        if key not in SpecOptions.__optional_keys__:
+            near = difflib.get_close_matches(key, sorted(SpecOptions.__optional_keys__), n=1, cutoff=0.7)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise TypeError(f"{caller}() got an unexpected keyword argument {key!r}{hint}")
+
+
 def build_spec(
-    name: str,
-    table: TableSource,
-    command: str | Callable[..., Any],
-    *,
-    chunk_size: int = 100,
-    image: str | None = None,
-    cpu: str | float | None = None,
-    memory: str | float | None = None,
-    storage: str | float | None = None,
-    gpus: int = 0,
-    pool: str | None = None,
-    timeout: float | None = None,
-    n_max_attempts: int = 3,
-    result_format: str = "parquet",
-    schema: pa.Schema | Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
+    name: str, table: TableSource, command: str | Callable[..., Any], **options: Unpack[SpecOptions]
 ) -> SweepSpec:
     """Every check a sweep needs before submission; each failure is an InvalidInput naming the field."""
+    check_option_names(options, "build_spec")
+    chunk_size = options.get("chunk_size", 100)
+    image = options.get("image")
+    cpu = options.get("cpu")
+    memory = options.get("memory")
+    storage = options.get("storage")
+    gpus = options.get("gpus", 0)
+    pool = options.get("pool")
+    timeout = options.get("timeout")
+    n_max_attempts = options.get("n_max_attempts", 3)
+    result_format = options.get("result_format", "parquet")
+    schema = options.get("schema")
+    env = options.get("env")
     if not isinstance(name, str) or not NAME.match(name):
         raise InvalidInput(
             f"name: {name!r} is not a sweep name; use letters, digits, '_', '.', '-' (at most 100)",

@@ -13,9 +13,9 @@ with the sweep's name): nothing else, so a killed client, server or worker loses
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import pyarrow as pa
 from rich.console import Console
@@ -34,7 +34,15 @@ from corral.errors import NotFound
 from corral.sweeps import merge, storage, submit
 from corral.sweeps.params import ParamsFile, write_params
 from corral.sweeps.progress import ChunkFailure, SweepStatus
-from corral.sweeps.spec import Chunk, SweepSpec, build_spec, from_manifest, to_manifest
+from corral.sweeps.spec import (
+    Chunk,
+    SpecOptions,
+    SweepSpec,
+    build_spec,
+    check_option_names,
+    from_manifest,
+    to_manifest,
+)
 from corral.sweeps.storage import SweepLayout
 from corral.sweeps.table import TableSource
 
@@ -54,27 +62,15 @@ class Sweep:
         table: TableSource,
         command: str | Callable[..., Any],
         *,
-        chunk_size: int = 100,
-        image: str | None = None,
-        cpu: str | float | None = None,
-        memory: str | float | None = None,
-        storage: str | float | None = None,
-        gpus: int = 0,
-        pool: str | None = None,
-        timeout: float | None = None,
-        n_max_attempts: int = 3,
-        result_format: str = "parquet",
-        schema: pa.Schema | Mapping[str, Any] | None = None,
-        env: Mapping[str, str] | None = None,
         results_url: str | None = None,
         backend: Backend | None = None,
         billing_project: str | None = None,
+        **options: Unpack[SpecOptions],
     ) -> None:
-        spec = build_spec(
-            name, table, command, chunk_size=chunk_size, image=image, cpu=cpu, memory=memory,
-            storage=storage, gpus=gpus, pool=pool, timeout=timeout, n_max_attempts=n_max_attempts,
-            result_format=result_format, schema=schema, env=env,
-        )
+        """options (see `SpecOptions`): chunk_size=100, image, cpu, memory, storage, gpus=0, pool, timeout,
+        n_max_attempts=3, result_format="parquet", schema, env."""
+        check_option_names(options, "Sweep")
+        spec = build_spec(name, table, command, **options)
         self._init(spec, spec.chunks(), backend, results_url, billing_project)
 
     def _init(self, spec: SweepSpec, chunks: list[Chunk], backend: Backend | None, results_url: str | None,

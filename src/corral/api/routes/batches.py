@@ -83,6 +83,9 @@ async def create_jobs(
         del body
         check_root_job_group(bunch)
         inserted = await submit.add_bunch(ctx, user, batch_id, update_id, bunch)
+        # Free the bunch while the collector is still paused: alive at its re-enabling, its few hundred
+        # thousand objects would be scanned by the full collection that the paused allocations trigger.
+        del bunch
     return {"inserted": inserted}
 
 

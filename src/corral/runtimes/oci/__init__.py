@@ -1,6 +1,8 @@
 """The oci runtime: each job with an image runs in an OCI container (crun or runc, no Docker engine).
 
-Its root is an overlay over the unpacked image from the shared cache, /io is bound from the host (the
+The container has its own user namespace: the image's user is the job's unprivileged uid on the host
+(oci/userns.py). Its root is an overlay over an idmapped view of the unpacked image from the shared
+cache, /io is bound from the host (the
 input and output steps use the same directory; a volume of the job's storage size when it asks for
 one), limits are on the job's cgroup (v1 or v2) with the container in a child cgroup of it, and the
 network is none, private (NAT) or public. Jobs without an image run in the process sandbox.
@@ -13,6 +15,8 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from corral.config import Settings
@@ -26,7 +30,7 @@ from corral.runtimes.cgroups import (
     record_cgroups,
     safe_name,
 )
-from corral.runtimes.identity import JobUser
+from corral.runtimes.identity import JobUser, give_to
 from corral.runtimes.network import NetworkError, PrivateNetwork, plumbing, resolv_conf
 from corral.runtimes.oci.bundle import bind, container_config
 from corral.runtimes.oci.container import ContainerRun, remove_job_cgroups
@@ -34,6 +38,15 @@ from corral.runtimes.oci.engine import Engine, choose_engine
 from corral.runtimes.oci.mounts import mount_overlay, unmount
 from corral.runtimes.oci.network import public_mounts
 from corral.runtimes.oci.recovery import recover
+from corral.runtimes.oci.userns import (
+    UserNamespaces,
+    id_mapping,
+    instance_stage,
+    mount_idmapped,
+    probe_idmapped_mounts,
+    stage_bind,
+    stage_dir,
+)
 from corral.runtimes.process import DEFAULT_PIDS_LIMIT, ProcessRuntime
 from corral.runtimes.registry import register
 
@@ -54,6 +67,7 @@ class OciRuntime(Runtime):
         self.images: ImageCache | None = None
         self.engine: Engine | None = None
         self.cgroups: ContainerCgroups | None = None
+        self.user_namespaces: UserNamespaces | None = None  # None: containers share the host's ids
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -63,6 +77,16 @@ class OciRuntime(Runtime):
         config = settings.images
         self.images = ImageCache(config, config.cache_dir or settings.home / "images")
         await asyncio.to_thread(self.images.prepare)
+        if config.user_namespace and os.geteuid() == 0:
+            problem = await probe_idmapped_mounts(self.images.dir)
+            if problem is not None:
+                raise RuntimeUnavailable(
+                    "the oci runtime runs containers in a user namespace over an idmapped mount of the "
+                    f"image cache ({self.images.dir}), which this kernel or file system refuses: {problem}. "
+                    "Needs Linux >= 5.19 and ext4/xfs/btrfs (tmpfs >= 6.3) for the cache, or [images] "
+                    "user_namespace = false (then a container's root is the host's root)"
+                )
+            self.user_namespaces = UserNamespaces()
         self.engine = await choose_engine(config.oci_runtime, self.work_dir)
         self.cgroups = await asyncio.to_thread(detect_container_cgroups, self.instance_name)
         if self.cgroups is None:
@@ -70,7 +94,7 @@ class OciRuntime(Runtime):
         made = self.cgroups.cgroups.paths()
         made += [h / self.cgroups.relative.lstrip("/") for h in self.cgroups.hierarchies]
         await asyncio.to_thread(record_cgroups, self.work_dir, made)
-        await recover(self.engine, self.cgroups, self.work_dir)
+        await recover(self.engine, self.cgroups, self.work_dir, instance_stage(self.instance_name))
         try:
             await self.sandbox.start()
         except RuntimeUnavailable as exc:  # image jobs still work; jobs without one say why they cannot
@@ -81,6 +105,10 @@ class OciRuntime(Runtime):
     async def close(self) -> None:
         if self.images is not None:
             await self.images.close()
+        if self.user_namespaces is not None:
+            self.user_namespaces.close()
+            with contextlib.suppress(OSError):  # empty once every job's stage is gone
+                instance_stage(self.instance_name).rmdir()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.sandbox_problem is None:
@@ -131,13 +159,20 @@ class OciRuntime(Runtime):
             return MainResult("error", start, now(), error=exc.message)
         except Exception as exc:  # e.g. an invalid reference that slipped past the API
             return MainResult("error", start, now(), error=f"image {request.image}: {exc}")
+        user = self.job_user(request.key)  # the attempt's own uid (held with it; None: not root)
         try:
-            return await self._run_container(request, lease, cancel, start)
+            return await self._run_container(request, lease, user, cancel, start)
         finally:
+            self.release_job_user(request.key)
             lease.release()
 
     async def _run_container(
-        self, request: MainRequest, lease: ImageLease, cancel: asyncio.Event, start: float
+        self,
+        request: MainRequest,
+        lease: ImageLease,
+        user: JobUser | None,
+        cancel: asyncio.Event,
+        start: float,
     ) -> MainResult:
         assert self.engine is not None and self.cgroups is not None
         bundle = request.scratch / "bundle"
@@ -145,44 +180,77 @@ class OciRuntime(Runtime):
         plumbing_ = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
         network: PrivateNetwork | None = None
         group = None
-        rootfs: Path | None = None
+        mounts: list[Path] = []  # in mount order
+        ids = None
+        stage: Path | None = None
+        spec_request = request  # the paths config.json names
         try:
-            rootfs = mount_overlay(lease.lower, bundle)
-            if lease.info.uid != 0:  # the image's user must be able to write its /io and /tmp
-                for shared in (request.io_dir, request.tmp_dir):
-                    os.chown(shared, lease.info.uid, lease.info.gid)
+            lower = lease.lower
+            if self.user_namespaces is not None and user is not None:
+                # /io and /tmp are the job uid's (the worker gave them): inside, they are the image user's.
+                ids = id_mapping(user, lease.info.uid, lease.info.gid)
+                give_to(user, request.io_dir, request.tmp_dir)
+                image_view = bundle / "image"
+                image_view.mkdir(parents=True, exist_ok=True)
+                mount_idmapped(lower, image_view, await self.user_namespaces.fd(ids))
+                mounts.append(image_view)
+                lower = str(image_view)
+                stage = stage_dir(self.instance_name, safe_name(request.key))
+                rootfs = mount_overlay(lower, bundle, stage / "rootfs")
+                mounts.append(rootfs)
+                mounts.append(stage_bind(request.io_dir, stage, "io"))
+                mounts.append(stage_bind(request.tmp_dir, stage, "tmp"))
+                spec_request = replace(request, io_dir=stage / "io", tmp_dir=stage / "tmp", scratch=stage)
+            else:
+                if lease.info.uid != 0:  # the image's user must be able to write its /io and /tmp
+                    for shared in (request.io_dir, request.tmp_dir):
+                        os.chown(shared, lease.info.uid, lease.info.gid)
+                rootfs = mount_overlay(lower, bundle)
+                mounts.append(rootfs)
             limits = Limits(request.memory_bytes, request.cores_mcpu, self.pids_limit)
             group = self.cgroups.cgroups.create(request.key, limits)
             extra = []
             if plumbing_ == "nat":
                 network = await self.sandbox.networks.take(request.published_ports)
-                extra = [bind(resolv_conf(request.scratch), "/etc/resolv.conf", readonly=True)]
+                extra = [bind(resolv_conf(spec_request.scratch), "/etc/resolv.conf", readonly=True)]
             elif plumbing_ == "host":
                 extra = public_mounts()
             cgroups_path = f"{self.cgroups.relative}/{safe_name(request.key)}/ctr"
             config = container_config(
-                request, lease.info, rootfs, cgroups_path=cgroups_path,
+                spec_request, lease.info, rootfs, cgroups_path=cgroups_path,
                 netns_path=str(network.path) if network else None, extra_mounts=extra, network=plumbing_,
+                ids=ids,
             )
             (bundle / "config.json").write_text(json.dumps(config))
         except (OSError, NetworkError) as exc:
-            await self._cleanup(request.key, rootfs, group, network, killed=False)
+            await self._cleanup(request.key, mounts, group, network, killed=False, stage=stage)
             return MainResult("error", start, now(), error=f"could not set up the container: {exc}")
-        container = ContainerRun(self.engine, bundle, _container_id(request.key), group, self.cgroups)
+        container = ContainerRun(
+            self.engine, bundle, _container_id(request.key), group, self.cgroups, self.sandbox.default_storage
+        )
         try:
             result = await container.run(request, cancel, start)
         finally:
-            await self._cleanup(request.key, rootfs, group, network, killed=container.killed)
+            await self._cleanup(request.key, mounts, group, network, killed=container.killed, stage=stage)
         return result
 
     async def _cleanup(
-        self, key: str, rootfs: Path | None, group: object, network: PrivateNetwork | None, *, killed: bool
+        self,
+        key: str,
+        mounts: list[Path],
+        group: object,
+        network: PrivateNetwork | None,
+        *,
+        killed: bool,
+        stage: Path | None = None,
     ) -> None:
         if network is not None:  # the container's processes are gone: the next job may use it
             self.sandbox.networks.give_back(network)
-        if rootfs is not None:
+        for point in reversed(mounts):  # /io and /tmp's binds, the overlay, then the idmapped image under it
             with contextlib.suppress(OSError):
-                unmount(rootfs)
+                unmount(point)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)  # mount points and resolv.conf only, all unmounted
         # Off the job's critical path: state of a killed container, emptied cgroups.
         task = asyncio.create_task(self._tidy(key, group, killed))
         self._background.add(task)

@@ -8,6 +8,7 @@ from typing import Any
 from corral.images.pull import ImageInfo
 from corral.runtimes.base import DEFAULT_PATH, MainRequest, without_rc_files
 from corral.runtimes.network import Plumbing
+from corral.runtimes.oci.userns import IdMapping
 from corral.runtimes.seccomp import CLONE_NAMESPACE_BITS, DENIED_SYSCALLS
 
 # Docker's default capability set: enough for package managers and servers, no admin powers.
@@ -72,9 +73,15 @@ def container_config(
     netns_path: str | None,
     extra_mounts: list[dict[str, Any]],
     network: Plumbing = "host",
+    ids: IdMapping | None = None,
 ) -> dict[str, Any]:
-    """config.json for `runc run` / `crun run`; limits are on the job's cgroup, the parent of cgroups_path."""
+    """config.json for `runc run` / `crun run`; limits are on the job's cgroup, the parent of cgroups_path.
+
+    With `ids` the container has its own user namespace (its root is the job's uid on the host).
+    """
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if ids is not None:
+        namespaces.insert(0, {"type": "user"})
     if network != "host":  # none: an empty namespace; nat: the one slirp4netns serves (netns_path)
         namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
     linux: dict[str, Any] = {
@@ -83,11 +90,20 @@ def container_config(
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
         "seccomp": SECCOMP,
+        **(ids.oci() if ids is not None else {}),
     }
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
+    base = BASE_MOUNTS
+    if ids is not None and (network == "host" or netns_path):
+        # sysfs belongs to the network namespace: one the container's user namespace does not own (the
+        # host's, a pooled private one) cannot be mounted from it. A read-only bind of the host's /sys,
+        # as crun falls back to by itself and rootless engines do. Recursive: in a user namespace the
+        # kernel refuses a plain bind of a mount whose submounts (cgroups, ...) it would uncover.
+        base = [*BASE_MOUNTS[:-1], {"destination": "/sys", "type": "bind", "source": "/sys",
+                                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
     mounts = [
-        *BASE_MOUNTS,
+        *base,
         bind(request.io_dir, "/io"),
         bind(request.tmp_dir, "/tmp"),
         *extra_mounts,

@@ -22,7 +22,7 @@ from corral.runtimes.cgroups import (
 from corral.runtimes.logcap import CappedLog
 from corral.runtimes.oci.engine import Engine
 from corral.runtimes.supervise import kill_pids, kill_until_gone, sampling, wait_for_exit
-from corral.runtimes.volume import volume_full
+from corral.runtimes.volume import no_space_left
 
 log = logging.getLogger(__name__)
 KILLED_BY_SIGKILL = 128 + signal.SIGKILL
@@ -46,8 +46,15 @@ def _read_int(path: Path) -> int:
 
 class ContainerRun:
     def __init__(
-        self, engine: Engine, bundle: Path, container_id: str, group: JobCgroup, cgroups: ContainerCgroups
+        self,
+        engine: Engine,
+        bundle: Path,
+        container_id: str,
+        group: JobCgroup,
+        cgroups: ContainerCgroups,
+        default_storage: int = 0,
     ) -> None:
+        self.default_storage = default_storage  # /io's size when the job requested none
         self.engine = engine
         self.bundle = bundle
         self.container_id = container_id
@@ -99,11 +106,7 @@ class ContainerRun:
             result.exit_code = 128 - code if code < 0 else code
             if result.exit_code != 0:
                 result.state = "failed"
-                if request.storage_bytes > 0 and volume_full(request.io_dir):
-                    result.error = (
-                        f"No space left: the job filled its storage request of {request.storage_bytes} bytes "
-                        "(/io and /tmp)"
-                    )
+                result.error = no_space_left(request.io_dir, request.storage_bytes, self.default_storage)
                 if self._out_of_memory(result.exit_code):
                     result.out_of_memory = True
                     result.error = (

@@ -1,5 +1,6 @@
 """What a worker that died mid-job left behind, cleared when its successor starts: containers still
-running in its job cgroups, their runtime state, and mounts (overlay roots, /io volumes) in its scratch."""
+running in its job cgroups, their runtime state, and mounts (overlay roots, /io volumes) in its scratch
+and its user-namespace stage (/run/corral-oci/<instance>)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -51,7 +53,9 @@ def _mounts_under(directory: Path) -> list[Path]:
     return sorted(points, key=lambda p: len(p.parts), reverse=True)  # innermost first
 
 
-async def recover(engine: Engine, cgroups: ContainerCgroups, work_dir: Path) -> None:
+async def recover(
+    engine: Engine, cgroups: ContainerCgroups, work_dir: Path, stage: Path | None = None
+) -> None:
     stale = await asyncio.to_thread(_kill_stale, cgroups)
     for name in stale:
         await remove_job_cgroups(cgroups, name)
@@ -61,8 +65,11 @@ async def recover(engine: Engine, cgroups: ContainerCgroups, work_dir: Path) -> 
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
         await proc.wait()
-    for point in _mounts_under(work_dir):
-        with contextlib.suppress(OSError):
-            unmount(point)
+    for top in (stage, work_dir) if stage is not None else (work_dir,):  # binds in the stage first
+        for point in _mounts_under(top):
+            with contextlib.suppress(OSError):
+                unmount(point)
+    if stage is not None:
+        shutil.rmtree(stage, ignore_errors=True)
     if stale:
         log.warning("oci runtime: cleared %d jobs a previous run of this worker left running", len(stale))

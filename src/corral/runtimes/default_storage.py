@@ -1,0 +1,140 @@
+"""Bounded scratch for jobs that request no storage: ext4 volumes of the site's default size, pooled.
+
+A job that names no `storage` still gets /io and /tmp on a volume of `[jobs] default_storage` bytes, so
+filling them fails the job ("No space left"), never the host's disk. Making a volume (mkfs + loop
+mount, ~50-150 ms) is too slow for every job, so a worker keeps made ones: a job borrows one by a
+bind mount (well under a millisecond), and when its attempt ends the volume is emptied off the job's
+path (and trimmed, so the host's disk gets the freed blocks back) and lent again. Volumes live under
+<work_dir>/volumes, so a dead worker's are cleared with its work dir (worker/cleanup.py). Jobs that
+request storage keep their own volume of that size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume
+
+log = logging.getLogger(__name__)
+MS_BIND = 4096
+KEEP_READY = 4  # emptied volumes kept for the next jobs; more are unmade (a burst's excess)
+
+
+def _empty(volume: Path) -> None:
+    """Remove what the last job left (as root: whatever modes it set); the file system stays."""
+    for child in list(volume.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+
+
+async def _trim(volume: Path) -> None:
+    """Give the host back the blocks the last job freed (holes in the sparse loop file); best effort."""
+    fstrim = shutil.which("fstrim") or "/sbin/fstrim"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            fstrim, str(volume), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await proc.wait()
+    except OSError as exc:
+        log.debug("fstrim %s: %s", volume, exc)
+
+
+class DefaultVolumes:
+    def __init__(self, root: Path, size: int) -> None:
+        self.root = root
+        self.size = size
+        self._ready: list[Path] = []
+        self._lent: dict[Path, Path] = {}  # the attempt's volume dir -> the pooled volume bound there
+        self._names = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def lent(self, volume: Path) -> bool:
+        return volume in self._lent
+
+    async def lend(self, volume: Path) -> None:
+        """Bind a ready (empty) volume of the default size at `volume`; OSError if none can be made."""
+        pooled = self._ready.pop() if self._ready else await self._make()
+        try:
+            volume.mkdir(parents=True, exist_ok=True)
+            mount(str(pooled), volume, "", "", MS_BIND)
+        except OSError:
+            self._ready.append(pooled)
+            raise
+        self._lent[volume] = pooled
+        if not self._ready:  # the next job should not wait for mkfs
+            self._background(self._refill())
+
+    def give_back(self, volume: Path) -> None:
+        """Unbind `volume` (the job is over); its volume is emptied in the background, then lent again."""
+        pooled = self._lent.pop(volume, None)
+        if pooled is None:
+            return
+        unmount(volume)
+        self._background(self._recycle(pooled))
+
+    async def warm(self) -> None:
+        """One volume made ahead, so the first job does not wait for it either."""
+        self._background(self._refill())
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for volume in list(self._lent):
+            self.give_back(volume)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for pooled in self._ready:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(unmount_io_volume, pooled)
+        self._ready.clear()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.root)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _make(self) -> Path:
+        pooled = self.root / f"v{next(self._names)}"
+        pooled.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        await mount_io_volume(pooled, self.size)
+        return pooled
+
+    async def _refill(self) -> None:
+        if self._closed or self._ready:
+            return
+        try:
+            self._ready.append(await self._make())
+        except OSError as exc:
+            log.warning("could not make a default storage volume ahead: %s", exc)
+
+    async def _recycle(self, pooled: Path) -> None:
+        try:
+            await asyncio.to_thread(_empty, pooled)
+            left = any(pooled.iterdir())  # never lend a volume holding the last job's files
+        except OSError as exc:
+            log.warning("could not empty storage volume %s: %s", pooled, exc)
+            left = True
+        if not left and not self._closed:
+            await _trim(pooled)
+        if left or self._closed or len(self._ready) >= KEEP_READY:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(unmount_io_volume, pooled)
+            return
+        self._ready.append(pooled)

@@ -1,0 +1,74 @@
+"""What the host and process runtime tests share: building a job's request, running it, and finding
+its processes through its cgroups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from corral.runtimes import MainRequest, MainResult
+from corral.runtimes.process import ProcessRuntime
+
+MiB = 1024 * 1024
+Make = Callable[..., MainRequest]
+
+
+def request_builder(tmp_path: Path) -> Make:
+    """make(command, **fields): a MainRequest with its own io and tmp dirs; a str command runs in bash."""
+
+    def build(command: list[str] | str, **kwargs: object) -> MainRequest:
+        scratch = tmp_path / f"job-{uuid.uuid4().hex[:6]}"
+        for d in ("io", "tmp"):
+            (scratch / d).mkdir(parents=True)
+        argv = ["bash", "-c", command] if isinstance(command, str) else command
+        fields: dict[str, object] = {
+            "key": f"1.{uuid.uuid4().int % 10**6}.1", "command": argv, "io_dir": scratch / "io",
+            "scratch": scratch, "tmp_dir": scratch / "tmp", "log_path": scratch / "main.log",
+            "memory_bytes": 256 * MiB, "cores_mcpu": 1000,
+        }
+        fields.update(kwargs)
+        return MainRequest(**fields)  # type: ignore[arg-type]
+
+    return build
+
+
+async def run(runtime: ProcessRuntime, req: MainRequest, cancel: asyncio.Event | None = None) -> MainResult:
+    return await runtime.run(req, cancel or asyncio.Event())
+
+
+def memory_limit_probe(runtime: ProcessRuntime) -> str:
+    """A command printing the memory limit of the cgroup it runs in."""
+    assert runtime.cgroups is not None
+    if runtime.cgroups.version == 1:
+        own = "$(grep ':memory:' /proc/self/cgroup | cut -d: -f3)"
+        return f"cat /sys/fs/cgroup/memory{own}/memory.limit_in_bytes"
+    return "cat /sys/fs/cgroup/unified$(grep '^0::' /proc/self/cgroup | cut -d: -f3)/memory.max"
+
+
+def job_procs_files(runtime: ProcessRuntime, key: str) -> list[Path]:
+    from corral.runtimes.cgroups import V1Cgroups, V2Cgroups, safe_name
+
+    cg = runtime.cgroups
+    if isinstance(cg, V1Cgroups):
+        return [base / safe_name(key) / "cgroup.procs" for base in dict.fromkeys(cg.bases.values())]
+    assert isinstance(cg, V2Cgroups)
+    return [cg.base / safe_name(key) / "cgroup.procs"]
+
+
+def pids_in(dirs: list[Path]) -> set[int]:
+    pids: set[int] = set()
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
