@@ -75,7 +75,7 @@ async def slurm_provider(slurm_conf: str, tmp_path: Path) -> AsyncIterator[Any]:
     async def make(*, driver_url: str = "http://127.0.0.1:9", cores: float = 1, memory: str = "256Mi",
                    gpus: int = 0, runner: CommandRunner | None = None, kind: str = "pool",
                    name: str | None = None, extra_options: dict[str, Any] | None = None,
-                   **options: Any) -> SlurmProvider:
+                   jobs: dict[str, Any] | None = None, **options: Any) -> SlurmProvider:
         name = name or f"t{uuid.uuid4().hex[:8]}"
         # status_max_age 0: every listing asks squeue (the tests watch state changes as they happen)
         opts = {"env": {"SLURM_CONF": slurm_conf}, "log_dir": str(tmp_path / "pilots"), "status_max_age": 0,
@@ -84,7 +84,8 @@ async def slurm_provider(slurm_conf: str, tmp_path: Path) -> AsyncIterator[Any]:
             name=name, kind=kind, provider="slurm", shape={"cores": cores, "memory": memory, "gpus": gpus},
             provider_options=opts,
         )
-        provider = SlurmProvider(collection, Settings(home=tmp_path / "home"), runner=runner)
+        settings = Settings(home=tmp_path / "home", jobs=jobs or {})  # jobs: the site's [jobs] policy
+        provider = SlurmProvider(collection, settings, runner=runner)
         await provider.start(driver_url)
         made.append(provider)
         return provider

@@ -3,6 +3,7 @@ different nodes of the test cluster; the service stopped when its client ends, n
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,7 @@ from corral.sessions.recipe import parse_recipe
 
 @pytest.mark.parametrize("host_network", [False, True], ids=["private-network", "host-network"])
 async def test_redis_session_on_the_slurm_pool_uses_two_nodes(
-    corral_server: Any, slurm_provider: Any, slurm_conf: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    host_network: bool,
+    corral_server: Any, slurm_provider: Any, slurm_conf: str, tmp_path: Path, host_network: bool,
 ) -> None:
     """By default the service's port is forwarded from its node into its private network, and the client
     (on another node, in its own private network) reaches it at the node's address; with the site's
@@ -31,14 +31,12 @@ async def test_redis_session_on_the_slurm_pool_uses_two_nodes(
     name = f"pool{uuid.uuid4().hex[:6]}"
     site = {"jobs": HOST_NETWORK} if host_network else {}
     server, slots = await corral_server(name, ["p1", "p2"], cores=1, memory="1Gi", **site)
+    # This provider runs in the test, not the server: it forwards the site's [jobs] policy the same way
+    # (from its settings; none given = the defaults, whatever this process's environment says).
     provider: SlurmProvider = await slurm_provider(
-        name=name, driver_url=server.url, cores=1, memory="1Gi", sbatch_args=["--exclusive"]
+        name=name, driver_url=server.url, cores=1, memory="1Gi", sbatch_args=["--exclusive"],
+        jobs=json.loads(HOST_NETWORK) if host_network else None,
     )
-    # This provider runs in the test, not the server: it forwards the site's [jobs] policy the same way.
-    if host_network:
-        monkeypatch.setenv("CORRAL_JOBS", HOST_NETWORK)
-    else:
-        monkeypatch.delenv("CORRAL_JOBS", raising=False)
     for slot, pilot in zip(slots, ["p1", "p2"], strict=True):
         await provider.create_instance(request_for(provider, pilot, slot.token))
     for pilot in ("p1", "p2"):

@@ -26,7 +26,8 @@ from corral.api.schemas import (
     UpdateFastRequest,
     UpdateSpec,
 )
-from corral.domain.capacity import Resources, check_placeable
+from corral.config import Settings
+from corral.domain.capacity import Resources, check_placeable, collection_capacity
 from corral.errors import Conflict, InvalidInput, NotFound
 from corral.files.roots import file_roots
 from corral.store import batches as batch_store
@@ -57,10 +58,18 @@ async def _check_project(ctx: ApiContext, conn: AsyncConnection, batch: BatchRec
     await check_accepts_work(conn, batch.billing_project, ctx.settings.billing.currency, field="batch_id")
 
 
-async def _check_placeable(conn: AsyncConnection, rows: Sequence[NewJob], default_pool: str) -> None:
+async def _check_placeable(conn: AsyncConnection, rows: Sequence[NewJob], settings: Settings) -> None:
     """Refuse (400, naming the job) a job whose pool does not exist or that no instance the site can
-    bring up could ever run; such a job would otherwise wait forever."""
+    bring up could ever run; such a job would otherwise wait forever. With `pool_choice = "cheapest"`, a
+    job on the default pool (it names none) is refused only when no pool it may be sent to can run it."""
+    default_pool = settings.pool
     collections = await instance_store.site_collections(conn)
+    unnamed: list[str] = []
+    if settings.pool_choice == "cheapest":
+        for col in settings.instance_collections:  # as configured now (the stored row may lag a restart)
+            collections[col.name] = collection_capacity(col.name, col.kind, col.model_dump(mode="json"))
+            if col.kind == "pool" and col.shape is not None:
+                unnamed.append(col.name)
     seen: set[tuple[object, ...]] = set()
     for row in rows:
         key = (row.pool, row.cores_mcpu, row.memory_bytes, row.gpus, row.gpu_type)
@@ -68,7 +77,9 @@ async def _check_placeable(conn: AsyncConnection, rows: Sequence[NewJob], defaul
             continue
         seen.add(key)
         need = Resources(row.cores_mcpu, row.memory_bytes, row.gpus, row.gpu_type)
-        check_placeable(need, row.pool, collections, default_pool=default_pool, where=row.path)
+        check_placeable(
+            need, row.pool, collections, default_pool=default_pool, where=row.path, unnamed_pools=unnamed
+        )
 
 
 async def _notify_committed(ctx: ApiContext, batch_id: int) -> None:
@@ -151,7 +162,7 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
     files = file_roots(ctx.settings, user.name, spec.billing_project)
     rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool, files=files)
     async with ctx.reading() as conn:
-        await _check_placeable(conn, rows, ctx.settings.pool)
+        await _check_placeable(conn, rows, ctx.settings)
     now = time.time()
     try:
         async with ctx.writing() as conn:
@@ -182,7 +193,7 @@ async def add_bunch(
     files = file_roots(ctx.settings, user.name, seen.billing_project)
     rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
     async with ctx.writing() as conn:
-        await _check_placeable(conn, rows, ctx.settings.pool)
+        await _check_placeable(conn, rows, ctx.settings)
         batch = await owned_batch(conn, batch_id, user, "append jobs to it")
         _check_open(batch)
         # A shared lock on the update: bunches go in parallel, a commit waits for them.
@@ -250,7 +261,7 @@ async def update_fast(
             )
         files = file_roots(ctx.settings, user.name, batch.billing_project)
         rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
-        await _check_placeable(conn, rows, ctx.settings.pool)
+        await _check_placeable(conn, rows, ctx.settings)
         await jobs_write.insert_jobs(conn, batch, upd, rows, now)
         await jobs_write.commit_update(conn, batch, upd, now)
     await _notify_committed(ctx, batch_id)

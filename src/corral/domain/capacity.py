@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,10 +94,22 @@ def collection_capacity(name: str, kind: str, config: Mapping[str, Any]) -> Site
 
 
 def check_placeable(
-    job: Resources, pool: str, collections: Mapping[str, SiteCollection], *, default_pool: str, where: str
+    job: Resources,
+    pool: str,
+    collections: Mapping[str, SiteCollection],
+    *,
+    default_pool: str,
+    where: str,
+    unnamed_pools: Sequence[str] = (),
 ) -> None:
     """At submission: the job's pool must exist, and some instance the site can bring up must fit it
-    (its pool's largest instance, or a job-private collection). Raises InvalidInput naming the job."""
+    (its pool's largest instance, or a job-private collection). Raises InvalidInput naming the job.
+
+    `unnamed_pools`: with `pool_choice = "cheapest"`, the other pools a job queued on the default pool
+    (it names none) may be sent to; any of them that can ever run it will do."""
+    if pool == default_pool and unnamed_pools:
+        _check_any_pool(job, [default_pool, *unnamed_pools], collections, where=where)
+        return
     col = collections.get(pool)
     if col is None:
         if pool == default_pool:
@@ -115,5 +127,24 @@ def check_placeable(
             return
     raise InvalidInput(
         f"{where}.resources: the job {reason}, and no job-private collection can take it; ask for less",
+        field=f"{where}.resources",
+    )
+
+
+def _check_any_pool(
+    job: Resources, pools: Sequence[str], collections: Mapping[str, SiteCollection], *, where: str
+) -> None:
+    sizes: list[str] = []
+    for name in dict.fromkeys(pools):
+        col = collections.get(name)
+        if col is None or col.largest is None or job.fits_in(col.largest):
+            return  # it fits (or its instances report their own size: nobody knows yet)
+        sizes.append(f"pool {name}'s largest instance has {col.largest.describe()}")
+    if any(c.kind == "job_private" and (c.largest is None or job.fits_in(c.largest))
+           for c in collections.values()):
+        return
+    raise InvalidInput(
+        f"{where}.resources: the job needs {job.describe()} and names no pool, but no pool can ever run it "
+        f"({'; '.join(sizes)}), and no job-private collection can take it; ask for less",
         field=f"{where}.resources",
     )

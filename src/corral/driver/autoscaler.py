@@ -22,10 +22,8 @@ from corral.domain.autoscaling import (
     pool_instances_to_create,
     pool_instances_to_release,
     private_jobs_to_serve,
-    route_to_collection,
 )
 from corral.domain.fair_share import UserDemand
-from corral.domain.scheduling import ReadyJob
 from corral.domain.tokens import new_token
 from corral.driver.collection_health import CollectionHealth, gone_reason, instance_name
 from corral.driver.collections import collection_limits, collection_shape, job_shape
@@ -145,13 +143,6 @@ class Autoscaler:
             except Exception:
                 log.exception("autoscaler tick failed")
             await asyncio.sleep(self.interval)
-
-    # ------------------------------------------------------------ routing
-
-    def route_pool(self, pool: str, job: ReadyJob) -> str:
-        """The same routing the driver applies (domain.autoscaling.route_to_collection)."""
-        private = [n for n, c in self.collections.items() if c.kind == "job_private"]
-        return route_to_collection(pool, job, self.limits, private)
 
     # ------------------------------------------------------------ the tick
 

@@ -30,6 +30,7 @@ from corral.driver.collections import collection_limits
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
+from corral.driver.pool_routing import PoolView, pool_view, routable_pools, route_unnamed
 from corral.driver.recovery import recover, tick_alone
 from corral.driver.services import ServiceCoordinator
 from corral.driver.step import plan_tick
@@ -70,6 +71,10 @@ class Driver:
         collections = settings.instance_collections
         self._limits = {c.name: lim for c in collections if (lim := collection_limits(c)) is not None}
         self._job_private = [c.name for c in collections if c.kind == "job_private"]
+        # pool_choice = "cheapest": jobs queued on the default pool (they name none) may go to any of these.
+        self._routable = routable_pools(settings) if settings.pool_choice == "cheapest" else []
+        self._route_reasons: dict[tuple[int, int], tuple[str, str]] = {}  # job -> (pool, why it waits)
+        self._pool_view: PoolView | None = None  # taken once per tick, when a job is routed
         self.services = ServiceCoordinator(self)
         # Called after each committed tick with what it changed (the web pages' live updates).
         self.tick_listeners: list[TickListener] = []
@@ -112,6 +117,7 @@ class Driver:
                 cancelled_groups = await job_group_store.cancelled_with_work(conn)
                 await self.services.rebuild(conn)
                 sites = await instance_store.site_collections(conn)
+        self._pool_view = None
         self.queues.clear()
         self.running_mcpu.clear()
         self._doomed.clear()
@@ -182,8 +188,36 @@ class Driver:
         if queued.doomed and not queued.always_run:
             self._doomed.add(queued.job.key)
             return
-        pool = route_to_collection(queued.pool, queued.job, self._limits, self._job_private)
+        pool = queued.pool
+        if self._routable and pool == self.settings.pool:
+            pool = self._cheapest(queued.job)
+        pool = route_to_collection(pool, queued.job, self._limits, self._job_private)
         self._queue(pool, queued.job)
+
+    def _cheapest(self, job: ReadyJob) -> str:
+        """`pool_choice = "cheapest"`: the cheapest pool that can start the job soonest (the default pool
+        when none can ever run it: it waits there with the reason)."""
+        queued = {p.name: sum(qs.ready_mcpu.values()) for p in self._routable
+                  if (qs := self.queues.get(p.name)) is not None}
+        if self._pool_view is None:
+            self._pool_view = pool_view(self.instances.values())
+        route = route_unnamed(
+            job, self._routable, self._pool_view, queued_mcpu=queued,
+            local_size=self._site_largest(self.settings.pool),
+        )
+        if route is None:
+            return self.settings.pool
+        self._route_reasons[job.key] = (route.pool, route.reason)
+        return route.pool
+
+    def _site_largest(self, pool: str) -> Resources | None:
+        site = self.site_collections.get(pool)
+        return site.largest if site is not None else None
+
+    def _routing_reasons(self) -> dict[tuple[int, int], str | None]:
+        """Why routed jobs still queued after scheduling wait where they were sent (saved with the tick)."""
+        reasons, self._route_reasons = self._route_reasons, {}
+        return {key: why for key, (pool, why) in reasons.items() if key in self.queues.get(pool, ())}
 
     def _queue(self, pool: str, job: ReadyJob) -> None:
         reason = self._why_unplaceable(pool, job)
@@ -424,6 +458,7 @@ class Driver:
 
     async def _tick(self, inbox: Inbox) -> bool:
         now = time.time()
+        self._pool_view = None
         plan = plan_tick(self.instances, inbox, now)
         for flight, started_at in plan.started:
             flight.time_started = started_at
@@ -463,7 +498,10 @@ class Driver:
                 self._enqueue(queued)
             # Cancellations may doom more ready jobs; they are cancelled next tick.
             assignments = await self._schedule(conn, now)
-            await q.save_waiting_reasons(conn, self.unplaceable.take_reasons())
+            reasons = self.unplaceable.take_reasons()
+            if self._route_reasons:
+                reasons = {**self._routing_reasons(), **reasons}  # a job that cannot be placed: that reason
+            await q.save_waiting_reasons(conn, reasons)
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)

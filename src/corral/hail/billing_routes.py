@@ -14,6 +14,7 @@ from corral.api import billing_projects as ops
 from corral.api.auth import AdminUser, CurrentUser
 from corral.api.context import ApiContext, Context
 from corral.errors import InvalidInput, NotFound
+from corral.hail import bodies
 from corral.store import users as user_store
 from corral.store.users import BillingProjectSummary
 
@@ -89,7 +90,7 @@ async def delete_project(billing_project: str, ctx: Context, _admin: AdminUser) 
     return (await ops.delete(ctx, billing_project)).name
 
 
-@router.post("/billing_limits/{billing_project}/edit")
+@router.post("/billing_limits/{billing_project}/edit", openapi_extra=bodies.SPEND_LIMIT)
 async def edit_limit(
     billing_project: str, request: Request, ctx: Context, _admin: AdminUser
 ) -> dict[str, Any]:

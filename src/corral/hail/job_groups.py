@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from corral.api.convert import iso
 from corral.api.errors import validation_error_field
-from corral.api.schemas import JobSpec
+from corral.api.schemas import MAX_INT32, Attributes, JobSpec
 from corral.domain.job_groups import descendants as tree_below
 from corral.domain.states import JobState
 from corral.errors import InvalidInput
@@ -24,13 +24,16 @@ ROOT = 0
 
 
 class JobGroupSpec(BaseModel):
+    """Bounded like the native specs (api/schemas.py): ids and counts fit their 32-bit columns, text its
+    limits, on SQLite and PostgreSQL alike."""
+
     model_config = ConfigDict(extra="allow")
-    job_group_id: int = Field(ge=1)
-    in_update_parent_id: int | None = Field(default=None, ge=0)
-    absolute_parent_id: int | None = Field(default=None, ge=0)
-    attributes: dict[str, str] = Field(default_factory=dict)
-    callback: str | None = None
-    cancel_after_n_failures: int | None = Field(default=None, ge=1)
+    job_group_id: int = Field(ge=1, le=MAX_INT32)
+    in_update_parent_id: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    absolute_parent_id: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    attributes: Attributes = Field(default_factory=dict)
+    callback: str | None = Field(default=None, max_length=4096)
+    cancel_after_n_failures: int | None = Field(default=None, ge=1, le=MAX_INT32)
 
 
 _GROUP_SPECS = TypeAdapter(list[JobGroupSpec])

@@ -20,7 +20,7 @@ from corral.api.jobspecs import parse_bunch
 from corral.api.params import BatchId, JobGroupId, UpdateId
 from corral.api.schemas import BatchSpec, CreateFastRequest, JobSpec, UpdateFastRequest, UpdateSpec
 from corral.errors import InvalidInput
-from corral.hail import group_submit
+from corral.hail import bodies, group_submit
 from corral.hail.buckets import BucketMap
 from corral.hail.group_cancel import cancel_group
 from corral.hail.job_groups import ROOT, parse_group_specs
@@ -70,7 +70,7 @@ def _n_job_groups(spec: BatchSpec | UpdateSpec) -> int:
     return n
 
 
-@router.post("/batches/create-fast")
+@router.post("/batches/create-fast", openapi_extra=bodies.CREATE_FAST)
 async def create_fast(request: Request, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     raw = await _json(request)
     with gc_paused():
@@ -111,7 +111,7 @@ async def create_update(
     return created(response, batch_id, start)
 
 
-@router.post("/batches/{batch_id}/update-fast")
+@router.post("/batches/{batch_id}/update-fast", openapi_extra=bodies.UPDATE_FAST)
 async def update_fast(batch_id: BatchId, request: Request, ctx: Context, user: CurrentUser) -> dict[str, Any]:
     raw = await _json(request)
     body = _model(UpdateFastRequest, raw)
@@ -131,7 +131,7 @@ async def update_fast(batch_id: BatchId, request: Request, ctx: Context, user: C
     return created(update, batch_id, reserved[0] if reserved else 1)
 
 
-@router.post("/batches/{batch_id}/updates/{update_id}/jobs/create")
+@router.post("/batches/{batch_id}/updates/{update_id}/jobs/create", openapi_extra=bodies.BUNCH)
 async def create_jobs(
     batch_id: BatchId, update_id: UpdateId, request: Request, ctx: Context, user: CurrentUser
 ) -> dict[str, Any]:
@@ -145,7 +145,9 @@ async def create_jobs(
     return {}
 
 
-@router.post("/batches/{batch_id}/updates/{update_id}/job-groups/create")
+@router.post(
+    "/batches/{batch_id}/updates/{update_id}/job-groups/create", openapi_extra=bodies.JOB_GROUPS
+)
 async def create_job_groups(
     batch_id: BatchId, update_id: UpdateId, request: Request, ctx: Context, user: CurrentUser
 ) -> dict[str, Any]:

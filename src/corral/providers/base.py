@@ -8,8 +8,12 @@ Two kinds of provider exist:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from corral.config import Settings
 
 
 class Provider(Protocol):
@@ -94,3 +98,12 @@ class BoundedProvider(Protocol):
     so the autoscaler does not ask for instances that would fail."""
 
     def capacity(self, shape: MachineShape) -> int: ...
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """Environment a remote worker (SSH host, SLURM pilot, rented host) takes from the server's settings:
+    the site's `[jobs]` policy as `CORRAL_JOBS` (JSON; only what differs from the defaults, so a site that
+    sets nothing sends nothing). Built from Settings.jobs, so a policy set in corral.toml travels as well
+    as one set in the server's environment."""
+    policy = settings.jobs.model_dump(mode="json", exclude_defaults=True)
+    return {"CORRAL_JOBS": json.dumps(policy, separators=(",", ":"))} if policy else {}

@@ -4,8 +4,8 @@ the options, submits nothing)."""
 from __future__ import annotations
 
 import math
-import os
 import shlex
+from collections.abc import Mapping
 
 from corral.providers.base import InstanceRequest, MachineShape
 from corral.providers.slurm.options import SlurmOptions
@@ -59,8 +59,12 @@ def sbatch_args(options: SlurmOptions, request: InstanceRequest, log_dir: str) -
     return [*args, *options.sbatch_args]
 
 
-def pilot_script(options: SlurmOptions, request: InstanceRequest, worker_url: str) -> str:
-    """The batch script: the worker's settings, then `exec` so SLURM's signals reach the worker itself."""
+def pilot_script(
+    options: SlurmOptions, request: InstanceRequest, worker_url: str,
+    worker_env: Mapping[str, str] | None = None,
+) -> str:
+    """The batch script: the worker's settings, then `exec` so SLURM's signals reach the worker itself.
+    `worker_env`: what the worker takes from the server's settings (providers.base.worker_environment)."""
     shape = request.shape
     env = {
         "CORRAL_URL": worker_url,
@@ -77,8 +81,7 @@ def pilot_script(options: SlurmOptions, request: InstanceRequest, worker_url: st
     if options.worker_work_dir:
         env["CORRAL_WORKER_WORK_DIR"] = options.worker_work_dir
     lines = ["#!/bin/bash", "# Corral pilot: runs one worker for this allocation."]
-    if os.environ.get("CORRAL_JOBS"):  # the site's [jobs] policy (e.g. host_network for services)
-        env["CORRAL_JOBS"] = os.environ["CORRAL_JOBS"]
+    env.update(worker_env or {})  # the site's [jobs] policy (e.g. host_network for services)
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     if not options.worker_work_dir:
         # Jobs' scratch on the node's local disk (SLURM's TMPDIR), not in a home shared over the network.

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from corral.config import Settings
-from corral.providers.base import InstanceRequest, ProviderInstance
+from corral.providers.base import InstanceRequest, ProviderInstance, worker_environment
 from corral.providers.config import InstanceCollectionConfig
 from corral.providers.slurm import cluster, pilot
 from corral.providers.slurm.commands import FinishedJob, QueuedJob, SlurmCommandFailed
@@ -73,7 +73,7 @@ class SlurmProvider:
     async def create_instance(self, request: InstanceRequest) -> dict[str, object]:
         runner = self.link.runner
         url = await self._worker_url(request.driver_url or self._driver_url)
-        script = pilot.pilot_script(self.options, request, url)
+        script = pilot.pilot_script(self.options, request, url, worker_environment(self.settings))
         args = pilot.sbatch_args(self.options, request, self._log_dir())
         job_id = await self.link.commands.submit(script, args)
         self._pilots[request.name] = _Pilot(job_id, time.monotonic())

@@ -11,13 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from corral.domain.placement import gpus_fit
 from corral.domain.resources import parse_bytes
 from corral.errors import CorralError
-from corral.providers.base import InstanceRequest, InstanceStatus, MachineShape, ProviderInstance
+from corral.providers.base import (
+    InstanceRequest,
+    InstanceStatus,
+    MachineShape,
+    ProviderInstance,
+    worker_environment,
+)
 from corral.providers.config import InstanceCollectionConfig
 from corral.providers.health import HealthThresholds, watch_health
 from corral.providers.prepare import PreparationFailed, PrepareConfig, prepare_or_raise
@@ -55,8 +62,12 @@ class _Placed:
 class SshProvider:
     name = "ssh"
 
-    def __init__(self, collection: str, options: SshOptions, *, prepare: PrepareConfig | None = None) -> None:
+    def __init__(
+        self, collection: str, options: SshOptions, *, prepare: PrepareConfig | None = None,
+        worker_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.collection = collection
+        self.worker_env = dict(worker_env or {})  # from the server's settings (base.worker_environment)
         self.options = options
         self.prepare = prepare
         self.hosts: dict[str, SshHost] = {h.name: h for h in options.hosts}
@@ -119,6 +130,7 @@ class SshProvider:
             remote = await session.start_worker(
                 python, name=request.name, token=request.worker_token, cores=request.shape.cores,
                 memory_bytes=request.shape.memory_bytes, gpu_ids=gpu_ids, runtime=self.options.worker_runtime,
+                worker_env=self.worker_env,
             )
         except (HostUnreachable, PreparationFailed):
             self._host_failed[host.name] = time.monotonic()
@@ -267,4 +279,6 @@ def _host_shape(host: SshHost) -> MachineShape:
 def create_provider(collection: InstanceCollectionConfig, settings: Settings) -> SshProvider:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # its INFO logs every channel and command
     options = parse_options(collection.provider_options, collection=collection.name)
-    return SshProvider(collection.name, options, prepare=collection.prepare)
+    return SshProvider(
+        collection.name, options, prepare=collection.prepare, worker_env=worker_environment(settings)
+    )

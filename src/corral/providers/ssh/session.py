@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import shlex
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,14 +194,14 @@ class HostSession:
 
     async def start_worker(
         self, python: str, *, name: str, token: str, cores: float, memory_bytes: int, gpu_ids: list[str],
-        runtime: str,
+        runtime: str, worker_env: Mapping[str, str] | None = None,
     ) -> RemoteWorker:
+        """`worker_env`: what the worker takes from the server's settings (base.worker_environment)."""
         assert self.conn is not None
         logs = f"{self.work_dir}/logs"
         env = {"CORRAL_HOME": f"{self.work_dir}/home", "CORRAL_WORKER_GPUS": ",".join(gpu_ids),
-               "CORRAL_WORKER_ADDRESS": self.host.address}  # services' endpoints: not the tunnel's loopback
-        if os.environ.get("CORRAL_JOBS"):  # the site's [jobs] policy (e.g. host_network for services)
-            env["CORRAL_JOBS"] = os.environ["CORRAL_JOBS"]
+               "CORRAL_WORKER_ADDRESS": self.host.address,  # services' endpoints: not the tunnel's loopback
+               **(worker_env or {})}  # the site's [jobs] policy (e.g. host_network for services)
         worker = [
             python, "-m", "corral", "worker", "--url", f"http://127.0.0.1:{self.tunnel_port}", "--name", name,
             "--cores", str(cores), "--memory", str(memory_bytes), "--runtime", runtime,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import asyncssh
@@ -25,7 +26,7 @@ class BringUpError(CorralError):
 
 RUN_SCRIPT = """#!/bin/sh
 echo $$ > {pid_file}
-export CORRAL_HOME={home} CORRAL_WORKER_GPUS={gpus}
+export CORRAL_HOME={home} CORRAL_WORKER_GPUS={gpus}{policy}
 CORRAL_WORKER_TOKEN=$(cat {token_file}); export CORRAL_WORKER_TOKEN
 exec {python} -m corral worker --url http://127.0.0.1:{port} --name {name} --cores {cores} \\
   --memory {memory} --runtime {runtime}
@@ -86,8 +87,10 @@ async def start_worker(
     memory_bytes: int,
     gpus: int,
     runtime: str,
+    worker_env: Mapping[str, str] | None = None,
 ) -> int:
-    """Start (or restart) the detached worker; its pid."""
+    """Start (or restart) the detached worker; its pid. `worker_env`: what the worker takes from the
+    server's settings (providers.base.worker_environment: the site's [jobs] policy)."""
     assert session.conn is not None
     d = session.work_dir
     token_file, script = f"{d}/{name}.token", f"{d}/{name}.run.sh"
@@ -102,6 +105,7 @@ async def start_worker(
         cores=cores,
         memory=memory_bytes,
         runtime=shlex.quote(runtime),
+        policy="".join(f" {k}={shlex.quote(v)}" for k, v in (worker_env or {}).items()),
     )
     q = shlex.quote
     await session.conn.run(

@@ -15,11 +15,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.errors import CorralError
-from corral.providers.base import InstanceRequest, MachineShape, ProviderInstance
+from corral.providers.base import InstanceRequest, MachineShape, ProviderInstance, worker_environment
 from corral.providers.config import InstanceCollectionConfig
 from corral.providers.health import HealthThresholds, watch_health
 from corral.providers.prepare import PrepareConfig, prepare_or_raise
@@ -61,8 +62,10 @@ class VastProvider:
         api_key: str,
         *,
         other_collections: set[str] | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> None:
         self.collection = collection.name
+        self.worker_env = dict(worker_env or {})  # from the server's settings (base.worker_environment)
         self.config = collection
         self.options = options
         self.prepare: PrepareConfig | None = collection.prepare
@@ -441,6 +444,7 @@ class VastProvider:
             memory_bytes=shape.memory_bytes,
             gpus=gpus,
             runtime=o.worker_runtime,
+            worker_env=self.worker_env,
         )
         phases["worker"] = time.monotonic() - started
         r.status = "running"
@@ -570,4 +574,5 @@ def create_provider(collection: InstanceCollectionConfig, settings: Settings) ->
         options,
         options.api_key(collection.name),
         other_collections={c.name for c in settings.instance_collections},
+        worker_env=worker_environment(settings),
     )
