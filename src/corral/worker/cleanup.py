@@ -22,9 +22,13 @@ from pathlib import Path
 
 from corral.runtimes.cgroups import RECORD as CGROUPS
 from corral.runtimes.network import NETNS_RECORD
+from corral.runtimes.owners import LOCK, NETNS_OWNERS_DIR, owner, worker_record_path, write_record
 
 log = logging.getLogger(__name__)
-LOCK = "worker.lock"
+__all__ = [
+    "LOCK", "claim", "clean_dead_siblings", "clean_dead_work_dir", "clean_previous", "forget_worker",
+    "record_worker",
+]
 
 
 def claim(work_dir: Path) -> int:
@@ -33,6 +37,23 @@ def claim(work_dir: Path) -> int:
     fd = os.open(work_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another live worker has this dir
     return fd
+
+
+def record_worker(work_dir: Path) -> None:
+    """Root: record this live worker host-wide (/run/corral-workers), so whatever it leaves after a crash
+    is found by any worker that starts later, wherever its work dir is (worker/reaper.py)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        write_record(worker_record_path(work_dir), owner(work_dir))
+    except OSError as exc:
+        log.warning("could not record this worker in /run/corral-workers: %s", exc)
+
+
+def forget_worker(work_dir: Path) -> None:
+    """At a clean exit: nothing of this worker is left to find."""
+    with contextlib.suppress(OSError):
+        worker_record_path(work_dir).unlink(missing_ok=True)
 
 
 def _remove_cgroup_tree(top: Path) -> bool:
@@ -75,6 +96,14 @@ def clean_previous(work_dir: Path) -> None:
 
 
 def _clean_dead(dead: Path, *, keep_dir: bool = False) -> None:
+    clean_dead_work_dir(dead)
+    if not keep_dir:
+        shutil.rmtree(dead, ignore_errors=True)
+
+
+def clean_dead_work_dir(dead: Path) -> list[Path]:
+    """A dead worker's cgroups (what runs in them killed), recorded namespaces and the mounts in its dir;
+    the caller holds its lock (or proved it dead). Returns the mount points unmounted."""
     from corral.runtimes.volume import unmount
 
     with contextlib.suppress(OSError):
@@ -85,12 +114,15 @@ def _clean_dead(dead: Path, *, keep_dir: bool = False) -> None:
         for name in (dead / NETNS_RECORD).read_text().split():
             if name.startswith("corral-"):
                 subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+                (NETNS_OWNERS_DIR / name).unlink(missing_ok=True)
         (dead / NETNS_RECORD).unlink()
+    worker_record_path(dead).unlink(missing_ok=True)
+    unmounted = []
     for point in _mounts_under(dead):
         with contextlib.suppress(OSError):
             unmount(point)
-    if not keep_dir:
-        shutil.rmtree(dead, ignore_errors=True)
+            unmounted.append(point)
+    return unmounted
 
 
 def clean_dead_siblings(work_dir: Path) -> list[str]:
