@@ -99,6 +99,9 @@ def test_a_worker_anywhere_reaps_a_dead_workers_volumes_and_namespaces(tmp_path:
         assert all((NETNS / n).exists() for n in alive_nets), alive_nets
         assert _records_under(WORKERS, alive.home)
         assert alive.job(alive_batch, 1)["state"] == "Running"
+        with alive.client() as c:  # let C end cleanly: what it leaves would wait for the next worker
+            c.patch(f"/api/v1/batches/{alive_batch}/cancel")
+        _wait_for(lambda: not any("/jobs/" in m for m in _mounts_under(alive.home)), "C's job ended")
     finally:
         for server in (later, dead, alive):
             if server is not None:

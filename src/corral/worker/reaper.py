@@ -12,10 +12,13 @@ mounted volumes and network namespaces until reboot, so a starting root worker a
 3. `/proc/self/mountinfo`: mounts inside a directory holding a `worker.lock` that nobody holds (work
    dirs of workers from before the records existed) are unmounted.
 
-Nothing whose owner holds its lock, whose pid lives, or that has no record is touched: on a shared
-host those may be other live workers'. Namespaces under /run/netns/corral-* without an owner record
-(made before records existed) are left. The scan is bounded in time (`budget`); what is left over
-is found by the next worker to start.
+4. `/run/netns/corral-*` without an owner record (made before records existed): deleted only when
+   older than 15 minutes, no slirp4netns serves it (a live worker's pooled network always has one)
+   and no process or thread is inside it (checked from the host's pid namespace only).
+
+Nothing whose owner holds its lock or whose pid lives is touched, nor a mount in a directory without
+a worker's lock: on a shared host those may be other live workers'. The scan is bounded in time
+(`budget`); what is left over is found by the next worker to start.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from corral.worker.cleanup import clean_dead_work_dir
 log = logging.getLogger(__name__)
 SKIPPED_MOUNT_ROOTS = ("/proc/", "/sys/", "/dev/", f"{NETNS_DIR}/")
 MAX_LOCK_DEPTH = 8  # how far above a mount point a work dir's lock is looked for
+ORPHAN_AGE = 15 * 60.0  # an unrecorded namespace this old, unused and unserved, is nobody's
+INIT_PID_NAMESPACE = 0xEFFFFFFC  # the kernel's PROC_PID_INIT_INO: every process on the host is visible
 
 
 @dataclass
@@ -77,8 +82,9 @@ def _mount_points() -> list[str]:
 
 
 class _Reaper:
-    def __init__(self, own_work_dir: Path, budget: float) -> None:
+    def __init__(self, own_work_dir: Path, budget: float, orphan_age: float) -> None:
         self.own_lock = str(own_work_dir / LOCK)
+        self.orphan_age = orphan_age
         self.deadline = time.monotonic() + budget
         self.reaped = Reaped()
         self.verdicts: dict[str, bool] = {}  # lock path -> owner provably dead (and cleaned)
@@ -92,6 +98,7 @@ class _Reaper:
         self._registered_workers()
         self._namespaces()
         self._unregistered_mounts()
+        self._orphan_namespaces()
         return self.reaped
 
     def _with_dead_owner(self, record: Owner) -> int | None:
@@ -197,13 +204,69 @@ class _Reaper:
                 release(fd)
 
 
-def reap_dead_workers(own_work_dir: Path, budget: float = 5.0) -> Reaped:
+    def _orphan_namespaces(self) -> None:
+        """Unrecorded /run/netns/corral-* (made before owner records) that nothing can be using: older than
+        `orphan_age` seconds, no slirp4netns serving it (a live worker's pooled network always has one) and no
+        process inside it. Processes are all visible only from the host's pid namespace: elsewhere, skip."""
+        if _pid_namespace_inode() != INIT_PID_NAMESPACE:
+            return
+        owned = {p.name for p in self._namespace_owner_files()}
+        now = time.time()
+        candidates: dict[int, str] = {}  # namespace inode -> name
+        for entry in os.scandir(NETNS_DIR) if NETNS_DIR.is_dir() else []:
+            if not entry.name.startswith("corral-") or entry.name in owned:
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if now - st.st_mtime > self.orphan_age:
+                    candidates[st.st_ino] = entry.name
+        if not candidates or self.out_of_time():
+            return
+        for used in _namespaces_in_use():
+            if isinstance(used, int):
+                candidates.pop(used, None)
+            else:
+                candidates = {ino: name for ino, name in candidates.items() if name != used}
+        for name in sorted(candidates.values()):
+            if self.out_of_time():
+                return
+            if delete_namespace(name):
+                self.reaped.namespaces.append(name)
+
+
+def _pid_namespace_inode() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def _namespaces_in_use() -> list[int | str]:
+    """Network namespace inodes some process (or thread) is in, and /run/netns names a slirp4netns serves."""
+    used: list[int | str] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            used.append(os.stat(f"/proc/{entry.name}/ns/net").st_ino)
+            for task in os.scandir(f"/proc/{entry.name}/task"):
+                if task.name != entry.name:
+                    with contextlib.suppress(OSError):
+                        used.append(os.stat(f"/proc/{entry.name}/task/{task.name}/ns/net").st_ino)
+            if Path(f"/proc/{entry.name}/comm").read_text().strip() == "slirp4netns":
+                for arg in Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0"):
+                    if arg.startswith(str(NETNS_DIR).encode() + b"/corral-"):
+                        used.append(arg.decode(errors="replace").rsplit("/", 1)[1])
+    return used
+
+
+def reap_dead_workers(own_work_dir: Path, budget: float = 5.0, orphan_age: float = ORPHAN_AGE) -> Reaped:
     """Remove what provably dead Corral workers left anywhere on this host (root only); bounded by `budget`
     seconds. Never raises: a failure is logged and the rest goes on at the next worker's start."""
     if os.geteuid() != 0:
         return Reaped()
     try:
-        reaped = _Reaper(own_work_dir, budget).run()
+        reaped = _Reaper(own_work_dir, budget, orphan_age).run()
     except Exception:
         log.exception("host-wide cleanup of dead workers failed")
         return Reaped()
