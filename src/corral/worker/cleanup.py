@@ -31,12 +31,24 @@ __all__ = [
 ]
 
 
-def claim(work_dir: Path) -> int:
-    """Lock this worker's dir for its lifetime; returns the fd to keep open (closing releases it)."""
+def claim(work_dir: Path, wait: float = 3.0) -> int:
+    """Lock this worker's dir for its lifetime; returns the fd to keep open (closing releases it).
+
+    BlockingIOError: another live worker has this dir. A starting worker cleaning up after a dead one
+    holds that one's lock for a moment (worker/reaper.py), so a held lock is retried for `wait` seconds.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(work_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another live worker has this dir
-    return fd
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise
+            time.sleep(0.1)
 
 
 def record_worker(work_dir: Path) -> None:

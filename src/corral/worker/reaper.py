@@ -87,7 +87,9 @@ class _Reaper:
         self.orphan_age = orphan_age
         self.deadline = time.monotonic() + budget
         self.reaped = Reaped()
-        self.verdicts: dict[str, bool] = {}  # lock path -> owner provably dead (and cleaned)
+        # An owner (lock path, pid, pid start) -> provably dead (and cleaned). Records naming the same lock
+        # may differ in pid (a work dir reused by a later worker): each owner is judged on its own.
+        self.verdicts: dict[tuple[str, object, object], bool] = {}
 
     def out_of_time(self) -> bool:
         if time.monotonic() > self.deadline:
@@ -102,10 +104,12 @@ class _Reaper:
         return self.reaped
 
     def _with_dead_owner(self, record: Owner) -> int | None:
-        lock = record["lock"]
-        if lock == self.own_lock or self.verdicts.get(lock) is False:
+        if record["lock"] == self.own_lock or self.verdicts.get(_key(record)) is False:
             return None
-        return claim_if_dead(record)
+        fd = claim_if_dead(record)
+        if fd is None:
+            self.verdicts[_key(record)] = False
+        return fd
 
     def _registered_workers(self) -> None:
         for path in sorted(WORKERS_DIR.glob("*.json")) if WORKERS_DIR.is_dir() else []:
@@ -116,14 +120,13 @@ class _Reaper:
                 continue
             fd = self._with_dead_owner(record)
             if fd is None:
-                self.verdicts[record["lock"]] = False
                 continue
             try:
                 work_dir = Path(record["work_dir"])
                 self.reaped.mounts += [str(p) for p in clean_dead_work_dir(work_dir)]
                 self._owned_namespaces(record["lock"])
                 path.unlink(missing_ok=True)
-                self.verdicts[record["lock"]] = True
+                self.verdicts[_key(record)] = True
                 self.reaped.workers.append(str(work_dir))
             finally:
                 release(fd)
@@ -156,7 +159,6 @@ class _Reaper:
                 continue
             fd = self._with_dead_owner(record)
             if fd is None:
-                self.verdicts[record["lock"]] = False
                 continue
             try:
                 self._delete_recorded_namespace(owner_file)
@@ -190,16 +192,14 @@ class _Reaper:
             lock = str(work_dir / LOCK)
             if self.out_of_time():
                 return
-            if lock in self.verdicts:
-                continue
+            if any(key[0] == lock for key in self.verdicts):
+                continue  # judged by its record: cleaned, or maybe alive
             fd = self._with_dead_owner({"lock": lock})  # no pid known: only a free lock is proof
             if fd is None or fd < 0:
-                self.verdicts[lock] = False
-                release(fd if fd is not None else -1)
                 continue
             try:
                 self.reaped.mounts += [str(p) for p in clean_dead_work_dir(work_dir)]
-                self.verdicts[lock] = True
+                self.verdicts[_key({"lock": lock})] = True
             finally:
                 release(fd)
 
@@ -232,6 +232,10 @@ class _Reaper:
                 return
             if delete_namespace(name):
                 self.reaped.namespaces.append(name)
+
+
+def _key(record: Owner) -> tuple[str, object, object]:
+    return (record["lock"], record.get("pid"), record.get("start"))
 
 
 def _pid_namespace_inode() -> int:
