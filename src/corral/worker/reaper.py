@@ -203,7 +203,6 @@ class _Reaper:
             finally:
                 release(fd)
 
-
     def _orphan_namespaces(self) -> None:
         """Unrecorded /run/netns/corral-* (made before owner records) that nothing can be using: older than
         `orphan_age` seconds, no slirp4netns serving it (a live worker's pooled network always has one) and no
