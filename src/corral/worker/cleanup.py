@@ -129,12 +129,50 @@ def clean_dead_work_dir(dead: Path) -> list[Path]:
                 (NETNS_OWNERS_DIR / name).unlink(missing_ok=True)
         (dead / NETNS_RECORD).unlink()
     worker_record_path(dead).unlink(missing_ok=True)
+    staged = _stage_mounts_of(dead)  # before its volumes go: they tell which stage binds are its
     unmounted = []
-    for point in _mounts_under(dead):
+    for point in [*staged, *_mounts_under(dead)]:
         with contextlib.suppress(OSError):
             unmount(point)
             unmounted.append(point)
+    _remove_emptied_stages(staged)
     return unmounted
+
+
+def _stage_mounts_of(dead: Path) -> list[Path]:
+    """Mounts under /run/corral-oci (oci jobs' user-namespace stage, named by instance, which several
+    workers may share) provably of this work dir: a bind of a path in it, an overlay whose options name
+    it, or a bind of a loop volume mounted in it. Innermost first."""
+    from corral.runtimes.oci.userns import STAGE_ROOT
+
+    prefix = str(dead.resolve()).rstrip("/") + "/"
+    try:
+        table = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    except OSError:
+        return []
+    fields = [(f, f[f.index("-") + 1:]) for f in table if "-" in f]
+    volumes = {f[2] for f, tail in fields if f[4].startswith(prefix) and tail[1].startswith("/dev/loop")}
+    stage = str(STAGE_ROOT) + "/"
+    points = []
+    for f, tail in fields:
+        point = f[4].replace("\\040", " ")
+        if not point.startswith(stage):
+            continue
+        options = " ".join(tail[2:])
+        if f[3].startswith(prefix) or f"dir={prefix}" in options or f[2] in volumes:
+            points.append(Path(point))
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_emptied_stages(points: list[Path]) -> None:
+    """The attempts' stage dirs (mount points, a resolv.conf) once nothing is mounted in them."""
+    from corral.runtimes.oci.userns import STAGE_ROOT
+
+    for attempt in {p.parent for p in points if p.parent.parent.parent == STAGE_ROOT}:
+        if not _mounts_under(attempt):
+            shutil.rmtree(attempt, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                attempt.parent.rmdir()  # the instance's dir, once no attempt of it is left
 
 
 def clean_dead_siblings(work_dir: Path) -> list[str]:
