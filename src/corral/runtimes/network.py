@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from corral.errors import CorralError
 from corral.runtimes.logcap import read_pipe
+from corral.runtimes.owners import NETNS_OWNERS_DIR, owner, write_record
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class PrivateNetwork:
         self.api_socket = (api_dir or Path(tempfile.gettempdir())) / f"{self.name}.sock"
         self.forwards: dict[int, int] = {}  # published port -> slirp4netns' forward id
         self._exit_w = -1
+        self.owner_file: Path | None = None  # /run/corral-net/<name>: who made it (worker/reaper.py)
 
     @property
     def path(self) -> Path:
@@ -188,6 +190,8 @@ class PrivateNetwork:
         with contextlib.suppress(NetworkError):
             await ip("netns", "del", self.name)
         self.api_socket.unlink(missing_ok=True)
+        if self.owner_file is not None:
+            self.owner_file.unlink(missing_ok=True)
 
 
 # Ports published on this instance by this process's workers (unique per host): the network behind each.
@@ -279,6 +283,13 @@ class NetworkPool:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with open(self.work_dir / NETNS_RECORD, "a") as f:
             f.write(network.name + "\n")
+        if os.geteuid() == 0:  # host-wide: a crash's namespace is found whatever becomes of work_dir
+            try:
+                network.owner_file = NETNS_OWNERS_DIR / network.name
+                write_record(network.owner_file, owner(self.work_dir))
+            except OSError as exc:
+                network.owner_file = None
+                log.warning("could not record the owner of network %s: %s", network.name, exc)
         await network.start()
         self._all.append(network)
         return network

@@ -25,13 +25,14 @@ from corral.errors import CorralError, InvalidInput
 from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.worker.attempt import run_attempt
-from corral.worker.cleanup import claim, clean_dead_siblings, clean_previous
+from corral.worker.cleanup import claim, clean_dead_siblings, clean_previous, forget_worker, record_worker
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
 from corral.worker.gpus import GpuDevices, device_nodes, visible_devices_env
 from corral.worker.layout import AttemptDirs, ScratchLayout, default_work_dir
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
 from corral.worker.protocol import Assignment, StepName, carries_work, parse_assignment
+from corral.worker.reaper import Reaped, reap_dead_workers
 from corral.worker.service import ServiceRunner
 from corral.worker.sweeper import ScratchSweeper
 
@@ -100,6 +101,7 @@ class Agent:
         self.counts = ProtocolCounts()
         self.sweeper = ScratchSweeper(self.layout.trash)
         self._lock = -1  # flock on <work_dir>/worker.lock while this worker lives (worker/cleanup.py)
+        self._reaping: asyncio.Task[Reaped] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -111,7 +113,10 @@ class Agent:
         except BlockingIOError:
             raise WorkerExit(f"corral worker {self.name}: another live worker uses {work_dir}") from None
         await asyncio.to_thread(clean_previous, work_dir)
+        await asyncio.to_thread(record_worker, work_dir)
         await asyncio.to_thread(clean_dead_siblings, work_dir)
+        # Any other dead worker's leftovers on this host, off the start's path (bounded; worker/reaper.py).
+        self._reaping = asyncio.create_task(asyncio.to_thread(reap_dead_workers, work_dir), name="reaper")
         try:
             cls = runtime_class(self.runtime_name)
             self.runtime = cls(instance_name=self.name, work_dir=self.layout.work_dir)
@@ -194,8 +199,11 @@ class Agent:
             log.warning("could not deactivate (the driver will notice the silence): %r", exc)
 
     async def _close(self) -> None:
+        if self._reaping is not None:
+            await asyncio.gather(self._reaping, return_exceptions=True)
         if self.runtime is not None:
             await self.runtime.close()
+        await asyncio.to_thread(forget_worker, self.layout.work_dir)
         await self.client.aclose()
 
     def _install_signal_handlers(self) -> None:

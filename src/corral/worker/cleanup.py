@@ -22,17 +22,50 @@ from pathlib import Path
 
 from corral.runtimes.cgroups import RECORD as CGROUPS
 from corral.runtimes.network import NETNS_RECORD
+from corral.runtimes.owners import LOCK, NETNS_OWNERS_DIR, owner, worker_record_path, write_record
 
 log = logging.getLogger(__name__)
-LOCK = "worker.lock"
+__all__ = [
+    "LOCK", "claim", "clean_dead_siblings", "clean_dead_work_dir", "clean_previous", "forget_worker",
+    "record_worker",
+]
 
 
-def claim(work_dir: Path) -> int:
-    """Lock this worker's dir for its lifetime; returns the fd to keep open (closing releases it)."""
+def claim(work_dir: Path, wait: float = 3.0) -> int:
+    """Lock this worker's dir for its lifetime; returns the fd to keep open (closing releases it).
+
+    BlockingIOError: another live worker has this dir. A starting worker cleaning up after a dead one
+    holds that one's lock for a moment (worker/reaper.py), so a held lock is retried for `wait` seconds.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(work_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another live worker has this dir
-    return fd
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise
+            time.sleep(0.1)
+
+
+def record_worker(work_dir: Path) -> None:
+    """Root: record this live worker host-wide (/run/corral-workers), so whatever it leaves after a crash
+    is found by any worker that starts later, wherever its work dir is (worker/reaper.py)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        write_record(worker_record_path(work_dir), owner(work_dir))
+    except OSError as exc:
+        log.warning("could not record this worker in /run/corral-workers: %s", exc)
+
+
+def forget_worker(work_dir: Path) -> None:
+    """At a clean exit: nothing of this worker is left to find."""
+    with contextlib.suppress(OSError):
+        worker_record_path(work_dir).unlink(missing_ok=True)
 
 
 def _remove_cgroup_tree(top: Path) -> bool:
@@ -75,6 +108,14 @@ def clean_previous(work_dir: Path) -> None:
 
 
 def _clean_dead(dead: Path, *, keep_dir: bool = False) -> None:
+    clean_dead_work_dir(dead)
+    if not keep_dir:
+        shutil.rmtree(dead, ignore_errors=True)
+
+
+def clean_dead_work_dir(dead: Path) -> list[Path]:
+    """A dead worker's cgroups (what runs in them killed), recorded namespaces and the mounts in its dir;
+    the caller holds its lock (or proved it dead). Returns the mount points unmounted."""
     from corral.runtimes.volume import unmount
 
     with contextlib.suppress(OSError):
@@ -85,12 +126,53 @@ def _clean_dead(dead: Path, *, keep_dir: bool = False) -> None:
         for name in (dead / NETNS_RECORD).read_text().split():
             if name.startswith("corral-"):
                 subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+                (NETNS_OWNERS_DIR / name).unlink(missing_ok=True)
         (dead / NETNS_RECORD).unlink()
-    for point in _mounts_under(dead):
+    worker_record_path(dead).unlink(missing_ok=True)
+    staged = _stage_mounts_of(dead)  # before its volumes go: they tell which stage binds are its
+    unmounted = []
+    for point in [*staged, *_mounts_under(dead)]:
         with contextlib.suppress(OSError):
             unmount(point)
-    if not keep_dir:
-        shutil.rmtree(dead, ignore_errors=True)
+            unmounted.append(point)
+    _remove_emptied_stages(staged)
+    return unmounted
+
+
+def _stage_mounts_of(dead: Path) -> list[Path]:
+    """Mounts under /run/corral-oci (oci jobs' user-namespace stage, named by instance, which several
+    workers may share) provably of this work dir: a bind of a path in it, an overlay whose options name
+    it, or a bind of a loop volume mounted in it. Innermost first."""
+    from corral.runtimes.oci.userns import STAGE_ROOT
+
+    prefix = str(dead.resolve()).rstrip("/") + "/"
+    try:
+        table = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    except OSError:
+        return []
+    fields = [(f, f[f.index("-") + 1:]) for f in table if "-" in f]
+    volumes = {f[2] for f, tail in fields if f[4].startswith(prefix) and tail[1].startswith("/dev/loop")}
+    stage = str(STAGE_ROOT) + "/"
+    points = []
+    for f, tail in fields:
+        point = f[4].replace("\\040", " ")
+        if not point.startswith(stage):
+            continue
+        options = " ".join(tail[2:])
+        if f[3].startswith(prefix) or f"dir={prefix}" in options or f[2] in volumes:
+            points.append(Path(point))
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_emptied_stages(points: list[Path]) -> None:
+    """The attempts' stage dirs (mount points, a resolv.conf) once nothing is mounted in them."""
+    from corral.runtimes.oci.userns import STAGE_ROOT
+
+    for attempt in {p.parent for p in points if p.parent.parent.parent == STAGE_ROOT}:
+        if not _mounts_under(attempt):
+            shutil.rmtree(attempt, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                attempt.parent.rmdir()  # the instance's dir, once no attempt of it is left
 
 
 def clean_dead_siblings(work_dir: Path) -> list[str]:
