@@ -207,7 +207,8 @@ def test_rate_change_mid_batch_charges_each_attempt_its_own_rate(start_server: A
     old, new = SiteRates(cpu="3.6", memory="0.36"), SiteRates(cpu="7.2", memory="0.36")
     server = _start(start_server, old)
     batch_id = server.submit([job("sleep 6", 1, cpu="1"), job("sleep 0.3", 2, [1], cpu="0.5")])
-    _wait_until(lambda: server.job(batch_id, 1)["state"] == "Running", "job 1 to run")
+    # Running (assigned) is not yet started: wait until its charge is open and accruing at the old rate
+    _wait_until(lambda: (server.job(batch_id, 1).get("cost") or 0) > 0, "job 1 to run and accrue")
     server.kill(signal.SIGKILL)  # workers keep running job 1
     server.env["CORRAL_BILLING"] = json.dumps(new.config(accrual_interval=0.3))
     server.start()

@@ -8,6 +8,7 @@ unmounted and its namespaces gone, C's volumes, namespaces, job and worker untou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -114,7 +115,8 @@ def test_a_worker_anywhere_reaps_a_dead_workers_volumes_and_namespaces(
         [worker] = worker_processes(dead.home)
         family = [worker, *worker.children(recursive=True)]
         for proc in family:
-            proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(psutil.NoSuchProcess):  # a short-lived child may be gone already
+                proc.send_signal(signal.SIGKILL)
         psutil.wait_procs(family, timeout=30)
 
         later = start_server(tmp_path / "B" / "home", **settings)

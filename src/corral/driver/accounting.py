@@ -72,6 +72,10 @@ class Accounting:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.config = settings.billing
+        # This process's rates apply from now: an attempt that started before (under a previous
+        # server's configuration, its charge not yet opened when that server died) keeps the
+        # version in force when it started.
+        self.config_since = time.time()
         self.enabled = settings.billing.enabled
         self.book = RateBook()
         self.open: dict[AttemptKey, OpenCharge] = {}
@@ -179,13 +183,20 @@ class Accounting:
             storage = int(f.payload.get("storage_bytes") or 0)
             demand = AttemptDemand(f.cores_mcpu, f.memory_bytes, storage, f.gpus)
             resources: list[tuple[str, int]] = []
+            started = f.time_started if f.time_started is not None else f.time_assigned
             for priced in price_attempt(self.config, facts, demand,
                                         site_cpu_core_hour=self.settings.cost_per_core_hour):
-                version, is_new = self.book.version_for(priced.resource, priced.rate, time.time())
-                if is_new:
-                    versions.append(version)
+                earlier = (
+                    self.book.in_force_at(priced.resource, started) if started < self.config_since else None
+                )
+                if earlier is not None:
+                    version = earlier
+                else:
+                    version, is_new = self.book.version_for(priced.resource, priced.rate, time.time())
+                    if is_new:
+                        versions.append(version)
                 resources.append((version.name, priced.quantity))
-            start = to_ms(f.time_started if f.time_started is not None else f.time_assigned)
+            start = to_ms(started)
             rows.append(
                 ChargeRow(f.batch_id, f.job_id, f.attempt_id, project, f.user, resources, start, start)
             )

@@ -25,11 +25,18 @@ class RateVersion:
 class RateBook:
     latest: dict[str, RateVersion] = field(default_factory=dict)
     by_name: dict[str, Decimal] = field(default_factory=dict)  # versioned name -> rate
+    history: dict[str, list[RateVersion]] = field(default_factory=dict)  # resource -> its versions
 
     def add(self, v: RateVersion) -> None:
         self.by_name[v.name] = rate_decimal(v.rate)
+        self.history.setdefault(v.resource, []).append(v)
         if v.resource not in self.latest or self.latest[v.resource].version < v.version:
             self.latest[v.resource] = v
+
+    def in_force_at(self, resource: str, when: float) -> RateVersion | None:
+        """The version in force at `when`: the newest that took effect by then (None: none had)."""
+        earlier = [v for v in self.history.get(resource, ()) if v.time_effective <= when]
+        return max(earlier, key=lambda v: v.version) if earlier else None
 
     def version_for(self, resource: str, rate: float, now: float) -> tuple[RateVersion, bool]:
         """The version carrying `rate` now: the latest if its rate is the same, else a new one (True)."""
