@@ -24,6 +24,7 @@ from corral import __version__
 from corral.errors import CorralError, InvalidInput
 from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
+from corral.runtimes.childwatch import install_pidfd_watcher
 from corral.worker.attempt import run_attempt
 from corral.worker.cleanup import claim, clean_dead_siblings, clean_previous, forget_worker, record_worker
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
@@ -422,6 +423,8 @@ def run_worker(
         await agent.run()
 
     # Not uvloop: libuv spawns with fork() (2 ms, growing with the worker size), asyncio with vfork (0.8).
+    # A pidfd per job in the loop instead of a waitpid thread per job (Python 3.11's default watcher).
+    install_pidfd_watcher()
     runner = asyncio.Runner()
     try:
         with runner:
