@@ -238,7 +238,11 @@ async def _finish_with_logs(
     upload_log: UploadLog,
 ) -> dict[str, Any]:
     ran = [s.name for s in statuses.values() if s is not None and s.state != "skipped"]
-    contents = await asyncio.to_thread(lambda: [read_log(dirs.log(step)) for step in ran])
+    paths = [dirs.log(step) for step in ran]
+    if sum(_size(p) for p in paths) <= INLINE_LOG_BYTES:  # the usual short job: a few small reads, inline
+        contents = [read_log(p) for p in paths]
+    else:
+        contents = await asyncio.to_thread(lambda: [read_log(p) for p in paths])
     logs = dict(zip(ran, contents, strict=True))
     inline = {step: data for step, data in logs.items() if len(data) <= INLINE_LOG_BYTES}
     await asyncio.gather(*(upload_log(assignment, s, data) for s, data in logs.items() if s not in inline))
@@ -251,6 +255,13 @@ def _finish(event: dict[str, Any], statuses: dict[StepName, StepStatus | None]) 
     event["time"] = now()
     event["container_statuses"] = {k: (s.to_wire() if s else None) for k, s in statuses.items()}
     return event
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def read_log(path: Path, limit: int = MAX_LOG_BYTES) -> bytes:
