@@ -78,6 +78,21 @@ def test_events_added_while_a_batch_is_in_flight_are_kept() -> None:
     assert box.batch() == [_completed("1.1.1")]
 
 
+def test_an_attempts_events_never_ride_in_two_posts_at_once() -> None:
+    box = EventOutbox()
+    box.put(_started("1.1.1"))
+    first = box.take()
+    assert first == [_started("1.1.1")] and box.in_flight == 1
+    box.put(_completed("1.1.1"))
+    box.put(_completed("1.2.1"))
+    second = box.take()  # another post may go now, but not with 1.1.1's end: it would overtake its start
+    assert second == [_completed("1.2.1")]
+    assert box.take() == []
+    assert box.settle(second, ["1.2.1"]) == ["1.2.1"]
+    box.release(first)  # the first post failed: its start goes again, still ahead of the end
+    assert box.take() == [_started("1.1.1"), _completed("1.1.1")]
+
+
 def test_batches_are_bounded() -> None:
     box = EventOutbox()
     for i in range(25):
