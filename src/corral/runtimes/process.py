@@ -39,6 +39,7 @@ from corral.runtimes.sandbox import (
     wrapped_argv,
 )
 from corral.runtimes.seccomp import build_filter, open_filter
+from corral.runtimes.spawn import JobProcess, spawn
 from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
 from corral.runtimes.volume import mount_io_volume, no_space_left, unmount_io_volume, volume_file
 
@@ -219,7 +220,7 @@ class ProcessRuntime(Runtime):
 
     async def _spawn(
         self, user: JobUser | None, group: JobCgroup, request: MainRequest, log: CappedLog
-    ) -> tuple[asyncio.subprocess.Process, PrivateNetwork | None]:
+    ) -> tuple[JobProcess, PrivateNetwork | None]:
         """Start the job's sandbox in its cgroup; OSError, NetworkError or ValueError if it cannot start."""
         jobs = self.jobs
         net = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
@@ -243,11 +244,7 @@ class ProcessRuntime(Runtime):
                 unshare_net=net == "none", extra=extra,
             )
             argv = wrapped_argv([*enter, *sandbox], group.procs_files)
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=self._environment(request), stdin=asyncio.subprocess.DEVNULL,
-                stdout=log.open(), stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                pass_fds=[seccomp_fd],
-            )
+            proc = await spawn(argv, env=self._environment(request), stdout=log.open(), pass_fds=[seccomp_fd])
             return proc, network
         except BaseException:
             if network is not None:
