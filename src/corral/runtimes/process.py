@@ -36,10 +36,9 @@ from corral.runtimes.sandbox import (
     find_bwrap,
     find_setpriv,
     root_layout,
-    wrapped_argv,
 )
 from corral.runtimes.seccomp import build_filter, open_filter
-from corral.runtimes.spawn import JobProcess, spawn
+from corral.runtimes.spawn import JobProcess, SandboxGate, spawn
 from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
 from corral.runtimes.volume import mount_io_volume, no_space_left, unmount_io_volume, volume_file
 
@@ -243,8 +242,17 @@ class ProcessRuntime(Runtime):
                 self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
                 unshare_net=net == "none", extra=extra,
             )
-            argv = wrapped_argv([*enter, *sandbox], group.procs_files)
-            proc = await spawn(argv, env=self._environment(request), stdout=log.open(), pass_fds=[seccomp_fd])
+            gate = SandboxGate(group.procs_files) if group.procs_files else None
+            try:
+                if gate is not None:  # bwrap waits before the job's first process until it is in the cgroups
+                    sandbox[1:1] = gate.args()
+                proc = await spawn(
+                    [*enter, *sandbox], env=self._environment(request), stdout=log.open(),
+                    pass_fds=[seccomp_fd], gate=gate,
+                )
+            finally:
+                if gate is not None:
+                    gate.close()
             return proc, network
         except BaseException:
             if network is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -23,10 +24,12 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from corral.runtimes.cgroups import join_cgroups
 from corral.runtimes.childwatch import pidfd_usable
 
 log = logging.getLogger(__name__)
 
+# Persistent threads: bwrap's --die-with-parent (PR_SET_PDEATHSIG) follows the thread that started it.
 SPAWNER_THREADS = 2
 _spawner: ThreadPoolExecutor | None = None
 _spawner_lock = threading.Lock()
@@ -111,18 +114,92 @@ def _start(
     )
 
 
+class SandboxGate:
+    """Holds a bubblewrap sandbox before the job's first process exists, until the worker has put the
+    sandbox's processes into the job's cgroups (instead of a shell that joins them and execs bwrap).
+
+    bwrap `--info-fd` writes the sandbox's first process (pid 1 inside) as soon as it is cloned;
+    `--block-fd` makes that process wait, after setting up the sandbox and before it forks the job's
+    first process, until it reads a byte. The worker writes the outer bwrap and that pid into every
+    procs file, then the byte: everything the job runs is forked after that, inside the cgroups. The
+    block fd is the pipe reopened read-write, so the sandbox holds a writer itself: the read never ends
+    at end-of-file (a worker dying before the byte leaves the sandbox waiting, never running the job).
+    """
+
+    def __init__(self, procs_files: Sequence[Path]) -> None:
+        self.procs_files = list(procs_files)
+        self.info_r, self.info_w = os.pipe()
+        read_end, self.go_w = os.pipe()
+        try:
+            self.block = os.open(f"/proc/self/fd/{read_end}", os.O_RDWR | os.O_CLOEXEC)
+        finally:
+            os.close(read_end)
+
+    def args(self) -> list[str]:
+        return ["--info-fd", str(self.info_w), "--block-fd", str(self.block)]
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        return (self.info_w, self.block)
+
+    def open_after_start(self, popen: subprocess.Popen[bytes]) -> None:
+        """In the spawner thread, once bwrap runs: join its processes to the cgroups, then let it go."""
+        os.close(self.info_w)
+        os.close(self.block)
+        self.info_w = self.block = -1
+        info = b""
+        while chunk := os.read(self.info_r, 65536):
+            info += chunk
+        try:
+            sandbox_pid = int(json.loads(info)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            # bwrap exited before creating the sandbox (its error is in the job's log): nothing of the
+            # job ran; its session holds any straggler, kill it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            return
+        try:
+            join_cgroups(self.procs_files, [popen.pid, sandbox_pid])
+        except OSError as exc:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)  # the sandbox's first process is still in it too
+            popen.wait()
+            raise OSError(f"cannot join the job's cgroups: {exc}") from exc
+        os.write(self.go_w, b"g")
+
+    def close(self) -> None:
+        for fd in (self.info_r, self.info_w, self.go_w, self.block):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.info_r = self.info_w = self.go_w = self.block = -1
+
+
+def _start_gated(
+    argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...],
+    gate: SandboxGate,
+) -> subprocess.Popen[bytes]:
+    popen = _start(argv, env, stdout, cwd, pass_fds + gate.fds)
+    gate.open_after_start(popen)
+    return popen
+
+
 async def spawn(
     argv: Sequence[str], *, env: Mapping[str, str], stdout: int, cwd: Path | None = None,
-    pass_fds: Sequence[int] = (),
+    pass_fds: Sequence[int] = (), gate: SandboxGate | None = None,
 ) -> JobProcess:
-    """Start `argv` in a new session (stdout and stderr to `stdout`); OSError if it cannot start."""
+    """Start `argv` in a new session (stdout and stderr to `stdout`); OSError if it cannot start.
+    With a `gate` (its args in `argv`), the sandbox runs the job only once it is in its cgroups."""
     loop = asyncio.get_running_loop()
-    if not pidfd_usable():
+    if not pidfd_usable() and gate is None:
         return await asyncio.create_subprocess_exec(
             *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds,
         )
-    job = partial(_start, list(argv), dict(env), stdout, cwd, tuple(pass_fds))
+    if gate is None:
+        job = partial(_start, list(argv), dict(env), stdout, cwd, tuple(pass_fds))
+    else:
+        job = partial(_start_gated, list(argv), dict(env), stdout, cwd, tuple(pass_fds), gate)
     started = loop.run_in_executor(_pool(), job)
     try:
         popen = await asyncio.shield(started)
@@ -134,6 +211,8 @@ async def spawn(
                 await asyncio.shield(started)
         _kill_orphan(started)
         raise
+    if not pidfd_usable():
+        return _WaitedInThread(popen, loop)
     try:
         return PidfdProcess(popen, loop)
     except OSError:
@@ -141,4 +220,23 @@ async def spawn(
         raise
 
 
-__all__ = ["JobProcess", "PidfdProcess", "spawn"]
+class _WaitedInThread:
+    """Without pidfds (Linux < 5.3): the exit is awaited by a thread of the default executor."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._popen = popen
+        self._exited = loop.run_in_executor(None, popen.wait)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode if self._exited.done() else None
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+__all__ = ["JobProcess", "PidfdProcess", "SandboxGate", "spawn"]
