@@ -25,7 +25,11 @@ from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_v
 
 log = logging.getLogger(__name__)
 MS_BIND = 4096
-KEEP_READY = 4  # emptied volumes kept for the next jobs; more are unmade (a burst's excess)
+# Emptied volumes kept for the next jobs, at least; while more jobs than that run, as many as run are kept
+# (a stream of short jobs reuses them instead of making and unmaking one per job). A burst's excess is
+# unmade as its jobs end.
+KEEP_READY = 4
+RETURN_WAIT = 1.0  # seconds a job waits for a volume being emptied before it makes one (mkfs: 50-150 ms)
 
 
 def _empty(volume: Path) -> None:
@@ -60,12 +64,17 @@ class DefaultVolumes:
         self._names = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._recycling = 0  # volumes being emptied: ready again in a few ms
+        self._returned = asyncio.Event()
+        self.made = 0  # volumes made (for tests and benches)
 
     def lent(self, volume: Path) -> bool:
         return volume in self._lent
 
     async def lend(self, volume: Path) -> None:
         """Bind a ready (empty) volume of the default size at `volume`; OSError if none can be made."""
+        if not self._ready and self._recycling:
+            await self._wait_for_return()
         pooled = self._ready.pop() if self._ready else await self._make()
         try:
             volume.mkdir(parents=True, exist_ok=True)
@@ -74,8 +83,17 @@ class DefaultVolumes:
             self._ready.append(pooled)
             raise
         self._lent[volume] = pooled
-        if not self._ready:  # the next job should not wait for mkfs
+        if not self._ready and not self._recycling:  # the next job should not wait for mkfs
             self._background(self._refill())
+
+    async def _wait_for_return(self) -> None:
+        """Until a volume being emptied is ready (or RETURN_WAIT passes: then the caller makes one)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETURN_WAIT
+        while not self._ready and self._recycling and loop.time() < deadline:
+            self._returned.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._returned.wait(), deadline - loop.time())
 
     def give_back(self, volume: Path) -> None:
         """Unbind `volume` (the job is over); its volume is emptied in the background, then lent again."""
@@ -83,6 +101,7 @@ class DefaultVolumes:
         if pooled is None:
             return
         unmount(volume)
+        self._recycling += 1
         self._background(self._recycle(pooled))
 
     async def warm(self) -> None:
@@ -114,6 +133,7 @@ class DefaultVolumes:
         pooled.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         await mount_io_volume(pooled, self.size)
+        self.made += 1
         return pooled
 
     async def _refill(self) -> None:
@@ -126,6 +146,13 @@ class DefaultVolumes:
 
     async def _recycle(self, pooled: Path) -> None:
         try:
+            await self._empty_and_keep(pooled)
+        finally:
+            self._recycling -= 1
+            self._returned.set()
+
+    async def _empty_and_keep(self, pooled: Path) -> None:
+        try:
             await asyncio.to_thread(_empty, pooled)
             left = any(pooled.iterdir())  # never lend a volume holding the last job's files
         except OSError as exc:
@@ -133,7 +160,8 @@ class DefaultVolumes:
             left = True
         if not left and not self._closed:
             await _trim(pooled)
-        if left or self._closed or len(self._ready) >= KEEP_READY:
+        excess = len(self._ready) >= max(KEEP_READY, len(self._lent))
+        if left or self._closed or excess:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(unmount_io_volume, pooled)
             return
