@@ -21,6 +21,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from corral.runtimes.spawn import spawn
 from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,11 @@ async def _trim(volume: Path) -> None:
     """Give the host back the blocks the last job freed (holes in the sparse loop file); best effort."""
     fstrim = shutil.which("fstrim") or "/sbin/fstrim"
     try:
-        proc = await asyncio.create_subprocess_exec(
-            fstrim, str(volume), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:  # started off the event loop, as jobs are: one per ended job
+            proc = await spawn([fstrim, str(volume)], env=os.environ, stdout=devnull)
+        finally:
+            os.close(devnull)
         await proc.wait()
     except OSError as exc:
         log.debug("fstrim %s: %s", volume, exc)
