@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -75,3 +78,62 @@ async def test_a_start_cancelled_midway_leaves_no_process(tmp_path: Path) -> Non
         with pytest.raises(asyncio.CancelledError):
             await task
     assert _running_with(marker) == []  # killed and reaped before the cancellation returned
+
+
+def _net_of(pid: int | str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/net")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root (setns)")
+async def test_a_start_in_a_network_namespace_leaves_the_spawner_threads_at_home(tmp_path: Path) -> None:
+    other = subprocess.Popen(["unshare", "--net", "sleep", "300"])
+    try:
+        deadline = time.monotonic() + 30
+        while _net_of(other.pid) == _net_of("self") and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # unshare has not switched yet
+        netns = Path(f"/proc/{other.pid}/ns/net")
+        out = tmp_path / "in"
+        with open(out, "wb") as f:
+            env = {"PATH": os.environ["PATH"]}
+            inside = [spawn(["readlink", "/proc/self/ns/net"], env=env, stdout=f.fileno(), netns=netns)
+                      for _ in range(6)]
+            procs = await asyncio.gather(*inside)
+            assert [await p.wait() for p in procs] == [0] * 6
+        assert set(out.read_text().split()) == {_net_of(other.pid)}
+        # Every spawner thread is back in the worker's namespace: later starts are at home.
+        outside = [_run(["readlink", "/proc/self/ns/net"], tmp_path / f"out{i}") for i in range(6)]
+        assert await asyncio.gather(*outside) == [0] * 6
+        assert {(tmp_path / f"out{i}").read_text().strip() for i in range(6)} == {_net_of("self")}
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root (setns)")
+def test_a_spawner_thread_left_in_another_namespace_refuses_to_start_jobs(tmp_path: Path) -> None:
+    from corral.runtimes import spawn as spawn_module
+
+    other = subprocess.Popen(["unshare", "--net", "sleep", "300"])
+    errors: list[BaseException] = []
+
+    def stray_thread() -> None:
+        fd = os.open(f"/proc/{other.pid}/ns/net", os.O_RDONLY)
+        try:
+            spawn_module._setns(fd)  # as if a start had failed to come back
+            spawn_module._start(["true"], {}, 1, None, ())
+        except OSError as exc:
+            errors.append(exc)
+        finally:
+            os.close(fd)
+
+    try:
+        deadline = time.monotonic() + 30
+        while _net_of(other.pid) == _net_of("self") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        thread = threading.Thread(target=stray_thread)
+        thread.start()
+        thread.join(60)
+        assert errors and "network namespace" in str(errors[0])
+    finally:
+        other.kill()
+        other.wait()

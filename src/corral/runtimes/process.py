@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -90,7 +89,6 @@ class ProcessRuntime(Runtime):
         self.user_path: str | None = None  # the user's PATH, kept on the embedded default
         self.networks = NetworkPool(work_dir)
         self.default_volumes: DefaultVolumes | None = None  # [jobs] default_storage (root workers)
-        self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._cleanups: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -233,10 +231,10 @@ class ProcessRuntime(Runtime):
                 else:
                     await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
             seccomp_fd = open_filter(self.seccomp)
-            enter: list[str] = []
+            netns: Path | None = None
             if net == "nat":
                 network = await self.networks.take(request.published_ports)
-                enter = [self.nsenter, f"--net={network.path}"]  # bwrap keeps the namespace it starts in
+                netns = network.path  # the spawner enters it; bwrap keeps the namespace it starts in
                 extra += ["--ro-bind", str(resolv_conf(request.scratch)), "/etc/resolv.conf"]
             sandbox = bwrap_argv(
                 self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
@@ -247,8 +245,8 @@ class ProcessRuntime(Runtime):
                 if gate is not None:  # bwrap waits before the job's first process until it is in the cgroups
                     sandbox[1:1] = gate.args()
                 proc = await spawn(
-                    [*enter, *sandbox], env=self._environment(request), stdout=log.open(),
-                    pass_fds=[seccomp_fd], gate=gate,
+                    sandbox, env=self._environment(request), stdout=log.open(), pass_fds=[seccomp_fd],
+                    gate=gate, netns=netns,
                 )
             finally:
                 if gate is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -105,7 +106,63 @@ def _kill_orphan(started: asyncio.Future[subprocess.Popen[bytes]]) -> None:
         popen.wait(5)
 
 
+CLONE_NEWNET = 0x40000000
+_HOME_NET = os.stat("/proc/self/ns/net").st_ino if os.path.exists("/proc/self/ns/net") else 0
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _thread_net() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def _setns(fd: int) -> None:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class _InNetns:
+    """This spawner thread in a job's network namespace while it starts the job, then back home.
+    Fail-closed: every start first checks that its thread is in the worker's own namespace."""
+
+    def __init__(self, netns: Path) -> None:
+        self.netns = netns
+        self.home = -1
+
+    def __enter__(self) -> None:
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(self.netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        except OSError:
+            os.close(self.home)
+            raise
+        finally:
+            os.close(target)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _setns(self.home)  # checked again by the next start of this thread, whatever happens here
+        finally:
+            os.close(self.home)
+
+
 def _start(
+    argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...],
+    netns: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    if _HOME_NET and _thread_net() != _HOME_NET:
+        raise OSError("a spawner thread is not in the worker's network namespace: refusing to start a job")
+    if netns is not None:
+        with _InNetns(netns):
+            return _popen(argv, env, stdout, cwd, pass_fds)
+    return _popen(argv, env, stdout, cwd, pass_fds)
+
+
+def _popen(
     argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
@@ -177,29 +234,30 @@ class SandboxGate:
 
 def _start_gated(
     argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...],
-    gate: SandboxGate,
+    gate: SandboxGate, netns: Path | None,
 ) -> subprocess.Popen[bytes]:
-    popen = _start(argv, env, stdout, cwd, pass_fds + gate.fds)
+    popen = _start(argv, env, stdout, cwd, pass_fds + gate.fds, netns)
     gate.open_after_start(popen)
     return popen
 
 
 async def spawn(
     argv: Sequence[str], *, env: Mapping[str, str], stdout: int, cwd: Path | None = None,
-    pass_fds: Sequence[int] = (), gate: SandboxGate | None = None,
+    pass_fds: Sequence[int] = (), gate: SandboxGate | None = None, netns: Path | None = None,
 ) -> JobProcess:
     """Start `argv` in a new session (stdout and stderr to `stdout`); OSError if it cannot start.
-    With a `gate` (its args in `argv`), the sandbox runs the job only once it is in its cgroups."""
+    With a `gate` (its args in `argv`), the sandbox runs the job only once it is in its cgroups; with
+    `netns` (a network namespace file), the process starts in that namespace."""
     loop = asyncio.get_running_loop()
-    if not pidfd_usable() and gate is None:
+    if not pidfd_usable() and gate is None and netns is None:
         return await asyncio.create_subprocess_exec(
             *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds,
         )
     if gate is None:
-        job = partial(_start, list(argv), dict(env), stdout, cwd, tuple(pass_fds))
+        job = partial(_start, list(argv), dict(env), stdout, cwd, tuple(pass_fds), netns)
     else:
-        job = partial(_start_gated, list(argv), dict(env), stdout, cwd, tuple(pass_fds), gate)
+        job = partial(_start_gated, list(argv), dict(env), stdout, cwd, tuple(pass_fds), gate, netns)
     started = loop.run_in_executor(_pool(), job)
     try:
         popen = await asyncio.shield(started)
