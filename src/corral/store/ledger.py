@@ -299,15 +299,19 @@ async def set_job_costs(conn: AsyncConnection, costs: Mapping[tuple[int, int], f
     await conn.execute(_JOB_COSTS, [{"b": b, "j": j, "c": c} for (b, j), c in rows])
 
 
-async def refresh_batch_costs(
-    conn: AsyncConnection, batch_ids: set[int], rates: Mapping[str, Decimal]
-) -> None:
-    """batches.cost from the batch roll-up."""
-    if not batch_ids:
-        return
-    found = await batch_breakdowns(conn, sorted(batch_ids), rates)
-    costs = [{"b": b, "c": float(total(found.get(b, [])))} for b in sorted(batch_ids)]
-    await conn.execute(_BATCH_COST, costs)
+async def batch_usage_totals(conn: AsyncConnection, batch_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """The batch roll-up: usage per versioned resource, per batch (batches without usage: empty)."""
+    out: dict[int, dict[str, int]] = {b: {} for b in batch_ids}
+    for part in _chunks(list(batch_ids)):
+        for r in await conn.execute(_BATCH_USAGE, {"ids": list(part)}):
+            out[r.batch_id][r.resource] = int(r.usage)
+    return out
+
+
+async def set_batch_costs(conn: AsyncConnection, costs: Mapping[int, float]) -> None:
+    """batches.cost, as the batch roll-up says (the driver computes it from the roll-up it wrote)."""
+    if costs:
+        await conn.execute(_BATCH_COST, [{"b": b, "c": c} for b, c in sorted(costs.items())])
 
 
 _BATCH_COST = update(batches).where(batches.c.id == bindparam("b")).values(cost=bindparam("c"))
@@ -322,14 +326,10 @@ _BATCH_USAGE = select(batch_usage.c.batch_id, batch_usage.c.resource, batch_usag
 async def batch_breakdowns(
     conn: AsyncConnection, batch_ids: Sequence[int], rates: Mapping[str, Decimal] | None = None
 ) -> dict[int, list[CostLine]]:
-    usage: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for part in _chunks(list(batch_ids)):
-        rows = await conn.execute(_BATCH_USAGE, {"ids": list(part)})
-        for r in rows:
-            usage[r.batch_id].append((r.resource, int(r.usage)))
-    names = {n for lines in usage.values() for n, _ in lines}
+    usage = {b: lines for b, lines in (await batch_usage_totals(conn, batch_ids)).items() if lines}
+    names = {n for lines in usage.values() for n in lines}
     rates = rates if rates is not None else await rate_map(conn, names)
-    return {b: breakdown(lines, rates) for b, lines in usage.items()}
+    return {b: breakdown(lines.items(), rates) for b, lines in usage.items()}
 
 
 async def job_breakdown(conn: AsyncConnection, batch_id: int, job_id: int) -> list[CostLine]:
