@@ -99,10 +99,13 @@ def main() -> None:
     parser.add_argument("--runtime", default="host")
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a server setting (CORRAL_<KEY>), e.g. commit_interval=0")
     args = parser.parse_args()
     settings = process_worker_settings() | {"local_worker_runtime": args.runtime}
     if args.runtime == "host":
         settings["jobs"] = json.dumps({"allow_host_runtime": True})
+    settings.update(kv.split("=", 1) for kv in args.set)
     probe = Path(__file__).resolve().parent / "sql_probe.py"  # by path: the server's PYTHONPATH is src/
     os.environ["CORRAL_BENCH_SERVER_CMD"] = f"{sys.executable} {probe} server"
     url = fresh_database(postgres_start()[0]) if args.postgres else None
@@ -134,6 +137,9 @@ def main() -> None:
             if ms:
                 print(f"  {label}: n={len(ms)} mean {statistics.mean(ms):.1f} ms, p50 {ms[len(ms) // 2]:.1f} ms, "
                       f"p90 {ms[int(0.9 * len(ms))]:.1f} ms")
+        http = _diff(c0["requests"], c1["requests"])
+        print(f"  HTTP requests per job: {sum(http.values()) / n:.3f} "
+              + ", ".join(f"{k}: {v / n:.3f}" for k, v in sorted(http.items(), key=lambda kv: -kv[1])))
         print(f"  wall: {seconds:.2f} s = {n / seconds:.1f} jobs/s (noise under load)")
         _timeline(_attempt_times(server, 2))
         for shape, k in sorted(stmts.items(), key=lambda kv: -kv[1])[: args.top]:

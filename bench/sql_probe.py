@@ -70,6 +70,17 @@ def _install() -> None:
         finally:
             timings["report"].append(time.perf_counter() - t0)
 
+    from uvicorn.protocols.http import httptools_impl
+
+    requests: collections.Counter[str] = collections.Counter()
+    run_asgi = httptools_impl.RequestResponseCycle.run_asgi
+
+    async def counted(self: Any, app: Any) -> None:
+        path = str(self.scope.get("path", ""))
+        requests[f"{self.scope.get('method')} {'/'.join(path.split('/')[:5])}"] += 1
+        await run_asgi(self, app)
+
+    httptools_impl.RequestResponseCycle.run_asgi = counted  # type: ignore[method-assign]
     Driver._tick = timed_tick  # type: ignore[method-assign]
     Driver.report = timed_report  # type: ignore[method-assign]
 
@@ -77,7 +88,7 @@ def _install() -> None:
         out = Path(os.environ["CORRAL_HOME"]) / "sql_counts.json"
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps({"statements": statements, "rows": rows, "commits": commits[0],
-                                   "timings": timings}))
+                                   "timings": timings, "requests": requests}))
         tmp.replace(out)
 
     signal.signal(signal.SIGUSR1, dump)
