@@ -24,10 +24,7 @@ _START = JobMove(
     values={"n_attempts": bindparam("next"), "waiting_reason": None},
 )
 _INSERT_ATTEMPTS = attempts.insert()
-_SPECS = select(jobs.c.job_id, jobs.c.spec, jobs.c.storage_bytes).where(
-    jobs.c.batch_id == bindparam("b"), jobs.c.job_id.in_(bindparam("ids", expanding=True))
-)
-_STATES = select(jobs.c.job_id, jobs.c.state, jobs.c.n_attempts).where(
+_SPECS = select(jobs.c.job_id, jobs.c.spec, jobs.c.storage_bytes, jobs.c.state, jobs.c.n_attempts).where(
     jobs.c.batch_id == bindparam("b"), jobs.c.job_id.in_(bindparam("ids", expanding=True))
 )
 _ATTEMPT_RUNNING = (
@@ -70,7 +67,9 @@ async def start_attempts(
 ) -> dict[JobKey, dict[str, Any]]:
     """Ready -> Running with a new attempt on the chosen instance.
 
-    Returns the spec of each job really started, with its storage_bytes added.
+    Returns the spec of each job really started, with its storage_bytes added. The conditional update
+    skips stale placements; one read after it gives both which jobs it moved (when the driver cannot count
+    an executemany's rows, as asyncpg) and their specs.
     """
     if not placements:
         return {}
@@ -79,9 +78,18 @@ async def start_attempts(
         for job, _ in placements
     ]
     moved = await _START.run(conn, params)
-    started = list(placements)
-    if moved != len(params):
-        started = await _verify_started(conn, placements)
+    wanted = {job.key: (job, inst) for job, inst in placements}
+    started: list[tuple[ReadyJob, str]] = []
+    specs: dict[JobKey, dict[str, Any]] = {}
+    for batch_id, ids in chunks(wanted):
+        for row in await conn.execute(_SPECS, {"b": batch_id, "ids": ids}):
+            job, inst = wanted[(batch_id, row.job_id)]
+            if moved != len(params) and not (
+                row.state == JobState.RUNNING and row.n_attempts == job.n_attempts + 1
+            ):
+                continue  # stale: the update did not move it
+            started.append((job, inst))
+            specs[job.key] = {**row.spec, "storage_bytes": row.storage_bytes}
     if started:
         await conn.execute(
             _INSERT_ATTEMPTS,
@@ -94,27 +102,7 @@ async def start_attempts(
                 for job, instance in started
             ],
         )
-    specs: dict[JobKey, dict[str, Any]] = {}
-    for batch_id, ids in chunks(job.key for job, _ in started):
-        rows = await conn.execute(_SPECS, {"b": batch_id, "ids": ids})
-        for row in rows:
-            specs[(batch_id, row.job_id)] = {**row.spec, "storage_bytes": row.storage_bytes}
     return specs
-
-
-async def _verify_started(
-    conn: AsyncConnection, placements: Sequence[tuple[ReadyJob, str]]
-) -> list[tuple[ReadyJob, str]]:
-    """Which of the placements the conditional update really moved (the rest were stale)."""
-    wanted = {job.key: (job, inst) for job, inst in placements}
-    ok: list[tuple[ReadyJob, str]] = []
-    for batch_id, ids in chunks(wanted):
-        rows = await conn.execute(_STATES, {"b": batch_id, "ids": ids})
-        for row in rows:
-            job, inst = wanted[(batch_id, row.job_id)]
-            if row.state == JobState.RUNNING and row.n_attempts == job.n_attempts + 1:
-                ok.append((job, inst))
-    return ok
 
 
 async def mark_started(conn: AsyncConnection, started: Sequence[tuple[int, int, int, float]]) -> None:
