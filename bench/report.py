@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from bench.model import Result
 
 RAW = "raw (xargs -P cores)"
+SANDBOX_FLOOR = "Corral's sandbox alone (no Corral)"  # bench/peers/sandbox_floor.py
+HOST = "Corral (host runtime)"
+HAIL = "Hail Batch LocalBackend"
 
 
 @dataclass(frozen=True)
@@ -19,17 +22,24 @@ class Target:
     met: Callable[[float], bool]
     on_ratio: bool = False  # judged on the ratio column rather than the value
     worst: float | None = None  # and no sample above this (lower-is-better targets)
+    versus: str | None = None  # judged on the value over this system's (same workload and metric)
 
 
 TARGETS = [
     Target("W1", "Corral (SQLite)", "throughput", "≥ 2,000 jobs/s", lambda v: v >= 2000),
     Target("W1", "Corral (PostgreSQL)", "throughput", "≥ 1,000 jobs/s", lambda v: v >= 1000),
     Target("W2", "Corral (SQLite)", "batch accepted", "≤ 3 s, no sample over 5 s", lambda v: v <= 3, worst=5),
-    Target("W3", "Corral", "throughput", "≥ 70 % of raw", lambda r: r >= 0.70, on_ratio=True),
+    Target("W3", "Corral", "throughput", "≥ 70 % of its sandbox alone", lambda r: r >= 0.70,
+           versus=SANDBOX_FLOOR),
+    Target("W3", HOST, "throughput", "≥ Hail LocalBackend", lambda r: r >= 1.0, versus=HAIL),
+    Target("W3", HOST, "throughput", "≥ 40 % of raw", lambda r: r >= 0.40, on_ratio=True),
+    Target("W4", HOST, "DAG 1→100→1", "≤ Hail LocalBackend's time", lambda r: r <= 1.0, versus=HAIL),
     Target("W5", "Corral", "latency p50", "≤ 100 ms", lambda v: v <= 100),
     Target("W6", "Corral (SQLite)", "server RSS", "≤ 2 GiB", lambda v: v <= 2048),
     Target("W7", "Corral", "decision pass", "≤ 100 ms", lambda v: v <= 100),
-    Target("W9", "Corral SLURM pool (process)", "throughput", "≥ 10x sbatch each", lambda r: r >= 10,
+    Target("W9", "Corral SLURM pool (process)", "throughput", "≥ 3x sbatch each", lambda r: r >= 3,
+           on_ratio=True),
+    Target("W9", "Corral SLURM pool (host runtime)", "throughput", "≥ 3x sbatch each", lambda r: r >= 3,
            on_ratio=True),
 ]
 W9_REF = "SLURM (sbatch each)"  # W9 compares every row with plain sbatch on the same cluster
@@ -57,18 +67,32 @@ def ratio(result: Result, results: list[Result]) -> tuple[float | None, str]:
     return result.value / ref.value, f"x {ref.system.split(' ')[0]}"
 
 
+def _versus(result: Result, results: list[Result], system: str) -> float | None:
+    for other in results:
+        same = (other.workload, other.metric, other.system) == (result.workload, result.metric, system)
+        if same and other.value and result.value is not None:
+            return result.value / other.value
+    return None
+
+
 def judge(result: Result, results: list[Result], scaled: bool) -> str:
+    verdicts = []
     for t in TARGETS:
         if (t.workload, t.system, t.metric) != (result.workload, result.system, result.metric):
             continue
-        value = ratio(result, results)[0] if t.on_ratio else result.value
+        if t.versus is not None:
+            value = _versus(result, results, t.versus)
+        else:
+            value = ratio(result, results)[0] if t.on_ratio else result.value
         if value is None:
-            return f"{t.text}: not measured"
-        if scaled and result.workload == "W6":
-            return f"{t.text}: scaled run, not judged"
-        met = t.met(value) and (t.worst is None or max(result.samples, default=0.0) <= t.worst)
-        return f"{t.text}: **{'met' if met else 'MISSED'}**"
-    return ""
+            verdicts.append(f"{t.text}: not measured")
+        elif scaled and result.workload == "W6":
+            verdicts.append(f"{t.text}: scaled run, not judged")
+        else:
+            met = t.met(value) and (t.worst is None or max(result.samples, default=0.0) <= t.worst)
+            shown = f" ({value:.2f}x)" if t.versus is not None else ""
+            verdicts.append(f"{t.text}{shown}: **{'met' if met else 'MISSED'}**")
+    return "; ".join(verdicts)
 
 
 def fmt(value: float | None) -> str:

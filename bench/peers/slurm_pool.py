@@ -146,8 +146,10 @@ def _autoscaled_pool(ctx: Context, slurm: Slurm, home: Path, collection: str, pi
         f'worker_runtime = "{runtime}"\nworker_python = "{sys.executable}"\nlog_dir = "{home}"\n'
         f'[instance_collections.provider_options.env]\nSLURM_CONF = "{slurm.env["SLURM_CONF"]}"\n'
     )
-    server = CorralServer(collection, {"local_workers": "0", "pool": collection, "config": str(config)},
-                          database_url=f"sqlite+aiosqlite:///{home / 'corral.db'}")
+    settings = {"local_workers": "0", "pool": collection, "config": str(config)}
+    if runtime == "host":  # the site's opt-in, which the pilots get with the server's [jobs] policy
+        settings["jobs"] = '{"allow_host_runtime": true}'
+    server = CorralServer(collection, settings, database_url=f"sqlite+aiosqlite:///{home / 'corral.db'}")
     ctx.cleanup.callback(server.stop)
     server.start()
     prefix = f"corral.{collection}."

@@ -8,7 +8,8 @@ from bench.context import Context
 from bench.corral_server import CorralServer, job_spec
 from bench.model import Result
 from bench.paths import cores
-from bench.peers import hail, raw, slurm, snakemake
+from bench.peers import hail, raw, sandbox_floor, slurm, snakemake
+from bench.report import SANDBOX_FLOOR
 from bench.workloads.common import (
     CORRAL_JOB_CPU,
     HOST,
@@ -23,7 +24,7 @@ from bench.workloads.common import (
 )
 
 RAW = "raw (xargs -P cores)"
-SANDBOX = "raw bwrap sandbox (xargs -P cores)"
+SANDBOX = "bare bwrap, fewest flags (xargs -P cores)"
 
 
 def corral_true(server: CorralServer, n: int) -> Callable[[], float]:
@@ -38,7 +39,8 @@ def corral_true(server: CorralServer, n: int) -> Callable[[], float]:
 def run(ctx: Context) -> list[Result]:
     n, slots = ctx.sizes.w3_jobs, SLOTS_PER_CORE * cores()
     systems: dict[str, Callable[[], float]] = {
-        RAW: lambda: raw.run_true(n), SANDBOX: lambda: raw.run_true(n, sandboxed=True)
+        RAW: lambda: raw.run_true(n), SANDBOX: lambda: raw.run_true(n, sandboxed=True),
+        SANDBOX_FLOOR: lambda: sandbox_floor.run_true(n, slots),
     }
     failures: dict[str, Outcome] = {}
     try:
@@ -58,11 +60,15 @@ def run(ctx: Context) -> list[Result]:
     outcomes = interleaved(ctx, "W3", systems, ctx.sizes.repeats)
     outcomes.update(failures)
     rates = {name: Outcome([n / t for t in o.samples], o.error) for name, o in outcomes.items()}
-    mine = (RAW, SANDBOX, "Corral", HOST)
+    mine = (RAW, SANDBOX, SANDBOX_FLOOR, "Corral", HOST)
     order = [*mine, *[name for name in systems if name not in mine]]
     notes = {
         RAW: f"{n:,} x `true`, {cores()} at a time",
-        SANDBOX: "the same `true` in the bwrap sandbox Corral's process runtime uses (no cgroups): its floor",
+        SANDBOX: "bwrap with the process runtime's root layout and namespaces only (no uid, seccomp, "
+                 "network or cgroups): what the cheapest bwrap costs",
+        SANDBOX_FLOOR: f"the process runtime's exact sandbox (same bwrap flags, uid, seccomp, private "
+                       f"network, a cgroup per job with the same limits), {slots} at a time, no Corral: "
+                       "its floor",
         "Corral": f"process runtime, 1 local worker with {cores()} cores, jobs of {CORRAL_JOB_CPU} cpu",
         HOST: HOST_NOTE,
         "SLURM (sbatch each)": "one sbatch per job; tuned node (64 advertised CPUs)",

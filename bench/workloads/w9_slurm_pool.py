@@ -18,6 +18,7 @@ from bench.workloads.common import CORRAL_JOB_CPU, Outcome, interleaved, rows
 PILOTS, PILOT_CORES = 4, 8
 POOL = "Corral SLURM pool (process)"
 POOL_NOOP = "Corral SLURM pool (noop)"
+POOL_HOST = "Corral SLURM pool (host runtime)"
 SBATCH = "SLURM (sbatch each)"
 ARRAY = "SLURM (array)"
 
@@ -89,7 +90,7 @@ def run(ctx: Context) -> list[Result]:
     systems: dict[str, Callable[[], float]] = {}
     failures: dict[str, Outcome] = {}
     pools: dict[str, PilotPool] = {}
-    for system, runtime in ((POOL, "process"), (POOL_NOOP, "noop")):
+    for system, runtime in ((POOL, "process"), (POOL_HOST, "host"), (POOL_NOOP, "noop")):
         try:
             pools[system] = slurm_pool.start_pool(ctx, slurm, pilots=PILOTS, cores=PILOT_CORES,
                                                   runtime=runtime)
@@ -106,14 +107,16 @@ def run(ctx: Context) -> list[Result]:
     notes = {
         POOL: f"{n:,} x `true`; {PILOTS} pilots (sbatch jobs running `corral worker`, {PILOT_CORES} cores "
               f"each, one per node), jobs of {CORRAL_JOB_CPU} cpu ({slots} per pilot), pilots up",
+        POOL_HOST: "same pool, pilots with the host runtime (cgroup limits, kill-the-tree, no sandbox; a "
+                   "trusted single-user pool)",
         POOL_NOOP: "same pool path with the noop runtime (no process per job): what the pilots add",
         SBATCH: f"{n:,} x `sbatch --wrap true`, one sbatch per job; 4 nodes, 64 CPUs left beside the pools",
         ARRAY: f"one `sbatch --array=1-{n} --wrap true`",
     }
-    order = [POOL, POOL_NOOP, SBATCH, ARRAY]
+    order = [POOL, POOL_HOST, POOL_NOOP, SBATCH, ARRAY]
     results = rows("W9", "throughput", "jobs/s", {k: rates[k] for k in order if k in rates}, notes=notes,
                    higher_is_better=True)
-    for system in (POOL, POOL_NOOP):
+    for system in (POOL, POOL_HOST, POOL_NOOP):
         if system in pools:
             results += _latencies(ctx, system, pool_latency(pools[system]), runs)
     results += _latencies(ctx, SBATCH, lambda: sbatch_latency(slurm), runs)

@@ -144,6 +144,12 @@ async def test_batch_page_counts_jobs_and_escapes_names(api: Api) -> None:
     assert re.findall(r'id="job-(\d+)"', filtered) == ["1", "2"]
     api_jobs = (await api.client.get(f"/api/v1/batches/{batch_id}/jobs", params={"state": "success"})).json()
     assert [j["job_id"] for j in api_jobs["jobs"]] == [1, 2]
+    paged = await api.client.get(f"/ui/batches/{batch_id}/jobs-table", params={"limit": 2, "last_job_id": 1})
+    assert re.findall(r'id="job-(\d+)"', paged.text) == ["2", "3"]
+    bad = await api.client.get(f"/ui/batches/{batch_id}", params={"q": "frobnicate"})
+    assert bad.status_code == 400 and "cannot understand" in bad.text and f"batch {batch_id}" in bad.text.lower()
+    too_many = await api.client.get(f"/ui/batches/{batch_id}/jobs-table", params={"limit": 201})
+    assert 400 <= too_many.status_code < 500 and "limit" in too_many.text
     assert 'id="dag"' in html  # small batch: a graph
     fragment = (await api.client.get(f"/ui/batches/{batch_id}/dag")).text
     assert fragment.count("<rect") == 5 and 'class="s-success" data-job-id="1"' in fragment

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from corral.config import Settings
+from corral.images.config import ImagesConfig
 from corral.providers.base import InstanceRequest, MachineShape, worker_environment
 from corral.providers.slurm.options import SlurmOptions
 from corral.providers.slurm.pilot import pilot_script
@@ -17,7 +18,7 @@ from corral.runtimes.config import JobsConfig
 
 @pytest.fixture(autouse=True)
 def _no_outside_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CORRAL_JOBS", "CORRAL_CONFIG"):
+    for name in ("CORRAL_JOBS", "CORRAL_IMAGES", "CORRAL_CONFIG"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -50,3 +51,25 @@ def test_the_slurm_pilot_exports_it_and_a_worker_started_with_it_has_the_policy(
     worker = Settings(home=tmp_path / "worker")
     assert worker.jobs == server.jobs
     assert "CORRAL_JOBS" not in pilot_script(SlurmOptions(), request, "http://h:9/")
+
+
+def test_image_settings_travel_with_their_password_but_not_the_servers_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "corral.toml"
+    config.write_text(
+        '[images]\ncache_dir = "/srv/corral-images"\nuser_namespace = false\n'
+        '[images.registries."reg.lab:5000"]\ninsecure = true\nusername = "robot"\npassword = "s3cret"\n'
+    )
+    monkeypatch.setenv("CORRAL_CONFIG", str(config))
+    server = Settings(home=tmp_path)
+    env = worker_environment(server)
+    assert set(env) == {"CORRAL_IMAGES"}
+    monkeypatch.delenv("CORRAL_CONFIG")
+    monkeypatch.setenv("CORRAL_IMAGES", env["CORRAL_IMAGES"])
+    worker = Settings(home=tmp_path / "worker")
+    registry = worker.images.registry("reg.lab:5000")
+    assert registry.insecure and registry.username == "robot" and registry.password is not None
+    assert registry.password.get_secret_value() == "s3cret"
+    assert worker.images.user_namespace is False
+    assert worker.images.cache_dir is None and ImagesConfig().cache_dir is None  # the worker's own default

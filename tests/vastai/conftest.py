@@ -75,7 +75,7 @@ def wheelhouse() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vast_work_dir(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+def vast_work_dir(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[Path]:
     """The worker directory of every fake instance (they share this machine's disk), with the worker's venv
     installed once by the ssh provider's own install script: each bring-up then finds it ready (as on a
     host image that has it), instead of pushing 25 MB of wheels through every test."""
@@ -83,7 +83,20 @@ def vast_work_dir(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) ->
     bundle = asyncio.run(worker_bundle(str(wheelhouse)))
     subprocess.run(["sh", "-c", INSTALL, "install", str(work), bundle.digest, "python3"], input=bundle.tar,
                    check=True, capture_output=True)
-    return work
+    yield work
+    # A destroyed fake instance's worker is SIGKILLed, as a vanished host's would be; its pooled /io
+    # volumes stay mounted on this machine (a real host's disk goes with it). Nothing may outlive the run.
+    for point in reversed(_mounts_under(work)):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def _mounts_under(root: Path) -> list[str]:
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if Path(point).is_relative_to(root):
+            found.append(point)
+    return found
 
 
 class Blocks:

@@ -6,7 +6,6 @@ The blocking side (`corral.client.sync.SyncClient`) runs this same client on a p
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -35,7 +34,8 @@ from corral.api.system_schemas import (
     PoolStatus,
     UserInfo,
 )
-from corral.client.errors import RETRY_STATUSES, ServerError, ServerUnreachable, error_from_response
+from corral.client.errors import ServerError, ServerUnreachable, error_from_response
+from corral.client.retry import settle, tries
 
 _ATTEMPTS = TypeAdapter(list[AttemptStatus])
 _PROJECTS = TypeAdapter(list[BillingProjectStatus])
@@ -95,24 +95,16 @@ class AsyncClient:
         A non-idempotent request is retried only when it certainly never reached the server.
         """
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        for last, pause in tries(self.retries, self.backoff):
+            response, error = None, None
             try:
                 response = await self._http.request(method, path, json=json, params=query)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if last:
-                    raise ServerUnreachable(f"cannot reach the Corral server at {self.url}: {exc}") from exc
             except httpx.TransportError as exc:
-                if last or not idempotent:
-                    raise ServerUnreachable(f"the Corral server at {self.url} did not answer: {exc}") from exc
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code not in RETRY_STATUSES or last:
-                    raise error_from_response(response)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 10.0)
+                error = exc
+            done = settle(self.url, last, response, error, idempotent=idempotent)
+            if done is not None:
+                return done
+            await asyncio.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:

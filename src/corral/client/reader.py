@@ -11,14 +11,13 @@ Retries and errors follow `corral.client.http.AsyncClient` (shared through `corr
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from corral.client.errors import RETRY_STATUSES, ServerUnreachable, error_from_response
+from corral.client.retry import settle, tries
 
 
 class Record(dict[str, Any]):
@@ -65,24 +64,16 @@ class ReadClient:
     def get(self, path: str, **params: Any) -> httpx.Response:
         """GET /api/v1{path}; parameters that are None are left out."""
         query = {k: v for k, v in params.items() if v is not None}
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        for last, pause in tries(self.retries, self.backoff):
+            response, error = None, None
             try:
                 response = self._http.get(f"/api/v1{path}", params=query)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if last:
-                    raise ServerUnreachable(f"cannot reach the Corral server at {self.url}: {exc}") from exc
             except httpx.TransportError as exc:
-                if last:
-                    raise ServerUnreachable(f"the Corral server at {self.url} did not answer: {exc}") from exc
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code not in RETRY_STATUSES or last:
-                    raise error_from_response(response)
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 10.0)
+                error = exc
+            done = settle(self.url, last, response, error)
+            if done is not None:
+                return done
+            time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def record(self, path: str, **params: Any) -> Record:

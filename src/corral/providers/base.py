@@ -102,8 +102,20 @@ class BoundedProvider(Protocol):
 
 def worker_environment(settings: Settings) -> dict[str, str]:
     """Environment a remote worker (SSH host, SLURM pilot, rented host) takes from the server's settings:
-    the site's `[jobs]` policy as `CORRAL_JOBS` (JSON; only what differs from the defaults, so a site that
-    sets nothing sends nothing). Built from Settings.jobs, so a policy set in corral.toml travels as well
-    as one set in the server's environment."""
+    the site's `[jobs]` policy as `CORRAL_JOBS` and its `[images]` settings as `CORRAL_IMAGES` (JSON; only
+    what differs from the defaults, so a site that sets nothing sends nothing). Built from the Settings, so
+    what corral.toml sets travels as well as the server's environment. The image cache's directory stays
+    the worker's own (a path on the server means nothing there); registry passwords travel in clear, to
+    the site's own hosts, as the worker needs them to pull."""
+    env: dict[str, str] = {}
     policy = settings.jobs.model_dump(mode="json", exclude_defaults=True)
-    return {"CORRAL_JOBS": json.dumps(policy, separators=(",", ":"))} if policy else {}
+    if policy:
+        env["CORRAL_JOBS"] = json.dumps(policy, separators=(",", ":"))
+    images = settings.images.model_dump(mode="json", exclude_defaults=True, exclude={"cache_dir"})
+    for host, registry in images.get("registries", {}).items():
+        password = settings.images.registries[host].password
+        if password is not None:
+            registry["password"] = password.get_secret_value()
+    if images:
+        env["CORRAL_IMAGES"] = json.dumps(images, separators=(",", ":"))
+    return env

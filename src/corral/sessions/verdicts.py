@@ -209,42 +209,15 @@ def compare(
             mean_b = sb.mean if sb is not None else None
             if mean_a is None:
                 continue
-            if mean_b is None:
-                out.append(
-                    Comparison(
-                        cell,
-                        params_a.get(cell, {}),
-                        client,
-                        metric,
-                        sa.unit,
-                        mean_a,
-                        sa.ci95,
-                        None,
-                        None,
-                        None,
-                        None,
-                        True,
-                    )
-                )
-                continue
-            delta = (mean_b - mean_a) / mean_a if mean_a else (0.0 if mean_b == mean_a else math.inf)
-            significant = _significant(sa, sb) if sb is not None else None
-            worse = delta > tolerance if lower_is_better(metric) else delta < -tolerance
-            regression = worse and significant is not False
-            out.append(
-                Comparison(
-                    cell,
-                    params_a.get(cell, {}),
-                    client,
-                    metric,
-                    sa.unit,
-                    mean_a,
-                    sa.ci95,
-                    mean_b,
-                    sb.ci95 if sb else None,
-                    delta,
-                    significant,
-                    regression,
-                )
-            )
+            if mean_b is None:  # measured in A, failed (or missing) in B: a regression
+                delta, significant, regression = None, None, True
+            else:
+                delta = (mean_b - mean_a) / mean_a if mean_a else (0.0 if mean_b == mean_a else math.inf)
+                significant = _significant(sa, sb) if sb is not None else None
+                worse = delta > tolerance if lower_is_better(metric) else delta < -tolerance
+                regression = worse and significant is not False
+            out.append(Comparison(
+                cell, params_a.get(cell, {}), client, metric, sa.unit, mean_a, sa.ci95, mean_b,
+                sb.ci95 if sb is not None and mean_b is not None else None, delta, significant, regression,
+            ))
     return out

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from corral.api import submit
@@ -102,16 +103,39 @@ def _jobs_query(state: str | None, q: str | None, limit: int, last_job_id: int |
     return urlencode(params)
 
 
-async def jobs_table_context(
-    ctx: ApiContext,
-    user: User,
-    batch_id: int,
-    *,
-    state: str | None,
-    q: str | None,
-    last_job_id: int | None,
-    limit: int,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class JobsQuery:
+    """What a jobs table shows: a state filter, a query, and the page (after `last_job_id`)."""
+
+    state: str | None = None
+    q: str | None = None
+    last_job_id: int | None = None
+    limit: int = 50
+
+
+def jobs_query(
+    state: str | None = None,
+    q: str | None = None,
+    last_job_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobsQuery:
+    return JobsQuery(state, q, last_job_id, limit)
+
+
+JobsQueryParams = Annotated[JobsQuery, Depends(jobs_query)]
+
+
+def empty_jobs_table(batch_id: int, query: JobsQuery) -> dict[str, Any]:
+    """The table's context when its query is invalid: the page still shows, with the error."""
+    return {
+        "batch_id": batch_id, "jobs": [], "state": query.state or "", "q": query.q or "",
+        "limit": query.limit, "timeline": [], "job_ids": "", "table_url": "", "next_url": None,
+        "first_url": None, "attempts": {}, "reasons": {},
+    }
+
+
+async def jobs_table_context(ctx: ApiContext, user: User, batch_id: int, query: JobsQuery) -> dict[str, Any]:
+    state, q, last_job_id, limit = query.state, query.q, query.last_job_id, query.limit
     states = job_states(state)
     predicate = job_predicate(q)
     async with ctx.reading() as conn:
@@ -160,38 +184,15 @@ def _reason(status: dict[str, Any] | None, waiting_reason: str | None = None) ->
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
-async def batch_page(
-    request: Request,
-    batch_id: int,
-    ctx: Context,
-    state: str | None = None,
-    q: str | None = None,
-    last_job_id: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Response:
+async def batch_page(request: Request, batch_id: int, ctx: Context, query: JobsQueryParams) -> Response:
     user = await page_user(request, ctx)
     context = await batch_context(ctx, user, batch_id)
     error = None
     try:
-        table = await jobs_table_context(
-            ctx, user, batch_id, state=state, q=q, last_job_id=last_job_id, limit=limit
-        )
+        table = await jobs_table_context(ctx, user, batch_id, query)
     except InvalidInput as exc:
         error = exc.message
-        table = {
-            "batch_id": batch_id,
-            "jobs": [],
-            "state": state or "",
-            "q": q or "",
-            "limit": limit,
-            "timeline": [],
-            "job_ids": "",
-            "table_url": "",
-            "next_url": None,
-            "first_url": None,
-            "attempts": {},
-            "reasons": {},
-        }
+        table = empty_jobs_table(batch_id, query)
     attributes = context["batch"].attributes or {}
     async with ctx.reading() as conn:
         dag = await ui_views.dag(conn, batch_id, context["batch"].n_jobs)
@@ -216,20 +217,10 @@ async def batch_page(
 
 
 @router.get("/batches/{batch_id}/jobs-table", response_class=HTMLResponse)
-async def jobs_table(
-    request: Request,
-    batch_id: int,
-    ctx: Context,
-    state: str | None = None,
-    q: str | None = None,
-    last_job_id: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Response:
+async def jobs_table(request: Request, batch_id: int, ctx: Context, query: JobsQueryParams) -> Response:
     """The jobs table alone: what a live update swaps in."""
     user = await page_user(request, ctx)
-    table = await jobs_table_context(
-        ctx, user, batch_id, state=state, q=q, last_job_id=last_job_id, limit=limit
-    )
+    table = await jobs_table_context(ctx, user, batch_id, query)
     return HTMLResponse(render_text("jobs_table.html", table=table))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode, urlparse
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from corral.api.context import ApiContext, Context
@@ -123,9 +123,28 @@ def _read_files(files: tuple[Path, Path] | None) -> tuple[list[list[Any]] | None
     return chunks, keys
 
 
-async def sweep_context(
-    ctx: ApiContext, user: User, name: str, *, group: str | None, after: int | None, limit: int
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ChunksQuery:
+    """Which chunks a sweep page lists: one group (done, failed, ...) and the page after chunk `after`."""
+
+    group: str | None = None
+    after: int | None = None
+    limit: int = CHUNKS_PER_PAGE
+
+
+def chunks_query(
+    group: str | None = None,
+    after: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = CHUNKS_PER_PAGE,
+) -> ChunksQuery:
+    return ChunksQuery(group, after, limit)
+
+
+ChunksQueryParams = Annotated[ChunksQuery, Depends(chunks_query)]
+
+
+async def sweep_context(ctx: ApiContext, user: User, name: str, query: ChunksQuery) -> dict[str, Any]:
+    group, after, limit = query.group, query.after, query.limit
     async with ctx.reading() as conn:
         records = await ui_sweeps.sweep_batches(conn, name, None if user.is_admin else user.name)
         if not records:
@@ -190,29 +209,15 @@ async def sweep_context(
 
 
 @router.get("/sweeps/{name}", response_class=HTMLResponse)
-async def sweep_page(
-    request: Request,
-    name: str,
-    ctx: Context,
-    group: str | None = None,
-    after: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = CHUNKS_PER_PAGE,
-) -> Response:
+async def sweep_page(request: Request, name: str, ctx: Context, query: ChunksQueryParams) -> Response:
     user = await page_user(request, ctx)
-    context = await sweep_context(ctx, user, name, group=group, after=after, limit=limit)
+    context = await sweep_context(ctx, user, name, query)
     return page(request, "sweep.html", **context)
 
 
 @router.get("/sweeps/{name}/chunks", response_class=HTMLResponse)
-async def sweep_chunks(
-    request: Request,
-    name: str,
-    ctx: Context,
-    group: str | None = None,
-    after: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = CHUNKS_PER_PAGE,
-) -> Response:
+async def sweep_chunks(request: Request, name: str, ctx: Context, query: ChunksQueryParams) -> Response:
     """The counts and chunks table alone: what the page refetches when the sweep's jobs change."""
     user = await page_user(request, ctx)
-    context = await sweep_context(ctx, user, name, group=group, after=after, limit=limit)
+    context = await sweep_context(ctx, user, name, query)
     return HTMLResponse(render_text("sweep_chunks.html", **context))

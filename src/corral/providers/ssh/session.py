@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import shlex
 import time
@@ -29,10 +30,11 @@ log = logging.getLogger("corral.providers.ssh")
 # Runs on the host: start the worker in its own session, stop it when our stdin (the SSH channel) ends.
 # The token comes as the first line of stdin, so it never shows in the host's process list.
 LAUNCHER = r"""
-import os, signal, subprocess, sys, threading
+import json, os, signal, subprocess, sys, threading
 token = sys.stdin.readline().strip()
+site = json.loads(sys.stdin.readline() or "{}")
 log = open(sys.argv[1], "ab")
-env = {**os.environ, "CORRAL_WORKER_TOKEN": token}
+env = {**os.environ, **site, "CORRAL_WORKER_TOKEN": token}
 p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                      env=env)
 print(p.pid, flush=True)
@@ -200,8 +202,7 @@ class HostSession:
         assert self.conn is not None
         logs = f"{self.work_dir}/logs"
         env = {"CORRAL_HOME": f"{self.work_dir}/home", "CORRAL_WORKER_GPUS": ",".join(gpu_ids),
-               "CORRAL_WORKER_ADDRESS": self.host.address,  # services' endpoints: not the tunnel's loopback
-               **(worker_env or {})}  # the site's [jobs] policy (e.g. host_network for services)
+               "CORRAL_WORKER_ADDRESS": self.host.address}  # services' endpoints: not the tunnel's loopback
         worker = [
             python, "-m", "corral", "worker", "--url", f"http://127.0.0.1:{self.tunnel_port}", "--name", name,
             "--cores", str(cores), "--memory", str(memory_bytes), "--runtime", runtime,
@@ -212,7 +213,9 @@ class HostSession:
             f"-c {shlex.quote(LAUNCHER)} {shlex.quote(f'{logs}/{name}.log')} {shlex.join(worker)}"
         )
         process = await self.conn.create_process(command)
-        process.stdin.write(token + "\n")
+        # The token and the site's [jobs] and [images] settings (registry passwords) go through stdin, never
+        # a command line other users of the host could read.
+        process.stdin.write(token + "\n" + json.dumps(dict(worker_env or {})) + "\n")
         line = await asyncio.wait_for(process.stdout.readline(), self.options.connect_timeout)
         if not str(line).strip().isdigit():
             process.close()

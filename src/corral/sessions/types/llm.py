@@ -18,6 +18,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -114,6 +115,31 @@ class _StreamingClient(ClientType):
             extras["tpot_ms"] = tpot
         return True, extras
 
+    async def _stream(
+        self, http: httpx.AsyncClient, url: str, body: dict[str, Any], config: ClientConfig,
+        read: Callable[[str], tuple[bool, bool] | None], *, needs_end: bool,
+    ) -> tuple[bool, dict[str, float]]:
+        """POST `body` and time each streamed token: `read(line)` says (a token came, the stream is over),
+        or None for a broken stream; `needs_end`: a stream that stops before saying it is over failed."""
+        chunks: list[float] = []
+        ended = False
+        t0 = time.monotonic()
+        async with http.stream("POST", url, json=body) as r:
+            if r.status_code != 200:
+                return False, {}
+            async for line in r.aiter_lines():
+                step = read(line)
+                if step is None:
+                    return False, {}
+                token, ended = step
+                if token:
+                    chunks.append(time.monotonic())
+                if ended:
+                    break
+        if needs_end and not ended:
+            return False, {}
+        return self._measure(config, t0, chunks)
+
     def _prompt(self, config: ClientConfig, rng: random.Random) -> str:
         return str(config.params.get("prompt") or rng.choice(PROMPTS))
 
@@ -157,24 +183,35 @@ class OpenAIStreamingClient(_StreamingClient):
             "temperature": float(config.params.get("temperature") or 0.0),  # type: ignore[arg-type]
             "messages": [{"role": "user", "content": prompt}],
         }
-        chunks: list[float] = []
-        t0 = time.monotonic()
-        async with http.stream("POST", f"http://{ep.host}:{ep.port}/v1/chat/completions", json=body) as r:
-            if r.status_code != 200:
-                return False, {}
-            async for line in r.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                try:
-                    delta = json.loads(data)["choices"][0].get("delta", {})
-                except (ValueError, KeyError, IndexError):
-                    return False, {}
-                if delta.get("content"):
-                    chunks.append(time.monotonic())
-        return self._measure(config, t0, chunks)
+        url = f"http://{ep.host}:{ep.port}/v1/chat/completions"
+        return await self._stream(http, url, body, config, _sse_line, needs_end=False)
+
+
+def _sse_line(line: str) -> tuple[bool, bool] | None:
+    """One line of an OpenAI server-sent event stream: `data: {...}` with a delta, or `data: [DONE]`."""
+    if not line.startswith("data:"):
+        return False, False
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return False, True
+    try:
+        delta = json.loads(data)["choices"][0].get("delta", {})
+    except (ValueError, KeyError, IndexError):
+        return None
+    return bool(delta.get("content")), False
+
+
+def _ndjson_line(line: str) -> tuple[bool, bool] | None:
+    """One line of Ollama's NDJSON stream: `{"response": ...}`, ending with `{"done": true}`."""
+    if not line.strip():
+        return False, False
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if obj.get("error"):
+        return None
+    return bool(obj.get("response")), bool(obj.get("done"))
 
 
 @REGISTRY.client
@@ -197,26 +234,5 @@ class OllamaClient(_StreamingClient):
                 "temperature": float(str(config.params.get("temperature") or 0.0)),
             },
         }  # type: ignore[arg-type]
-        chunks: list[float] = []
-        done = False
-        t0 = time.monotonic()
-        async with http.stream("POST", f"http://{ep.host}:{ep.port}/api/generate", json=body) as r:
-            if r.status_code != 200:
-                return False, {}
-            async for line in r.aiter_lines():
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    return False, {}
-                if obj.get("error"):
-                    return False, {}
-                if obj.get("response"):
-                    chunks.append(time.monotonic())
-                if obj.get("done"):
-                    done = True
-                    break
-        if not done:
-            return False, {}  # the stream ended without Ollama's final `done` object
-        return self._measure(config, t0, chunks)
+        url = f"http://{ep.host}:{ep.port}/api/generate"
+        return await self._stream(http, url, body, config, _ndjson_line, needs_end=True)
