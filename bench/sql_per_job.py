@@ -130,13 +130,13 @@ def main() -> None:
         store = "PostgreSQL" if args.postgres else "SQLite"
         print(f"runtime={args.runtime} store={store} jobs={n} cores={cores()} load1={load:.1f}")
         print(f"  server+driver CPU per job: {1000 * (t1.user + t1.system - t0.user - t0.system) / n:.2f} ms")
-        print(f"  statements per job: {sum(stmts.values()) / n:.2f}  (parameter rows {sum(rows.values()) / n:.2f})"
-              f"  commits per job: {commits / n:.3f}")
+        print(f"  statements per job: {sum(stmts.values()) / n:.2f}  "
+              f"(parameter rows {sum(rows.values()) / n:.2f})  commits per job: {commits / n:.3f}")
         for name, label in (("tick", "tick"), ("report", "events until durable (report)")):
             ms = sorted(1000 * t for t in c1["timings"][name][len(c0["timings"][name]):])
             if ms:
-                print(f"  {label}: n={len(ms)} mean {statistics.mean(ms):.1f} ms, p50 {ms[len(ms) // 2]:.1f} ms, "
-                      f"p90 {ms[int(0.9 * len(ms))]:.1f} ms")
+                print(f"  {label}: n={len(ms)} mean {statistics.mean(ms):.1f} ms, "
+                      f"p50 {ms[len(ms) // 2]:.1f} ms, p90 {ms[int(0.9 * len(ms))]:.1f} ms")
         http = _diff(c0["requests"], c1["requests"])
         print(f"  HTTP requests per job: {sum(http.values()) / n:.3f} "
               + ", ".join(f"{k}: {v / n:.3f}" for k, v in sorted(http.items(), key=lambda kv: -kv[1])))
