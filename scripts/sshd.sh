@@ -25,7 +25,7 @@ start)
   cp "$DIR/client_key.pub" "$DIR/authorized_keys"
   cat > "$DIR/sshd_config" <<CFG
 HostKey $DIR/host_key
-AuthorizedKeysFile $DIR/authorized_keys
+AuthorizedKeysFile $DIR/authorized_keys .ssh/authorized_keys
 UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     pool: str = "default"
     # "cheapest": a job that names no pool goes to the cheapest pool that can start it soonest
     pool_choice: Literal["default", "cheapest"] = "default"
-    commit_interval: float = 0.005  # seconds the group commit waits to gather state changes
+    # seconds the group commit waits to gather state changes (not once every active instance has reported)
+    commit_interval: float = 0.005
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 20.0  # an instance silent for this long is lost
     max_body_bytes: int = 64 * 1024 * 1024

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
+from fastapi import APIRouter
 
 from corral.config import Settings
 from corral.driver.autoscaler import Autoscaler
@@ -91,12 +92,13 @@ async def _serve(
     tokens = await bootstrap(engine, settings)
     driver = Driver(engine, settings)
     await driver.start()
-    routers = [worker_router(driver, settings.log_dir)]
+    routers: list[APIRouter] = []
     if settings.hail_compat_dir is not None:
         from corral.hail.routes import hail_routers
 
         routers += hail_routers()
-    app = create_app(settings, engine, driver, extra_routers=routers)
+    app = create_app(settings, engine, driver, extra_routers=routers,
+                     first_routers=[worker_router(driver, settings.log_dir)])
     driver.tick_listeners.append(app.state.ui_feed.publish)  # the web pages' live updates
     sock = _bind_remembered(settings)
     host, port = sock.getsockname()[:2]

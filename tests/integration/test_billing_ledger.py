@@ -194,3 +194,43 @@ async def test_each_provider_kind_is_priced_from_what_the_store_knows_of_its_ins
     }
     got = await _costs(api, batch_id)  # one hour of each
     assert got["jobs"] == {1: 0.1, 2: 0.02, 3: 0.5, 4: 2.0}  # 0.5 per core-hour x 4 cores
+
+
+async def test_batch_costs_stay_exact_with_the_roll_up_kept_in_memory(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """batches.cost comes from the roll-up the accounting keeps (no read per tick): it equals the cost of
+    the batch's usage in the store after every tick, when a batch falls out of memory and is read again,
+    and after a rolled-back tick (the same accounting rebuilds, as the driver's recovery does)."""
+    monkeypatch.setattr("corral.driver.accounting.BATCH_USAGE_KEPT", 1)  # two batches: one is dropped
+    first, second = await _setup(api), await api.submit([job(1), job(2)])
+    acc = Accounting(settings("3.6", "0.36"))
+    await acc.rebuild(api.engine, [])
+    flights = [await _attempt(api, b, j, T0) for b in (first, second) for j in (1, 2)]
+    for flight in flights:
+        acc.attempt_assigned(flight)
+
+    async def batch_costs_match_the_store() -> None:
+        async with api.engine.connect() as conn:
+            stored = {r.id: r.cost for r in await conn.execute(
+                select(batches.c.id, batches.c.cost).where(batches.c.id.in_([first, second])))}
+            usage = await ledger.batch_breakdowns(conn, [first, second])
+        assert stored == {b: float(sum(line.cost for line in usage.get(b, []))) for b in (first, second)}
+        assert stored[first] > 0 and stored[second] > 0
+
+    await _tick(acc, api, T0 + 10)
+    await batch_costs_match_the_store()
+    await _tick(acc, api, T0 + 20)
+    await batch_costs_match_the_store()
+    with pytest.raises(RuntimeError):  # a tick that never commits: its usage must not stay in memory
+        async with api.engine.begin() as conn:
+            acc.last_accrual = 0.0
+            await acc.settle(conn, T0 + 25)
+            raise RuntimeError("tick failed")
+    await acc.rebuild(api.engine, flights)
+    acc.attempts_ended([(b, j, 1, T0 + 30) for b in (first, second) for j in (1, 2)])
+    await _tick(acc, api, T0 + 31)
+    await batch_costs_match_the_store()
+    got = await _costs(api, first)
+    assert got["batch"] == 2 * expected_cost("30", "0.5", "0.25", "3.6", "0.36")
+    assert (await _costs(api, second))["batch"] == got["batch"]

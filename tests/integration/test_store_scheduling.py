@@ -212,3 +212,26 @@ async def test_cancel_after_n_failures_asks_for_a_cancel(engine: AsyncEngine) ->
     result = await run(engine, b, 1, JobState.FAILED)
     assert result.batches_to_cancel == [b]
     assert (await batch_row(engine, b)).cancelled
+
+
+async def test_a_stale_placement_starts_nothing_and_the_others_in_its_tick_start(engine: AsyncEngine) -> None:
+    """Placements the store no longer allows (queued with an older attempt count: the job is Ready or
+    Running again since) are skipped: no attempt row and no spec for them; the tick's others start."""
+    b = await make_batch(engine, {1: [], 2: [], 3: []})
+    async with engine.begin() as conn:
+        ready = {r.job.key: r.job for r in await q.load_ready_jobs(conn, b)}
+    await run(engine, b, 1, JobState.READY)  # job 1's attempt 1 was lost: Ready again with 1 attempt
+    await run(engine, b, 2, JobState.READY)
+    async with engine.begin() as conn:  # job 2 runs its attempt 2
+        again = {r.job.key: r.job for r in await q.load_ready_jobs(conn, b)}
+        assert await q.start_attempts(conn, [(again[(b, 2)], "inst-1")], time.time())
+    async with engine.begin() as conn:
+        placements = [(ready[(b, 1)], "inst-1"), (ready[(b, 2)], "inst-1"), (ready[(b, 3)], "inst-2")]
+        specs = await q.start_attempts(conn, placements, time.time())
+    assert set(specs) == {(b, 3)} and "storage_bytes" in specs[(b, 3)]
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(attempts.c.job_id, attempts.c.attempt_id, attempts.c.instance_name)
+                                  .where(attempts.c.batch_id == b).order_by(attempts.c.job_id))
+        assert [tuple(r) for r in rows] == [(1, 1, "inst-1"), (2, 1, "inst-1"), (2, 2, "inst-1"),
+                                            (3, 1, "inst-2")]
+    assert await states(engine, b) == {1: "Ready", 2: "Running", 3: "Running"}

@@ -48,6 +48,7 @@ async def test_a_job_too_big_for_its_pool_waits_with_a_reason_and_blocks_nobody(
     assert r.status_code == 200
     status = (await service.user.get(f"/api/v1/batches/{batch_id}")).json()
     assert status["waiting"] == 1 and status["n_completed"] >= 0
+    assert (status["n_pending"], status["n_ready"]) == (0, 1)  # the big job: Ready, and waits with a reason
     # A bigger instance joins the pool: the job is placed there and loses its reason.
     await service.driver.register_instance(
         name="big", pool="default", token="big-token", cores_mcpu=64_000, memory_bytes=16 << 30, metadata={}
@@ -66,6 +67,8 @@ async def test_a_job_too_big_for_its_pool_waits_with_a_reason_and_blocks_nobody(
         assert r.status_code == 200
     status = await _wait_batch(service, batch_id)
     assert status["state"] == "success"
+    final = (await service.user.get(f"/api/v1/batches/{batch_id}")).json()
+    assert final["complete"] and final["waiting"] == 0
 
 
 async def test_a_job_naming_no_pool_or_never_fitting_is_refused_at_submission(service: Service) -> None:

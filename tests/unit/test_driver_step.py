@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from corral.config import Settings
 from corral.domain.states import JobState
+from corral.driver.driver import Driver
 from corral.driver.inbox import ErroredAttempt, Inbox, Report
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.step import plan_tick
+from corral.store.db import make_engine
 from corral.worker.protocol import CompletedEvent, StartedEvent
 
 NOW = 1_000.0
@@ -73,3 +77,24 @@ def test_a_cancelled_attempt_is_released_without_an_outcome_and_an_isolated_one_
     assert (outcome.job_id, outcome.job_state) == (2, JobState.ERROR)
     assert outcome.status == {"attempt_id": 1, "error": "the driver could not apply it"}
     assert sorted(f.key for f in plan.released) == ["1.1.1", "1.2.1"]
+
+
+async def test_the_group_commit_waits_for_reports_only_while_another_active_instance_may_send_one(
+    tmp_path: Path,
+) -> None:
+    """A worker has one events request in flight at most: once every active instance's report is in the
+    inbox, waiting `commit_interval` gathers nothing and only delays the replies."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'unused.db'}")  # never connected
+    driver = Driver(engine, Settings(commit_interval=0.005))
+    one, two, idle = _instance("w1"), _instance("w2"), _instance("w3")
+    one.active = two.active = True  # w3 never activated: it sends no events
+    driver.instances = {"w1": one, "w2": two, "w3": idle}
+    assert driver._more_reports_may_come()  # nothing in yet: a commit or cancel alone still gathers
+    driver._inbox.reports.append(_report(one))
+    assert driver._more_reports_may_come()  # w2 may still report
+    driver._inbox.reports.append(_report(two))
+    assert not driver._more_reports_may_come()
+    two.active = False
+    driver._inbox.reports.pop()
+    assert not driver._more_reports_may_come()  # the only active instance has reported
+    await engine.dispose()

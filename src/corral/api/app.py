@@ -34,7 +34,10 @@ def create_app(
     engine: AsyncEngine,
     hooks: DriverHooks,
     extra_routers: Sequence[APIRouter] = (),
+    first_routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
+    """`first_routers` are matched before all others: the worker protocol's routes, called for every job
+    (each request is matched against the routes in order)."""
     app = FastAPI(title="Corral", version=__version__, description="Durable, fair batch scheduling.")
     app.state.corral = ApiContext(settings=settings, engine=engine, hooks=hooks)
     install_error_handlers(app)
@@ -42,7 +45,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     routers = (meta.router, batches.router, jobs.router, users.router, billing.router, admin.router,
                bench.router, instance_health.router)
-    for router in (*routers, system.router, retry.router, *extra_routers):
+    for router in (*first_routers, *routers, system.router, retry.router, *extra_routers):
         app.include_router(router)
     mount_ui(app)
     document_errors(app)

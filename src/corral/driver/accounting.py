@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -34,6 +34,7 @@ from corral.store import ledger
 from corral.store.ledger import AttemptKey, ChargeMove, ChargeRow
 
 log = logging.getLogger("corral.driver.accounting")
+BATCH_USAGE_KEPT = 1000  # batches whose roll-up the accounting keeps in memory
 PENDING_CHECK_AFTER = 10.0  # seconds an attempt may stay assigned without starting before the store is asked
 
 
@@ -88,6 +89,10 @@ class Accounting:
         self._projects: dict[int, str] = {}
         self._facts: dict[str, InstanceFacts] = {}
         self._charged: dict[AttemptKey, tuple[ChargeRow, int]] = {}  # this tick's: row, accrued_ms
+        # The batch roll-up (usage per resource) of batches charged lately, as this driver wrote it: only
+        # the accounting writes it, inside the tick, so batches.cost needs no read of it per tick. A failed
+        # tick rebuilds (and empties this); the oldest batches are dropped (read again when charged).
+        self._batch_usage: OrderedDict[int, dict[str, int]] = OrderedDict()
 
     # ------------------------------------------------------------ what the driver tells it
 
@@ -106,6 +111,7 @@ class Accounting:
         """From the store: rate versions, open charges, spend and limits; flights without a charge
         (started before the ledger existed) are opened at their assignment time."""
         self.book, self.open, self._pending, self._ended = RateBook(), {}, {}, {}
+        self._batch_usage = OrderedDict()
         self.spend = defaultdict(Decimal)
         if not self.enabled:
             return
@@ -238,11 +244,12 @@ class Accounting:
             if m.ended:
                 self.open.pop(m.key, None)
         await ledger.add_usage(conn, by_batch, by_day)
-        await self._refresh_costs(conn, [m.key for m in moves], batches)
+        await self._refresh_costs(conn, [m.key for m in moves], batches, by_batch)
         return touched_projects
 
     async def _refresh_costs(
-        self, conn: AsyncConnection, charged: list[AttemptKey], batches: set[int]
+        self, conn: AsyncConnection, charged: list[AttemptKey], batches: set[int],
+        added: Mapping[tuple[int, str], int],
     ) -> None:
         """jobs.cost and batches.cost as the ledger says. A job charged only for its first attempt costs
         what is known here; a retried job adds what its other attempts cost (read from the ledger)."""
@@ -259,7 +266,28 @@ class Accounting:
                 lines += [(name, q * (accrued - row.start_ms)) for name, q in row.resources]
             costs[job] = float(total(breakdown(lines, self.book.by_name)))
         await ledger.set_job_costs(conn, costs)
-        await ledger.refresh_batch_costs(conn, batches, self.book.by_name)
+        await self._refresh_batch_costs(conn, sorted(batches), added)
+
+    async def _refresh_batch_costs(
+        self, conn: AsyncConnection, batches: list[int], added: Mapping[tuple[int, str], int]
+    ) -> None:
+        """batches.cost from the roll-up: `added` (this tick's usage by batch and resource, already written)
+        is added to the roll-ups kept in memory; a batch not kept is read (with this tick's usage in it)."""
+        kept = self._batch_usage
+        unknown = [b for b in batches if b not in kept]
+        for (batch_id, name), usage in added.items():
+            if usage and batch_id in kept:
+                lines = kept[batch_id]
+                lines[name] = lines.get(name, 0) + usage
+        if unknown:
+            kept.update(await ledger.batch_usage_totals(conn, unknown))
+        costs: dict[int, float] = {}
+        for batch_id in batches:
+            kept.move_to_end(batch_id)
+            costs[batch_id] = float(total(breakdown(kept[batch_id].items(), self.book.by_name)))
+        while len(kept) > BATCH_USAGE_KEPT:
+            kept.popitem(last=False)
+        await ledger.set_batch_costs(conn, costs)
 
     async def _enforce_limits(self, conn: AsyncConnection, projects: set[str]) -> list[int]:
         over = sorted(p for p in projects if is_over_limit(self.spend[p], self.limits.get(p)))

@@ -428,7 +428,7 @@ class Driver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             self._wake.clear()
-            if self.settings.commit_interval > 0:
+            if self.settings.commit_interval > 0 and self._more_reports_may_come():
                 await asyncio.sleep(self.settings.commit_interval)
             async with self._tick_lock:
                 inbox, self._inbox = self._inbox, Inbox()
@@ -441,6 +441,13 @@ class Driver:
                     continue
             if more:
                 self._wake.set()
+
+    def _more_reports_may_come(self) -> bool:
+        """Whether gathering for `commit_interval` can add reports to this tick: a worker has one events
+        request in flight at most, so once every active instance's report is in, the wait would only
+        delay their replies (and the jobs they hand out) and gather nothing."""
+        reporting = {id(r.instance) for r in self._inbox.reports}
+        return any(i.active and id(i) not in reporting for i in self.instances.values())
 
     async def check_invariants(self) -> list[Violation]:
         """The store's invariants and the driver's memory against them (`corral admin check`)."""

@@ -33,6 +33,7 @@ from corral.worker.protocol import (
 )
 
 log = logging.getLogger("corral.driver.worker_api")
+INLINE_WRITE_MAX = 64 * 1024  # inline logs up to this many bytes in all are written on the event loop
 
 
 class _LoggedOnce(APIRoute):
@@ -95,8 +96,10 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
     @router.post("/events")
     async def events(body: EventsRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         inline = _inline_logs(inst, body.events, log_dir)
-        if inline:
+        if sum(len(data) for _, data in inline) > INLINE_WRITE_MAX:
             await asyncio.to_thread(_write_logs, inline)  # durable before the completion is committed
+        elif inline:  # a few small files: a thread hop would cost more than writing them here
+            _write_logs(inline)
         if body.known is None:  # an older worker: it polls for its work separately
             return {"ack": await driver.report(inst, body.events)}
         return await driver.report_and_poll(inst, body.events, body.known)

@@ -44,6 +44,14 @@ from corral.runtimes.volume import mount_io_volume, no_space_left, unmount_io_vo
 log = logging.getLogger(__name__)
 
 DEFAULT_PIDS_LIMIT = 4096
+ROOTLESS_PRIVATE_NETWORK = (
+    "network 'private' needs a worker running as root (it makes the job's network namespace); this "
+    "worker is not root: ask for network 'none', or 'public' where the site allows the host's network"
+)
+ROOTLESS_DEFAULT_NETWORK = (
+    "a worker that is not root cannot give jobs the site's default network 'private' (network "
+    "namespaces need root): run it as root, or set [jobs] default_network = \"none\" for its site"
+)
 IMAGE_NOTE = (
     "image ignored: this worker runs jobs in the process sandbox on the host; workers started with "
     "--runtime oci run jobs in their image"
@@ -108,6 +116,8 @@ class ProcessRuntime(Runtime):
                 find_slirp()
             except NetworkError as exc:
                 raise RuntimeUnavailable(exc.message) from None
+        if not self.users.privileged and self.network_of(None) == "nat":
+            raise RuntimeUnavailable(ROOTLESS_DEFAULT_NETWORK)
         self.view = SandboxView.build(
             _secrets(settings, self.work_dir), self._shared_paths(), job_has_own_uid=self.users.privileged
         )
@@ -233,6 +243,8 @@ class ProcessRuntime(Runtime):
             seccomp_fd = open_filter(self.seccomp)
             netns: Path | None = None
             if net == "nat":
+                if not self.users.privileged:
+                    raise NetworkError(ROOTLESS_PRIVATE_NETWORK)
                 network = await self.networks.take(request.published_ports)
                 netns = network.path  # the spawner enters it; bwrap keeps the namespace it starts in
                 extra += ["--ro-bind", str(resolv_conf(request.scratch)), "/etc/resolv.conf"]

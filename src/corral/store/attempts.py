@@ -14,9 +14,52 @@ from corral.domain.scheduling import ReadyJob
 from corral.domain.states import JobState
 from corral.store.cascade import complete_jobs
 from corral.store.driver_records import AttemptOutcome, CascadeResult
-from corral.store.job_moves import JobKey, chunks, move_jobs
+from corral.store.job_moves import JobKey, JobMove, chunks
 from corral.store.rebuild import queued, queued_job_query
 from corral.store.tables import attempts, jobs
+
+# Built once (the tick runs them every few milliseconds; see store.job_moves.JobMove).
+_START = JobMove(
+    JobState.RUNNING, only_from={JobState.READY}, where=[jobs.c.n_attempts == bindparam("prev")],
+    values={"n_attempts": bindparam("next"), "waiting_reason": None},
+)
+_INSERT_ATTEMPTS = attempts.insert()
+_SPECS = select(jobs.c.job_id, jobs.c.spec, jobs.c.storage_bytes, jobs.c.state, jobs.c.n_attempts).where(
+    jobs.c.batch_id == bindparam("b"), jobs.c.job_id.in_(bindparam("ids", expanding=True))
+)
+_ATTEMPT_RUNNING = (
+    attempts.c.batch_id == bindparam("b"), attempts.c.job_id == bindparam("j"),
+    attempts.c.attempt_id == bindparam("a"), attempts.c.state == "running",
+)
+_MARK_STARTED = update(attempts).where(*_ATTEMPT_RUNNING).values(time_started=bindparam("t"))
+_CURRENT = (
+    queued_job_query().add_columns(jobs.c.state, jobs.c.n_max_attempts)
+    .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id.in_(bindparam("ids", expanding=True)))
+)
+_END = update(attempts).where(*_ATTEMPT_RUNNING).values(
+    state="ended", end_reason=bindparam("reason"), exit_code=bindparam("code"), status=bindparam("st"),
+    time_ended=bindparam("t"),
+)
+# Lost attempts that are retried still used cores: charged to the job as they go back to Ready.
+_REQUEUE = JobMove(
+    JobState.READY, only_from={JobState.RUNNING},
+    values={"status": bindparam("st"), "msec_mcpu": jobs.c.msec_mcpu + bindparam("ms"),
+            "cost": jobs.c.cost + bindparam("c")},
+)
+_FINISH: dict[JobState, JobMove] = {}
+
+
+def _finish(state: JobState) -> JobMove:
+    """Running -> a complete state, with the attempt's exit code, status and usage (built once per state)."""
+    move = _FINISH.get(state)
+    if move is None:
+        move = _FINISH[state] = JobMove(
+            state, only_from={JobState.RUNNING},
+            values={"exit_code": bindparam("code"), "status": bindparam("st"),
+                    "time_completed": bindparam("t"), "msec_mcpu": jobs.c.msec_mcpu + bindparam("ms"),
+                    "cost": jobs.c.cost + bindparam("c")},
+        )
+    return move
 
 
 async def start_attempts(
@@ -24,7 +67,9 @@ async def start_attempts(
 ) -> dict[JobKey, dict[str, Any]]:
     """Ready -> Running with a new attempt on the chosen instance.
 
-    Returns the spec of each job really started, with its storage_bytes added.
+    Returns the spec of each job really started, with its storage_bytes added. The conditional update
+    skips stale placements; one read after it gives both which jobs it moved (when the driver cannot count
+    an executemany's rows, as asyncpg) and their specs.
     """
     if not placements:
         return {}
@@ -32,17 +77,22 @@ async def start_attempts(
         {"b": job.batch_id, "j": job.job_id, "prev": job.n_attempts, "next": job.n_attempts + 1}
         for job, _ in placements
     ]
-    moved = await move_jobs(
-        conn, JobState.RUNNING, params, only_from={JobState.READY},
-        where=[jobs.c.n_attempts == bindparam("prev")],
-        values={"n_attempts": bindparam("next"), "waiting_reason": None},
-    )
-    started = list(placements)
-    if moved != len(params):
-        started = await _verify_started(conn, placements)
+    moved = await _START.run(conn, params)
+    wanted = {job.key: (job, inst) for job, inst in placements}
+    started: list[tuple[ReadyJob, str]] = []
+    specs: dict[JobKey, dict[str, Any]] = {}
+    for batch_id, ids in chunks(wanted):
+        for row in await conn.execute(_SPECS, {"b": batch_id, "ids": ids}):
+            job, inst = wanted[(batch_id, row.job_id)]
+            if moved != len(params) and not (
+                row.state == JobState.RUNNING and row.n_attempts == job.n_attempts + 1
+            ):
+                continue  # stale: the update did not move it
+            started.append((job, inst))
+            specs[job.key] = {**row.spec, "storage_bytes": row.storage_bytes}
     if started:
         await conn.execute(
-            attempts.insert(),
+            _INSERT_ATTEMPTS,
             [
                 {
                     "batch_id": job.batch_id, "job_id": job.job_id, "attempt_id": job.n_attempts + 1,
@@ -52,49 +102,13 @@ async def start_attempts(
                 for job, instance in started
             ],
         )
-    specs: dict[JobKey, dict[str, Any]] = {}
-    for batch_id, ids in chunks(job.key for job, _ in started):
-        rows = await conn.execute(
-            select(jobs.c.job_id, jobs.c.spec, jobs.c.storage_bytes).where(
-                jobs.c.batch_id == batch_id, jobs.c.job_id.in_(ids)
-            )
-        )
-        for row in rows:
-            specs[(batch_id, row.job_id)] = {**row.spec, "storage_bytes": row.storage_bytes}
     return specs
-
-
-async def _verify_started(
-    conn: AsyncConnection, placements: Sequence[tuple[ReadyJob, str]]
-) -> list[tuple[ReadyJob, str]]:
-    """Which of the placements the conditional update really moved (the rest were stale)."""
-    wanted = {job.key: (job, inst) for job, inst in placements}
-    ok: list[tuple[ReadyJob, str]] = []
-    for batch_id, ids in chunks(wanted):
-        rows = await conn.execute(
-            select(jobs.c.job_id, jobs.c.state, jobs.c.n_attempts).where(
-                jobs.c.batch_id == batch_id, jobs.c.job_id.in_(ids)
-            )
-        )
-        for row in rows:
-            job, inst = wanted[(batch_id, row.job_id)]
-            if row.state == JobState.RUNNING and row.n_attempts == job.n_attempts + 1:
-                ok.append((job, inst))
-    return ok
 
 
 async def mark_started(conn: AsyncConnection, started: Sequence[tuple[int, int, int, float]]) -> None:
     if not started:
         return
-    stmt = (
-        update(attempts)
-        .where(
-            attempts.c.batch_id == bindparam("b"), attempts.c.job_id == bindparam("j"),
-            attempts.c.attempt_id == bindparam("a"), attempts.c.state == "running",
-        )
-        .values(time_started=bindparam("t"))
-    )
-    await conn.execute(stmt, [{"b": b, "j": j, "a": a, "t": t} for b, j, a, t in started])
+    await conn.execute(_MARK_STARTED, [{"b": b, "j": j, "a": a, "t": t} for b, j, a, t in started])
 
 
 async def end_attempts(
@@ -107,11 +121,7 @@ async def end_attempts(
     wanted = {(o.batch_id, o.job_id): o for o in outcomes}
     current: dict[JobKey, Any] = {}
     for batch_id, ids in chunks(wanted):
-        rows = await conn.execute(
-            queued_job_query()
-            .add_columns(jobs.c.state, jobs.c.n_max_attempts)
-            .where(jobs.c.batch_id == batch_id, jobs.c.job_id.in_(ids))
-        )
+        rows = await conn.execute(_CURRENT, {"b": batch_id, "ids": ids})
         for row in rows:
             current[(batch_id, row.job_id)] = row
     valid = [
@@ -123,15 +133,7 @@ async def end_attempts(
     if not valid:
         return result
     await conn.execute(
-        update(attempts)
-        .where(
-            attempts.c.batch_id == bindparam("b"), attempts.c.job_id == bindparam("j"),
-            attempts.c.attempt_id == bindparam("a"), attempts.c.state == "running",
-        )
-        .values(
-            state="ended", end_reason=bindparam("reason"), exit_code=bindparam("code"),
-            status=bindparam("st"), time_ended=bindparam("t"),
-        ),
+        _END,
         [
             {"b": o.batch_id, "j": o.job_id, "a": o.attempt_id, "reason": o.end_reason,
              "code": o.exit_code, "st": o.status, "t": o.time_ended}
@@ -156,24 +158,14 @@ async def end_attempts(
                 AttemptOutcome(o.batch_id, o.job_id, o.attempt_id, decision.job_state, o.end_reason,
                                o.time_ended, o.exit_code, status, o.msec_mcpu, o.cost)
             )
-    # Lost attempts that are retried still used cores: charged to the job as they go back to Ready.
-    await move_jobs(
-        conn, JobState.READY, [{"b": o.batch_id, "j": o.job_id, "st": o.status, "ms": o.msec_mcpu,
-                                "c": o.cost} for o in retry],
-        only_from={JobState.RUNNING},
-        values={"status": bindparam("st"), "msec_mcpu": jobs.c.msec_mcpu + bindparam("ms"),
-                "cost": jobs.c.cost + bindparam("c")},
-    )
+    await _REQUEUE.run(conn, [{"b": o.batch_id, "j": o.job_id, "st": o.status, "ms": o.msec_mcpu,
+                               "c": o.cost} for o in retry])
     result.requeued.extend(queued(current[(o.batch_id, o.job_id)]) for o in retry)
     for state in sorted({o.job_state for o in terminal}):
-        await move_jobs(
-            conn, state,
+        await _finish(state).run(
+            conn,
             [{"b": o.batch_id, "j": o.job_id, "code": o.exit_code, "st": o.status, "t": o.time_ended,
               "ms": o.msec_mcpu, "c": o.cost} for o in terminal if o.job_state is state],
-            only_from={JobState.RUNNING},
-            values={"exit_code": bindparam("code"), "status": bindparam("st"),
-                    "time_completed": bindparam("t"), "msec_mcpu": jobs.c.msec_mcpu + bindparam("ms"),
-                    "cost": jobs.c.cost + bindparam("c")},
         )
     usage: dict[int, tuple[int, float]] = defaultdict(lambda: (0, 0.0))
     for o in valid:

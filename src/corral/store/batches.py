@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, or_, select, update
+from sqlalchemy import BigInteger, bindparam, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.domain.states import BatchState
@@ -80,13 +80,16 @@ def _update(row: Any) -> UpdateRecord:
 # ---------------------------------------------------------------- batches
 
 
+_GET_BATCH = select(*_BATCH_COLUMNS).where(batches.c.id == bindparam("b"), batches.c.deleted.is_(False))
+# NO KEY UPDATE: does not block job inserts, whose foreign key check takes KEY SHARE on this row.
+_GET_BATCH_FOR_UPDATE = _GET_BATCH.with_for_update(key_share=True)
+
+
 async def get_batch(conn: AsyncConnection, batch_id: int, *, for_update: bool = False) -> BatchRecord | None:
-    """A batch that is not deleted; `for_update` locks its row (PostgreSQL) for the transaction."""
-    query = select(*_BATCH_COLUMNS).where(batches.c.id == batch_id, batches.c.deleted.is_(False))
-    if for_update:
-        # NO KEY UPDATE: does not block job inserts, whose foreign key check takes KEY SHARE on this row.
-        query = query.with_for_update(key_share=True)
-    row = (await conn.execute(query)).first()
+    """A batch that is not deleted; `for_update` locks its row (PostgreSQL) for the transaction.
+    (Built once: clients poll a batch's status often.)"""
+    query = _GET_BATCH_FOR_UPDATE if for_update else _GET_BATCH
+    row = (await conn.execute(query, {"b": batch_id})).first()
     return _batch(row) if row else None
 
 

@@ -14,16 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Float,
     and_,
     bindparam,
-    column,
     select,
     text,
     tuple_,
     update,
-    values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,10 +98,13 @@ class ChargeRow:
         return self.batch_id, self.job_id, self.attempt_id
 
 
+_OPEN_CHARGES = attempt_charges.insert()
+
+
 async def open_charges(conn: AsyncConnection, charges: Sequence[ChargeRow]) -> None:
     if charges:
         await conn.execute(
-            attempt_charges.insert(),
+            _OPEN_CHARGES,
             [{"batch_id": c.batch_id, "job_id": c.job_id, "attempt_id": c.attempt_id,
               "billing_project": c.billing_project, "user": c.user,
               "resources": [list(r) for r in c.resources], "start_ms": c.start_ms,
@@ -179,11 +178,6 @@ class ChargeMove:
     ended: bool
 
 
-def _rows(name: str, columns: list[tuple[str, Any]], data: Sequence[tuple[Any, ...]]) -> Any:
-    """A VALUES list as a named CTE (both SQLite and PostgreSQL join an UPDATE ... FROM to it)."""
-    return values(*(column(n, t) for n, t in columns), name=name).data(list(data)).cte(name)
-
-
 _MOVE = (
     update(attempt_charges)
     .where(attempt_charges.c.batch_id == bindparam("b"), attempt_charges.c.job_id == bindparam("j"),
@@ -232,12 +226,20 @@ async def move_charges(conn: AsyncConnection, moves: Sequence[ChargeMove]) -> No
         )
 
 
+_UPSERTS: dict[tuple[str, str], Any] = {}  # (dialect, table) -> statement, built once
+
+
 def _upsert(conn: AsyncConnection, table: Any, keys: list[str]) -> Any:
+    cached = _UPSERTS.get((conn.dialect.name, table.name))
+    if cached is not None:
+        return cached
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(table)
-    return stmt.on_conflict_do_update(
+    stmt = stmt.on_conflict_do_update(
         index_elements=keys, set_={"usage": table.c.usage + stmt.excluded.usage}
     )
+    _UPSERTS[(conn.dialect.name, table.name)] = stmt
+    return stmt
 
 
 async def add_usage(
@@ -279,6 +281,12 @@ _PG_JOB_COSTS = text(
 )
 
 
+_JOB_COSTS = (
+    update(jobs).where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
+    .values(cost=bindparam("c"))
+)
+
+
 async def set_job_costs(conn: AsyncConnection, costs: Mapping[tuple[int, int], float]) -> None:
     """jobs.cost (what lists, queries and Hail's `cost` read), as the ledger says."""
     if not costs:
@@ -288,23 +296,28 @@ async def set_job_costs(conn: AsyncConnection, costs: Mapping[tuple[int, int], f
         await conn.execute(_PG_JOB_COSTS, {"b": [b for (b, _), _ in rows], "j": [j for (_, j), _ in rows],
                                            "c": [c for _, c in rows]})
         return
-    await conn.execute(
-        update(jobs).where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id == bindparam("j"))
-        .values(cost=bindparam("c")),
-        [{"b": b, "j": j, "c": c} for (b, j), c in rows],
-    )
+    await conn.execute(_JOB_COSTS, [{"b": b, "j": j, "c": c} for (b, j), c in rows])
 
 
-async def refresh_batch_costs(
-    conn: AsyncConnection, batch_ids: set[int], rates: Mapping[str, Decimal]
-) -> None:
-    """batches.cost from the batch roll-up."""
-    if not batch_ids:
-        return
-    found = await batch_breakdowns(conn, sorted(batch_ids), rates)
-    bc = _rows("bc", [("b", BigInteger), ("c", Float)],
-               [(b, float(total(found.get(b, [])))) for b in sorted(batch_ids)])
-    await conn.execute(update(batches).where(batches.c.id == bc.c.b).values(cost=bc.c.c))
+async def batch_usage_totals(conn: AsyncConnection, batch_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """The batch roll-up: usage per versioned resource, per batch (batches without usage: empty)."""
+    out: dict[int, dict[str, int]] = {b: {} for b in batch_ids}
+    for part in _chunks(list(batch_ids)):
+        for r in await conn.execute(_BATCH_USAGE, {"ids": list(part)}):
+            out[r.batch_id][r.resource] = int(r.usage)
+    return out
+
+
+async def set_batch_costs(conn: AsyncConnection, costs: Mapping[int, float]) -> None:
+    """batches.cost, as the batch roll-up says (the driver computes it from the roll-up it wrote)."""
+    if costs:
+        await conn.execute(_BATCH_COST, [{"b": b, "c": c} for b, c in sorted(costs.items())])
+
+
+_BATCH_COST = update(batches).where(batches.c.id == bindparam("b")).values(cost=bindparam("c"))
+_BATCH_USAGE = select(batch_usage.c.batch_id, batch_usage.c.resource, batch_usage.c.usage).where(
+    batch_usage.c.batch_id.in_(bindparam("ids", expanding=True))
+)
 
 
 # ---------------------------------------------------------------- reading (the API)
@@ -313,17 +326,10 @@ async def refresh_batch_costs(
 async def batch_breakdowns(
     conn: AsyncConnection, batch_ids: Sequence[int], rates: Mapping[str, Decimal] | None = None
 ) -> dict[int, list[CostLine]]:
-    usage: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for part in _chunks(list(batch_ids)):
-        rows = await conn.execute(
-            select(batch_usage.c.batch_id, batch_usage.c.resource, batch_usage.c.usage)
-            .where(batch_usage.c.batch_id.in_(list(part)))
-        )
-        for r in rows:
-            usage[r.batch_id].append((r.resource, int(r.usage)))
-    names = {n for lines in usage.values() for n, _ in lines}
+    usage = {b: lines for b, lines in (await batch_usage_totals(conn, batch_ids)).items() if lines}
+    names = {n for lines in usage.values() for n in lines}
     rates = rates if rates is not None else await rate_map(conn, names)
-    return {b: breakdown(lines, rates) for b, lines in usage.items()}
+    return {b: breakdown(lines.items(), rates) for b, lines in usage.items()}
 
 
 async def job_breakdown(conn: AsyncConnection, batch_id: int, job_id: int) -> list[CostLine]:
@@ -399,16 +405,18 @@ class InstanceRow:
     collection_config: dict[str, Any]
 
 
+_INSTANCE_ROWS = (
+    select(instances.c.name, instances.c.collection, instances.c.cores_mcpu, instances.c.memory_bytes,
+           instances.c.gpus, instances.c.gpu_type, instances.c.reserved_for, instances.c.metadata,
+           instance_collections.c.kind, instance_collections.c.config)
+    .join(instance_collections, instance_collections.c.name == instances.c.collection, isouter=True)
+    .where(instances.c.name.in_(bindparam("names", expanding=True)))
+)
+
+
 async def instance_rows(conn: AsyncConnection, names: Sequence[str]) -> dict[str, InstanceRow]:
-    query = (
-        select(instances.c.name, instances.c.collection, instances.c.cores_mcpu, instances.c.memory_bytes,
-               instances.c.gpus, instances.c.gpu_type, instances.c.reserved_for, instances.c.metadata,
-               instance_collections.c.kind, instance_collections.c.config)
-        .join(instance_collections, instance_collections.c.name == instances.c.collection, isouter=True)
-        .where(instances.c.name.in_(list(names)))
-    )
     return {
         r.name: InstanceRow(r.name, r.collection, r.kind or "", r.cores_mcpu, r.memory_bytes, r.gpus,
                             r.gpu_type, r.reserved_for, dict(r.metadata or {}), dict(r.config or {}))
-        for r in await conn.execute(query)
+        for r in await conn.execute(_INSTANCE_ROWS, {"names": list(names)})
     }

@@ -128,7 +128,8 @@ def clean_dead_work_dir(dead: Path) -> list[Path]:
                 subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
                 (NETNS_OWNERS_DIR / name).unlink(missing_ok=True)
         (dead / NETNS_RECORD).unlink()
-    worker_record_path(dead).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a worker that is not root may not even look into /run's records
+        worker_record_path(dead).unlink(missing_ok=True)
     staged = _stage_mounts_of(dead)  # before its volumes go: they tell which stage binds are its
     unmounted = []
     for point in [*staged, *_mounts_under(dead)]:

@@ -27,8 +27,7 @@ from corral.api.schemas import (
     UpdateSpec,
 )
 from corral.store import batches as batch_store
-from corral.store import jobs_read
-from corral.store.batch_counts import live_state_counts
+from corral.store.batch_counts import live_counts_and_waiting
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 
@@ -140,9 +139,9 @@ async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> Batch
         batch = await visible_batch(conn, batch_id, user)
         costs = await batch_breakdowns(conn, [batch.id])
         status = batch_status(batch).model_copy(update={"cost_breakdown": costs[batch.id]})
-        status.waiting = await jobs_read.count_waiting(conn, batch_id)
+        status.waiting = 0  # a complete batch has no live jobs: nothing waits
         if not status.complete:
-            counts = await live_state_counts(conn, batch_id)
+            counts, status.waiting = await live_counts_and_waiting(conn, batch_id)
             status.n_pending, status.n_ready, status.n_running = (
                 counts["Pending"], counts["Ready"], counts["Running"]
             )
