@@ -4,9 +4,9 @@ A job that names no `storage` still gets /io and /tmp on a volume of `[jobs] def
 filling them fails the job ("No space left"), never the host's disk. Making a volume (mkfs + loop
 mount, ~50-150 ms) is too slow for every job, so a worker keeps made ones: a job borrows one by a
 bind mount (well under a millisecond), and when its attempt ends the volume is emptied off the job's
-path (and trimmed, so the host's disk gets the freed blocks back) and lent again. Volumes live under
-<work_dir>/volumes, so a dead worker's are cleared with its work dir (worker/cleanup.py). Jobs that
-request storage keep their own volume of that size.
+path (trimmed if its loop file grew, so the host's disk gets freed blocks back) and lent again.
+Volumes live under <work_dir>/volumes, so a dead worker's are cleared with its work dir
+(worker/cleanup.py). Jobs that request storage keep their own volume of that size.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.runtimes.spawn import spawn
-from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume
+from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume, volume_file
 
 log = logging.getLogger(__name__)
 MS_BIND = 4096
@@ -57,6 +57,14 @@ async def _trim(volume: Path) -> None:
         log.debug("fstrim %s: %s", volume, exc)
 
 
+def _allocated(volume: Path) -> int:
+    """Blocks of the host's disk the volume's sparse loop file holds (-1 if it cannot be read)."""
+    try:
+        return os.stat(volume_file(volume)).st_blocks
+    except OSError:
+        return -1
+
+
 class DefaultVolumes:
     def __init__(self, root: Path, size: int) -> None:
         self.root = root
@@ -69,6 +77,8 @@ class DefaultVolumes:
         self._recycling = 0  # volumes being emptied: ready again in a few ms
         self._returned = asyncio.Event()
         self.made = 0  # volumes made (for tests and benches)
+        self.trims = 0  # fstrim runs (for tests and benches)
+        self._trimmed: dict[Path, int] = {}  # pooled volume -> its loop file's allocated blocks when trimmed
 
     def lent(self, volume: Path) -> bool:
         return volume in self._lent
@@ -160,10 +170,15 @@ class DefaultVolumes:
         except OSError as exc:
             log.warning("could not empty storage volume %s: %s", pooled, exc)
             left = True
-        if not left and not self._closed:
+        # Trim only if the loop file grew since its last trim (after the job's files are unlinked, every
+        # write of the job has reached it): a job that wrote nothing costs no fstrim process.
+        if not left and not self._closed and _allocated(pooled) != self._trimmed.get(pooled):
             await _trim(pooled)
+            self.trims += 1
+            self._trimmed[pooled] = _allocated(pooled)
         excess = len(self._ready) >= max(KEEP_READY, len(self._lent))
         if left or self._closed or excess:
+            self._trimmed.pop(pooled, None)
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(unmount_io_volume, pooled)
             return
