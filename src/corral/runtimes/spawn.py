@@ -31,7 +31,7 @@ from corral.runtimes.childwatch import pidfd_usable
 log = logging.getLogger(__name__)
 
 # Persistent threads: bwrap's --die-with-parent (PR_SET_PDEATHSIG) follows the thread that started it.
-SPAWNER_THREADS = 2
+SPAWNER_THREADS = 8  # starts of concurrent jobs (each waits for its sandbox's gate) do not queue
 _spawner: ThreadPoolExecutor | None = None
 _spawner_lock = threading.Lock()
 
