@@ -48,9 +48,9 @@ async def test_a_stream_of_jobs_reuses_volumes_and_each_finds_them_empty(tmp_pat
     try:
         logs = await asyncio.gather(*(job(i) for i in range(8 * SLOTS)))
         assert all(log.strip() == "" for log in logs), logs  # nothing of an earlier job was left
-        # About a volume per slot (and spares made ahead, or while the host is slow to empty one): not
-        # one per job (before reuse across slots: ~a third of the jobs made one).
-        assert rt.default_volumes.made <= SLOTS + 4, rt.default_volumes.made
+        # Volumes are reused, not made per job (a loose bound: under load more spares are made while the
+        # first jobs start; quiet, ~SLOTS + 1 are made, where the pool used to make ~20 for these jobs).
+        assert rt.default_volumes.made <= 3 * SLOTS, rt.default_volumes.made
         # Jobs that leave nothing on the host's disk cost no fstrim each (a volume is trimmed when its
         # loop file grew: at least once when new, as its first job's writes may have reached it).
         assert rt.default_volumes.trims < 8 * SLOTS, rt.default_volumes.trims
