@@ -35,6 +35,7 @@ from corral.driver.recovery import recover, tick_alone
 from corral.driver.services import ServiceCoordinator
 from corral.driver.step import plan_tick
 from corral.driver.unplaceable import UnplaceableJobs
+from corral.gcpause import gc_paused
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
@@ -543,11 +544,14 @@ class Driver:
         100,000-job batch takes a while to read, and on SQLite the write lock would keep every API write
         (the next batch's creation, its bunches) waiting meanwhile. Nothing but this (locked) tick moves
         a Ready job, and the queues ignore a job queued twice."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(readonly=True)
-            for batch_id in sorted(batch_ids):
-                for queued in await q.load_ready_jobs(conn, batch_id):
-                    self._enqueue(queued)
+        # The collector is paused meanwhile: the rows and queue entries of 100,000 jobs otherwise trigger
+        # repeated collections that scan every live object (most of the queueing's time).
+        with gc_paused():
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(readonly=True)
+                for batch_id in sorted(batch_ids):
+                    for queued in await q.load_ready_jobs(conn, batch_id):
+                        self._enqueue(queued)
 
     def _release(self, flight: AttemptInFlight) -> None:
         inst = self.instances.get(flight.instance_name)
