@@ -121,3 +121,13 @@ def test_a_new_user_namespace_is_refused_by_clone_too(attacker: Attacker) -> Non
     status, log = attacker.run(script)
     assert status["state"] == "Success", (status, log)
     assert "refused Operation not permitted" in log and "CLONED" not in log, log
+
+
+def test_the_hosts_run_is_not_the_jobs(server: RunningServer, attacker: Attacker) -> None:
+    """/run holds daemons' sockets (a read-only bind does not stop connect()) and Corral's own records."""
+    assert Path("/run/corral-workers").is_dir()  # this root worker recorded itself there
+    status, log = attacker.run("ls -A /run; echo end-of-run; touch /run/x && echo WROTE-RUN; true")
+    assert status["state"] == "Success", status
+    shown = log.split("end-of-run")[0].split()
+    assert "corral-workers" not in shown and "corral-net" not in shown, log
+    assert "WROTE-RUN" not in log

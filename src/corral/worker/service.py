@@ -296,9 +296,8 @@ class ServiceRunner:
         t0 = time.monotonic()
         outcome = "exited"
         async with httpx.AsyncClient() as http:
-            ready_at = await self._until_ready(
-                spec, results, ports, request, env, http, main, cancel, stop
-            )
+            probing = _Probing(spec, results, ports, request, env, http, main, cancel, stop)
+            ready_at = await probing.until_ready()
             info["probes"] = [r.to_wire() for r in results]
             if ready_at is None:
                 outcome = (
@@ -320,9 +319,7 @@ class ServiceRunner:
                         "ready_seconds": info["ready_seconds"],
                     }
                 )
-                outcome = await self._while_serving(
-                    spec, results, ports, request, env, http, main, cancel, stop
-                )
+                outcome = await probing.while_serving()
                 info["probes"] = [r.to_wire() for r in results]
         if outcome == "stopped" and not main.done():
             signal_service(request.key, signal.SIGTERM)
@@ -360,75 +357,60 @@ class ServiceRunner:
             )
         return result, info
 
-    async def _probe_round(
-        self,
-        spec: ServiceSpec,
-        results: list[ProbeResult],
-        ports: dict[str, int],
-        request: MainRequest,
-        env: dict[str, str],
-        http: httpx.AsyncClient,
-    ) -> bool:
+
+@dataclass
+class _Probing:
+    """One service attempt's probes: rounds until ready, then liveness rounds while it serves; each wait
+    ends early when the service's main process exits, the attempt is cancelled or asked to stop."""
+
+    spec: ServiceSpec
+    results: list[ProbeResult]
+    ports: dict[str, int]
+    request: MainRequest
+    env: dict[str, str]
+    http: httpx.AsyncClient
+    main: asyncio.Task[MainResult]
+    cancel: asyncio.Event
+    stop: asyncio.Event
+
+    async def round(self) -> bool:
         ok = True
-        for r in results:
+        for r in self.results:
             start = time.monotonic()
-            error = await run_probe(r.probe, ports, request.log_path, env, http)
+            error = await run_probe(r.probe, self.ports, self.request.log_path, self.env, self.http)
             r.attempts += 1
             r.duration_ms = round((time.monotonic() - start) * 1000)
             r.ok, r.error = error is None, error
             ok = ok and error is None
         return ok
 
-    async def _until_ready(
-        self,
-        spec: ServiceSpec,
-        results: list[ProbeResult],
-        ports: dict[str, int],
-        request: MainRequest,
-        env: dict[str, str],
-        http: httpx.AsyncClient,
-        main: asyncio.Task[MainResult],
-        cancel: asyncio.Event,
-        stop: asyncio.Event,
-    ) -> float | None:
-        deadline = time.monotonic() + spec.ready_deadline
+    async def until_ready(self) -> float | None:
+        deadline = time.monotonic() + self.spec.ready_deadline
         while time.monotonic() < deadline:
-            if main.done() or cancel.is_set() or stop.is_set():
+            if self.main.done() or self.cancel.is_set() or self.stop.is_set():
                 return None
-            if await self._probe_round(spec, results, ports, request, env, http):
+            if await self.round():
                 return time.monotonic()
-            await _wait_any(
-                main, cancel, stop, timeout=min(spec.probe_interval, deadline - time.monotonic())
-            )
+            await _wait_any(self.main, self.cancel, self.stop,
+                            timeout=min(self.spec.probe_interval, deadline - time.monotonic()))
         return None
 
-    async def _while_serving(
-        self,
-        spec: ServiceSpec,
-        results: list[ProbeResult],
-        ports: dict[str, int],
-        request: MainRequest,
-        env: dict[str, str],
-        http: httpx.AsyncClient,
-        main: asyncio.Task[MainResult],
-        cancel: asyncio.Event,
-        stop: asyncio.Event,
-    ) -> str:
+    async def while_serving(self) -> str:
         failures = 0
-        interval = max(spec.probe_interval, 1.0)  # liveness: gentler than the readiness loop
+        interval = max(self.spec.probe_interval, 1.0)  # liveness: gentler than the readiness loop
         while True:
-            await _wait_any(main, cancel, stop, timeout=interval)
-            if cancel.is_set():
+            await _wait_any(self.main, self.cancel, self.stop, timeout=interval)
+            if self.cancel.is_set():
                 return "cancelled"
-            if stop.is_set():
+            if self.stop.is_set():
                 return "stopped"
-            if main.done():
+            if self.main.done():
                 return "exited"
-            if await self._probe_round(spec, results, ports, request, env, http):
+            if await self.round():
                 failures = 0
             else:
                 failures += 1
-                if failures >= spec.failure_threshold:
+                if failures >= self.spec.failure_threshold:
                     return "unready"
 
 
