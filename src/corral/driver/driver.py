@@ -44,6 +44,7 @@ from corral.store.invariants import Violation
 from corral.worker.protocol import AttemptKey, assignment_payload
 
 log = logging.getLogger("corral.driver")
+_MAX_VERDICTS = 4096  # distinct (pool, largest, job shape) answers kept
 
 
 class Driver:
@@ -59,6 +60,7 @@ class Driver:
         self.unplaceable = UnplaceableJobs()  # ready jobs their pool can never hold, with the reason
         self.site_collections: dict[str, SiteCollection] = {}
         self._largest: dict[str, Resources | None] = {}  # per pool, until an instance comes or goes
+        self._verdicts: dict[tuple[object, ...], str | None] = {}  # _why_unplaceable's answers
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self._gone: dict[str, asyncio.Event] = {}  # instances someone waits to see forgotten
@@ -248,7 +250,17 @@ class Driver:
             if site is not None and site.largest is not None:
                 sizes.append(site.largest)
             self._largest[pool] = largest(sizes)
-        return why_unplaceable(job.resources, pool, self._largest[pool])
+        biggest = self._largest[pool]
+        # A pure function of (shape, pool, largest): remembered, as a committed batch queues 100,000 jobs
+        # of a few shapes. Keyed by the largest instance itself, so a pool that changes needs no eviction.
+        shape = (pool, biggest, job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type)
+        try:
+            return self._verdicts[shape]
+        except KeyError:
+            if len(self._verdicts) >= _MAX_VERDICTS:
+                self._verdicts.clear()
+            verdict = self._verdicts[shape] = why_unplaceable(job.resources, pool, biggest)
+            return verdict
 
     def _pool_changed(self, pool: str) -> None:
         """An instance of the pool came or grew: jobs that could not be placed there are checked again."""
