@@ -98,3 +98,32 @@ async def test_the_group_commit_waits_for_reports_only_while_another_active_inst
     driver._inbox.reports.pop()
     assert not driver._more_reports_may_come()  # the only active instance has reported
     await engine.dispose()
+
+
+async def test_the_remembered_unplaceable_verdict_follows_the_pools_largest_instance(tmp_path: Path) -> None:
+    """The driver remembers why a job shape cannot run in a pool (a committed batch queues 100,000 jobs of
+    a few shapes); an instance that joins the pool changes the answer at once, and the memory is bounded."""
+    from corral.domain.scheduling import ReadyJob
+    from corral.driver import driver as driver_module
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'unused.db'}")  # never connected
+    driver = Driver(engine, Settings())
+    driver.instances = {"w1": _instance("w1")}  # 4 cores, 8 GiB
+    big = ReadyJob(1, 1, "alice", 16_000, 1 << 30, 0)
+    small = ReadyJob(1, 2, "alice", 1000, 1 << 30, 0)
+    reason = "needs 16 cores and 1 GiB; pool default's largest instance has 4 cores and 8 GiB"
+    assert driver._why_unplaceable("default", big) == reason
+    assert driver._why_unplaceable("default", big) == reason  # remembered: the same answer
+    assert driver._why_unplaceable("default", small) is None
+    bigger = InstanceState("w2", "default", "hash-w2", 32_000, 64 << 30)
+    driver.instances["w2"] = bigger
+    driver._pool_changed("default")
+    assert driver._why_unplaceable("default", big) is None
+    del driver.instances["w2"]
+    driver._pool_changed("default")
+    assert driver._why_unplaceable("default", big) == reason
+    for cores in range(1, driver_module._MAX_VERDICTS + 10):
+        driver._why_unplaceable("default", ReadyJob(1, 3, "alice", cores, 1 << 30, 0))
+    assert len(driver._verdicts) <= driver_module._MAX_VERDICTS
+    assert driver._why_unplaceable("default", big) == reason
+    await engine.dispose()

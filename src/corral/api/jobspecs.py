@@ -67,10 +67,10 @@ def worker_spec(job: JobSpec, files: FileRoots | None = None) -> dict[str, objec
     spec: dict[str, object] = {
         "command": list(job.process.command),
         "image": job.process.image,
-        "env": {e.name: e.value for e in job.env},
+        "env": {e.name: e.value for e in job.env} if job.env else {},
         "timeout": job.timeout,
-        "input_files": [{"from": f.from_, "to": f.to} for f in job.input_files],
-        "output_files": [{"from": f.from_, "to": f.to} for f in job.output_files],
+        "input_files": [{"from": f.from_, "to": f.to} for f in job.input_files] if job.input_files else [],
+        "output_files": [{"from": f.from_, "to": f.to} for f in job.output_files] if job.output_files else [],
         "always_copy_output": job.always_copy_output,
         "network": job.network,
     }
@@ -238,7 +238,9 @@ def prepare_bunch(
         request = resources.parse(job, at)
         inside, earlier = _split_parents(job, upd, at)
         spec = worker_spec(job, files)
-        ready = _service_fields(job, bunch, upd, at, spec)
+        # Most jobs are neither services nor wait for one: skip the call (a bunch has 10,000 jobs).
+        ready = _service_fields(job, bunch, upd, at, spec) if job.service is not None or job.ready_parents \
+            else []
         for parent in ready:
             if upd.start_job_id <= parent <= upd.end_job_id:
                 inside = sorted({*inside, parent})

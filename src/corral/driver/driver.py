@@ -35,6 +35,7 @@ from corral.driver.recovery import recover, tick_alone
 from corral.driver.services import ServiceCoordinator
 from corral.driver.step import plan_tick
 from corral.driver.unplaceable import UnplaceableJobs
+from corral.gcpause import gc_paused
 from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
@@ -43,6 +44,7 @@ from corral.store.invariants import Violation
 from corral.worker.protocol import AttemptKey, assignment_payload
 
 log = logging.getLogger("corral.driver")
+_MAX_VERDICTS = 4096  # distinct (pool, largest, job shape) answers kept
 
 
 class Driver:
@@ -58,6 +60,7 @@ class Driver:
         self.unplaceable = UnplaceableJobs()  # ready jobs their pool can never hold, with the reason
         self.site_collections: dict[str, SiteCollection] = {}
         self._largest: dict[str, Resources | None] = {}  # per pool, until an instance comes or goes
+        self._verdicts: dict[tuple[object, ...], str | None] = {}  # _why_unplaceable's answers
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self._gone: dict[str, asyncio.Event] = {}  # instances someone waits to see forgotten
@@ -247,7 +250,17 @@ class Driver:
             if site is not None and site.largest is not None:
                 sizes.append(site.largest)
             self._largest[pool] = largest(sizes)
-        return why_unplaceable(job.resources, pool, self._largest[pool])
+        biggest = self._largest[pool]
+        # A pure function of (shape, pool, largest): remembered, as a committed batch queues 100,000 jobs
+        # of a few shapes. Keyed by the largest instance itself, so a pool that changes needs no eviction.
+        shape = (pool, biggest, job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type)
+        try:
+            return self._verdicts[shape]
+        except KeyError:
+            if len(self._verdicts) >= _MAX_VERDICTS:
+                self._verdicts.clear()
+            verdict = self._verdicts[shape] = why_unplaceable(job.resources, pool, biggest)
+            return verdict
 
     def _pool_changed(self, pool: str) -> None:
         """An instance of the pool came or grew: jobs that could not be placed there are checked again."""
@@ -543,11 +556,14 @@ class Driver:
         100,000-job batch takes a while to read, and on SQLite the write lock would keep every API write
         (the next batch's creation, its bunches) waiting meanwhile. Nothing but this (locked) tick moves
         a Ready job, and the queues ignore a job queued twice."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(readonly=True)
-            for batch_id in sorted(batch_ids):
-                for queued in await q.load_ready_jobs(conn, batch_id):
-                    self._enqueue(queued)
+        # The collector is paused meanwhile: the rows and queue entries of 100,000 jobs otherwise trigger
+        # repeated collections that scan every live object (most of the queueing's time).
+        with gc_paused():
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(readonly=True)
+                for batch_id in sorted(batch_ids):
+                    for queued in await q.load_ready_jobs(conn, batch_id):
+                        self._enqueue(queued)
 
     def _release(self, flight: AttemptInFlight) -> None:
         inst = self.instances.get(flight.instance_name)

@@ -60,6 +60,7 @@ _JOB_COLUMNS = (
 )
 _LINK_COLUMNS = ("batch_id", "job_id", "parent_id", "when_ready")
 _JSON_NULL = json_text(None)  # `status` starts as JSON null, as SQLAlchemy's JSON type stored None
+_EMPTY_OBJECT = json_text({})  # most jobs have no attributes
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -127,7 +128,8 @@ async def insert_jobs(
         rows.append((
             batch.id, job.job_id, upd.update_id, batch.user, job.name, pending_state, job.pool,
             job.cores_mcpu, job.memory_bytes, job.storage_bytes, job.gpus, job.gpu_type, job.always_run,
-            job.n_max_attempts, 0, pending, failed, json_text(job.spec), json_text(job.attributes),
+            job.n_max_attempts, 0, pending, failed, json_text(job.spec),
+            json_text(job.attributes) if job.attributes else _EMPTY_OBJECT,
             None, _JSON_NULL, 0, 0.0, now, None, job.job_group_id,
         ))
         if job.in_update_parents or job.earlier_parents:
