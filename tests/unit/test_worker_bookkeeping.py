@@ -78,6 +78,21 @@ def test_events_added_while_a_batch_is_in_flight_are_kept() -> None:
     assert box.batch() == [_completed("1.1.1")]
 
 
+def test_an_attempts_events_never_ride_in_two_posts_at_once() -> None:
+    box = EventOutbox()
+    box.put(_started("1.1.1"))
+    first = box.take()
+    assert first == [_started("1.1.1")] and box.in_flight == 1
+    box.put(_completed("1.1.1"))
+    box.put(_completed("1.2.1"))
+    second = box.take()  # another post may go now, but not with 1.1.1's end: it would overtake its start
+    assert second == [_completed("1.2.1")]
+    assert box.take() == []
+    assert box.settle(second, ["1.2.1"]) == ["1.2.1"]
+    box.release(first)  # the first post failed: its start goes again, still ahead of the end
+    assert box.take() == [_started("1.1.1"), _completed("1.1.1")]
+
+
 def test_batches_are_bounded() -> None:
     box = EventOutbox()
     for i in range(25):
@@ -161,17 +176,28 @@ def test_a_late_duplicate_of_an_acknowledged_attempt_is_never_run_again() -> Non
 
 
 async def test_a_lone_started_event_waits_for_the_completion_to_go_with_it() -> None:
-    box = EventOutbox()
-    lazy = frozenset({"started"})
+    box = EventOutbox(frozenset({"started"}), lazy_window=60)
     box.put(_started("1.1.1"))
-    assert box.only(lazy)
-    waiting = asyncio.create_task(box.wait_for_other(lazy, timeout=60))
+    assert box.batch() == []  # held: a short job's start goes with its end
+    waiting = asyncio.create_task(box.wait_for_events())
     await asyncio.sleep(0)
     assert not waiting.done()
     box.put(_completed("1.1.1"))  # the attempt ended: both go in one post
-    await asyncio.wait_for(waiting, 10)
-    assert not box.only(lazy) and [e["type"] for e in box.batch()] == ["started", "completed"]
-    alone = EventOutbox()
-    alone.put(_started("2.1.1"))
-    await alone.wait_for_other(lazy, timeout=0.01)  # a longer job: its start is sent after the window
-    assert len(alone) == 1
+    assert await asyncio.wait_for(waiting, 10) is True
+    assert [e["type"] for e in box.take()] == ["started", "completed"]
+    box.put(_started("2.1.1"))
+    box.put(_completed("3.1.1"))
+    assert box.take() == [_completed("3.1.1")]  # another attempt's end does not carry a young start along
+    alone = EventOutbox(frozenset({"started"}), lazy_window=0.01)
+    alone.put(_started("4.1.1"))
+    assert await asyncio.wait_for(alone.wait_for_events(), 10) is True  # a longer job: sent after the window
+    assert alone.take() == [_started("4.1.1")]
+
+
+def test_a_start_on_the_wire_is_resent_at_once_if_its_post_fails() -> None:
+    box = EventOutbox(frozenset({"started"}), lazy_window=60)
+    box.put(_started("1.1.1"))
+    box.put(_completed("1.1.1"))
+    sent = box.take()
+    box.release(sent)
+    assert box.take() == sent

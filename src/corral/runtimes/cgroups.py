@@ -81,6 +81,13 @@ def _pids(procs_file: Path) -> list[int]:
         return []
 
 
+def join_cgroups(procs_files: list[Path], pids: list[int]) -> None:
+    """Move each process into every one of the job's cgroups (OSError if one cannot be joined)."""
+    for procs in procs_files:
+        for pid in pids:
+            _write(procs, str(pid))
+
+
 def _kill_pids(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

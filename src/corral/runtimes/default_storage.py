@@ -4,9 +4,9 @@ A job that names no `storage` still gets /io and /tmp on a volume of `[jobs] def
 filling them fails the job ("No space left"), never the host's disk. Making a volume (mkfs + loop
 mount, ~50-150 ms) is too slow for every job, so a worker keeps made ones: a job borrows one by a
 bind mount (well under a millisecond), and when its attempt ends the volume is emptied off the job's
-path (and trimmed, so the host's disk gets the freed blocks back) and lent again. Volumes live under
-<work_dir>/volumes, so a dead worker's are cleared with its work dir (worker/cleanup.py). Jobs that
-request storage keep their own volume of that size.
+path (trimmed if its loop file grew, so the host's disk gets freed blocks back) and lent again.
+Volumes live under <work_dir>/volumes, so a dead worker's are cleared with its work dir
+(worker/cleanup.py). Jobs that request storage keep their own volume of that size.
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume
+from corral.runtimes.spawn import spawn
+from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume, volume_file
 
 log = logging.getLogger(__name__)
 MS_BIND = 4096
-KEEP_READY = 4  # emptied volumes kept for the next jobs; more are unmade (a burst's excess)
+# Emptied volumes kept for the next jobs, at least; while more jobs than that run, as many as run are kept
+# (a stream of short jobs reuses them instead of making and unmaking one per job). A burst's excess is
+# unmade as its jobs end.
+KEEP_READY = 4
+RETURN_WAIT = 1.0  # seconds a job waits for a volume being emptied before it makes one (mkfs: 50-150 ms)
 
 
 def _empty(volume: Path) -> None:
@@ -42,13 +47,22 @@ async def _trim(volume: Path) -> None:
     """Give the host back the blocks the last job freed (holes in the sparse loop file); best effort."""
     fstrim = shutil.which("fstrim") or "/sbin/fstrim"
     try:
-        proc = await asyncio.create_subprocess_exec(
-            fstrim, str(volume), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:  # started off the event loop, as jobs are: one per ended job
+            proc = await spawn([fstrim, str(volume)], env=os.environ, stdout=devnull)
+        finally:
+            os.close(devnull)
         await proc.wait()
     except OSError as exc:
         log.debug("fstrim %s: %s", volume, exc)
+
+
+def _allocated(volume: Path) -> int:
+    """Blocks of the host's disk the volume's sparse loop file holds (-1 if it cannot be read)."""
+    try:
+        return os.stat(volume_file(volume)).st_blocks
+    except OSError:
+        return -1
 
 
 class DefaultVolumes:
@@ -60,12 +74,19 @@ class DefaultVolumes:
         self._names = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._recycling = 0  # volumes being emptied: ready again in a few ms
+        self._returned = asyncio.Event()
+        self.made = 0  # volumes made (for tests and benches)
+        self.trims = 0  # fstrim runs (for tests and benches)
+        self._trimmed: dict[Path, int] = {}  # pooled volume -> its loop file's allocated blocks when trimmed
 
     def lent(self, volume: Path) -> bool:
         return volume in self._lent
 
     async def lend(self, volume: Path) -> None:
         """Bind a ready (empty) volume of the default size at `volume`; OSError if none can be made."""
+        if not self._ready and self._recycling:
+            await self._wait_for_return()
         pooled = self._ready.pop() if self._ready else await self._make()
         try:
             volume.mkdir(parents=True, exist_ok=True)
@@ -74,8 +95,17 @@ class DefaultVolumes:
             self._ready.append(pooled)
             raise
         self._lent[volume] = pooled
-        if not self._ready:  # the next job should not wait for mkfs
+        if not self._ready and not self._recycling:  # the next job should not wait for mkfs
             self._background(self._refill())
+
+    async def _wait_for_return(self) -> None:
+        """Until a volume being emptied is ready (or RETURN_WAIT passes: then the caller makes one)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETURN_WAIT
+        while not self._ready and self._recycling and loop.time() < deadline:
+            self._returned.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._returned.wait(), deadline - loop.time())
 
     def give_back(self, volume: Path) -> None:
         """Unbind `volume` (the job is over); its volume is emptied in the background, then lent again."""
@@ -83,6 +113,7 @@ class DefaultVolumes:
         if pooled is None:
             return
         unmount(volume)
+        self._recycling += 1
         self._background(self._recycle(pooled))
 
     async def warm(self) -> None:
@@ -114,6 +145,7 @@ class DefaultVolumes:
         pooled.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         await mount_io_volume(pooled, self.size)
+        self.made += 1
         return pooled
 
     async def _refill(self) -> None:
@@ -126,14 +158,27 @@ class DefaultVolumes:
 
     async def _recycle(self, pooled: Path) -> None:
         try:
+            await self._empty_and_keep(pooled)
+        finally:
+            self._recycling -= 1
+            self._returned.set()
+
+    async def _empty_and_keep(self, pooled: Path) -> None:
+        try:
             await asyncio.to_thread(_empty, pooled)
             left = any(pooled.iterdir())  # never lend a volume holding the last job's files
         except OSError as exc:
             log.warning("could not empty storage volume %s: %s", pooled, exc)
             left = True
-        if not left and not self._closed:
+        # Trim only if the loop file grew since its last trim (after the job's files are unlinked, every
+        # write of the job has reached it): a job that wrote nothing costs no fstrim process.
+        if not left and not self._closed and _allocated(pooled) != self._trimmed.get(pooled):
             await _trim(pooled)
-        if left or self._closed or len(self._ready) >= KEEP_READY:
+            self.trims += 1
+            self._trimmed[pooled] = _allocated(pooled)
+        excess = len(self._ready) >= max(KEEP_READY, len(self._lent))
+        if left or self._closed or excess:
+            self._trimmed.pop(pooled, None)
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(unmount_io_volume, pooled)
             return

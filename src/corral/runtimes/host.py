@@ -23,6 +23,7 @@ from corral.runtimes.network import PrivateNetwork
 from corral.runtimes.process import ProcessRuntime
 from corral.runtimes.registry import register
 from corral.runtimes.sandbox import wrapped_argv
+from corral.runtimes.spawn import JobProcess, spawn
 
 NETWORK_NOTE = "network {mode!r} not enforced: the host runtime shares the host's network"
 
@@ -63,18 +64,15 @@ class HostRuntime(ProcessRuntime):
 
     async def _spawn(
         self, user: JobUser | None, group: JobCgroup, request: MainRequest, log: CappedLog
-    ) -> tuple[asyncio.subprocess.Process, PrivateNetwork | None]:
+    ) -> tuple[JobProcess, PrivateNetwork | None]:
         env = self._environment(request)
         env.update({"HOME": str(request.tmp_dir), "TMPDIR": str(request.tmp_dir),
                     "CORRAL_IO_DIR": str(request.io_dir)})
         env.update(request.env)  # the job's own values still win
         # A shell joins the cgroups and execs the job (as the process runtime does): a vfork+exec costs
         # the worker far less than a Python preexec_fn, which forces a full fork of the worker.
-        proc = await asyncio.create_subprocess_exec(
-            *wrapped_argv(without_rc_files(request.command), group.procs_files), env=env,
-            cwd=request.io_dir, stdin=asyncio.subprocess.DEVNULL, stdout=log.open(),
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )
+        argv = wrapped_argv(without_rc_files(request.command), group.procs_files)
+        proc = await spawn(argv, env=env, cwd=request.io_dir, stdout=log.open())
         return proc, None
 
 

@@ -36,9 +36,9 @@ from corral.runtimes.sandbox import (
     find_bwrap,
     find_setpriv,
     root_layout,
-    wrapped_argv,
 )
 from corral.runtimes.seccomp import build_filter, open_filter
+from corral.runtimes.spawn import JobProcess, SandboxGate, spawn
 from corral.runtimes.supervise import kill_until_gone, sampling, wait_for_exit
 from corral.runtimes.volume import mount_io_volume, no_space_left, unmount_io_volume, volume_file
 
@@ -97,8 +97,10 @@ class ProcessRuntime(Runtime):
         self.seccomp = work_dir / "seccomp.bpf"
         self.user_path: str | None = None  # the user's PATH, kept on the embedded default
         self.networks = NetworkPool(work_dir)
-        self.default_volumes: DefaultVolumes | None = None  # [jobs] default_storage (root workers)
+        # Jobs no longer go through nsenter (the spawner thread enters their namespace); kept for
+        # bench/peers/sandbox_floor.py, which builds the older command line.
         self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+        self.default_volumes: DefaultVolumes | None = None  # [jobs] default_storage (root workers)
         self._cleanups: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -229,7 +231,7 @@ class ProcessRuntime(Runtime):
 
     async def _spawn(
         self, user: JobUser | None, group: JobCgroup, request: MainRequest, log: CappedLog
-    ) -> tuple[asyncio.subprocess.Process, PrivateNetwork | None]:
+    ) -> tuple[JobProcess, PrivateNetwork | None]:
         """Start the job's sandbox in its cgroup; OSError, NetworkError or ValueError if it cannot start."""
         jobs = self.jobs
         net = plumbing(request.network, default=jobs.default_network, host_network=jobs.host_network)
@@ -243,23 +245,28 @@ class ProcessRuntime(Runtime):
                 else:
                     await asyncio.to_thread(give_to, user, request.io_dir, request.tmp_dir, recursive=True)
             seccomp_fd = open_filter(self.seccomp)
-            enter: list[str] = []
+            netns: Path | None = None
             if net == "nat":
                 if not self.users.privileged:
                     raise NetworkError(ROOTLESS_PRIVATE_NETWORK)
                 network = await self.networks.take(request.published_ports)
-                enter = [self.nsenter, f"--net={network.path}"]  # bwrap keeps the namespace it starts in
+                netns = network.path  # the spawner enters it; bwrap keeps the namespace it starts in
                 extra += ["--ro-bind", str(resolv_conf(request.scratch)), "/etc/resolv.conf"]
             sandbox = bwrap_argv(
                 self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
                 unshare_net=net == "none", extra=extra,
             )
-            argv = wrapped_argv([*enter, *sandbox], group.procs_files)
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=self._environment(request), stdin=asyncio.subprocess.DEVNULL,
-                stdout=log.open(), stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                pass_fds=[seccomp_fd],
-            )
+            gate = SandboxGate(group.procs_files) if group.procs_files else None
+            try:
+                if gate is not None:  # bwrap waits before the job's first process until it is in the cgroups
+                    sandbox[1:1] = gate.args()
+                proc = await spawn(
+                    sandbox, env=self._environment(request), stdout=log.open(), pass_fds=[seccomp_fd],
+                    gate=gate, netns=netns,
+                )
+            finally:
+                if gate is not None:
+                    gate.close()
             return proc, network
         except BaseException:
             if network is not None:

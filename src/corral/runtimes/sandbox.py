@@ -139,6 +139,10 @@ class SandboxView:
         return cls(tuple(hidden), tuple(sorted(visible, key=lambda p: len(p.parts))))
 
     def args(self) -> list[str]:
+        return list(self._args)
+
+    @functools.cached_property
+    def _args(self) -> tuple[str, ...]:  # the same for every job: built once
         out: list[str] = []
         for path in self.hidden:
             if not _within(path, Path("/tmp")):  # the job's /tmp is its own already
@@ -152,7 +156,7 @@ class SandboxView:
                     out += ["--perms", "0755", "--dir", str(parent)]
                     made.add(parent)
             out += ["--ro-bind", str(path), str(path)]
-        return out
+        return tuple(out)
 
 
 def bwrap_argv(

@@ -13,6 +13,7 @@ from typing import Literal
 
 from corral.runtimes.base import UsageSink
 from corral.runtimes.cgroups import JobCgroup
+from corral.runtimes.spawn import JobProcess
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def sampling(group: JobCgroup, sink: UsageSink | None) -> Callable[[], None]:
 
 
 async def wait_for_exit(
-    proc: asyncio.subprocess.Process, cancel: asyncio.Event, timeout: float | None, sample: Callable[[], None]
+    proc: JobProcess, cancel: asyncio.Event, timeout: float | None, sample: Callable[[], None]
 ) -> Outcome:
     """Until the process exits, `cancel` is set or `timeout` passes; `sample()` runs every second."""
     loop = asyncio.get_running_loop()
@@ -60,7 +61,7 @@ async def wait_for_exit(
 
 
 async def kill_until_gone(
-    proc: asyncio.subprocess.Process, kill_members: Callable[[], None], members: Callable[[], list[int]],
+    proc: JobProcess, kill_members: Callable[[], None], members: Callable[[], list[int]],
     what: str,
 ) -> None:
     """SIGKILL the job's processes (its cgroup) and the started process's session until none is left."""

@@ -23,6 +23,7 @@ MAX_LOG_BYTES = 32 * 1024 * 1024  # the driver's body limit is 64 MiB; keep the 
 INLINE_LOG_BYTES = 64 * 1024  # smaller logs ride in the `completed` event: no request of their own
 LIVE_LOG_FAST_BYTES = 1024 * 1024
 LIVE_LOG_MAX_BYTES = 8 * 1024 * 1024
+LIVE_LOG_FIRST = 3.0  # seconds before the live upload starts watching a main step's log
 
 EmitEvent = Callable[[dict[str, Any]], None]
 if TYPE_CHECKING:
@@ -80,6 +81,25 @@ async def upload_live_log(assignment: Assignment, path: Path, upload_log: Upload
             raise
         except Exception as exc:  # the final upload still carries the whole log
             log.debug("live log upload of %s failed: %s", assignment.key, exc)
+
+
+class LiveLog:
+    """`upload_live_log` for a main step that runs longer than its first interval: a short job costs a
+    timer, not a task of its own (nothing is uploaded before the first interval anyway)."""
+
+    def __init__(self, assignment: Assignment, path: Path, upload_log: UploadLog) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._start = asyncio.get_running_loop().call_later(
+            LIVE_LOG_FIRST, self._begin, assignment, path, upload_log
+        )
+
+    def _begin(self, assignment: Assignment, path: Path, upload_log: UploadLog) -> None:
+        self._task = asyncio.create_task(upload_live_log(assignment, path, upload_log))
+
+    def stop(self) -> None:
+        self._start.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 def main_status(result: MainResult) -> StepStatus:
@@ -172,7 +192,7 @@ async def _run_steps(
         return await _finish_with_logs(event, statuses, assignment, dirs, upload_log)
 
     recorder = UsageRecorder(assignment.key, emit)
-    live_log = asyncio.create_task(upload_live_log(assignment, dirs.log("main"), upload_log))
+    live_log = LiveLog(assignment, dirs.log("main"), upload_log)
     try:
         request = replace(main_request(assignment, dirs), usage_sink=recorder.sample)
         if spec.service is not None and services is not None:
@@ -184,7 +204,7 @@ async def _run_steps(
         t = now()
         result = MainResult("error", t, t, error=f"runtime {runtime.name} failed: {exc!r}")
     finally:
-        live_log.cancel()
+        live_log.stop()
         recorder.flush()
     statuses["main"] = main_status(result)
     event.update(
@@ -238,7 +258,11 @@ async def _finish_with_logs(
     upload_log: UploadLog,
 ) -> dict[str, Any]:
     ran = [s.name for s in statuses.values() if s is not None and s.state != "skipped"]
-    contents = await asyncio.to_thread(lambda: [read_log(dirs.log(step)) for step in ran])
+    paths = [dirs.log(step) for step in ran]
+    if sum(_size(p) for p in paths) <= INLINE_LOG_BYTES:  # the usual short job: a few small reads, inline
+        contents = [read_log(p) for p in paths]
+    else:
+        contents = await asyncio.to_thread(lambda: [read_log(p) for p in paths])
     logs = dict(zip(ran, contents, strict=True))
     inline = {step: data for step, data in logs.items() if len(data) <= INLINE_LOG_BYTES}
     await asyncio.gather(*(upload_log(assignment, s, data) for s, data in logs.items() if s not in inline))
@@ -251,6 +275,13 @@ def _finish(event: dict[str, Any], statuses: dict[StepName, StepStatus | None]) 
     event["time"] = now()
     event["container_statuses"] = {k: (s.to_wire() if s else None) for k, s in statuses.items()}
     return event
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def read_log(path: Path, limit: int = MAX_LOG_BYTES) -> bytes:

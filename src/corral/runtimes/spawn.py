@@ -1,0 +1,300 @@
+"""Starting a job's first process without stalling the worker's event loop.
+
+Starting a process is synchronous: the parent waits in vfork() until the child has exec'd, and on a
+busy machine the child may wait for a CPU first, so `asyncio.create_subprocess_exec` kept the worker's
+loop (every other job's start, end and report) stalled for milliseconds per job. Here the start runs
+in a small pool of spawner threads (the wait releases the GIL) and the loop learns of the exit through
+a pidfd, as any other readable fd. Same process as before: `subprocess.Popen` with close_fds (only
+stdout/stderr and `pass_fds` are inherited), its own session, stdin from /dev/null.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+from corral.runtimes.cgroups import join_cgroups
+from corral.runtimes.childwatch import pidfd_usable
+
+log = logging.getLogger(__name__)
+
+# Persistent threads: bwrap's --die-with-parent (PR_SET_PDEATHSIG) follows the thread that started it.
+SPAWNER_THREADS = 8  # starts of concurrent jobs (each waits for its sandbox's gate) do not queue
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+class JobProcess(Protocol):
+    """What the runtimes need of a started process (asyncio's Process has it too)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
+class PidfdProcess:
+    """A process started off the loop, reaped when its pidfd turns readable in the loop."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._popen = popen  # kept: a dropped running Popen would be reaped by subprocess's own cleanup
+        self._loop = loop
+        self._returncode: int | None = None
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._pidfd = os.pidfd_open(popen.pid)
+        loop.add_reader(self._pidfd, self._reap)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere: its status is lost
+            log.warning("job process %d was reaped elsewhere: reporting exit code 255", self.pid)
+            pid, code = self.pid, 255
+        else:
+            if pid == 0:
+                return  # not exited yet
+            code = os.waitstatus_to_exitcode(status)
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._returncode = self._popen.returncode = code
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=SPAWNER_THREADS, thread_name_prefix="corral-spawn")
+        return _spawner
+
+
+def _kill_orphan(started: asyncio.Future[subprocess.Popen[bytes]]) -> None:
+    """The spawning task was cancelled while the process started: kill its session and reap it."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    popen = started.result()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
+        popen.wait(5)
+
+
+CLONE_NEWNET = 0x40000000
+_HOME_NET = os.stat("/proc/self/ns/net").st_ino if os.path.exists("/proc/self/ns/net") else 0
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _thread_net() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def _setns(fd: int) -> None:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class _InNetns:
+    """This spawner thread in a job's network namespace while it starts the job, then back home.
+    Fail-closed: every start first checks that its thread is in the worker's own namespace."""
+
+    def __init__(self, netns: Path) -> None:
+        self.netns = netns
+        self.home = -1
+
+    def __enter__(self) -> None:
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(self.netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        except OSError:
+            os.close(self.home)
+            raise
+        finally:
+            os.close(target)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _setns(self.home)  # checked again by the next start of this thread, whatever happens here
+        finally:
+            os.close(self.home)
+
+
+def _start(
+    argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...],
+    netns: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    if _HOME_NET and _thread_net() != _HOME_NET:
+        raise OSError("a spawner thread is not in the worker's network namespace: refusing to start a job")
+    if netns is not None:
+        with _InNetns(netns):
+            return _popen(argv, env, stdout, cwd, pass_fds)
+    return _popen(argv, env, stdout, cwd, pass_fds)
+
+
+def _popen(
+    argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...]
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
+        start_new_session=True, pass_fds=pass_fds, close_fds=True,
+    )
+
+
+class SandboxGate:
+    """Holds a bubblewrap sandbox before the job's first process exists, until the worker has put the
+    sandbox's processes into the job's cgroups (instead of a shell that joins them and execs bwrap).
+
+    bwrap `--info-fd` writes the sandbox's first process (pid 1 inside) as soon as it is cloned;
+    `--block-fd` makes that process wait, after setting up the sandbox and before it forks the job's
+    first process, until it reads a byte. The worker writes the outer bwrap and that pid into every
+    procs file, then the byte: everything the job runs is forked after that, inside the cgroups. The
+    block fd is the pipe reopened read-write, so the sandbox holds a writer itself: the read never ends
+    at end-of-file (a worker dying before the byte leaves the sandbox waiting, never running the job).
+    """
+
+    def __init__(self, procs_files: Sequence[Path]) -> None:
+        self.procs_files = list(procs_files)
+        self.info_r, self.info_w = os.pipe()
+        read_end, self.go_w = os.pipe()
+        try:
+            self.block = os.open(f"/proc/self/fd/{read_end}", os.O_RDWR | os.O_CLOEXEC)
+        finally:
+            os.close(read_end)
+
+    def args(self) -> list[str]:
+        return ["--info-fd", str(self.info_w), "--block-fd", str(self.block)]
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        return (self.info_w, self.block)
+
+    def open_after_start(self, popen: subprocess.Popen[bytes]) -> None:
+        """In the spawner thread, once bwrap runs: join its processes to the cgroups, then let it go."""
+        os.close(self.info_w)
+        os.close(self.block)
+        self.info_w = self.block = -1
+        info = b""
+        while chunk := os.read(self.info_r, 65536):
+            info += chunk
+        try:
+            sandbox_pid = int(json.loads(info)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            # bwrap exited before creating the sandbox (its error is in the job's log): nothing of the
+            # job ran; its session holds any straggler, kill it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            return
+        try:
+            join_cgroups(self.procs_files, [popen.pid, sandbox_pid])
+        except OSError as exc:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)  # the sandbox's first process is still in it too
+            popen.wait()
+            raise OSError(f"cannot join the job's cgroups: {exc}") from exc
+        os.write(self.go_w, b"g")
+
+    def close(self) -> None:
+        for fd in (self.info_r, self.info_w, self.go_w, self.block):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.info_r = self.info_w = self.go_w = self.block = -1
+
+
+def _start_gated(
+    argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...],
+    gate: SandboxGate, netns: Path | None,
+) -> subprocess.Popen[bytes]:
+    popen = _start(argv, env, stdout, cwd, pass_fds + gate.fds, netns)
+    gate.open_after_start(popen)
+    return popen
+
+
+async def spawn(
+    argv: Sequence[str], *, env: Mapping[str, str], stdout: int, cwd: Path | None = None,
+    pass_fds: Sequence[int] = (), gate: SandboxGate | None = None, netns: Path | None = None,
+) -> JobProcess:
+    """Start `argv` in a new session (stdout and stderr to `stdout`); OSError if it cannot start.
+    With a `gate` (its args in `argv`), the sandbox runs the job only once it is in its cgroups; with
+    `netns` (a network namespace file), the process starts in that namespace."""
+    loop = asyncio.get_running_loop()
+    if not pidfd_usable() and gate is None and netns is None:
+        return await asyncio.create_subprocess_exec(
+            *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds,
+        )
+    if gate is None:
+        job = partial(_start, list(argv), dict(env), stdout, cwd, tuple(pass_fds), netns)
+    else:
+        job = partial(_start_gated, list(argv), dict(env), stdout, cwd, tuple(pass_fds), gate, netns)
+    started = loop.run_in_executor(_pool(), job)
+    try:
+        popen = await asyncio.shield(started)
+    except asyncio.CancelledError:
+        # Cancelled while the start runs: wait for it (a moment: the caller closes the fds it passes
+        # when this returns), then kill what started.
+        while not started.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(started)
+        _kill_orphan(started)
+        raise
+    if not pidfd_usable():
+        return _WaitedInThread(popen, loop)
+    try:
+        return PidfdProcess(popen, loop)
+    except OSError:
+        _kill_orphan(started)
+        raise
+
+
+class _WaitedInThread:
+    """Without pidfds (Linux < 5.3): the exit is awaited by a thread of the default executor."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._popen = popen
+        self._exited = loop.run_in_executor(None, popen.wait)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode if self._exited.done() else None
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+__all__ = ["JobProcess", "PidfdProcess", "SandboxGate", "spawn"]
