@@ -5,10 +5,10 @@
 Each job gets what a Corral job gets from the process runtime, built by the runtime's own functions:
 the same bwrap command line (root layout, hidden secrets, /io and /tmp binds, pid/ipc/uts namespaces,
 seccomp filter, no capabilities, setpriv to its own uid on a root machine), the private network (a
-pooled slirp4netns namespace entered with nsenter, as the runtime does), a fresh cgroup per job with
-the same limits, joined by the same wrapper before the job's first instruction, removed after it.
-What it leaves out is Corral: no server, no worker, no events, no scratch bookkeeping or log capture;
-PARALLEL plain threads each start one job and wait for it.
+pooled slirp4netns namespace the spawner enters, as the runtime does), a fresh cgroup per job with
+the same limits, joined through the same gate before the job's first instruction, removed after it.
+What it leaves out is Corral: no server, no worker, no events, no scratch bookkeeping, log capture,
+default storage volume or usage; PARALLEL slots each start one job and wait for it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,15 +29,16 @@ from corral.runtimes.cgroups import Limits
 from corral.runtimes.identity import give_to
 from corral.runtimes.network import PrivateNetwork, resolv_conf
 from corral.runtimes.process import ProcessRuntime
-from corral.runtimes.sandbox import bwrap_argv, wrapped_argv
+from corral.runtimes.sandbox import bwrap_argv
 from corral.runtimes.seccomp import open_filter
+from corral.runtimes.spawn import SandboxGate, spawn
 
 MEMORY = 16 * 1024**3 // 8  # W3's worker: 16 GiB over 8 slots; the limit only has to be set
 CORES_MCPU = 250  # W3's jobs ask 0.25 cpu
 
 
-def _job(runtime: ProcessRuntime, network: PrivateNetwork | None, root: Path, slot: int, i: int) -> None:
-    key = f"floor-{slot}-{i}"
+async def _job(runtime: ProcessRuntime, network: PrivateNetwork | None, root: Path, i: int) -> None:
+    key = f"floor-{i}"
     scratch = root / key
     io_dir, tmp_dir = scratch / "io", scratch / "tmp"
     io_dir.mkdir(parents=True)
@@ -49,24 +49,24 @@ def _job(runtime: ProcessRuntime, network: PrivateNetwork | None, root: Path, sl
                           log_path=scratch / "main.log", cores_mcpu=CORES_MCPU, memory_bytes=MEMORY)
     assert runtime.cgroups is not None
     group = runtime.cgroups.create(key, Limits(MEMORY, CORES_MCPU, runtime.pids_limit))
-    enter, extra = [], []
-    if network is not None:
-        enter = [runtime.nsenter, f"--net={network.path}"]
-        extra = ["--ro-bind", str(resolv_conf(scratch)), "/etc/resolv.conf"]
+    extra = ["--ro-bind", str(resolv_conf(scratch)), "/etc/resolv.conf"] if network is not None else []
     seccomp_fd = open_filter(runtime.seccomp)
+    gate = SandboxGate(group.procs_files)  # joined to its cgroups before its first instruction, as a job
     try:
         sandbox = bwrap_argv(runtime.bwrap, request, view=runtime.view, user=user, setpriv=runtime.setpriv,
                              seccomp_fd=seccomp_fd, unshare_net=network is None, extra=extra)
+        sandbox[1:1] = gate.args()
         with open(request.log_path, "wb") as log:
-            argv = wrapped_argv([*enter, *sandbox], group.procs_files)
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True, pass_fds=[seccomp_fd])
+            proc = await spawn(sandbox, env={"PATH": "/usr/bin:/bin"}, stdout=log.fileno(),
+                               pass_fds=[seccomp_fd], gate=gate,
+                               netns=network.path if network is not None else None)
     finally:
+        gate.close()
         os.close(seccomp_fd)
-    if done.returncode != 0:
-        raise SystemExit(f"sandbox floor: job {key} exited {done.returncode}: {request.log_path.read_text()}")
+    if await proc.wait() != 0:
+        raise SystemExit(f"sandbox floor: job {key} failed: {request.log_path.read_text()}")
     while not group.remove():
-        time.sleep(0.001)
+        await asyncio.sleep(0.001)
     runtime.users.release(key)
     shutil.rmtree(scratch)
 
@@ -80,22 +80,14 @@ async def _run(n: int, parallel: int) -> float:
     await runtime.start()
     private = runtime.network_of(None) == "nat"
     networks = [await runtime.networks.take() if private else None for _ in range(parallel)]
-    failures: list[BaseException] = []
 
-    def slot(s: int) -> None:
-        try:
-            for i in range(s, n, parallel):
-                _job(runtime, networks[s], root / "jobs", s, i)
-        except BaseException as exc:
-            failures.append(exc)
+    async def slot(s: int) -> None:
+        for i in range(s, n, parallel):
+            await _job(runtime, networks[s], root / "jobs", i)
 
     try:
-        threads = [threading.Thread(target=slot, args=(s,)) for s in range(parallel)]
         t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        await asyncio.gather(*(slot(s) for s in range(parallel)))
         elapsed = time.perf_counter() - t0
     finally:
         for net in networks:
@@ -103,8 +95,6 @@ async def _run(n: int, parallel: int) -> float:
                 runtime.networks.give_back(net)
         await runtime.close()
         shutil.rmtree(root, ignore_errors=True)
-    if failures:
-        raise failures[0]
     return elapsed
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -97,9 +96,6 @@ class ProcessRuntime(Runtime):
         self.seccomp = work_dir / "seccomp.bpf"
         self.user_path: str | None = None  # the user's PATH, kept on the embedded default
         self.networks = NetworkPool(work_dir)
-        # Jobs no longer go through nsenter (the spawner thread enters their namespace); kept for
-        # bench/peers/sandbox_floor.py, which builds the older command line.
-        self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self.default_volumes: DefaultVolumes | None = None  # [jobs] default_storage (root workers)
         self._cleanups: set[asyncio.Task[None]] = set()
         self._started = False
