@@ -99,7 +99,9 @@ def run(ctx: Context) -> list[Result]:
     made: list[tuple[str, Path]] = []
     results: list[Result] = []
     try:
-        server = start_server(ctx, "w11", {"local_workers": "0"})
+        # The sweep's store is under the bench's work dir: the site allows file:// URLs there.
+        files = json.dumps({"allowed_roots": [str(WORK)]})
+        server = start_server(ctx, "w11", {"local_workers": "0", "files": files})
         spec_seconds: list[float] = []
         subs = interleaved(ctx, "W12", {"Corral": submission(server, n_rows, made, spec_seconds)},
                            s.w11_repeats)
