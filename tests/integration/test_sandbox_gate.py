@@ -4,7 +4,6 @@ shell in between (runtimes/spawn.py SandboxGate): real bwrap, real cgroups, root
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -104,13 +103,8 @@ def test_a_sandbox_whose_gate_never_opens_never_runs_the_job(tmp_path: Path) -> 
             *gate.args(), "--", "touch", str(marker)]
     proc = subprocess.Popen(argv, pass_fds=gate.fds, start_new_session=True, stdin=subprocess.DEVNULL)
     try:
-        os.close(gate.info_w)
-        os.close(gate.block)
-        gate.info_w = gate.block = -1
-        info = b""
-        while chunk := os.read(gate.info_r, 65536):
-            info += chunk
-        sandbox = int(json.loads(info)["child-pid"])
+        sandbox = gate.sandbox_pid()
+        assert sandbox is not None
         os.close(gate.go_w)  # as a dying worker's would be
         gate.go_w = -1
         time.sleep(1.0)  # ample for bwrap to reach the job if it went on at end-of-file

@@ -199,8 +199,8 @@ class SandboxGate:
     def fds(self) -> tuple[int, ...]:
         return (self.info_w, self.block)
 
-    def open_after_start(self, popen: subprocess.Popen[bytes]) -> None:
-        """In the spawner thread, once bwrap runs: join its processes to the cgroups, then let it go."""
+    def sandbox_pid(self) -> int | None:
+        """Once bwrap runs: the sandbox's first process (its info), None if bwrap ended without one."""
         os.close(self.info_w)
         os.close(self.block)
         self.info_w = self.block = -1
@@ -208,8 +208,14 @@ class SandboxGate:
         while chunk := os.read(self.info_r, 65536):
             info += chunk
         try:
-            sandbox_pid = int(json.loads(info)["child-pid"])
+            return int(json.loads(info)["child-pid"])
         except (ValueError, KeyError, TypeError):
+            return None
+
+    def open_after_start(self, popen: subprocess.Popen[bytes]) -> None:
+        """In the spawner thread, once bwrap runs: join its processes to the cgroups, then let it go."""
+        sandbox_pid = self.sandbox_pid()
+        if sandbox_pid is None:
             # bwrap exited before creating the sandbox (its error is in the job's log): nothing of the
             # job ran; its session holds any straggler, kill it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
