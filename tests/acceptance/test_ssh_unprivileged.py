@@ -25,6 +25,8 @@ def unprivileged(ssh_testbed: SshTestbed) -> Iterator[pwd.struct_passwd]:
     """An ordinary account on this machine (the SSH host), with a home of its own and the testbed's key
     (sshd reads a user's own ~/.ssh/authorized_keys as that user: the testbed's file is root's alone)."""
     if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("creates a user account: needs root")
         pytest.skip("creates a user account: needs root")
     try:
         account = pwd.getpwnam(USER)
@@ -80,8 +82,22 @@ def test_a_worker_that_is_not_root_runs_jobs_contained_as_its_user(
     assert "READ-WORKER-FILES" not in log and "WROTE-HOST" not in log and "hello" in lines
     assert not Path("/usr/corral-wrote-here").exists()
     # What the job left running went with its sandbox: no `sleep 300` of that user on the host.
-    left = subprocess.run(["pgrep", "-u", USER, "-f", "sleep 300"], capture_output=True, text=True)
-    assert left.stdout.strip() == "", left.stdout
+    assert _processes_of(unprivileged.pw_uid, "sleep 300") == []
     # The worker itself ran as that user.
-    workers = subprocess.run(["pgrep", "-u", USER, "-f", "corral worker"], capture_output=True, text=True)
-    assert workers.stdout.strip(), "no worker runs as the unprivileged user"
+    assert _processes_of(unprivileged.pw_uid, "corral worker"), "no worker runs as the unprivileged user"
+
+
+def _processes_of(uid: int, command: str) -> list[int]:
+    """Pids of `uid`'s processes whose command line contains `command` (from /proc: no procps needed)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            owner = entry.stat().st_uid
+        except OSError:
+            continue
+        if owner == uid and command in cmdline:
+            found.append(int(entry.name))
+    return found
