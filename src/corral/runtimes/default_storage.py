@@ -2,9 +2,11 @@
 
 A job that names no `storage` still gets /io and /tmp on a volume of `[jobs] default_storage` bytes, so
 filling them fails the job ("No space left"), never the host's disk. Making a volume (mkfs + loop
-mount, ~50-150 ms) is too slow for every job, so a worker keeps made ones: a job borrows one by a
-bind mount (well under a millisecond), and when its attempt ends the volume is emptied off the job's
-path (trimmed if its loop file grew, so the host's disk gets freed blocks back) and lent again.
+mount, ~50-150 ms) is too slow for every job, so a worker keeps made ones: a job borrows one as a
+symlink from its scratch (its sandbox binds the volume's real path; a bind mount and its lazy unmount per
+job cost the worker more than the job's sandbox start), and when its attempt ends the volume is emptied
+off the job's path (trimmed if its loop file grew, so the host's disk gets freed blocks back) and lent
+again.
 Volumes live under <work_dir>/volumes, so a dead worker's are cleared with its work dir
 (worker/cleanup.py). Jobs that request storage keep their own volume of that size.
 """
@@ -17,19 +19,23 @@ import itertools
 import logging
 import os
 import shutil
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from corral.runtimes.spawn import spawn
-from corral.runtimes.volume import mount, mount_io_volume, unmount, unmount_io_volume, volume_file
+from corral.runtimes.volume import mount_io_volume, unmount_io_volume, volume_file
 
 log = logging.getLogger(__name__)
-MS_BIND = 4096
 # Emptied volumes kept for the next jobs, at least; while more jobs than that run, as many as run are kept
 # (a stream of short jobs reuses them instead of making and unmaking one per job). A burst's excess is
 # unmade as its jobs end.
 KEEP_READY = 4
+# The pool stays as large as the most volumes lent at once in this many seconds: between one job's end and
+# the next one's start (a round trip to the driver) fewer are lent, and unmaking the "excess" then meant a
+# mkfs for the next job (a quarter of the volumes a stream of short jobs used were made for it).
+PEAK_HOLD = 30.0
 RETURN_WAIT = 1.0  # seconds a job waits for a volume being emptied before it makes one (mkfs: 50-150 ms)
 
 
@@ -79,6 +85,7 @@ class DefaultVolumes:
         self.made = 0  # volumes made (for tests and benches)
         self.trims = 0  # fstrim runs (for tests and benches)
         self._trimmed: dict[Path, int] = {}  # pooled volume -> its loop file's allocated blocks when trimmed
+        self._peak, self._peak_at = 0, 0.0  # most volumes lent at once lately, and when
 
     def lent(self, volume: Path) -> bool:
         return volume in self._lent
@@ -88,15 +95,29 @@ class DefaultVolumes:
         if not self._ready and self._recycling:
             await self._wait_for_return()
         pooled = self._ready.pop() if self._ready else await self._make()
+        # Relative: short enough for the inode to hold it (no block on the host's disk to allocate now and
+        # free, maybe with a discard, when the job ends).
+        target = os.path.relpath(pooled.absolute(), volume.absolute().parent)
         try:
-            volume.mkdir(parents=True, exist_ok=True)
-            mount(str(pooled), volume, "", "", MS_BIND)
+            try:
+                volume.symlink_to(target)
+            except FileExistsError:  # made as an (empty) directory by the caller: the link replaces it
+                volume.rmdir()
+                volume.symlink_to(target)
         except OSError:
             self._ready.append(pooled)
             raise
         self._lent[volume] = pooled
+        self._note_peak()
         if not self._ready and not self._recycling:  # the next job should not wait for mkfs
             self._background(self._refill())
+
+    def _note_peak(self) -> int:
+        """The most volumes lent at once in the last PEAK_HOLD seconds (then it decays to what is lent)."""
+        now, lent = time.monotonic(), len(self._lent)
+        if lent >= self._peak or now - self._peak_at > PEAK_HOLD:
+            self._peak, self._peak_at = lent, now
+        return self._peak
 
     async def _wait_for_return(self) -> None:
         """Until a volume being emptied is ready (or RETURN_WAIT passes: then the caller makes one)."""
@@ -108,11 +129,12 @@ class DefaultVolumes:
                 await asyncio.wait_for(self._returned.wait(), deadline - loop.time())
 
     def give_back(self, volume: Path) -> None:
-        """Unbind `volume` (the job is over); its volume is emptied in the background, then lent again."""
+        """Take `volume` back (the job is over); it is emptied in the background, then lent again."""
         pooled = self._lent.pop(volume, None)
         if pooled is None:
             return
-        unmount(volume)
+        with contextlib.suppress(FileNotFoundError):
+            volume.unlink()
         self._recycling += 1
         self._background(self._recycle(pooled))
 
@@ -145,6 +167,7 @@ class DefaultVolumes:
         pooled.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         await mount_io_volume(pooled, self.size)
+        self._trimmed[pooled] = _allocated(pooled)  # new: trimmed only once a job's writes grow it
         self.made += 1
         return pooled
 
@@ -176,7 +199,9 @@ class DefaultVolumes:
             await _trim(pooled)
             self.trims += 1
             self._trimmed[pooled] = _allocated(pooled)
-        excess = len(self._ready) >= max(KEEP_READY, len(self._lent))
+        # `_recycling` counts this one: every volume the pool has, against what it keeps.
+        owned = len(self._ready) + len(self._lent) + self._recycling
+        excess = owned > max(KEEP_READY, self._note_peak() + 1)  # + the spare made while all are lent
         if left or self._closed or excess:
             self._trimmed.pop(pooled, None)
             with contextlib.suppress(OSError):

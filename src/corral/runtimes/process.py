@@ -145,6 +145,7 @@ class ProcessRuntime(Runtime):
 
     async def prepare_io(self, volume: Path, storage_bytes: int) -> None:
         if storage_bytes > 0:
+            volume.mkdir(exist_ok=True)
             await mount_io_volume(volume, storage_bytes)
         elif self.default_volumes is not None:
             await self.default_volumes.lend(volume)

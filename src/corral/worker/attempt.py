@@ -36,9 +36,9 @@ def main_request(assignment: Assignment, dirs: AttemptDirs) -> MainRequest:
     return MainRequest(
         key=assignment.key,
         command=spec.command,
-        io_dir=dirs.io,
+        io_dir=dirs.real(dirs.io),  # a pooled volume is a symlink: sandboxes bind what it points to
         scratch=dirs.root,
-        tmp_dir=dirs.tmp,
+        tmp_dir=dirs.real(dirs.tmp),
         log_path=dirs.log("main"),
         env={**corral_env(assignment), **spec.env},
         image=spec.image,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,16 @@ class AttemptDirs:
         return self.root / "logs" / f"{step}.log"
 
     def create(self) -> None:
-        """The attempt's dirs, except /io and /tmp: those go into the volume (`create_io`, after mounting)."""
-        for d in (self.volume, self.root / "logs"):
-            d.mkdir(parents=True, exist_ok=True)
+        """The attempt's dirs, except its volume (the runtime's `prepare_io` makes it: a mount point, a
+        pooled volume's symlink, or nothing) and /io and /tmp in it (`create_io`, after that)."""
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+
+    def real(self, path: Path) -> Path:
+        """`path` (in the volume) with the volume's symlink resolved, if it is one."""
+        if self.volume.is_symlink():
+            target = os.path.join(self.volume.parent, os.readlink(self.volume))
+            return Path(os.path.normpath(target)) / path.relative_to(self.volume)
+        return path
 
     def create_io(self) -> None:
         for d in (self.io, self.tmp):
