@@ -34,12 +34,12 @@ class AttemptDirs:
         return self.volume / "tmp"
 
     def log(self, step: StepName) -> Path:
-        return self.root / "logs" / f"{step}.log"
+        return self.root / f"{step}.log"
 
     def create(self) -> None:
         """The attempt's dirs, except its volume (the runtime's `prepare_io` makes it: a mount point, a
         pooled volume's symlink, or nothing) and /io and /tmp in it (`create_io`, after that)."""
-        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def real(self, path: Path) -> Path:
         """`path` (in the volume) with the volume's symlink resolved, if it is one."""
@@ -55,7 +55,7 @@ class AttemptDirs:
 
 @dataclass(frozen=True)
 class ScratchLayout:
-    """<work_dir>/jobs/<attempt key>/{io,tmp,logs/<step>.log}"""
+    """<work_dir>/jobs/<attempt key>/{<step>.log, vol/{io,tmp}}"""
 
     work_dir: Path
 
