@@ -72,13 +72,19 @@ def _stage_of(server: RunningServer) -> Path:
     return STAGE / name
 
 
+def _storage_lent(home: Path) -> bool:
+    """A job's default storage: a pooled volume (mounted under the worker's volumes/) its scratch links to."""
+    linked = any(p.is_symlink() for p in home.glob("worker/*/jobs/*/vol"))
+    return linked and any("/volumes/" in m for m in _mounts_under(home))
+
+
 def _run_until_killed(server: RunningServer, marker: str, image: str | None) -> int:
     spec = job(f"echo started; sleep {marker}", 1, network="private")
     if image is not None:
         spec["process"]["image"] = image
     batch_id = server.submit([spec])
     _wait_for(lambda: any(server.home.glob("worker/*/jobs/*/vol/io")), "the job is running")
-    _wait_for(lambda: any("/jobs/" in m for m in _mounts_under(server.home)), "its storage is bound")
+    _wait_for(lambda: _storage_lent(server.home), "its storage is lent (a pooled volume)")
     _wait_for(lambda: _namespaces_of(server.home), "its private network exists, with an owner record")
     if image is not None:
         _wait_for(lambda: len(_mounts_under(_stage_of(server))) >= 3, "its container's stage is bound")
@@ -135,7 +141,7 @@ def test_a_worker_anywhere_reaps_a_dead_workers_volumes_and_namespaces(
         assert alive.job(alive_batch, 1)["state"] == "Running"
         with alive.client() as c:  # let C end cleanly: what it leaves would wait for the next worker
             c.patch(f"/api/v1/batches/{alive_batch}/cancel")
-        _wait_for(lambda: not any("/jobs/" in m for m in _mounts_under(alive.home)), "C's job ended")
+        _wait_for(lambda: not any(alive.home.glob("worker/*/jobs/*/vol")), "C's job ended")
     finally:
         for server in (later, dead, alive):
             if server is not None:
