@@ -99,11 +99,7 @@ class DefaultVolumes:
         # free, maybe with a discard, when the job ends).
         target = os.path.relpath(pooled.absolute(), volume.absolute().parent)
         try:
-            try:
-                volume.symlink_to(target)
-            except FileExistsError:  # made as an (empty) directory by the caller: the link replaces it
-                volume.rmdir()
-                volume.symlink_to(target)
+            volume.symlink_to(target)
         except OSError:
             self._ready.append(pooled)
             raise
