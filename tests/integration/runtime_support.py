@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -59,10 +60,13 @@ def job_procs_files(runtime: ProcessRuntime, key: str) -> list[Path]:
 
 
 def pids_in(dirs: list[Path]) -> set[int]:
+    """The job's processes in its cgroups; never this test process, the worker here: on cgroup v1 a
+    spawner thread sits in the job's cgroups while it starts the job, and cgroup.procs lists its pid."""
     pids: set[int] = set()
     for d in dirs:
         with contextlib.suppress(OSError):
             pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+    pids.discard(os.getpid())
     return pids
 
 

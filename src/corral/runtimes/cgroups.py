@@ -75,8 +75,10 @@ def _keyed(path: Path) -> dict[str, int]:
 
 
 def _pids(procs_file: Path) -> list[int]:
+    """The processes in a cgroup, never this worker: on v1 a spawner thread sits in a job's cgroups
+    while it starts the job (ThreadEntry), and cgroup.procs then lists the worker's pid too."""
     try:
-        return [int(p) for p in _read(procs_file).split()]
+        return [pid for pid in map(int, _read(procs_file).split()) if pid != os.getpid()]
     except (OSError, ValueError):
         return []
 
@@ -94,12 +96,28 @@ def _kill_pids(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class ThreadEntry:
+    """cgroup v1 lets one thread join a cgroup alone (its tid into `tasks`): a spawner thread joins the
+    job's cgroups, starts the job's first process (born in them, so every limit holds before its first
+    instruction, with no shell in between), and goes back `home`, to the worker's own cgroups."""
+
+    enter: tuple[Path, ...]
+    home: tuple[Path, ...]
+
+
 class JobCgroup(ABC):
-    """A job's cgroup: the wrapper writes its pid into every `procs_files` before exec'ing the job."""
+    """A job's cgroup: the job's first process is born in it (thread_entry), or is moved into it (its
+    pid into every `procs_files`) before it runs anything of the job."""
 
     @property
     @abstractmethod
     def procs_files(self) -> list[Path]: ...
+
+    @property
+    def thread_entry(self) -> ThreadEntry | None:
+        """How a thread joins the cgroup alone to start the job in it; None where a thread cannot."""
+        return None
 
     @abstractmethod
     def pids(self) -> list[int]: ...
@@ -175,12 +193,20 @@ def _rmdir(path: Path) -> bool:
 
 
 class V1JobCgroup(JobCgroup):
-    def __init__(self, dirs: dict[str, Path]) -> None:
+    def __init__(self, dirs: dict[str, Path], homes: tuple[Path, ...] = ()) -> None:
         self.dirs = dirs
+        self.homes = homes  # the worker's own cgroups, one per hierarchy (the bases' parents)
 
     @property
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in dict.fromkeys(self.dirs.values())]
+
+    @property
+    def thread_entry(self) -> ThreadEntry | None:
+        if not self.homes:
+            return None
+        return ThreadEntry(tuple(d / "tasks" for d in dict.fromkeys(self.dirs.values())),
+                           tuple(h / "tasks" for h in self.homes))
 
     def pids(self) -> list[int]:
         seen: set[int] = set()
@@ -219,6 +245,7 @@ class V1Cgroups(Cgroups):
 
     def __init__(self, bases: dict[str, Path]) -> None:
         self.bases = bases
+        self.homes = tuple(base.parent for base in dict.fromkeys(bases.values()))
 
     def describe(self) -> str:
         return "cgroup v1 (" + ", ".join(f"{c}: {p}" for c, p in self.bases.items()) + ")"
@@ -228,7 +255,7 @@ class V1Cgroups(Cgroups):
 
     def create(self, name: str, limits: Limits) -> JobCgroup:
         dirs = {c: base / safe_name(name) for c, base in self.bases.items()}
-        group = V1JobCgroup(dirs)
+        group = V1JobCgroup(dirs, self.homes)
         try:
             for d in dict.fromkeys(dirs.values()):
                 d.mkdir(parents=True, exist_ok=True)  # parents: another worker may prune empty bases

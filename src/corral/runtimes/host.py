@@ -1,7 +1,8 @@
 """The host runtime: each job a plain process tree in its own cgroup, no sandbox. Trusted setups only.
 
-What it keeps from the process runtime: the job's memory, cpu and pids limits (its cgroup, joined by
-a shell that then execs the job, so the limits hold before the job's first instruction), OOM and
+What it keeps from the process runtime: the job's memory, cpu and pids limits (its cgroup: the job's
+first process is born in it on cgroup v1, a shell joins it and execs the job on v2; either way the
+limits hold before the job's first instruction), OOM and
 timeout detection, usage, and kill-the-tree on cancel, timeout or worker exit (the cgroup and the
 job's session). What it drops: the mount, pid, network and user namespaces, the job's own uid and the
 seccomp filter. A job runs as the worker's user, sees and may write the whole host (CORRAL_HOME and
@@ -69,10 +70,15 @@ class HostRuntime(ProcessRuntime):
         env.update({"HOME": str(request.tmp_dir), "TMPDIR": str(request.tmp_dir),
                     "CORRAL_IO_DIR": str(request.io_dir)})
         env.update(request.env)  # the job's own values still win
-        # A shell joins the cgroups and execs the job (as the process runtime does): a vfork+exec costs
-        # the worker far less than a Python preexec_fn, which forces a full fork of the worker.
-        argv = wrapped_argv(without_rc_files(request.command), group.procs_files)
-        proc = await spawn(argv, env=env, cwd=request.io_dir, stdout=log.open())
+        command = without_rc_files(request.command)
+        entry = group.thread_entry
+        if entry is not None:  # v1: the spawner thread joins the cgroups while it starts the job
+            proc = await spawn(command, env=env, cwd=request.io_dir, stdout=log.open(), cgroups=entry)
+        else:
+            # v2: a shell joins the cgroups and execs the job; a vfork+exec costs the worker far less
+            # than a Python preexec_fn, which forces a full fork of the worker.
+            argv = wrapped_argv(command, group.procs_files)
+            proc = await spawn(argv, env=env, cwd=request.io_dir, stdout=log.open())
         return proc, None
 
 

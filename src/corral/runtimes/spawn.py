@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from corral.runtimes.cgroups import join_cgroups
+from corral.runtimes.cgroups import ThreadEntry, join_cgroups
 from corral.runtimes.childwatch import pidfd_usable
 
 log = logging.getLogger(__name__)
@@ -152,14 +152,73 @@ class _InNetns:
 
 def _start(
     argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None, pass_fds: tuple[int, ...],
-    netns: Path | None = None,
+    netns: Path | None = None, cgroups: ThreadEntry | None = None,
 ) -> subprocess.Popen[bytes]:
     if _HOME_NET and _thread_net() != _HOME_NET:
         raise OSError("a spawner thread is not in the worker's network namespace: refusing to start a job")
+    _come_home()
     if netns is not None:
         with _InNetns(netns):
-            return _popen(argv, env, stdout, cwd, pass_fds)
-    return _popen(argv, env, stdout, cwd, pass_fds)
+            return _popen_in(cgroups, argv, env, stdout, cwd, pass_fds)
+    return _popen_in(cgroups, argv, env, stdout, cwd, pass_fds)
+
+
+_astray = threading.local()  # `home`: set while a spawner thread has failed to leave a job's cgroups
+
+
+def _join(files: tuple[Path, ...], tid: bytes) -> None:
+    for path in files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, tid)
+        finally:
+            os.close(fd)
+
+
+def _leave(home: tuple[Path, ...]) -> None:
+    """This thread back into the worker's own cgroups (remembered if that fails, see _come_home)."""
+    _astray.home = home
+    _join(home, str(threading.get_native_id()).encode())
+    _astray.home = None
+
+
+def _come_home() -> None:
+    """Fail-closed: a spawner thread still in a job's cgroups leaves them before it starts anything."""
+    home: tuple[Path, ...] | None = getattr(_astray, "home", None)
+    if home is None:
+        return
+    try:
+        _leave(home)
+    except OSError as exc:
+        raise OSError(f"a spawner thread cannot leave a job's cgroups ({exc}): not starting a job") from exc
+
+
+def _popen_in(
+    cgroups: ThreadEntry | None, argv: list[str], env: dict[str, str], stdout: int, cwd: Path | None,
+    pass_fds: tuple[int, ...],
+) -> subprocess.Popen[bytes]:
+    """Start the process; with `cgroups`, this thread joins the job's cgroups first (the process is
+    born in them: no shell to join them, no window outside them) and leaves once it has exec'd."""
+    if cgroups is None:
+        return _popen(argv, env, stdout, cwd, pass_fds)
+    try:
+        _join(cgroups.enter, str(threading.get_native_id()).encode())
+    except OSError as exc:
+        _leave(cgroups.home)
+        raise OSError(f"cannot join the job's cgroups: {exc}") from exc
+    try:
+        popen = _popen(argv, env, stdout, cwd, pass_fds)
+    except BaseException:
+        _leave(cgroups.home)
+        raise
+    try:
+        _leave(cgroups.home)
+    except OSError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
+        raise
+    return popen
 
 
 def _popen(
@@ -250,18 +309,20 @@ def _start_gated(
 async def spawn(
     argv: Sequence[str], *, env: Mapping[str, str], stdout: int, cwd: Path | None = None,
     pass_fds: Sequence[int] = (), gate: SandboxGate | None = None, netns: Path | None = None,
+    cgroups: ThreadEntry | None = None,
 ) -> JobProcess:
     """Start `argv` in a new session (stdout and stderr to `stdout`); OSError if it cannot start.
-    With a `gate` (its args in `argv`), the sandbox runs the job only once it is in its cgroups; with
-    `netns` (a network namespace file), the process starts in that namespace."""
+    With `cgroups`, the process is born in the job's cgroups; with a `gate` (its args in `argv`), the
+    sandbox runs the job only once it is in them; with `netns` (a network namespace file), the process
+    starts in that namespace."""
     loop = asyncio.get_running_loop()
-    if not pidfd_usable() and gate is None and netns is None:
+    if not pidfd_usable() and gate is None and netns is None and cgroups is None:
         return await asyncio.create_subprocess_exec(
             *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds,
         )
     if gate is None:
-        job = partial(_start, list(argv), dict(env), stdout, cwd, tuple(pass_fds), netns)
+        job = partial(_start, list(argv), dict(env), stdout, cwd, tuple(pass_fds), netns, cgroups)
     else:
         job = partial(_start_gated, list(argv), dict(env), stdout, cwd, tuple(pass_fds), gate, netns)
     started = loop.run_in_executor(_pool(), job)
