@@ -182,9 +182,10 @@ async def test_background_processes_end_with_the_job(runtime: ProcessRuntime, ma
 
 async def test_cpu_quota_is_applied(runtime: ProcessRuntime, make: Make) -> None:
     assert runtime.cgroups is not None
-    if runtime.cgroups.version == 1:
-        probe = "cat /sys/fs/cgroup/cpu$(grep ':cpu:' /proc/self/cgroup | cut -d: -f3)/cpu.cfs_quota_us"
-        expected = "25000"
+    if runtime.cgroups.version == 1:  # the period is the kernel's default; the quota a quarter of it
+        own = "/sys/fs/cgroup/cpu$(grep ':cpu:' /proc/self/cgroup | cut -d: -f3)"
+        probe = f"cat {own}/cpu.cfs_quota_us {own}/cpu.cfs_period_us"
+        expected = "25000\n100000"
     else:
         probe = "cat /sys/fs/cgroup/unified$(grep '^0::' /proc/self/cgroup | cut -d: -f3)/cpu.max"
         expected = "25000 100000"
@@ -192,6 +193,17 @@ async def test_cpu_quota_is_applied(runtime: ProcessRuntime, make: Make) -> None
     result = await run(runtime, req)
     assert result.state == "succeeded", req.log_path.read_text()
     assert req.log_path.read_text().strip() == expected
+
+
+async def test_a_jobs_memory_is_never_swapped(runtime: ProcessRuntime, make: Make) -> None:
+    assert runtime.cgroups is not None
+    if runtime.cgroups.version != 1:
+        pytest.skip("cgroup v1's memory.swappiness (inherited from the worker's base)")
+    probe = "cat /sys/fs/cgroup/memory$(grep ':memory:' /proc/self/cgroup | cut -d: -f3)/memory.swappiness"
+    req = make(probe)
+    result = await run(runtime, req)
+    assert result.state == "succeeded", req.log_path.read_text()
+    assert req.log_path.read_text().strip() == "0"
 
 
 async def test_cpu_quota_throttles_a_busy_job(runtime: ProcessRuntime, make: Make) -> None:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
-CPU_PERIOD_US = 100_000
+CPU_PERIOD_US = 100_000  # the kernel's default period: a quota is a share of it
 MIN_CPU_QUOTA_US = 1_000
 
 
@@ -264,12 +264,10 @@ class V1Cgroups(Cgroups):
                 _write(mem / "memory.limit_in_bytes", str(limits.memory_bytes))
                 with contextlib.suppress(OSError):  # absent without swap accounting
                     _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-                with contextlib.suppress(OSError):
-                    _write(mem / "memory.swappiness", "0")
+            # memory.swappiness 0 is inherited from the worker's base (set once, _detect_v1), and a new
+            # cgroup's cpu.cfs_period_us is the kernel's default, CPU_PERIOD_US: two writes less a job.
             if "cpu" in dirs and limits.cores_mcpu > 0:
-                cpu = dirs["cpu"]
-                _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-                _write(cpu / "cpu.cfs_quota_us", str(cpu_quota_us(limits.cores_mcpu)))
+                _write(dirs["cpu"] / "cpu.cfs_quota_us", str(cpu_quota_us(limits.cores_mcpu)))
             if "pids" in dirs and limits.pids > 0:
                 _write(dirs["pids"] / "pids.max", str(limits.pids))
         except OSError:
@@ -430,6 +428,8 @@ def _detect_v1(mounts: list[_Mount], own: dict[str, str], group: str) -> V1Cgrou
         return None
     for base in dict.fromkeys(bases.values()):
         base.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # jobs' cgroups inherit it when they are made: no swapping
+        _write(bases["memory"] / "memory.swappiness", "0")
     return V1Cgroups(bases)
 
 
