@@ -23,6 +23,7 @@ from bench.model import BenchError
 from bench.paths import ROOT, WORK, kill_group
 
 PG_DIR, PG_PORT = "/tmp/corral-bench-pg", "55532"  # a private cluster, apart from the tests' one
+WAIT_SECONDS = 5.0  # how long the server may hold a status request (it answers when the batch completes)
 
 
 def server_command() -> list[str]:
@@ -155,18 +156,24 @@ class CorralServer:
         _check(c.patch(f"/api/v1/batches/{batch_id}/updates/1/commit"))
         return batch_id
 
-    def batch(self, c: httpx.Client, batch_id: int) -> dict[str, Any]:
-        r = c.get(f"/api/v1/batches/{batch_id}")
+    def batch(self, c: httpx.Client, batch_id: int, wait: float = 0.0) -> dict[str, Any]:
+        """The batch's status; with `wait`, once it completes or after `wait` seconds, as the library's
+        wait asks it (GET /api/v1/batches/{id}?wait=S)."""
+        r = c.get(f"/api/v1/batches/{batch_id}", params={"wait": wait} if wait > 0 else None)
         _check(r)
         return dict(r.json())
 
     def wait(self, c: httpx.Client, batch_id: int, timeout: float, poll: float = 0.02,
              stall: float = 30.0) -> dict[str, Any]:
-        """Poll until the batch is complete; give up after `timeout`, or `stall` seconds without progress."""
+        """Wait until the batch is complete, as the library does: the server answers when it completes (or
+        after WAIT_SECONDS); `poll` between requests only if it answered at once (a server that does not
+        wait). Give up after `timeout`, or `stall` seconds without progress."""
         deadline = time.monotonic() + timeout
         done, progressed = -1, time.monotonic()
         while True:
-            status = self.batch(c, batch_id)
+            asked = max(0.0, min(WAIT_SECONDS, deadline - time.monotonic()))
+            sent = time.monotonic()
+            status = self.batch(c, batch_id, wait=asked)
             if status["complete"]:
                 return status
             now = time.monotonic()
@@ -176,7 +183,8 @@ class CorralServer:
                 why = f"after {timeout:.0f}s" if now > deadline else f"(no progress for {stall:.0f}s)"
                 raise BenchError(f"batch {batch_id} not complete {why}: {done}/{status['n_jobs']} done; "
                                  f"server log: {self.log_tail(2)}")
-            time.sleep(poll)
+            if now - sent < asked / 2:
+                time.sleep(poll)
 
 
 def all_succeeded(status: dict[str, Any]) -> None:

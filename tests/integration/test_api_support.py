@@ -6,6 +6,7 @@ RecordingHooks is our own DriverHooks interface, recorded, not a mock of an exte
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ class RecordingHooks:
 
     async def batch_cancelled(self, batch_id: int) -> None:
         self.cancelled.append(batch_id)
+
+    def completion_of(self, batch_id: int) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()  # no driver here: nothing completes a batch
 
 
 @dataclass

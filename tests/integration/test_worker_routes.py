@@ -30,6 +30,7 @@ class Service:
     user: httpx.AsyncClient
     worker: httpx.AsyncClient
     settings: Settings
+    driver: Driver
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ async def service(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]
         r = await worker.post("/api/v1/worker/activate", json={"cores_mcpu": 4000, "memory_bytes": 8 << 30})
         assert r.status_code == 200, r.text
         try:
-            yield Service(user, worker, settings)
+            yield Service(user, worker, settings, driver)
         finally:
             driver.close_polls()
             await driver.stop()

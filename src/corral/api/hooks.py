@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 
@@ -11,6 +12,9 @@ class DriverHooks(Protocol):
 
     async def batch_cancelled(self, batch_id: int) -> None:
         """The batch was cancelled: the driver cancels its jobs."""
+
+    def completion_of(self, batch_id: int) -> asyncio.Future[None]:
+        """A future set when the batch completes from now on (the caller cancels it when done waiting)."""
 
     async def job_groups_cancelled(self, batch_id: int, job_group_ids: set[int]) -> None:
         """These job groups of the batch were cancelled: the driver cancels their unfinished jobs."""

@@ -19,6 +19,8 @@ SUMMARY_JOBS = 10  # failed jobs named one by one in a summary; the rest are cou
 
 
 POOL_CHECK_SECONDS = 10.0  # how often a wait with queued jobs and nothing running asks why
+WAIT_SHOWN = 1.0  # seconds the server may hold a status request while a progress bar is shown
+WAIT_HIDDEN = 10.0  # ... and without one (the client's timeout is 60 s)
 
 
 def progress_text(status: dict[str, Any], problems: str = "") -> str:
@@ -71,8 +73,9 @@ class BatchHandle:
     def __repr__(self) -> str:
         return f"<BatchHandle {self.id} at {self.client.url}>"
 
-    def status(self) -> dict[str, Any]:
-        self.last_status = self.client.get_batch(self.id).model_dump()
+    def status(self, *, wait: float = 0.0) -> dict[str, Any]:
+        """The batch's status; with `wait`, once it completes or after `wait` seconds (see get_batch)."""
+        self.last_status = self.client.get_batch(self.id, wait=wait).model_dump()
         return self.last_status
 
     def wait(
@@ -111,7 +114,13 @@ class BatchHandle:
             with bar:
                 task = bar.add_task("", total=None)
                 while True:
-                    status = self.status()
+                    # The server answers the moment the batch completes; a shown bar is refreshed at
+                    # least every WAIT_SHOWN seconds meanwhile.
+                    asked = WAIT_SHOWN if shown else WAIT_HIDDEN
+                    if deadline is not None:
+                        asked = max(0.0, min(asked, deadline - time.monotonic()))
+                    sent = time.monotonic()
+                    status = self.status(wait=asked)
                     stalled = bool(status.get("n_ready")) and not status.get("n_running")
                     if stalled and shown and time.monotonic() - checked > POOL_CHECK_SECONDS:
                         problems, checked = self._pool_problems(), time.monotonic()
@@ -132,8 +141,9 @@ class BatchHandle:
                             f"`corral batch cancel {self.id}`",
                             batch_id=self.id,
                         )
-                    time.sleep(delay)
-                    delay = min(delay * 1.5, 1.0)
+                    if time.monotonic() - sent < asked / 2:  # answered at once: a server that does not wait
+                        time.sleep(delay)
+                        delay = min(delay * 1.5, 1.0)
         except KeyboardInterrupt:
             print(
                 f"\nstopped waiting: batch {self.id} keeps running on the server. Follow it with "

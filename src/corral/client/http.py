@@ -174,8 +174,12 @@ class AsyncClient:
         params = {"q": q, "state": state, "last_batch_id": last_batch_id, "limit": limit}
         return BatchList.model_validate(await self._json("GET", "/api/v1/batches", params=params))
 
-    async def get_batch(self, batch_id: int) -> BatchStatus:
-        return BatchStatus.model_validate(await self._json("GET", f"/api/v1/batches/{batch_id}"))
+    async def get_batch(self, batch_id: int, *, wait: float = 0.0) -> BatchStatus:
+        """The batch's status; with `wait` (seconds, at most 60), once it completes or when that time is
+        up, whichever comes first (an older server answers at once)."""
+        params = {"wait": wait} if wait > 0 else None
+        status = await self._json("GET", f"/api/v1/batches/{batch_id}", params=params)
+        return BatchStatus.model_validate(status)
 
     async def cancel_batch(self, batch_id: int) -> None:
         await self.request("PATCH", f"/api/v1/batches/{batch_id}/cancel")

@@ -18,6 +18,8 @@ from corral.client.http import AsyncClient
 P = ParamSpec("P")
 T = TypeVar("T")
 
+CANCEL_GRACE_SECONDS = 2.0
+
 
 class _LoopThread:
     """An event loop running forever in a daemon thread."""
@@ -73,7 +75,23 @@ class SyncClient:
         if self._closed:
             coro.close()
             raise RuntimeError("this Corral client is closed")
-        return self._loop.submit(coro).result()
+        ended = threading.Event()
+
+        async def call() -> T:
+            try:
+                return await coro
+            finally:
+                ended.set()
+
+        future = self._loop.submit(call())
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C while a call is on the wire (a status request the server holds, say): cancel it
+            # and let it unwind on the loop, so nothing is left pending when the program exits.
+            if future.cancel():
+                ended.wait(CANCEL_GRACE_SECONDS)
+            raise
 
     def close(self) -> None:
         if self._closed:

@@ -27,6 +27,7 @@ from corral.domain.tokens import hash_token
 from corral.driver.accounting import Accounting
 from corral.driver.changes import TickListener, tick_changes
 from corral.driver.collections import collection_limits
+from corral.driver.completions import BatchCompletions
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
@@ -81,6 +82,7 @@ class Driver:
         self.services = ServiceCoordinator(self)
         # Called after each committed tick with what it changed (the web pages' live updates).
         self.tick_listeners: list[TickListener] = []
+        self.completions = BatchCompletions()  # clients waiting for a batch to complete
         self._placed: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -278,6 +280,9 @@ class Driver:
     async def batch_cancelled(self, batch_id: int) -> None:
         self._inbox.cancelled.add(batch_id)
         self._wake.set()
+
+    def completion_of(self, batch_id: int) -> asyncio.Future[None]:
+        return self.completions.completion_of(batch_id)
 
     async def job_groups_cancelled(self, batch_id: int, job_group_ids: set[int]) -> None:
         self._inbox.cancelled_groups.setdefault(batch_id, set()).update(job_group_ids)
@@ -536,6 +541,7 @@ class Driver:
         for report, keys in plan.acks:
             if not report.done.done():
                 report.done.set_result(keys)
+        self.completions.completed(cascade.completed_batches)
         for inst in assignments:
             inst.notify()
         self.ticks += 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -9,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from corral.api import submit
 from corral.api.access import visible_batch
 from corral.api.auth import CurrentUser
-from corral.api.context import Context
+from corral.api.context import ApiContext, Context
 from corral.api.convert import batch_status
 from corral.api.costs import batch_breakdowns
 from corral.api.gcpause import gc_paused
@@ -28,6 +31,7 @@ from corral.api.schemas import (
 )
 from corral.store import batches as batch_store
 from corral.store.batch_counts import live_counts_and_waiting
+from corral.store.users import User
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 
@@ -133,8 +137,40 @@ async def list_batches(
     )
 
 
+MAX_WAIT_SECONDS = 60.0
+# A waiting request re-reads the batch this often even without a completion from the driver (one that
+# another server process's driver made, or a path that completes a batch outside the tick).
+RECHECK_SECONDS = 1.0
+
+
 @router.get("/{batch_id}")
-async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> BatchStatus:
+async def get_batch(
+    batch_id: BatchId,
+    ctx: Context,
+    user: CurrentUser,
+    wait: Annotated[float, Query(
+        ge=0, le=MAX_WAIT_SECONDS,
+        description="seconds to wait for the batch to complete before answering (0: answer now); the "
+        "answer comes the moment it completes",
+    )] = 0.0,
+) -> BatchStatus:
+    deadline = time.monotonic() + wait
+    while True:
+        # Watched before the read: a completion between the read and the wait still wakes it.
+        completion = ctx.hooks.completion_of(batch_id) if wait > 0 else None
+        try:
+            status = await _batch_status(ctx, batch_id, user)
+            remaining = deadline - time.monotonic()
+            if status.complete or completion is None or remaining <= 0:
+                return status
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(completion), min(remaining, RECHECK_SECONDS))
+        finally:
+            if completion is not None:
+                completion.cancel()
+
+
+async def _batch_status(ctx: ApiContext, batch_id: int, user: User) -> BatchStatus:
     async with ctx.reading() as conn:
         batch = await visible_batch(conn, batch_id, user)
         costs = await batch_breakdowns(conn, [batch.id])
