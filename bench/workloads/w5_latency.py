@@ -30,7 +30,8 @@ def _series(ctx: Context, system: str, make: Callable[[], Callable[[], float]], 
         ctx.log(f"W5 {system}: FAILED {error}")
         return [failed("W5", system, m, "ms", error) for m in ("latency p50", "latency p95")]
     ctx.log(f"W5 {system}: p50 {percentile(ms, 50):.1f} ms, p95 {percentile(ms, 95):.1f} ms")
-    note = f"{runs} runs one after another; polled every 2 ms (Corral) / 5 ms (SLURM completion log)"
+    note = (f"{runs} runs one after another; Corral answers the wait when the batch completes (?wait=), "
+            "SLURM's completion log is polled every 5 ms")
     return [Result("W5", system, f"latency p{p}", percentile(ms, p), "ms", ms, note) for p in (50, 95)]
 
 
