@@ -178,7 +178,9 @@ def stop_embedded_server(home: Path, timeout: float = 30.0) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         owner.unlink(missing_ok=True)
         return
-    if pid == running_pid:
+    # Only a live server of this home (it holds the home's lock): a recorded pid whose server has exited
+    # may belong to another process by now (pids are reused), which must never get the signal.
+    if pid == running_pid and server_lock_held(home):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
