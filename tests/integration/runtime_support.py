@@ -15,6 +15,21 @@ from corral.runtimes.process import ProcessRuntime
 
 MiB = 1024 * 1024
 Make = Callable[..., MainRequest]
+# A job's Python that forks sleeping children until a fork is refused (at most 60), then prints how many.
+FORK_UNTIL_REFUSED = (
+    "import os, time\n"
+    "n = 0\n"
+    "for _ in range(60):\n"
+    "    try:\n"
+    "        pid = os.fork()\n"
+    "    except OSError:\n"
+    "        break\n"
+    "    if pid == 0:\n"
+    "        time.sleep(30)\n"
+    "        os._exit(0)\n"
+    "    n += 1\n"
+    "print('forked', n)\n"
+)
 
 
 def request_builder(tmp_path: Path) -> Make:

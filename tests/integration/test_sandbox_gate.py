@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.runtime_support import Make, alive, request_builder, run
+from tests.integration.runtime_support import FORK_UNTIL_REFUSED, Make, alive, request_builder, run
 
 from corral.runtimes.cgroups import safe_name
 from corral.runtimes.process import ProcessRuntime
@@ -62,21 +62,7 @@ async def test_the_jobs_first_process_is_in_every_one_of_its_cgroups(
 
 async def test_the_pids_limit_holds_from_the_first_instruction(runtime: ProcessRuntime, make: Make) -> None:
     runtime.pids_limit = 12
-    forks = (
-        "import os, time\n"
-        "n = 0\n"
-        "for _ in range(60):\n"
-        "    try:\n"
-        "        pid = os.fork()\n"
-        "    except OSError:\n"
-        "        break\n"
-        "    if pid == 0:\n"
-        "        time.sleep(30)\n"
-        "        os._exit(0)\n"
-        "    n += 1\n"
-        "print('forked', n)\n"
-    )
-    req = make([sys.executable, "-c", forks])
+    req = make([sys.executable, "-c", FORK_UNTIL_REFUSED])
     result = await run(runtime, req)
     assert result.state == "succeeded", req.log_path.read_text()
     forked = int(req.log_path.read_text().split()[-1])

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.runtime_support import Make, job_procs_files, request_builder, run
+from tests.integration.runtime_support import FORK_UNTIL_REFUSED, Make, job_procs_files, request_builder, run
 
 from corral.config import Settings
 from corral.runtimes.cgroups import Limits, ThreadEntry, V1Cgroups, V1JobCgroup, safe_name
@@ -24,22 +24,6 @@ from corral.runtimes.spawn import spawn
 pytestmark = pytest.mark.skipif(
     os.environ.get("CI") != "true" and os.geteuid() != 0, reason="needs root (job cgroups)"
 )
-
-FORKS = (
-    "import os, time\n"
-    "n = 0\n"
-    "for _ in range(60):\n"
-    "    try:\n"
-    "        pid = os.fork()\n"
-    "    except OSError:\n"
-    "        break\n"
-    "    if pid == 0:\n"
-    "        time.sleep(30)\n"
-    "        os._exit(0)\n"
-    "    n += 1\n"
-    "print('forked', n)\n"
-)
-
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[HostRuntime]:
@@ -90,7 +74,7 @@ async def test_the_jobs_first_process_is_born_in_every_one_of_its_cgroups(
 
 async def test_the_pids_limit_holds_from_the_first_instruction(runtime: HostRuntime, make: Make) -> None:
     runtime.pids_limit = 12
-    req = make([sys.executable, "-c", FORKS])
+    req = make([sys.executable, "-c", FORK_UNTIL_REFUSED])
     result = await run(runtime, req)
     assert result.state == "succeeded", req.log_path.read_text()
     forked = int(req.log_path.read_text().split()[-1])
