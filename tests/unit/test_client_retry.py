@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from tests.unit.json_http import JsonHandler, serving
 
 from corral.client.errors import ServerUnreachable
 from corral.client.reader import ReadClient
 from corral.errors import NotFound
 
 
-class _Flaky(BaseHTTPRequestHandler):
+class _Flaky(JsonHandler):
     """Answers each path's first `fail` GETs with a 503, then 200 (or the path's fixed status)."""
 
     fail = 2
@@ -24,26 +22,14 @@ class _Flaky(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         n = self.seen[self.path] = self.seen.get(self.path, 0) + 1
         status = 404 if self.path.startswith("/api/v1/missing") else (503 if n <= self.fail else 200)
-        body = json.dumps({"message": "no such thing"} if status == 404 else {"n": n}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(status, {"message": "no such thing"} if status == 404 else {"n": n})
 
 
 @pytest.fixture
 def server() -> Iterator[str]:
     _Flaky.seen = {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Flaky) as url:
+        yield url
 
 
 def test_503s_are_tried_again_until_an_answer(server: str) -> None:

@@ -4,14 +4,13 @@ back to polling with pauses, never to a loop of requests. A tiny real HTTP serve
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from tests.unit.json_http import JsonHandler, serving
 
 from corral.client import handle
 from corral.client.handle import BatchHandle
@@ -28,7 +27,7 @@ def _status(complete: bool) -> dict[str, Any]:
     }
 
 
-class _Batch(BaseHTTPRequestHandler):
+class _Batch(JsonHandler):
     """Batch 1 completes at its 4th status request; while `holds`, a request asking `wait` is held that
     long (as Corral does when the batch does not complete meanwhile), else answered at once."""
 
@@ -41,26 +40,14 @@ class _Batch(BaseHTTPRequestHandler):
         complete = len(self.requests) >= 4
         if self.holds and not complete and "wait" in query:
             threading.Event().wait(float(query["wait"][0]))  # not time.sleep: the test records those
-        body = json.dumps(_status(complete)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, _status(complete))
 
 
 @pytest.fixture
 def server() -> Iterator[str]:
     _Batch.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Batch)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Batch) as url:
+        yield url
 
 
 @pytest.fixture
