@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from corral.errors import CorralError
+from corral.runtimes.libc import enter_netns
 from corral.runtimes.logcap import read_pipe
 from corral.runtimes.owners import NETNS_OWNERS_DIR, owner, write_record
 
@@ -219,7 +219,6 @@ async def connect_inside(netns: Path, host: str, port: int, timeout: float) -> N
         sock.close()
 
 
-_CLONE_NEWNET = 0x40000000
 
 
 def _socket_in(netns: Path) -> socket.socket:
@@ -230,9 +229,7 @@ def _socket_in(netns: Path) -> socket.socket:
         try:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                if _libc().setns(fd, _CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"cannot enter the job's network namespace: {os.strerror(err)}")
+                enter_netns(fd, "cannot enter the job's network namespace")
             finally:
                 os.close(fd)
             made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
@@ -245,16 +242,6 @@ def _socket_in(netns: Path) -> socket.socket:
     if isinstance(made[0], BaseException):
         raise made[0]
     return made[0]
-
-
-_LIBC: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
 
 
 class NetworkPool:

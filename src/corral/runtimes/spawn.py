@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Protocol
 
 from corral.runtimes.cgroups import ThreadEntry, join_cgroups
 from corral.runtimes.childwatch import pidfd_usable
+from corral.runtimes.libc import enter_netns
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,7 @@ def _kill_orphan(started: asyncio.Future[subprocess.Popen[bytes]]) -> None:
         popen.wait(5)
 
 
-CLONE_NEWNET = 0x40000000
 _HOME_NET = os.stat("/proc/self/ns/net").st_ino if os.path.exists("/proc/self/ns/net") else 0
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def _thread_net() -> int:
@@ -119,9 +114,7 @@ def _thread_net() -> int:
 
 
 def _setns(fd: int) -> None:
-    if _libc().setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
+    enter_netns(fd)
 
 
 class _InNetns:

@@ -11,29 +11,25 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import functools
 import os
 import shutil
 from pathlib import Path
+
+from corral.runtimes.libc import libc
 
 MNT_DETACH = 2
 MIB = 1024 * 1024
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
 def mount(source: str, target: Path, fstype: str, options: str, flags: int = 0) -> None:
     """mount(2) directly: an exec of mount(8) per container costs more than the container's start."""
-    if _libc().mount(source.encode(), str(target).encode(), fstype.encode(), flags, options.encode()) != 0:
+    if libc().mount(source.encode(), str(target).encode(), fstype.encode(), flags, options.encode()) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")
 
 
 def unmount(target: Path) -> None:
-    if _libc().umount2(str(target).encode(), MNT_DETACH) != 0:
+    if libc().umount2(str(target).encode(), MNT_DETACH) != 0:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):  # not mounted: nothing to do
             raise OSError(err, f"umount {target}: {os.strerror(err)}")

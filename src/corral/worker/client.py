@@ -10,7 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
+import orjson
 
 from corral.errors import CorralError
 
@@ -41,32 +42,50 @@ class Rejected(DriverError):
 
 
 class DriverClient:
-    def __init__(self, url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            transport=transport,
-        )
+    """One keep-alive session to the driver. aiohttp, not httpx: the worker posts its events on every job's
+    end, and httpx spent ~0.7 ms of the worker's CPU a request where aiohttp spends ~0.2 (bench note)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._base = url.rstrip("/") + PREFIX
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the running loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=30.0, connect=5.0),
+                connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
+                json_serialize=_dumps,
+                raise_for_status=False,
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _call(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=timeout)}
         try:
-            extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-            response = await self._http.request(method, PREFIX + path, **kwargs, **extra)
-        except httpx.TransportError as exc:
+            async with self._http().request(method, self._base + path, **kwargs, **extra) as response:
+                status, body = response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise DriverUnavailable(f"{method} {path}: {exc!r}") from exc
-        if response.status_code == 401:
-            raise Unauthorized(f"the driver rejected this worker's token: {response.text[:200]}")
-        if response.status_code == 429 or response.status_code >= 500:
-            raise DriverUnavailable(f"{method} {path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            detail = f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}"
-            raise Rejected(detail, response.status_code)
-        return response.json() if response.content else {}
+        if status == 401:
+            raise Unauthorized(f"the driver rejected this worker's token: {_text(body, 200)}")
+        if status == 429 or status >= 500:
+            raise DriverUnavailable(f"{method} {path}: HTTP {status}")
+        if status >= 400:
+            raise Rejected(f"{method} {path}: HTTP {status}: {_text(body, 500)}", status)
+        if not body:
+            return {}
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:  # a proxy's page, a cut reply: try again later
+            raise DriverUnavailable(f"{method} {path}: the reply is not JSON: {_text(body, 200)}") from exc
 
     async def activate(
         self, cores_mcpu: int, memory_bytes: int, version: str, runtimes: list[str]
@@ -96,12 +115,20 @@ class DriverClient:
 
     async def put_log(self, batch_id: int, job_id: int, attempt_id: int, step: str, data: bytes) -> None:
         await self._call(
-            "PUT", f"/logs/{batch_id}/{job_id}/{attempt_id}/{step}", content=data,
+            "PUT", f"/logs/{batch_id}/{job_id}/{attempt_id}/{step}", data=data,
             headers={"Content-Type": "application/octet-stream"},
         )
 
     async def deactivate(self) -> None:
         await self._call("POST", "/deactivate", json={})
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _text(body: bytes, limit: int) -> str:
+    return body[:limit].decode(errors="replace")
 
 
 class Backoff:

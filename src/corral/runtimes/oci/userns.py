@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from corral.runtimes.identity import JOB_UID_BASE, JobUser
+from corral.runtimes.libc import libc as load_libc
 from corral.runtimes.volume import mount, unmount
 
 CONTAINER_IDS = 65536  # ids 0..65535 inside: every user an image is likely to name
@@ -110,11 +110,6 @@ def id_mapping(user: JobUser, image_uid: int, image_gid: int) -> IdMapping:
     return IdMapping(_spans(image_uid, user.uid, spare), _spans(image_gid, user.gid, spare))
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 class _MountAttr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
@@ -127,7 +122,7 @@ def _fail(what: str, path: str) -> IdMapError:
 
 def mount_idmapped(source: str, target: Path, userns_fd: int, *, readonly: bool = True) -> None:
     """Attach at `target` a view of `source` whose file owners are shifted by the namespace's mapping."""
-    libc = _libc()
+    libc = load_libc()
     fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, source.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
     if fd < 0:
         raise _fail("open_tree", source)
