@@ -41,6 +41,7 @@ from corral.store import instances as instance_store
 from corral.store import job_groups as job_group_store
 from corral.store import scheduling as q
 from corral.store import usage as usage_store
+from corral.store.db import tick_engine
 from corral.store.invariants import Violation
 from corral.worker.protocol import AttemptKey, assignment_payload
 
@@ -51,6 +52,8 @@ _MAX_VERDICTS = 4096  # distinct (pool, largest, job shape) answers kept
 class Driver:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
+        # The tick's own engine on SQLite: its statements run without thread hand-offs (store/db.py).
+        self.tick_engine = tick_engine(engine)
         self.settings = settings
         self.queues: dict[str, ReadyQueues] = defaultdict(ReadyQueues)
         self.running_mcpu: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -108,6 +111,8 @@ class Driver:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for inst in self.instances.values():
             inst.notify()
+        if self.tick_engine is not self.engine:
+            await self.tick_engine.dispose()
 
     async def _rebuild(self) -> None:
         """In-memory state from the store: live instances, running attempts, ready queues."""
@@ -499,7 +504,7 @@ class Driver:
 
         if inbox.committed:
             await self._load_committed(inbox.committed)
-        async with self.engine.begin() as conn:
+        async with self.tick_engine.begin() as conn:
             await q.mark_started(conn, plan.start_times)
             await usage_store.insert_samples(conn, plan.samples)
             cascade = await q.end_attempts(conn, outcomes, now)
