@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from corral.store.db import make_engine, tick_engine
+from corral.store.db import _inline_creator, make_engine, tick_engine
 
 _META = sa.MetaData()
 _T = sa.Table("t", _META, sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.Integer))
@@ -122,3 +123,37 @@ async def test_postgresql_shares_the_engine() -> None:
         assert tick_engine(postgres) is postgres
     finally:
         await postgres.dispose()
+
+
+
+async def test_nothing_runs_inline_while_the_thread_still_has_a_call_in_hand(tmp_path: Path) -> None:
+    """A call whose waiter was cancelled (a tick cancelled mid-COMMIT) still runs on the thread; what
+    follows queues behind it instead of running at the same time on the loop's thread."""
+    engine, tick = await _engines(tmp_path)
+    await tick.dispose()
+    await engine.dispose()
+    conn = await _inline_creator(str(tmp_path / "store.db"), 1000)()
+    ran: list[tuple[str, bool]] = []  # (statement, on the loop's thread)
+    loop_thread = threading.get_ident()
+
+    def slow() -> int:
+        time.sleep(0.3)
+        return 1
+
+    try:
+        await conn.create_function("slow", 0, slow)
+        await conn.set_trace_callback(lambda sql: ran.append((sql, threading.get_ident() == loop_thread)))
+        busy = asyncio.create_task(conn.execute("SELECT slow()"))
+        await asyncio.sleep(0.05)
+        busy.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await busy
+        await conn.execute("BEGIN IMMEDIATE")  # tried inline at once, were the thread idle
+        await conn.execute("UPDATE t SET v = 8 WHERE id = 1")
+        await conn.commit()
+    finally:
+        await conn.close()
+    where = {sql: inline for sql, inline in ran}
+    assert where["SELECT slow()"] is False
+    assert where["BEGIN IMMEDIATE"] is False  # queued behind the cancelled call, on the thread
+    assert where["UPDATE t SET v = 8 WHERE id = 1"] is True  # the thread idle again: inline

@@ -58,17 +58,23 @@ class _InlineInTransaction(aiosqlite.Connection):
     microseconds. Inside the transaction nothing waits on another connection (the write lock is held and
     a WAL reader never blocks a writer), so everything runs inline but COMMIT, which can checkpoint the
     WAL (file I/O) and stays on the thread. BEGIN IMMEDIATE is tried inline without waiting; if another
-    writer holds the lock it is handed to the thread, which waits up to busy_timeout as before."""
+    writer holds the lock it is handed to the thread, which waits up to busy_timeout as before.
+
+    Never both threads at once: a call runs inline only while the connection's thread has nothing of
+    ours in hand (a COMMIT whose waiter was cancelled still runs there; a ROLLBACK must queue behind it).
+    Each counter is written by one thread only."""
 
     busy_timeout_ms = BUSY_TIMEOUT_MS
+    _handed = 0  # calls given to the thread (written by the loop's thread)
+    _returned = 0  # of those, calls the thread has finished (written by the connection's thread)
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         conn = self._connection
-        if conn is None or not self._running:
-            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        if conn is None or not self._running or self._handed != self._returned:
+            return await self._on_thread(fn, *args, **kwargs)
         if conn.in_transaction:
             if fn == conn.commit:
-                return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+                return await self._on_thread(fn, *args, **kwargs)
             return fn(*args, **kwargs)
         if fn == conn.cursor or fn == conn.rollback or _is_cursor_close(fn):
             return fn(*args, **kwargs)  # no statement runs: nothing to wait for
@@ -78,7 +84,19 @@ class _InlineInTransaction(aiosqlite.Connection):
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        return await self._on_thread(fn, *args, **kwargs)
+
+    async def _on_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def counted() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._returned += 1
+
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")  # as aiosqlite says it, before anything is handed over
+        self._handed += 1
+        return await super()._execute(counted)  # type: ignore[no-untyped-call]
 
     def _begin_without_waiting(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         conn = self._conn
