@@ -49,6 +49,23 @@ def _empty(volume: Path) -> None:
                 child.unlink()
 
 
+def _emptied_inline(volume: Path, most: int = 4) -> bool:
+    """What a job that wrote nothing leaves (its empty io and tmp) removed here: a few syscalls, cheaper
+    than a thread hop. False, with only empty directories removed, when there is more to do."""
+    with os.scandir(volume) as entries:
+        children = [entry for _, entry in zip(range(most + 1), entries, strict=False)]
+    if len(children) > most:
+        return False
+    for entry in children:
+        if not entry.is_dir(follow_symlinks=False):
+            return False
+        try:
+            os.rmdir(entry.path)
+        except OSError:  # not empty
+            return False
+    return True
+
+
 async def _trim(volume: Path) -> None:
     """Give the host back the blocks the last job freed (holes in the sparse loop file); best effort."""
     fstrim = shutil.which("fstrim") or "/sbin/fstrim"
@@ -184,8 +201,11 @@ class DefaultVolumes:
 
     async def _empty_and_keep(self, pooled: Path) -> None:
         try:
-            await asyncio.to_thread(_empty, pooled)
-            left = any(pooled.iterdir())  # never lend a volume holding the last job's files
+            if _emptied_inline(pooled):
+                left = False
+            else:
+                await asyncio.to_thread(_empty, pooled)
+                left = any(pooled.iterdir())  # never lend a volume holding the last job's files
         except OSError as exc:
             log.warning("could not empty storage volume %s: %s", pooled, exc)
             left = True
