@@ -219,8 +219,6 @@ async def connect_inside(netns: Path, host: str, port: int, timeout: float) -> N
         sock.close()
 
 
-
-
 def _socket_in(netns: Path) -> socket.socket:
     """A TCP socket of `netns`, made by a short-lived thread that enters it (setns is per thread)."""
     made: list[socket.socket | BaseException] = []

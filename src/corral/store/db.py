@@ -114,8 +114,8 @@ def _is_cursor_close(fn: Callable[..., Any]) -> bool:
 
 def _inline_creator(path: str, busy_timeout_ms: int) -> Callable[[], Any]:
     async def connect() -> aiosqlite.Connection:
-        # check_same_thread off: the connection is used by its thread and, inside a transaction, by the
-        # loop's thread, never both at once (each call is awaited before the next is made).
+        # check_same_thread off: the connection is used by its thread and by the loop's thread, never
+        # both at once (_InlineInTransaction runs nothing inline while its thread has a call in hand).
         connection = _InlineInTransaction(
             functools.partial(sqlite3.connect, path, check_same_thread=False, isolation_level=None), 64
         )
