@@ -1,4 +1,4 @@
-"""A tiny real HTTP server for the client tests (imported by test_client_*.py; holds no tests itself)."""
+"""A tiny real HTTP server for the client tests (the library's and the worker's; holds no tests itself)."""
 
 from __future__ import annotations
 

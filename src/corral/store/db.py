@@ -12,7 +12,7 @@ import aiosqlite
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -126,6 +126,14 @@ def _inline_creator(path: str, busy_timeout_ms: int) -> Callable[[], Any]:
     return connect
 
 
+def _database_file(url: URL) -> str | None:
+    """The file a SQLite URL names; None for an in-memory or URI-form database."""
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
+
+
 def make_engine(
     url: str, *, pool_size: int = 10, busy_timeout_ms: int = BUSY_TIMEOUT_MS, inline_writes: bool = False
 ) -> AsyncEngine:
@@ -134,8 +142,8 @@ def make_engine(
     long statement there holds the loop for its duration."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        path = make_url(url).database
-        if inline_writes and path and path != ":memory:" and not path.startswith("file:"):
+        path = _database_file(make_url(url))
+        if inline_writes and path is not None:
             engine = create_async_engine(url, pool_size=pool_size, max_overflow=4,
                                          async_creator=_inline_creator(path, busy_timeout_ms))
         else:
@@ -155,8 +163,7 @@ def make_engine(
 def tick_engine(engine: AsyncEngine) -> AsyncEngine:
     """The engine of the driver's tick: on SQLite in a file, its own (inline writes, one connection);
     anything else (PostgreSQL: asyncpg answers without thread hand-offs) shares `engine`."""
-    path = engine.url.database
-    if engine.dialect.name != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+    if engine.dialect.name != "sqlite" or _database_file(engine.url) is None:
         return engine
     return make_engine(engine.url.render_as_string(hide_password=False), pool_size=1, inline_writes=True)
 
