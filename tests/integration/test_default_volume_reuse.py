@@ -98,7 +98,7 @@ async def test_waves_of_jobs_with_a_gap_between_them_reuse_the_last_waves_volume
 
     for _wave in range(6):
         await asyncio.gather(*(job() for _ in range(SLOTS)))
-        await asyncio.sleep(0.2)  # every volume is back and emptied before the next wave asks
+        await rt.default_volumes.settle()  # every volume is back and emptied before the next wave asks
     # The first wave makes SLOTS and a spare or two (more under load); the pool used to unmake all
     # but KEEP_READY after each wave and make the rest again for the next (~4 per wave here).
     assert rt.default_volumes.made <= SLOTS + 4, rt.default_volumes.made

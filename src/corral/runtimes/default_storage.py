@@ -98,6 +98,7 @@ class DefaultVolumes:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._recycling = 0  # volumes being emptied: ready again in a few ms
+        self._refilling = False  # a spare volume is being made
         self._returned = asyncio.Event()
         self.made = 0  # volumes made (for tests and benches)
         self.trims = 0  # fstrim runs (for tests and benches)
@@ -155,14 +156,18 @@ class DefaultVolumes:
         """One volume made ahead, so the first job does not wait for it either."""
         self._background(self._refill())
 
+    async def settle(self) -> None:
+        """Until the background work is done: every returned volume emptied and back (or unmade), any
+        spare made."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         self._closed = True
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.settle()
         for volume in list(self._lent):
             self.give_back(volume)
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.settle()
         for pooled in self._ready:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(unmount_io_volume, pooled)
@@ -185,12 +190,15 @@ class DefaultVolumes:
         return pooled
 
     async def _refill(self) -> None:
-        if self._closed or self._ready:
+        if self._closed or self._ready or self._refilling:
             return
+        self._refilling = True  # one spare at a time: a burst of lends would start one each
         try:
             self._ready.append(await self._make())
         except OSError as exc:
             log.warning("could not make a default storage volume ahead: %s", exc)
+        finally:
+            self._refilling = False
 
     async def _recycle(self, pooled: Path) -> None:
         try:
