@@ -68,16 +68,33 @@ def _running_with(arg: str) -> list[int]:
     return found
 
 
+@pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root (setns)")
 async def test_a_start_cancelled_midway_leaves_no_process(tmp_path: Path) -> None:
     marker = f"300.{uuid.uuid4().int % 10**9:09d}"  # `sleep 300.xxx`: found by its argv afterwards
+    own_netns = Path(f"/proc/{os.getpid()}/ns/net")  # a namespace to enter: a spawner thread starts it
     with open(tmp_path / "out", "wb") as f:
         env = {"PATH": os.environ["PATH"]}
-        task = asyncio.create_task(spawn(["sleep", marker], env=env, stdout=f.fileno()))
+        task = asyncio.create_task(spawn(["sleep", marker], env=env, stdout=f.fileno(), netns=own_netns))
         await asyncio.sleep(0)  # the start is under way in a spawner thread
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     assert _running_with(marker) == []  # killed and reaped before the cancellation returned
+
+
+async def test_a_plain_start_runs_on_the_loop_with_no_midway_to_cancel(tmp_path: Path) -> None:
+    marker = f"300.{uuid.uuid4().int % 10**9:09d}"
+    with open(tmp_path / "out", "wb") as f:
+        env = {"PATH": os.environ["PATH"]}
+        task = asyncio.create_task(spawn(["sleep", marker], env=env, stdout=f.fileno()))
+        await asyncio.sleep(0)
+        assert task.done()  # started within its first step: a cancellation finds it done or not begun
+        task.cancel()
+        proc = await task
+    assert _running_with(marker) == [proc.pid]
+    os.kill(proc.pid, 9)
+    assert await asyncio.wait_for(proc.wait(), 30) == -9
+    assert _running_with(marker) == []
 
 
 def _net_of(pid: int | str) -> str:
