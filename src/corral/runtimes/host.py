@@ -32,6 +32,7 @@ NETWORK_NOTE = "network {mode!r} not enforced: the host runtime shares the host'
 @register
 class HostRuntime(ProcessRuntime):
     name = "host"
+    quick_starts = True
     image_note = "image ignored: this worker runs jobs unsandboxed on the host (--runtime host)"
 
     async def start(self) -> None:

@@ -50,6 +50,11 @@ MAX_BATCH = 1000
 # an end leaves sooner, but each post then carries fewer events and waits for the driver's commit. The
 # outbox keeps an attempt's events in order across posts whatever this is.
 POSTS_IN_FLIGHT = 1
+# A runtime whose starts are quick (Runtime.quick_starts: the host runtime's ~1 ms jobs): each end leaves at
+# once, with up to two posts on the wire. Measured with bench.cpu_per_job, host runtime, 1000 `true`
+# jobs, 5 interleaved runs: 297-323 -> 341-358 jobs/s, the same CPU a job in the server and the worker;
+# the process runtime the same jobs/s with 0.5 ms more server CPU a job, so it keeps the settings above.
+QUICK_POSTS_IN_FLIGHT, QUICK_BATCH_WINDOW = 2, 0.0
 
 
 @dataclass
@@ -351,12 +356,15 @@ class Agent:
         return await self.client.exchange_events(batch, self.ledger.known())
 
     async def _send_loop(self) -> None:
-        """Post events as they come, up to POSTS_IN_FLIGHT posts on the wire at once (the outbox keeps
-        each attempt's events in order across posts)."""
+        """Post events as they come, up to POSTS_IN_FLIGHT posts on the wire at once (QUICK_... with a
+        runtime of quick starts); the outbox keeps each attempt's events in order across posts."""
         posts: set[asyncio.Task[None]] = set()
+        in_flight, window = POSTS_IN_FLIGHT, BATCH_WINDOW
+        if self.runtime is not None and self.runtime.quick_starts:
+            in_flight, window = QUICK_POSTS_IN_FLIGHT, QUICK_BATCH_WINDOW
         try:
             while True:
-                while len(posts) >= POSTS_IN_FLIGHT:
+                while len(posts) >= in_flight:
                     await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
                 idle_timeout = self.heartbeat_interval if self.draining.is_set() else None
                 if not await self.outbox.wait_for_events(idle_timeout):
@@ -364,7 +372,7 @@ class Agent:
                         continue  # a post on the wire is heartbeat enough
                     batch: list[dict[str, Any]] = []  # a heartbeat while draining: polls have stopped
                 else:
-                    await asyncio.sleep(BATCH_WINDOW)
+                    await asyncio.sleep(window)
                     if self.stopping.is_set():
                         return  # exits seen while stopping are the kill's doing: the driver gets them as lost
                     batch = self.outbox.take(MAX_BATCH)
