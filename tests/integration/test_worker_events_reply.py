@@ -15,6 +15,7 @@ import httpx
 import pytest
 from tests.acceptance.harness import RunningServer, job
 
+from corral.runtimes.noop import NoopRuntime
 from corral.worker.agent import Agent
 
 
@@ -81,6 +82,23 @@ async def test_a_stream_of_short_jobs_gets_its_next_jobs_in_the_events_replies(
     assert counts.assigned_by_events >= n // 2, counts
     # A poll does not wake for work an events reply carries: far fewer poll round trips than jobs.
     assert counts.polls < counts.assigned_by_events, counts
+
+
+async def test_a_worker_of_quick_short_jobs_gets_jobs_ahead_holds_them_and_runs_each_once(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(NoopRuntime, "quick_starts", True)  # the host runtime's setting, without root
+    name, token = _instance_token(server, cores=0.5)
+    agent = Agent(server.url, name, token, cores=0.5, memory_bytes=2 << 30, runtime="noop",
+                  work_dir=tmp_path / "work")
+    n = 40
+    status = await _run_batch(server, agent, [job("true", i, cpu="0.25") for i in range(1, n + 1)])
+    assert status["state"] == "success", status
+    counts = agent.counts
+    assert counts.assigned_by_poll + counts.assigned_by_events == n, counts  # each attempt ran once
+    # Two jobs fit; once eight short runs were seen the driver handed more, held until cores freed.
+    assert counts.held > 0 and counts.given_back == 0, counts
+    assert agent.admission.used_mcpu == 0 and not agent.admission.held
 
 
 async def test_an_older_worker_that_only_polls_still_gets_every_job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from test_api_support import job
+from test_api_support import job, job_rows
 
 from corral.api.app import create_app
 from corral.api.bootstrap import bootstrap
@@ -21,6 +23,7 @@ from corral.config import Settings
 from corral.driver.driver import Driver
 from corral.driver.worker_api import worker_router
 from corral.store import instances as instance_store
+from corral.store.tables import attempt_charges, attempts
 
 WORKER_TOKEN = "worker-token-for-tests"
 
@@ -33,8 +36,10 @@ class Service:
     driver: Driver
 
 
-@pytest.fixture
-async def service(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]:
+@contextlib.asynccontextmanager
+async def _serving(engine: AsyncEngine, tmp_path: Path, *, queues: bool) -> AsyncIterator[Service]:
+    """A real Driver and store behind the API; the test is the worker (w1: 4 cores), activated saying
+    whether it holds assignments beyond its free cores."""
     settings = Settings(home=tmp_path / "home", admin_user="admin", default_user="alice", pool="default")
     tokens = await bootstrap(engine, settings)
     driver = Driver(engine, settings)
@@ -53,13 +58,26 @@ async def service(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]
         httpx.AsyncClient(transport=transport, base_url=base, headers=user_auth, timeout=30) as user,
         httpx.AsyncClient(transport=transport, base_url=base, headers=worker_auth, timeout=30) as worker,
     ):
-        r = await worker.post("/api/v1/worker/activate", json={"cores_mcpu": 4000, "memory_bytes": 8 << 30})
+        body = {"cores_mcpu": 4000, "memory_bytes": 8 << 30, "queues": queues}
+        r = await worker.post("/api/v1/worker/activate", json=body)
         assert r.status_code == 200, r.text
         try:
             yield Service(user, worker, settings, driver)
         finally:
             driver.close_polls()
             await driver.stop()
+
+
+@pytest.fixture
+async def service(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]:
+    async with _serving(engine, tmp_path, queues=False) as served:
+        yield served
+
+
+@pytest.fixture
+async def queuing_service(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Service]:
+    async with _serving(engine, tmp_path, queues=True) as served:
+        yield served
 
 
 async def _assigned(service: Service) -> dict[str, Any]:
@@ -204,3 +222,85 @@ async def test_the_events_reply_hands_over_the_jobs_a_completion_freed_and_a_wai
     # A worker of the old wire (no `known`) gets acknowledgements only, and its polls carry its work.
     r = await service.worker.post("/api/v1/worker/events", json={"events": [{**done, "key": second["key"]}]})
     assert r.status_code == 200 and set(r.json()) == {"ack"}, r.text
+
+
+async def _submit(service: Service, token: str, n: int, **extra: Any) -> int:
+    r = await service.user.post(
+        "/api/v1/batches/create-fast",
+        json={"batch": {"billing_project": "default", "token": token, "n_jobs": n},
+              "bunch": [job(i, **extra) for i in range(1, n + 1)]},
+    )
+    assert r.status_code == 200, r.text
+    return int(r.json()["id"])
+
+
+async def _poll(service: Service, known: list[str]) -> list[dict[str, Any]]:
+    r = await service.worker.post("/api/v1/worker/poll", json={"known": known, "wait": 10})
+    assert r.status_code == 200, r.text
+    return list(r.json()["assign"])
+
+
+async def _events(service: Service, events: list[dict[str, Any]], known: list[str]) -> dict[str, Any]:
+    r = await service.worker.post("/api/v1/worker/events", json={"events": events, "known": known})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def test_a_queuing_worker_of_short_jobs_gets_jobs_ahead_and_one_given_back_is_rerun_uncounted(
+    queuing_service: Service, engine: AsyncEngine
+) -> None:
+    service = queuing_service
+    await _submit(service, "warm", 8)  # 8 jobs of 0.5 cpu fill the 4 cores; they end at once
+    warm = await _poll(service, [])
+    assert len(warm) == 8
+    await _events(service, [{**_completed(a["key"], {}), "logs": None} for a in warm], [])
+
+    batch_id = await _submit(service, "main", 30, n_max_attempts=1)
+    handed = await _poll(service, [])
+    # Eight short runs seen: the driver hands this worker its cores' worth beyond them (8 x 0.5 + 8 x 0.5).
+    assert len(handed) == 16 and sum(a["cores_mcpu"] for a in handed) == 8000
+    back = handed[-1]
+    others = [a["key"] for a in handed[:-1]]
+    returned = {"type": "returned", "key": back["key"], "time": 2.0, "waited": 2.25}
+    reply = await _events(service, [returned], others)
+    assert back["key"] in reply["ack"]
+    assert reply["assign"] == []  # no lookahead after a give-back, and the cores are all taken
+
+    async with engine.connect() as conn:
+        attempt = (await conn.execute(select(attempts).where(
+            attempts.c.batch_id == batch_id, attempts.c.job_id == back["job_id"]))).one()
+        charged = {(r.job_id, r.attempt_id) for r in await conn.execute(
+            select(attempt_charges).where(attempt_charges.c.batch_id == batch_id))}
+    assert (attempt.end_reason, attempt.time_started) == ("returned", None)
+    assert "2.2s" in attempt.status["error"] or "2.3s" in attempt.status["error"]
+    rows = await job_rows(engine, batch_id)
+    assert rows[back["job_id"]].state == "Ready"  # n_max_attempts=1, yet not in Error: it did not count
+    assert (back["job_id"], 1) not in charged
+
+    # The running jobs end; the driver hands out no more than the freed cores now (paused), and the
+    # given-back job comes again as attempt 2, which runs to success.
+    ends = [{**_completed(k, {}), "logs": None} for k in others]
+    second = (await _events(service, ends, []))["assign"]
+    assert 0 < len(second) <= 8
+    rest = list(second)
+    while not any(a["job_id"] == back["job_id"] for a in rest):
+        ends = [{**_completed(a["key"], {}), "logs": None} for a in rest]
+        rest = (await _events(service, ends, []))["assign"]
+        assert rest, "the given-back job was never handed out again"
+    again = next(a for a in rest if a["job_id"] == back["job_id"])
+    assert again["attempt_id"] == 2
+    await _events(service, [{**_completed(a["key"], {}), "logs": None} for a in rest], [])
+    rows = await job_rows(engine, batch_id)
+    assert (rows[back["job_id"]].state, rows[back["job_id"]].n_attempts) == ("Success", 2)
+    async with engine.connect() as conn:
+        charged = {(r.job_id, r.attempt_id) for r in await conn.execute(
+            select(attempt_charges).where(attempt_charges.c.batch_id == batch_id))}
+    assert (back["job_id"], 2) in charged and (back["job_id"], 1) not in charged
+
+
+async def test_a_worker_that_does_not_queue_never_gets_more_than_its_cores(service: Service) -> None:
+    await _submit(service, "warm", 8)
+    warm = await _poll(service, [])
+    await _events(service, [{**_completed(a["key"], {}), "logs": None} for a in warm], [])
+    await _submit(service, "main", 30)
+    assert sum(a["cores_mcpu"] for a in await _poll(service, [])) == 4000

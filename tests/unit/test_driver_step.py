@@ -6,13 +6,14 @@ import asyncio
 from pathlib import Path
 
 from corral.config import Settings
+from corral.domain.attempts import RETURNED
 from corral.domain.states import JobState
 from corral.driver.driver import Driver
 from corral.driver.inbox import ErroredAttempt, Inbox, Report
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.step import plan_tick
 from corral.store.db import make_engine
-from corral.worker.protocol import CompletedEvent, StartedEvent
+from corral.worker.protocol import CompletedEvent, ReturnedEvent, StartedEvent
 
 NOW = 1_000.0
 
@@ -127,3 +128,27 @@ async def test_the_remembered_unplaceable_verdict_follows_the_pools_largest_inst
     assert len(driver._verdicts) <= driver_module._MAX_VERDICTS
     assert driver._why_unplaceable("default", big) == reason
     await engine.dispose()
+
+
+async def test_an_attempt_given_back_unstarted_is_ready_again_uncharged_and_pauses_lookahead() -> None:
+    inst = _instance("w1", (1, 1, 1), (1, 2, 1), (1, 3, 1))
+    returned = ReturnedEvent(type="returned", key="1.1.1", time=NOW, waited=2.5)
+    report = _report(inst, returned, _done("1.2.1", NOW - 99.8))  # type: ignore[arg-type]
+    plan = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW)
+    back, done = plan.outcomes
+    assert (back.job_state, back.end_reason, back.msec_mcpu) == (JobState.READY, RETURNED, 0)
+    assert back.status is not None
+    assert "not counted or charged" in back.status["error"] and "2.5s" in back.status["error"]
+    assert done.job_state is JobState.SUCCESS
+    assert plan.gave_back == [inst]
+    assert [(i.name, round(s, 3)) for i, s in plan.runs] == [("w1", 0.2)]  # the completion's run time
+    assert sorted(f.key for f in plan.released) == ["1.1.1", "1.2.1"]
+
+
+async def test_a_give_back_of_an_attempt_seen_to_start_is_a_counted_loss() -> None:
+    inst = _instance("w1", (1, 1, 1))
+    started = StartedEvent(type="started", key="1.1.1", time=NOW - 5)
+    report = _report(inst, started, ReturnedEvent(type="returned", key="1.1.1", time=NOW))  # type: ignore[arg-type]
+    (outcome,) = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW).outcomes
+    assert (outcome.job_state, outcome.end_reason) == (JobState.READY, "lost")
+    assert outcome.msec_mcpu == 5 * 1000 * 1000  # it ran: its cores are counted

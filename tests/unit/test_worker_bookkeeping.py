@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from corral.runtimes.base import MainRequest, MainResult
+from corral.runtimes.noop import NoopRuntime
 from corral.worker.agent import Agent
 from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
@@ -201,3 +203,73 @@ def test_a_start_on_the_wire_is_resent_at_once_if_its_post_fails() -> None:
     sent = box.take()
     box.release(sent)
     assert box.take() == sent
+
+
+class _Gated(NoopRuntime):
+    """Jobs that run until the test lets each one end."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.release: dict[str, asyncio.Event] = {}
+
+    async def run(self, request: MainRequest, cancel: asyncio.Event) -> MainResult:
+        await self.release.setdefault(request.key, asyncio.Event()).wait()
+        return await super().run(request, cancel)
+
+
+async def _turns(n: int = 50) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_agent_holds_what_exceeds_its_cores_starts_it_as_cores_free_and_gives_back_the_rest(
+    tmp_path: Path,
+) -> None:
+    agent = Agent("http://127.0.0.1:9", "unit", "token", cores=1.0, runtime="noop", work_dir=tmp_path)
+    gated = agent.runtime = _Gated(instance_name="unit", work_dir=tmp_path)
+    keys = [f"4.{j}.1" for j in range(1, 6)]
+    try:
+        agent.handle_poll({"assign": [_assignment(k, cores_mcpu=500) for k in keys], "cancel": []})
+        await _turns()
+        assert sorted(agent._attempts) == keys[:2]  # one core: two jobs of half a core run, three wait
+        assert [h.assignment.key for h in agent.admission.held] == keys[2:]
+        assert sorted(agent.ledger.known()) == keys  # held ones are the worker's: the driver resends none
+        gated.release.setdefault(keys[0], asyncio.Event()).set()
+        await _turns()
+        assert sorted(agent._attempts) == [keys[1], keys[2]]  # the first ended: the next in line started
+        agent.handle_poll({"cancel": [keys[4]]})  # cancelled while held: given back at once, never run
+        agent.admission.give_back_after = 0.0
+        giver = asyncio.create_task(agent._give_back_loop())
+        await asyncio.sleep(0.4)
+        giver.cancel()
+        events = agent.outbox.take()
+        returned = [e["key"] for e in events if e["type"] == "returned"]
+        assert returned == [keys[4], keys[3]]  # the cancelled one, then the one that waited too long
+        assert [e["key"] for e in events if e["type"] == "completed"] == [keys[0]]
+        assert keys[3] not in agent._attempts and not agent.admission.held
+        assert all(e["waited"] >= 0 for e in events if e["type"] == "returned")
+    finally:
+        for task in agent._attempts.values():
+            task.cancel()
+        await asyncio.gather(*agent._attempts.values(), return_exceptions=True)
+        await agent.client.aclose()
+
+
+async def test_a_worker_stopping_at_once_starts_nothing_it_held(tmp_path: Path) -> None:
+    agent = Agent("http://127.0.0.1:9", "unit", "token", cores=0.5, runtime="noop", work_dir=tmp_path)
+    gated = agent.runtime = _Gated(instance_name="unit", work_dir=tmp_path)
+    keys = ["5.1.1", "5.2.1"]
+    try:
+        agent.handle_poll({"assign": [_assignment(k, cores_mcpu=500) for k in keys], "cancel": []})
+        await _turns()
+        assert list(agent._attempts) == keys[:1]
+        agent.stopping.set()
+        gated.release.setdefault(keys[0], asyncio.Event()).set()
+        await _turns()
+        assert agent._attempts == {} and agent.admission.used_mcpu == 0
+        assert [h.assignment.key for h in agent.admission.held] == keys[1:]  # held, never started
+    finally:
+        for task in agent._attempts.values():
+            task.cancel()
+        await asyncio.gather(*agent._attempts.values(), return_exceptions=True)
+        await agent.client.aclose()

@@ -19,11 +19,18 @@ class LostAttemptDecision:
     error: str | None  # why the job ended, when it did
 
 
+# An attempt its worker gave back without starting it (it waited in the worker's queue, driver/lookahead.py):
+# the job runs again, and the attempt does not count against n_max_attempts.
+RETURNED = "returned"
+
+
 def after_lost_attempt(
-    attempt_id: int, end_reason: str, n_attempts: int, n_max_attempts: int
+    attempt_id: int, end_reason: str, n_counted: int, n_max_attempts: int
 ) -> LostAttemptDecision:
-    """An attempt lost with its instance returns the job to Ready until it has used n_max_attempts."""
-    if n_attempts < n_max_attempts:
+    """An attempt lost with its instance returns the job to Ready until it has used n_max_attempts
+    (`n_counted`: its attempts so far, this one included, less those given back); one given back always
+    returns it to Ready."""
+    if end_reason == RETURNED or n_counted < n_max_attempts:
         return LostAttemptDecision(JobState.READY, None)
     return LostAttemptDecision(
         JobState.ERROR,

@@ -101,6 +101,12 @@ class Accounting:
         if self.enabled:
             self._pending[_key(flight)] = flight
 
+    def attempts_returned(self, keys: Iterable[AttemptKey]) -> None:
+        """Given back unstarted by their worker (driver/lookahead.py): they held nothing, never charged."""
+        if self.enabled:
+            for key in keys:
+                self._pending.pop(key, None)
+
     def attempts_ended(self, ended: Iterable[tuple[int, int, int, float]]) -> None:
         """(batch, job, attempt, time_ended) as the store recorded them in this tick."""
         if self.enabled:

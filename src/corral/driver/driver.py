@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.config import Settings
+from corral.domain.attempts import RETURNED
 from corral.domain.autoscaling import route_to_collection
 from corral.domain.capacity import Resources, SiteCollection, largest, why_unplaceable
 from corral.domain.placement import InstanceCapacity
@@ -31,6 +32,7 @@ from corral.driver.completions import BatchCompletions
 from corral.driver.inbox import ErroredAttempt, Inbox, Report, WorkerEvent
 from corral.driver.instances import AttemptInFlight, InstanceState
 from corral.driver.invariants import check_driver
+from corral.driver.lookahead import LookaheadState, lookahead_mcpu
 from corral.driver.pool_routing import PoolView, pool_view, routable_pools, route_unnamed
 from corral.driver.recovery import recover, tick_alone
 from corral.driver.services import ServiceCoordinator
@@ -359,7 +361,9 @@ class Driver:
             inst.last_seen = time.time()
         return inst
 
-    async def activate(self, inst: InstanceState, cores_mcpu: int, memory_bytes: int) -> None:
+    async def activate(
+        self, inst: InstanceState, cores_mcpu: int, memory_bytes: int, *, queues: bool = False
+    ) -> None:
         """A worker says what it has; the driver believes it only up to the instance's registered shape."""
         if cores_mcpu > inst.shape_mcpu or memory_bytes > inst.shape_memory:
             log.warning(
@@ -372,6 +376,7 @@ class Driver:
             await instance_store.activate_instance(conn, inst.name, cores_mcpu, memory_bytes, now)
         inst.cores_mcpu, inst.memory_bytes = cores_mcpu, memory_bytes
         inst.active, inst.draining = True, False
+        inst.queues, inst.lookahead = queues, LookaheadState()
         if inst.reserved_for is None:
             self._pool_changed(inst.pool)
         self._wake.set()
@@ -496,6 +501,10 @@ class Driver:
         # Free what ended before planning, so this tick can reuse the cores.
         for flight in released:
             self._release(flight)
+        for inst, seconds in plan.runs:
+            inst.lookahead.ran(seconds)
+        for inst in plan.gave_back:
+            inst.lookahead.gave_back(now)
         for inst in lost_instances:
             self.instances.pop(inst.name, None)
             self._largest.pop(inst.pool, None)
@@ -535,8 +544,12 @@ class Driver:
             for inst in lost_instances:
                 await instance_store.set_instance_state(conn, inst.name, "inactive", now)
             await self._save_heartbeats(conn, now)
+            self.accounting.attempts_returned(
+                (o.batch_id, o.job_id, o.attempt_id) for o in cascade.ended if o.end_reason == RETURNED
+            )
             self.accounting.attempts_ended(
                 (o.batch_id, o.job_id, o.attempt_id, o.time_ended) for o in cascade.ended
+                if o.end_reason != RETURNED
             )
             over_limit = await self.accounting.settle(conn, now)
         self._inbox.cancelled.update(over_limit)
@@ -635,7 +648,8 @@ class Driver:
                 continue
             pool_instances = [i for i in self.instances.values() if i.pool == pool and i.schedulable]
             capacities = [
-                InstanceCapacity(i.name, i.free_mcpu, i.free_memory, i.free_gpus, i.gpu_type)
+                InstanceCapacity(i.name, i.free_mcpu + lookahead_mcpu(i, now), i.free_memory, i.free_gpus,
+                                 i.gpu_type)
                 for i in pool_instances if i.reserved_for is None
             ]
             reserved = {

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from corral.driver.instances import InstanceState
-from corral.worker.protocol import CompletedEvent, ServingEvent, StartedEvent, UsageEvent
+from corral.worker.protocol import CompletedEvent, ReturnedEvent, ServingEvent, StartedEvent, UsageEvent
 
-WorkerEvent = StartedEvent | CompletedEvent | ServingEvent | UsageEvent
+WorkerEvent = StartedEvent | CompletedEvent | ServingEvent | UsageEvent | ReturnedEvent
 
 
 @dataclass

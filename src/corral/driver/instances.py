@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.domain.capacity import Resources
+from corral.driver.lookahead import LookaheadState
 from corral.worker.protocol import AttemptKey
 
 RELEASED_KEPT = 10_000  # per instance: far more than its attempts in flight
@@ -67,6 +68,9 @@ class InstanceState:
     # The registered shape: what the instance may claim at activation, at most (workers are not trusted).
     shape_mcpu: int = 0
     shape_memory: int = 0
+    # The worker holds assignments beyond its free cores (declared at activation; driver/lookahead.py).
+    queues: bool = False
+    lookahead: LookaheadState = field(default_factory=LookaheadState)
 
     def __post_init__(self) -> None:
         self.shape_mcpu = self.shape_mcpu or self.cores_mcpu

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from corral.domain.attempts import clamp_time
+from corral.domain.attempts import RETURNED, clamp_time
 from corral.domain.states import JobState
 from corral.driver.instances import AttemptInFlight
 from corral.store.scheduling import AttemptOutcome
-from corral.worker.protocol import CompletedEvent
+from corral.worker.protocol import CompletedEvent, ReturnedEvent
 
 _STATES = {
     "succeeded": (JobState.SUCCESS, "success"),
@@ -65,4 +65,17 @@ def error_outcome(attempt: AttemptInFlight, error: str, now: float) -> AttemptOu
     status = {"attempt_id": attempt.attempt_id, "error": error}
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, JobState.ERROR, "error", now, status=status
+    )
+
+
+def returned_outcome(attempt: AttemptInFlight, event: ReturnedEvent, now: float) -> AttemptOutcome:
+    """Given back by its worker before it started: the job is Ready again; the attempt used nothing, is not
+    counted against n_max_attempts and is not charged."""
+    status = {
+        "attempt_id": attempt.attempt_id,
+        "error": f"given back unstarted by instance {attempt.instance_name} after {event.waited:.1f}s "
+                 "waiting there for cores; the job runs again (this attempt is not counted or charged)",
+    }
+    return AttemptOutcome(
+        attempt.batch_id, attempt.job_id, attempt.attempt_id, JobState.READY, RETURNED, now, status=status
     )

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from corral.domain.attempts import clamp_time
 from corral.driver.inbox import Inbox, Report
 from corral.driver.instances import AttemptInFlight, InstanceState
-from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome
+from corral.driver.outcomes import completed_outcome, error_outcome, lost_outcome, returned_outcome
 from corral.store.driver_records import AttemptOutcome
 from corral.store.usage import UsageSample
-from corral.worker.protocol import ServingEvent, StartedEvent, UsageEvent
+from corral.worker.protocol import ReturnedEvent, ServingEvent, StartedEvent, UsageEvent
 
 
 @dataclass
@@ -28,6 +28,8 @@ class TickPlan:
     samples: list[UsageSample] = field(default_factory=list)  # running attempts' resource usage
     serving: list[tuple[AttemptInFlight, ServingEvent]] = field(default_factory=list)  # services now ready
     lost_instances: list[InstanceState] = field(default_factory=list)
+    runs: list[tuple[InstanceState, float]] = field(default_factory=list)  # how long each ended job ran
+    gave_back: list[InstanceState] = field(default_factory=list)  # instances that returned an attempt
 
     @property
     def start_times(self) -> list[tuple[int, int, int, float]]:
@@ -67,7 +69,17 @@ def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) 
                 continue
             cancelled = event.key in inst.to_cancel  # its cancellation already ended it in the store
             seen = replace(flight, time_started=start_of.get(event.key, flight.time_started))
-            end(flight, None if cancelled else completed_outcome(seen, event, now))
+            if isinstance(event, ReturnedEvent):
+                plan.gave_back.append(inst)
+                if seen.time_started is None:
+                    end(flight, None if cancelled else returned_outcome(flight, event, now))
+                else:  # it did start (the worker said so): it counts and is charged, as a lost one
+                    end(flight, None if cancelled else lost_outcome(seen, "given back after it started", now))
+                continue
+            outcome = completed_outcome(seen, event, now)
+            if not cancelled:
+                plan.runs.append((inst, outcome.time_ended - (seen.time_started or seen.time_assigned)))
+            end(flight, None if cancelled else outcome)
         plan.acks.append((report, keys))
     for errored in inbox.errored:
         inst_or_none = instances.get(errored.instance_name)

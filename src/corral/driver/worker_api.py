@@ -74,7 +74,7 @@ def worker_router(driver: Driver, log_dir: Path) -> APIRouter:
     async def activate(body: ActivateRequest, inst: InstanceState = Depends(instance)) -> dict[str, Any]:
         if "host" in body.runtimes and not driver.settings.jobs.allow_host_runtime:
             raise HTTPException(403, f"runtimes: {HOST_REFUSED}")
-        await driver.activate(inst, body.cores_mcpu, body.memory_bytes)
+        await driver.activate(inst, body.cores_mcpu, body.memory_bytes, queues=body.queues)
         if "host" in body.runtimes:  # visible on the instance: its jobs are not sandboxed
             await driver.note_instance(inst, {"runtime": "host", "isolation": HOST_ISOLATION})
         if body.hostname:

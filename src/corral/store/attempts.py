@@ -6,10 +6,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from corral.domain.attempts import after_lost_attempt
+from corral.domain.attempts import RETURNED, after_lost_attempt
 from corral.domain.scheduling import ReadyJob
 from corral.domain.states import JobState
 from corral.store.cascade import complete_jobs
@@ -35,6 +35,12 @@ _MARK_STARTED = update(attempts).where(*_ATTEMPT_RUNNING).values(time_started=bi
 _CURRENT = (
     queued_job_query().add_columns(jobs.c.state, jobs.c.n_max_attempts)
     .where(jobs.c.batch_id == bindparam("b"), jobs.c.job_id.in_(bindparam("ids", expanding=True)))
+)
+_RETURNED_COUNTS = (
+    select(attempts.c.job_id, func.count().label("n"))
+    .where(attempts.c.batch_id == bindparam("b"), attempts.c.job_id.in_(bindparam("ids", expanding=True)),
+           attempts.c.end_reason == RETURNED)
+    .group_by(attempts.c.job_id)
 )
 _END = update(attempts).where(*_ATTEMPT_RUNNING).values(
     state="ended", end_reason=bindparam("reason"), exit_code=bindparam("code"), status=bindparam("st"),
@@ -143,12 +149,16 @@ async def end_attempts(
     result.ended.extend(valid)
     terminal: list[AttemptOutcome] = []
     retry: list[AttemptOutcome] = []
+    lost = [(o.batch_id, o.job_id) for o in valid
+            if o.job_state is JobState.READY and o.end_reason != RETURNED]
+    returned = await _returned_counts(conn, lost) if lost else {}
     for o in valid:
         if o.job_state is not JobState.READY:
             terminal.append(o)
             continue
         row = current[(o.batch_id, o.job_id)]
-        decision = after_lost_attempt(o.attempt_id, o.end_reason, row.n_attempts, row.n_max_attempts)
+        counted = row.n_attempts - returned.get((o.batch_id, o.job_id), 0)
+        decision = after_lost_attempt(o.attempt_id, o.end_reason, counted, row.n_max_attempts)
         if decision.job_state is JobState.READY:
             retry.append(o)
         else:
@@ -174,3 +184,13 @@ async def end_attempts(
     completed = [(o.batch_id, o.job_id, o.job_state) for o in terminal]
     result.merge(await complete_jobs(conn, completed, now, usage=usage))
     return result
+
+
+async def _returned_counts(conn: AsyncConnection, keys: Sequence[JobKey]) -> dict[JobKey, int]:
+    """Attempts of these jobs their workers gave back (not counted against n_max_attempts): read only for
+    jobs whose attempt was lost, which is rare."""
+    counts: dict[JobKey, int] = {}
+    for batch_id, ids in chunks(keys):
+        for row in await conn.execute(_RETURNED_COUNTS, {"b": batch_id, "ids": ids}):
+            counts[(batch_id, int(row.job_id))] = int(row.n)
+    return counts

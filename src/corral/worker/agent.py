@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -25,6 +26,7 @@ from corral.errors import CorralError, InvalidInput
 from corral.runtimes import Runtime, RuntimeUnavailable, runtime_class
 from corral.runtimes.base import now
 from corral.runtimes.childwatch import install_pidfd_watcher
+from corral.worker.admission import Admission, Held
 from corral.worker.attempt import run_attempt
 from corral.worker.cleanup import claim, clean_dead_siblings, clean_previous, forget_worker, record_worker
 from corral.worker.client import Backoff, DriverClient, Rejected, Unauthorized, retry_forever
@@ -50,6 +52,7 @@ MAX_BATCH = 1000
 # an end leaves sooner, but each post then carries fewer events and waits for the driver's commit. The
 # outbox keeps an attempt's events in order across posts whatever this is.
 POSTS_IN_FLIGHT = 1
+GIVE_BACK_CHECK = 0.25  # seconds between looks for held assignments to give back (worker/admission.py)
 # A runtime whose starts are quick (Runtime.quick_starts: the host runtime's ~1 ms jobs): each end leaves at
 # once, with up to two posts on the wire. Measured with bench.cpu_per_job, host runtime, 1000 `true`
 # jobs, 5 interleaved runs: 297-323 -> 341-358 jobs/s, the same CPU a job in the server and the worker;
@@ -65,6 +68,8 @@ class ProtocolCounts:
     events_posts: int = 0  # events replies received
     assigned_by_poll: int = 0  # new attempts started from a poll reply
     assigned_by_events: int = 0  # new attempts started from an events reply
+    held: int = 0  # assignments that waited for cores first (worker/admission.py)
+    given_back: int = 0  # held assignments given back unstarted
 
 
 class WorkerExit(CorralError):
@@ -107,6 +112,7 @@ class Agent:
         self.fatal: str | None = None
         self.stop_on_term = stop_on_term
         self._attempts: dict[str, asyncio.Task[None]] = {}
+        self.admission = Admission(self.cores_mcpu)
         self.gpus = GpuDevices.from_env()
         self.services = ServiceRunner(url)
         self.counts = ProtocolCounts()
@@ -151,7 +157,7 @@ class Agent:
         activation = asyncio.ensure_future(
             retry_forever(
                 lambda: self.client.activate(
-                    self.cores_mcpu, self.memory_bytes, __version__, [self.runtime_name]
+                    self.cores_mcpu, self.memory_bytes, __version__, [self.runtime_name], queues=self._queues
                 ),
                 "activate",
             )
@@ -180,12 +186,22 @@ class Agent:
         )
         return True
 
+    @property
+    def _queues(self) -> bool:
+        """Whether this worker takes assignments beyond its free cores (worker/admission.py): with a runtime
+        of quick starts, where the cores otherwise idle for an events round trip between short jobs."""
+        return self.runtime is not None and self.runtime.quick_starts
+
     async def _serve(self) -> None:
         sender = asyncio.create_task(self._send_loop(), name="events")
         poller = asyncio.create_task(self._poll_loop(), name="poll")
+        giver = asyncio.create_task(self._give_back_loop(), name="give-back")
         await _first(self.draining, self.stopping)
         poller.cancel()
+        giver.cancel()
         if not self.stopping.is_set():
+            for held in self.admission.take_all():  # draining: what has not started runs elsewhere
+                self._give_back(held)
             log.info("draining: %d attempts running", len(self._attempts))
             await _first_done(self._wait_attempts(), self.stopping)
             await _first_done(self.outbox.wait_empty(), self.stopping)
@@ -194,7 +210,7 @@ class Agent:
                 task.cancel()  # the runtime kills the job; nothing is reported: deactivation loses it
             await asyncio.gather(*self._attempts.values(), return_exceptions=True)
         sender.cancel()
-        await asyncio.gather(sender, poller, return_exceptions=True)
+        await asyncio.gather(sender, poller, giver, return_exceptions=True)
         if self.fatal is None:
             await self._deactivate()
 
@@ -270,6 +286,9 @@ class Agent:
         for key in reply.get("cancel") or []:
             if self.ledger.cancel(str(key)):
                 log.info("cancelling %s", key)
+                held = self.admission.take(str(key))
+                if held is not None:  # never started: given back (the driver has ended it already)
+                    self._give_back(held)
         for raw in reply.get("assign") or []:
             key = str(raw.get("key"))
             cancel = self.ledger.accept(key)
@@ -280,12 +299,40 @@ class Agent:
             except InvalidInput as exc:
                 self._report_unreadable(key, exc.message)
                 continue
-            task = asyncio.create_task(self._attempt(assignment, cancel), name=f"attempt-{key}")
-            self._attempts[key] = task
+            if self.admission.offer(Held(assignment, cancel, time.monotonic())):
+                self._start(assignment, cancel)
+            else:
+                self.counts.held += 1
             if via_events:
                 self.counts.assigned_by_events += 1
             else:
                 self.counts.assigned_by_poll += 1
+
+    def _start(self, assignment: Assignment, cancel: asyncio.Event) -> None:
+        task = asyncio.create_task(self._attempt(assignment, cancel), name=f"attempt-{assignment.key}")
+        self._attempts[assignment.key] = task
+
+    def _cores_freed(self, assignment: Assignment) -> None:
+        if self.stopping.is_set():  # stopping at once: nothing more starts (held ones are lost with the rest)
+            self.admission.freed(assignment)
+            return
+        for held in self.admission.ended(assignment):
+            self._start(held.assignment, held.cancel)
+
+    def _give_back(self, held: Held) -> None:
+        key = held.assignment.key
+        self.ledger.finished(key)
+        self.counts.given_back += 1
+        waited = max(0.0, time.monotonic() - held.since)
+        log.info("giving back %s: not started after %.1fs waiting for cores", key, waited)
+        self.outbox.put({"type": "returned", "key": key, "time": now(), "waited": round(waited, 3)})
+
+    async def _give_back_loop(self) -> None:
+        """Held assignments that waited too long go back to the driver."""
+        while True:
+            await asyncio.sleep(GIVE_BACK_CHECK)
+            for held in self.admission.overdue(time.monotonic()):
+                self._give_back(held)
 
     def _report_unreadable(self, key: str, message: str) -> None:
         self.ledger.finished(key)
@@ -306,6 +353,7 @@ class Agent:
             wanted = assignment.spec.gpus
             self._report_unreadable(assignment.key, f"{wanted} GPUs requested, fewer are free on this worker")
             self._attempts.pop(assignment.key, None)
+            self._cores_freed(assignment)
             return
         if self.gpus.ids or devices:
             env = {**assignment.spec.env, **visible_devices_env(devices)}
@@ -324,6 +372,7 @@ class Agent:
         finally:
             self.gpus.release(assignment.key)
             self._attempts.pop(assignment.key, None)
+            self._cores_freed(assignment)
             if self.runtime.uses_scratch:
                 await asyncio.shield(self._remove_scratch(dirs))
 

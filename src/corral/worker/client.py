@@ -88,11 +88,11 @@ class DriverClient:
             raise DriverUnavailable(f"{method} {path}: the reply is not JSON: {_text(body, 200)}") from exc
 
     async def activate(
-        self, cores_mcpu: int, memory_bytes: int, version: str, runtimes: list[str]
+        self, cores_mcpu: int, memory_bytes: int, version: str, runtimes: list[str], *, queues: bool = False
     ) -> dict[str, Any]:
         body = {
             "cores_mcpu": cores_mcpu, "memory_bytes": memory_bytes, "version": version, "runtimes": runtimes,
-            "hostname": socket.gethostname(),
+            "hostname": socket.gethostname(), "queues": queues,
         }
         reply: dict[str, Any] = await self._call("POST", "/activate", json=body)
         return reply

@@ -117,6 +117,15 @@ class CompletedEvent(_Event):
         return _clean(value)
 
 
+class ReturnedEvent(_Event):
+    """The worker gives back an attempt it held without starting it (its cores stayed busy longer than it
+    waits, or it is draining): the driver runs the job again, and this attempt is neither counted against
+    n_max_attempts nor charged. Only a worker that declared `queues` at activation holds attempts."""
+
+    type: Literal["returned"]
+    waited: float = Field(default=0.0, ge=0, le=10**7, allow_inf_nan=False)  # seconds held
+
+
 class Endpoint(_Wire):
     host: str = Field(min_length=1, max_length=255)
     ports: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(ge=1, le=65535)]] = Field(
@@ -155,7 +164,7 @@ class UsageEvent(_Event):
 
 
 WorkerEvent = Annotated[
-    StartedEvent | CompletedEvent | ServingEvent | UsageEvent, Field(discriminator="type")
+    StartedEvent | CompletedEvent | ServingEvent | UsageEvent | ReturnedEvent, Field(discriminator="type")
 ]
 
 
@@ -178,6 +187,9 @@ class ActivateRequest(_Wire):
     version: str = Field(default="", max_length=200)
     runtimes: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
     hostname: str | None = Field(default=None, max_length=255)  # shown by `corral instance list`
+    # The worker holds assignments beyond its free cores until cores free (FIFO) and gives back, with a
+    # `returned` event, one it cannot start in time: the driver may then hand it a few jobs ahead.
+    queues: bool = False
 
 
 class PollRequest(_Wire):
