@@ -145,6 +145,15 @@ async def test_an_attempt_given_back_unstarted_is_ready_again_uncharged_and_paus
     assert sorted(f.key for f in plan.released) == ["1.1.1", "1.2.1"]
 
 
+async def test_a_cancelled_attempt_coming_back_ends_nothing_more_and_does_not_pause_lookahead() -> None:
+    inst = _instance("w1", (1, 1, 1))
+    inst.to_cancel.add("1.1.1")  # its cancellation already ended it in the store
+    report = _report(inst, ReturnedEvent(type="returned", key="1.1.1", time=NOW))  # type: ignore[arg-type]
+    plan = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW)
+    assert plan.outcomes == [] and plan.gave_back == []
+    assert [f.key for f in plan.released] == ["1.1.1"]
+
+
 async def test_a_give_back_of_an_attempt_seen_to_start_is_a_counted_loss() -> None:
     inst = _instance("w1", (1, 1, 1))
     started = StartedEvent(type="started", key="1.1.1", time=NOW - 5)

@@ -70,7 +70,8 @@ def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) 
             cancelled = event.key in inst.to_cancel  # its cancellation already ended it in the store
             seen = replace(flight, time_started=start_of.get(event.key, flight.time_started))
             if isinstance(event, ReturnedEvent):
-                plan.gave_back.append(inst)
+                if not cancelled:  # a cancelled one comes back because it was cancelled: no reason to pause
+                    plan.gave_back.append(inst)
                 if seen.time_started is None:
                     end(flight, None if cancelled else returned_outcome(flight, event, now))
                 else:  # it did start (the worker said so): it counts and is charged, as a lost one
