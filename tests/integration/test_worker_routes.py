@@ -304,3 +304,31 @@ async def test_a_worker_that_does_not_queue_never_gets_more_than_its_cores(servi
     await _events(service, [{**_completed(a["key"], {}), "logs": None} for a in warm], [])
     await _submit(service, "main", 30)
     assert sum(a["cores_mcpu"] for a in await _poll(service, [])) == 4000
+
+
+async def test_a_lost_attempt_after_a_given_back_one_counts_only_the_attempts_that_ran(
+    queuing_service: Service, engine: AsyncEngine
+) -> None:
+    service = queuing_service
+    await _submit(service, "warm", 8)
+    warm = await _poll(service, [])
+    await _events(service, [{**_completed(a["key"], {}), "logs": None} for a in warm], [])
+    batch_id = await _submit(service, "main", 24, n_max_attempts=2)
+    handed = await _poll(service, [])
+    back = handed[-1]
+    await _events(service, [{"type": "returned", "key": back["key"], "time": 2.0, "waited": 2.0}],
+                  [a["key"] for a in handed[:-1]])
+    rest = list(handed[:-1])
+    while not any(a["job_id"] == back["job_id"] for a in rest):  # until attempt 2 of that job is handed over
+        ends = [{**_completed(a["key"], {}), "logs": None} for a in rest]
+        rest = (await _events(service, ends, []))["assign"]
+        assert rest, "the given-back job was never handed out again"
+    r = await service.worker.post("/api/v1/worker/deactivate")  # the instance goes: attempt 2 is lost
+    assert r.status_code == 200, r.text
+    for _ in range(200):
+        row = (await job_rows(engine, batch_id))[back["job_id"]]
+        if row.state != "Running":
+            break
+        await asyncio.sleep(0.05)
+    # Two attempts made, one given back: one counted of n_max_attempts=2, so it waits to run again.
+    assert (row.state, row.n_attempts) == ("Ready", 2)
