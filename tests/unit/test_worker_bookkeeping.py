@@ -127,6 +127,14 @@ def _assignment(key: str, **overrides: Any) -> dict[str, Any]:
     return raw
 
 
+async def _closed(agent: Agent) -> None:
+    """Cancel the agent's attempts, wait for them, close its client."""
+    for task in agent._attempts.values():
+        task.cancel()
+    await asyncio.gather(*agent._attempts.values(), return_exceptions=True)
+    await agent.client.aclose()
+
+
 async def test_agent_runs_each_assignment_once_and_knows_it(tmp_path: Path) -> None:
     agent = Agent("http://127.0.0.1:9", "unit", "token", runtime="noop", work_dir=tmp_path)
     from corral.runtimes import runtime_class
@@ -138,10 +146,7 @@ async def test_agent_runs_each_assignment_once_and_knows_it(tmp_path: Path) -> N
         assert sorted(agent._attempts) == ["3.1.1", "3.2.1"]
         assert sorted(agent.ledger.known()) == ["3.1.1", "3.2.1"]
     finally:
-        for task in agent._attempts.values():
-            task.cancel()
-        await asyncio.gather(*agent._attempts.values(), return_exceptions=True)
-        await agent.client.aclose()
+        await _closed(agent)
 
 
 async def test_agent_reports_an_unreadable_assignment_as_an_error(tmp_path: Path) -> None:
@@ -249,10 +254,7 @@ async def test_agent_holds_what_exceeds_its_cores_starts_it_as_cores_free_and_gi
         assert keys[3] not in agent._attempts and not agent.admission.held
         assert all(e["waited"] >= 0 for e in events if e["type"] == "returned")
     finally:
-        for task in agent._attempts.values():
-            task.cancel()
-        await asyncio.gather(*agent._attempts.values(), return_exceptions=True)
-        await agent.client.aclose()
+        await _closed(agent)
 
 
 async def test_a_worker_stopping_at_once_starts_nothing_it_held(tmp_path: Path) -> None:
@@ -269,7 +271,4 @@ async def test_a_worker_stopping_at_once_starts_nothing_it_held(tmp_path: Path) 
         assert agent._attempts == {} and agent.admission.used_mcpu == 0
         assert [h.assignment.key for h in agent.admission.held] == keys[1:]  # held, never started
     finally:
-        for task in agent._attempts.values():
-            task.cancel()
-        await asyncio.gather(*agent._attempts.values(), return_exceptions=True)
-        await agent.client.aclose()
+        await _closed(agent)

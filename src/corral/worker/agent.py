@@ -157,7 +157,8 @@ class Agent:
         activation = asyncio.ensure_future(
             retry_forever(
                 lambda: self.client.activate(
-                    self.cores_mcpu, self.memory_bytes, __version__, [self.runtime_name], queues=self._queues
+                    self.cores_mcpu, self.memory_bytes, __version__, [self.runtime_name],
+                    queues=self._quick_starts,
                 ),
                 "activate",
             )
@@ -187,9 +188,10 @@ class Agent:
         return True
 
     @property
-    def _queues(self) -> bool:
-        """Whether this worker takes assignments beyond its free cores (worker/admission.py): with a runtime
-        of quick starts, where the cores otherwise idle for an events round trip between short jobs."""
+    def _quick_starts(self) -> bool:
+        """A runtime of quick starts (Runtime.quick_starts): its ends are posted at once, and the worker takes
+        assignments beyond its free cores (worker/admission.py), where the cores otherwise idle for an
+        events round trip between short jobs."""
         return self.runtime is not None and self.runtime.quick_starts
 
     async def _serve(self) -> None:
@@ -409,7 +411,7 @@ class Agent:
         runtime of quick starts); the outbox keeps each attempt's events in order across posts."""
         posts: set[asyncio.Task[None]] = set()
         in_flight, window = POSTS_IN_FLIGHT, BATCH_WINDOW
-        if self.runtime is not None and self.runtime.quick_starts:
+        if self._quick_starts:
             in_flight, window = QUICK_POSTS_IN_FLIGHT, QUICK_BATCH_WINDOW
         try:
             while True:

@@ -120,7 +120,8 @@ class CompletedEvent(_Event):
 class ReturnedEvent(_Event):
     """The worker gives back an attempt it held without starting it (its cores stayed busy longer than it
     waits, or it is draining): the driver runs the job again, and this attempt is neither counted against
-    n_max_attempts nor charged. Only a worker that declared `queues` at activation holds attempts."""
+    n_max_attempts nor charged. Only to a worker that declared `queues` does the driver hand attempts
+    beyond its free cores; any worker holds one that does not fit by its own count of its cores."""
 
     type: Literal["returned"]
     waited: float = Field(default=0.0, ge=0, le=10**7, allow_inf_nan=False)  # seconds held
