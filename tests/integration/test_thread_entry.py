@@ -1,13 +1,14 @@
-"""On cgroup v1 a job's first process is born in its cgroups: the spawner thread joins them alone (its
-tid into `tasks`), starts the process and goes back (runtimes/spawn.py). Real cgroups, real processes,
-root. What is checked afterwards is the host: every thread of the worker back in its own cgroups, the
-job's cgroups gone, nothing of the worker listed as the job's."""
+"""On cgroup v1 a job's first process is born in its cgroups: the starting thread joins them alone ("0"
+into `tasks`: the writing thread), starts the process and goes back (runtimes/spawn.py). Real cgroups,
+real processes, root. What is checked afterwards is the host: every thread of the worker back in its
+own cgroups, the job's cgroups gone, nothing of the worker listed as the job's."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from corral.config import Settings
 from corral.runtimes.cgroups import Limits, ThreadEntry, V1Cgroups, V1JobCgroup, safe_name
 from corral.runtimes.config import JobsConfig
 from corral.runtimes.host import HostRuntime
-from corral.runtimes.spawn import spawn
+from corral.runtimes.spawn import _join, _leave, spawn
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CI") != "true" and os.geteuid() != 0, reason="needs root (job cgroups)"
@@ -69,6 +70,36 @@ async def test_the_jobs_first_process_is_born_in_every_one_of_its_cgroups(
         joined = {c for line in ours for c in line.split(":")[1].split(",")}
         assert {"memory", "pids", "cpu", "cpuacct"} <= joined, lines
         assert all(not f.parent.exists() for f in job_procs_files(runtime, req.key)), "job cgroups left"
+    _assert_every_thread_home()
+
+
+async def test_a_thread_joins_alone_the_rest_of_the_worker_stays_home(runtime: HostRuntime) -> None:
+    """What the starting thread writes moves that thread only (v1 `tasks`), not the worker's process."""
+    assert isinstance(runtime.cgroups, V1Cgroups)
+    group = runtime.cgroups.create("alone-test", Limits())
+    entry = group.thread_entry
+    assert entry is not None
+    seen: dict[str, object] = {}
+
+    def joins() -> None:
+        _join(entry.enter)
+        try:
+            seen["main"] = _thread_cgroups()[os.getpid()]
+            with open("/proc/thread-self/cgroup") as f:
+                seen["mine"] = [line.strip() for line in f if line.rstrip().endswith("/alone-test")]
+        finally:
+            _leave(entry.home)
+
+    try:
+        own = _thread_cgroups()[os.getpid()]
+        thread = threading.Thread(target=joins)
+        thread.start()
+        thread.join()
+        assert seen["main"] == own, "the main thread moved with the joining thread"
+        assert isinstance(seen["mine"], list) and len(seen["mine"]) == len(entry.enter), seen["mine"]
+        assert group.pids() == [] and group.remove(), "the joining thread stayed in the job's cgroups"
+    finally:
+        group.remove()
     _assert_every_thread_home()
 
 
