@@ -91,6 +91,10 @@ async def test_a_plain_start_runs_on_the_loop_with_no_midway_to_cancel(tmp_path:
         assert task.done()  # started within its first step: a cancellation finds it done or not begun
         task.cancel()
         proc = await task
+    # The start returns as the child's exec begins: its new command line may show a moment later.
+    deadline = time.monotonic() + 10
+    while _running_with(marker) != [proc.pid] and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert _running_with(marker) == [proc.pid]
     os.kill(proc.pid, 9)
     assert await asyncio.wait_for(proc.wait(), 30) == -9

@@ -1,5 +1,7 @@
-"""The process runtime joins a sandbox to the job's cgroups before the job's first instruction, without a
-shell in between (runtimes/spawn.py SandboxGate): real bwrap, real cgroups, root."""
+"""The process runtime puts a sandbox in the job's cgroups before the job's first instruction, without a
+shell in between: bwrap born in them (a thread joins them alone: cgroup v1), or held at a gate until the
+worker has moved it there (runtimes/spawn.py SandboxGate; v2, and forced on v1 here so both ways are
+tested on every machine). Real bwrap, real cgroups, root."""
 
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
+@pytest.fixture(params=[True, False], ids=["born-in-cgroups", "gate"])
+async def runtime(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ProcessRuntime]:
     rt = ProcessRuntime(instance_name=f"test-{uuid.uuid4().hex[:8]}", work_dir=tmp_path / "wd")
+    rt.born_in_cgroups = request.param
     await rt.start()
     assert rt.cgroups is not None, "these tests need job cgroups"
     yield rt

@@ -83,6 +83,8 @@ class ProcessRuntime(Runtime):
     name = "process"
     pids_limit = DEFAULT_PIDS_LIMIT
     image_note = IMAGE_NOTE
+    # Where a thread can join the job's cgroups alone (v1), bwrap is born in them; False: always the gate.
+    born_in_cgroups = True
 
     def __init__(self, *, instance_name: str, work_dir: Path, settings: Settings | None = None) -> None:
         super().__init__(instance_name=instance_name, work_dir=work_dir)
@@ -253,13 +255,18 @@ class ProcessRuntime(Runtime):
                 self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
                 unshare_net=net == "none", extra=extra,
             )
-            gate = SandboxGate(group.procs_files) if group.procs_files else None
+            # v1: the starting thread joins the job's cgroups alone and starts bwrap in them (no process
+            # is moved, which costs an RCU grace period after a pause: spawn.CURRENT_THREAD). Elsewhere
+            # (v2) bwrap waits at a gate, before the job's first process, until the worker has moved it
+            # and the sandbox's first process into them.
+            entry = group.thread_entry if self.born_in_cgroups else None
+            gate = SandboxGate(group.procs_files) if entry is None and group.procs_files else None
             try:
-                if gate is not None:  # bwrap waits before the job's first process until it is in the cgroups
+                if gate is not None:
                     sandbox[1:1] = gate.args()
                 proc = await spawn(
                     sandbox, env=self._environment(request), stdout=log.open(), pass_fds=[seccomp_fd],
-                    gate=gate, netns=netns,
+                    gate=gate, netns=netns, cgroups=entry,
                 )
             finally:
                 if gate is not None:

@@ -239,7 +239,8 @@ def _popen(
 
 class SandboxGate:
     """Holds a bubblewrap sandbox before the job's first process exists, until the worker has put the
-    sandbox's processes into the job's cgroups (instead of a shell that joins them and execs bwrap).
+    sandbox's processes into the job's cgroups (instead of a shell that joins them and execs bwrap). For
+    layouts where a thread cannot join the cgroups alone to start bwrap in them (cgroup v2).
 
     bwrap `--info-fd` writes the sandbox's first process (pid 1 inside) as soon as it is cloned;
     `--block-fd` makes that process wait, after setting up the sandbox and before it forks the job's
