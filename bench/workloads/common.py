@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.context import Context
-from bench.corral_server import CorralServer, fresh_database, postgres_start, postgres_stop
+from bench.corral_server import CorralServer, fresh_database, job_spec, postgres_start, postgres_stop
 from bench.model import Result, failed, measured
 from bench.paths import cores
 
@@ -70,6 +70,16 @@ HOST = "Corral (host runtime)"
 HOST_NOTE = "host runtime (cgroup limits, kill-the-tree, no sandbox; trusted single-user setups)"
 SLOTS_PER_CORE = 4  # Corral jobs ask 0.25 cpu; Snakemake gets --cores 4xcores: same jobs in flight
 CORRAL_JOB_CPU = "0.25"
+
+
+def warm_up(server: CorralServer, jobs: int = 8) -> CorralServer:
+    """One small batch, not timed, before a server's samples: its worker active, its first requests and
+    code paths behind it. A service is measured warm (as SLURM's daemons are, and W5 does the same); the
+    first batch after a server starts is a one-off."""
+    batch = [job_spec(i, ["true"], cpu=CORRAL_JOB_CPU) for i in range(1, jobs + 1)]
+    with server.client() as c:
+        server.run_batch(c, batch, timeout=120)
+    return server
 
 
 def start_server(

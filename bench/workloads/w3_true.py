@@ -21,6 +21,7 @@ from bench.workloads.common import (
     process_worker_settings,
     rows,
     start_server,
+    warm_up,
 )
 
 RAW = "raw (xargs -P cores)"
@@ -44,11 +45,11 @@ def run(ctx: Context) -> list[Result]:
     }
     failures: dict[str, Outcome] = {}
     try:
-        systems["Corral"] = corral_true(start_server(ctx, "w3", process_worker_settings()), n)
+        systems["Corral"] = corral_true(warm_up(start_server(ctx, "w3", process_worker_settings())), n)
     except Exception as exc:
         failures["Corral"] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
     try:
-        systems[HOST] = corral_true(start_server(ctx, "w3-host", host_worker_settings()), n)
+        systems[HOST] = corral_true(warm_up(start_server(ctx, "w3-host", host_worker_settings())), n)
     except Exception as exc:
         failures[HOST] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
     systems.update({

@@ -20,6 +20,7 @@ from bench.workloads.common import (
     process_worker_settings,
     rows,
     start_server,
+    warm_up,
 )
 
 
@@ -44,11 +45,11 @@ def run(ctx: Context) -> list[Result]:
     systems: dict[str, Callable[[], float]] = {}
     failures: dict[str, Outcome] = {}
     try:
-        systems["Corral"] = corral_dag(start_server(ctx, "w4", process_worker_settings()), fanout)
+        systems["Corral"] = corral_dag(warm_up(start_server(ctx, "w4", process_worker_settings())), fanout)
     except Exception as exc:
         failures["Corral"] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
     try:
-        systems[HOST] = corral_dag(start_server(ctx, "w4-host", host_worker_settings()), fanout)
+        systems[HOST] = corral_dag(warm_up(start_server(ctx, "w4-host", host_worker_settings())), fanout)
     except Exception as exc:
         failures[HOST] = Outcome(error=f"{type(exc).__name__}: {exc}"[:400])
     systems.update({
