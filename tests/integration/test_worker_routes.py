@@ -298,6 +298,23 @@ async def test_a_queuing_worker_of_short_jobs_gets_jobs_ahead_and_one_given_back
     assert (back["job_id"], 2) in charged and (back["job_id"], 1) not in charged
 
 
+async def test_two_posts_on_the_wire_get_each_new_job_once_and_a_later_post_gets_what_it_misses(
+    service: Service,
+) -> None:
+    await _submit(service, "full", 8)  # 8 x 0.5 cpu: the worker's 4 cores are taken
+    running = await _poll(service, [])
+    await _submit(service, "next", 4)
+    keys = [a["key"] for a in running]
+    first, second = ({**_completed(k, {}), "logs": None} for k in keys[:2])
+    # Both posts are on the wire before either is answered, as a worker with two posts in flight sends.
+    one, two = await asyncio.gather(_events(service, [first], keys), _events(service, [second], keys))
+    handed = [a["key"] for a in one["assign"] + two["assign"]]
+    assert len(handed) == 2 and len(set(handed)) == 2, (one, two)  # the two freed slots, each job once
+    # Had a reply been lost, the worker's next post (not knowing those jobs) gets them again.
+    again = await _events(service, [], keys[2:])
+    assert sorted(a["key"] for a in again["assign"]) == sorted(handed)
+
+
 async def test_a_worker_that_does_not_queue_never_gets_more_than_its_cores(service: Service) -> None:
     await _submit(service, "warm", 8)
     warm = await _poll(service, [])

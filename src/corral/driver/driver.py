@@ -418,14 +418,20 @@ class Driver:
         self, inst: InstanceState, events: list[WorkerEvent], known: list[str]
     ) -> dict[str, Any]:
         """Events, then (once durable) what a poll would answer now: the tick that made them durable also
-        placed jobs on the cores they freed, so a worker running short jobs gets its next ones here."""
+        placed jobs on the cores they freed, so a worker running short jobs gets its next ones here.
+
+        Assignments another reply handed since this post arrived are left out: with two posts on the wire
+        one tick answers both, and the worker needs its new jobs once. Were that reply lost, the worker
+        posts again, and a post that arrives later gets every assignment it does not know."""
+        begun = time.monotonic()
         inst.events_in_flight += 1
         try:
             acked = await self.report(inst, events)
         finally:
             inst.events_in_flight -= 1
         known_set = set(known)
-        assign, cancel = inst.pending_for(known_set)
+        handed = {k for k, t in inst.handed.items() if t >= begun}
+        assign, cancel = inst.pending_for(known_set | handed)
         handed_at = time.monotonic()
         for payload in assign:
             inst.handed[payload["key"]] = handed_at
