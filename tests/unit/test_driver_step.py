@@ -83,14 +83,16 @@ def test_a_cancelled_attempt_is_released_without_an_outcome_and_an_isolated_one_
 async def test_the_group_commit_waits_for_reports_only_while_another_active_instance_may_send_one(
     tmp_path: Path,
 ) -> None:
-    """A worker has one events request in flight at most: once every active instance's report is in the
-    inbox, waiting `commit_interval` gathers nothing and only delays the replies."""
+    """Only a tick with reports in gathers more: once every active instance's report is in the inbox,
+    waiting `commit_interval` gathers nothing and only delays the replies; and a tick woken by a batch's
+    commit (or a cancel) alone runs at once, not `commit_interval` later."""
     engine = make_engine(f"sqlite:///{tmp_path / 'unused.db'}")  # never connected
     driver = Driver(engine, Settings(commit_interval=0.005))
     one, two, idle = _instance("w1"), _instance("w2"), _instance("w3")
     one.active = two.active = True  # w3 never activated: it sends no events
     driver.instances = {"w1": one, "w2": two, "w3": idle}
-    assert driver._more_reports_may_come()  # nothing in yet: a commit or cancel alone still gathers
+    driver._inbox.committed.add(7)
+    assert not driver._more_reports_may_come()  # a commit alone: its jobs are placed at once
     driver._inbox.reports.append(_report(one))
     assert driver._more_reports_may_come()  # w2 may still report
     driver._inbox.reports.append(_report(two))

@@ -477,9 +477,13 @@ class Driver:
                 self._wake.set()
 
     def _more_reports_may_come(self) -> bool:
-        """Whether gathering for `commit_interval` can add reports to this tick: a worker has one events
-        request in flight at most, so once every active instance's report is in, the wait would only
-        delay their replies (and the jobs they hand out) and gather nothing."""
+        """Whether gathering for `commit_interval` can add reports to this tick. Only a tick that already
+        has reports to commit gathers more (one commit for several workers' events); one woken by
+        anything else (a batch committed, a cancel) runs at once: a new batch's first jobs would wait
+        the whole interval for reports that may not come. Once every active instance's report is in,
+        the wait would only delay their replies (and the jobs they hand out) and gather nothing."""
+        if not self._inbox.reports:
+            return False
         reporting = {id(r.instance) for r in self._inbox.reports}
         return any(i.active and id(i) not in reporting for i in self.instances.values())
 
