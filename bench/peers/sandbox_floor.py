@@ -6,7 +6,8 @@ Each job gets what a Corral job gets from the process runtime, built by the runt
 the same bwrap command line (root layout, hidden secrets, /io and /tmp binds, pid/ipc/uts namespaces,
 seccomp filter, no capabilities, setpriv to its own uid on a root machine), the private network (a
 pooled slirp4netns namespace the spawner enters, as the runtime does), a fresh cgroup per job with
-the same limits, joined through the same gate before the job's first instruction, removed after it.
+the same limits, in force before the job's first instruction the way the runtime does it (cgroup v1: bwrap
+born in them, the starting thread joining them for that moment; v2: the same gate), removed after it.
 What it leaves out is Corral: no server, no worker, no events, no scratch bookkeeping, log capture,
 default storage volume or usage; PARALLEL slots each start one job and wait for it.
 """
@@ -51,17 +52,21 @@ async def _job(runtime: ProcessRuntime, network: PrivateNetwork | None, root: Pa
     group = runtime.cgroups.create(key, Limits(MEMORY, CORES_MCPU, runtime.pids_limit))
     extra = ["--ro-bind", str(resolv_conf(scratch)), "/etc/resolv.conf"] if network is not None else []
     seccomp_fd = open_filter(runtime.seccomp)
-    gate = SandboxGate(group.procs_files)  # joined to its cgroups before its first instruction, as a job
+    # In its cgroups before its first instruction, as a job is (ProcessRuntime._spawn).
+    entry = group.thread_entry if runtime.born_in_cgroups else None
+    gate = SandboxGate(group.procs_files) if entry is None else None
     try:
         sandbox = bwrap_argv(runtime.bwrap, request, view=runtime.view, user=user, setpriv=runtime.setpriv,
                              seccomp_fd=seccomp_fd, unshare_net=network is None, extra=extra)
-        sandbox[1:1] = gate.args()
+        if gate is not None:
+            sandbox[1:1] = gate.args()
         with open(request.log_path, "wb") as log:
             proc = await spawn(sandbox, env={"PATH": "/usr/bin:/bin"}, stdout=log.fileno(),
-                               pass_fds=[seccomp_fd], gate=gate,
+                               pass_fds=[seccomp_fd], gate=gate, cgroups=entry,
                                netns=network.path if network is not None else None)
     finally:
-        gate.close()
+        if gate is not None:
+            gate.close()
         os.close(seccomp_fd)
     if await proc.wait() != 0:
         raise SystemExit(f"sandbox floor: job {key} failed: {request.log_path.read_text()}")
