@@ -32,7 +32,7 @@ from corral.runtimes.network import PrivateNetwork, resolv_conf
 from corral.runtimes.process import ProcessRuntime
 from corral.runtimes.sandbox import bwrap_argv
 from corral.runtimes.seccomp import open_filter
-from corral.runtimes.spawn import SandboxGate, spawn
+from corral.runtimes.spawn import spawn
 
 MEMORY = 16 * 1024**3 // 8  # W3's worker: 16 GiB over 8 slots; the limit only has to be set
 CORES_MCPU = 250  # W3's jobs ask 0.25 cpu
@@ -52,9 +52,7 @@ async def _job(runtime: ProcessRuntime, network: PrivateNetwork | None, root: Pa
     group = runtime.cgroups.create(key, Limits(MEMORY, CORES_MCPU, runtime.pids_limit))
     extra = ["--ro-bind", str(resolv_conf(scratch)), "/etc/resolv.conf"] if network is not None else []
     seccomp_fd = open_filter(runtime.seccomp)
-    # In its cgroups before its first instruction, as a job is (ProcessRuntime._spawn).
-    entry = group.thread_entry if runtime.born_in_cgroups else None
-    gate = SandboxGate(group.procs_files) if entry is None else None
+    entry, gate = runtime.sandbox_entry(group)  # in its cgroups before its first instruction, as a job
     try:
         sandbox = bwrap_argv(runtime.bwrap, request, view=runtime.view, user=user, setpriv=runtime.setpriv,
                              seccomp_fd=seccomp_fd, unshare_net=network is None, extra=extra)

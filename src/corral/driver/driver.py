@@ -397,8 +397,8 @@ class Driver:
             inst.changed.clear()
             # Assignments an events reply handed (or is about to hand) since this poll began are the
             # worker's already: it learns them without this poll waking up (one round trip per batch).
-            handed = {k for k, t in inst.handed.items() if t >= begun}
-            assign, cancel = inst.pending_for(known_set | handed, offer=not inst.events_in_flight)
+            assign, cancel = inst.pending_for(known_set | inst.handed_since(begun),
+                                              offer=not inst.events_in_flight)
             stop = self.services.stops_for(inst, known_set)
             gone = self.instances.get(inst.name) is not inst
             # Known attempts that ended while the poll waited were reported by this worker: no wake-up.
@@ -430,8 +430,7 @@ class Driver:
         finally:
             inst.events_in_flight -= 1
         known_set = set(known)
-        handed = {k for k, t in inst.handed.items() if t >= begun}
-        assign, cancel = inst.pending_for(known_set | handed)
+        assign, cancel = inst.pending_for(known_set | inst.handed_since(begun))
         handed_at = time.monotonic()
         for payload in assign:
             inst.handed[payload["key"]] = handed_at

@@ -51,8 +51,9 @@ class InstanceState:
     assigned: dict[str, AttemptInFlight] = field(default_factory=dict)
     delivered: set[str] = field(default_factory=set)
     to_cancel: set[str] = field(default_factory=set)
-    # Assignments handed in an events reply (key -> monotonic time): a poll already waiting when they were
-    # handed does not send them again. Events requests that will carry work are in flight meanwhile.
+    # Assignments handed in an events reply (key -> monotonic time): a poll already waiting, or another
+    # events post already on the wire, when they were handed does not send them again (handed_since).
+    # Events requests that will carry work are in flight meanwhile.
     handed: dict[str, float] = field(default_factory=dict)
     events_in_flight: int = 0
     # Attempts released lately (most ended by this worker's own completion): a poll built before their
@@ -118,6 +119,10 @@ class InstanceState:
 
     def notify(self) -> None:
         self.changed.set()
+
+    def handed_since(self, since: float) -> set[str]:
+        """Assignments an events reply handed at `since` (time.monotonic()) or later."""
+        return {k for k, t in self.handed.items() if t >= since}
 
     def pending_for(
         self, known: set[str], *, offer: bool = True

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
-from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, Usage, detect_cgroups, record_cgroups
+from corral.runtimes.cgroups import (
+    Cgroups,
+    JobCgroup,
+    Limits,
+    ThreadEntry,
+    Usage,
+    detect_cgroups,
+    record_cgroups,
+)
 from corral.runtimes.config import JobsConfig
 from corral.runtimes.default_storage import DefaultVolumes
 from corral.runtimes.identity import JobUser, JobUsers, give_to
@@ -255,12 +263,7 @@ class ProcessRuntime(Runtime):
                 self.bwrap, request, view=self.view, user=user, setpriv=self.setpriv, seccomp_fd=seccomp_fd,
                 unshare_net=net == "none", extra=extra,
             )
-            # v1: the starting thread joins the job's cgroups alone and starts bwrap in them (no process
-            # is moved, which costs an RCU grace period after a pause: spawn.CURRENT_THREAD). Elsewhere
-            # (v2) bwrap waits at a gate, before the job's first process, until the worker has moved it
-            # and the sandbox's first process into them.
-            entry = group.thread_entry if self.born_in_cgroups else None
-            gate = SandboxGate(group.procs_files) if entry is None and group.procs_files else None
+            entry, gate = self.sandbox_entry(group)
             try:
                 if gate is not None:
                     sandbox[1:1] = gate.args()
@@ -279,6 +282,16 @@ class ProcessRuntime(Runtime):
         finally:
             if seccomp_fd >= 0:
                 os.close(seccomp_fd)
+
+    def sandbox_entry(self, group: JobCgroup) -> tuple[ThreadEntry | None, SandboxGate | None]:
+        """How a sandbox gets into the job's cgroups before the job's first instruction. v1: the starting
+        thread joins them alone and starts bwrap in them (no process is moved, which costs an RCU grace
+        period after a pause: spawn.CURRENT_THREAD). Elsewhere (v2) bwrap waits at a gate, before the
+        job's first process, until the worker has moved it and the sandbox's first process into them.
+        The caller puts the gate's args in bwrap's command line and closes it."""
+        entry = group.thread_entry if self.born_in_cgroups else None
+        gate = SandboxGate(group.procs_files) if entry is None and group.procs_files else None
+        return entry, gate
 
     async def _run_as(
         self, user: JobUser | None, group: JobCgroup, request: MainRequest, cancel: asyncio.Event,
