@@ -5,9 +5,10 @@
 Each job gets what a Corral job gets from the process runtime, built by the runtime's own functions:
 the same bwrap command line (root layout, hidden secrets, /io and /tmp binds, pid/ipc/uts namespaces,
 seccomp filter, no capabilities, setpriv to its own uid on a root machine), the private network (a
-pooled slirp4netns namespace the spawner enters, as the runtime does), a fresh cgroup per job with
-the same limits, in force before the job's first instruction the way the runtime does it (cgroup v1: bwrap
-born in them, the starting thread joining them for that moment; v2: the same gate), removed after it.
+pooled slirp4netns namespace the spawner enters, as the runtime does), cgroups with the same limits
+from the runtime's own pool (v1: reused from one job to the next, as the runtime does), in force before the
+job's first instruction the way the runtime does it (cgroup v1: bwrap born in them, the starting thread
+joining them for that moment; v2: the same gate), given back after it off the slot's path.
 What it leaves out is Corral: no server, no worker, no events, no scratch bookkeeping, log capture,
 default storage volume or usage; PARALLEL slots each start one job and wait for it.
 """
@@ -48,8 +49,9 @@ async def _job(runtime: ProcessRuntime, network: PrivateNetwork | None, root: Pa
     give_to(user, io_dir, tmp_dir)
     request = MainRequest(key=key, command=["true"], io_dir=io_dir, scratch=scratch, tmp_dir=tmp_dir,
                           log_path=scratch / "main.log", cores_mcpu=CORES_MCPU, memory_bytes=MEMORY)
-    assert runtime.cgroups is not None
-    group = runtime.cgroups.create(key, Limits(MEMORY, CORES_MCPU, runtime.pids_limit))
+    pool = runtime.cgroup_pool
+    assert pool is not None
+    group = pool.take(key, Limits(MEMORY, CORES_MCPU, runtime.pids_limit))
     extra = ["--ro-bind", str(resolv_conf(scratch)), "/etc/resolv.conf"] if network is not None else []
     seccomp_fd = open_filter(runtime.seccomp)
     entry, gate = runtime.sandbox_entry(group)  # in its cgroups before its first instruction, as a job
@@ -68,8 +70,7 @@ async def _job(runtime: ProcessRuntime, network: PrivateNetwork | None, root: Pa
         os.close(seccomp_fd)
     if await proc.wait() != 0:
         raise SystemExit(f"sandbox floor: job {key} failed: {request.log_path.read_text()}")
-    while not group.remove():
-        await asyncio.sleep(0.001)
+    runtime.release_later(group)  # as the runtime: off the slot's path
     runtime.users.release(key)
     shutil.rmtree(scratch)
 

@@ -6,14 +6,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from corral.config import Settings
 from corral.runtimes import MainRequest, MainResult
+from corral.runtimes.config import JobsConfig
+from corral.runtimes.host import HostRuntime
 from corral.runtimes.process import ProcessRuntime
 
 MiB = 1024 * 1024
+NOT_CI = os.environ.get("CI") != "true"  # in CI a missing component is a failure, never a skip
+# Both runtimes that run jobs in cgroups on the host: a test module's `runtime` fixture takes these params.
+CGROUP_RUNTIMES = [
+    pytest.param("host", marks=pytest.mark.skipif(NOT_CI and os.geteuid() != 0, reason="needs root")),
+    pytest.param("process", marks=pytest.mark.skipif(
+        NOT_CI and (os.geteuid() != 0 or shutil.which("bwrap") is None), reason="needs root and bwrap")),
+]
 Make = Callable[..., MainRequest]
 # A job's Python that forks sleeping children until a fork is refused (at most 60), then prints how many.
 FORK_UNTIL_REFUSED = (
@@ -49,6 +62,19 @@ def request_builder(tmp_path: Path) -> Make:
         return MainRequest(**fields)  # type: ignore[arg-type]
 
     return build
+
+
+async def started_runtime(kind: str, tmp_path: Path, name: str | None = None) -> ProcessRuntime:
+    """A started host or process runtime (`kind`) with its work dir in tmp_path; it must have cgroups."""
+    name = name or f"test-{uuid.uuid4().hex[:8]}"
+    if kind == "host":
+        settings = Settings(home=tmp_path / "home", jobs=JobsConfig(allow_host_runtime=True))
+        rt: ProcessRuntime = HostRuntime(instance_name=name, work_dir=tmp_path, settings=settings)
+    else:
+        rt = ProcessRuntime(instance_name=name, work_dir=tmp_path)
+    await rt.start()
+    assert rt.cgroups is not None, "these tests need job cgroups"
+    return rt
 
 
 async def run(runtime: ProcessRuntime, req: MainRequest, cancel: asyncio.Event | None = None) -> MainResult:
@@ -91,3 +117,23 @@ def alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+async def released(runtime: ProcessRuntime) -> None:
+    """Once every ended job's cgroup is back (kept for the next job or removed): that runs after the job,
+    off its path (runtimes/cgroup_pool.py)."""
+    for _ in range(500):
+        if not runtime._cleanups:
+            return
+        await asyncio.gather(*runtime._cleanups, return_exceptions=True)
+    raise AssertionError("job cgroups never released")
+
+
+async def assert_cgroups_released(runtime: ProcessRuntime, key: str) -> None:
+    """The ended job's cgroups hold no process and are gone, or kept empty for the next job."""
+    await released(runtime)
+    dirs = [f.parent for f in job_procs_files(runtime, key)]
+    assert not pids_in(dirs), "processes left in an ended job's cgroups"
+    pool = runtime.cgroup_pool
+    kept = pool is not None and Path(dirs[0]).name in pool.by_name
+    assert kept or not any(d.exists() for d in dirs), f"job cgroups left, not kept: {dirs}"

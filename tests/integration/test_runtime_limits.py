@@ -3,38 +3,26 @@ job over it fails out of memory (real cgroups; the process runtime also needs bu
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.runtime_support import Make, MiB, memory_limit_probe, request_builder, run
+from tests.integration.runtime_support import (
+    CGROUP_RUNTIMES,
+    Make,
+    MiB,
+    memory_limit_probe,
+    request_builder,
+    run,
+    started_runtime,
+)
 
-from corral.config import Settings
-from corral.runtimes.config import JobsConfig
-from corral.runtimes.host import HostRuntime
 from corral.runtimes.process import ProcessRuntime
 
-NOT_CI = os.environ.get("CI") != "true"  # in CI a missing component is a failure, never a skip
-RUNTIMES = [
-    pytest.param("host", marks=pytest.mark.skipif(NOT_CI and os.geteuid() != 0, reason="needs root")),
-    pytest.param("process", marks=pytest.mark.skipif(
-        NOT_CI and (os.geteuid() != 0 or shutil.which("bwrap") is None), reason="needs root and bwrap")),
-]
 
-
-@pytest.fixture(params=RUNTIMES)
+@pytest.fixture(params=CGROUP_RUNTIMES)
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    if request.param == "host":
-        settings = Settings(home=tmp_path / "home", jobs=JobsConfig(allow_host_runtime=True))
-        rt: ProcessRuntime = HostRuntime(instance_name=name, work_dir=tmp_path, settings=settings)
-    else:
-        rt = ProcessRuntime(instance_name=name, work_dir=tmp_path)
-    await rt.start()
-    assert rt.cgroups is not None, "these tests need job cgroups"
+    rt = await started_runtime(request.param, tmp_path)
     yield rt
     await rt.close()
 

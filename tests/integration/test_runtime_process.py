@@ -16,6 +16,7 @@ from tests.integration.runtime_support import (
     Make,
     MiB,
     alive,
+    assert_cgroups_released,
     job_procs_files,
     pids_in,
     request_builder,
@@ -160,11 +161,7 @@ async def test_cancel_kills_the_whole_tree_with_grandchildren(runtime: ProcessRu
         await asyncio.sleep(0.02)
     for pid in host_pids:
         assert not alive(pid), f"pid {pid} survived the cancel"
-    for _ in range(100):  # cgroup removal runs in the background
-        if not any(d.exists() for d in group_dirs):
-            break
-        await asyncio.sleep(0.02)
-    assert not any(d.exists() for d in group_dirs)
+    await assert_cgroups_released(runtime, req.key)
 
 
 async def test_background_processes_end_with_the_job(runtime: ProcessRuntime, make: Make) -> None:

@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.runtime_support import FORK_UNTIL_REFUSED, Make, job_procs_files, request_builder, run
+from tests.integration.runtime_support import (
+    FORK_UNTIL_REFUSED,
+    Make,
+    assert_cgroups_released,
+    request_builder,
+    run,
+)
 
 from corral.config import Settings
 from corral.runtimes.cgroups import Limits, ThreadEntry, V1Cgroups, V1JobCgroup, safe_name
@@ -69,7 +75,7 @@ async def test_the_jobs_first_process_is_born_in_every_one_of_its_cgroups(
         ours = [line for line in lines if line.rstrip().endswith("/" + safe_name(req.key))]
         joined = {c for line in ours for c in line.split(":")[1].split(",")}
         assert {"memory", "pids", "cpu", "cpuacct"} <= joined, lines
-        assert all(not f.parent.exists() for f in job_procs_files(runtime, req.key)), "job cgroups left"
+        await assert_cgroups_released(runtime, req.key)
     _assert_every_thread_home()
 
 

@@ -23,6 +23,7 @@ V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000  # the kernel's default period: a quota is a share of it
 MIN_CPU_QUOTA_US = 1_000
+NO_MEMORY_LIMIT = 0x7FFFFFFFFFFFF000  # what cgroup v1's memory.limit_in_bytes reads with none set
 
 
 @dataclass(frozen=True)
@@ -204,9 +205,12 @@ def _rmdir(path: Path) -> bool:
 
 
 class V1JobCgroup(JobCgroup):
-    def __init__(self, dirs: dict[str, Path], homes: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self, dirs: dict[str, Path], homes: tuple[Path, ...] = (), limits: Limits | None = None
+    ) -> None:
         self.dirs = dirs
         self.homes = homes  # the worker's own cgroups, one per hierarchy (the bases' parents)
+        self.limits = limits  # as made (V1Cgroups.create): what a next job must ask to reuse it
 
     @property
     def procs_files(self) -> list[Path]:
@@ -250,6 +254,78 @@ class V1JobCgroup(JobCgroup):
     def remove(self) -> bool:
         return all([_rmdir(d) for d in dict.fromkeys(self.dirs.values())])
 
+    def clean_after_job(self) -> bool:
+        """Once its job's processes are gone: whether nothing of the job stays with the cgroup (its
+        limits as made, no OOM kill, at most RESET_SLACK still charged), its CPU time zeroed if so.
+        False: the cgroup is not fit for another job (cgroup_pool.py removes it)."""
+        mem, cpu = self.dirs.get("memory"), self.dirs.get("cpuacct")
+        if self.limits is None or not self._limits_hold(self.limits):
+            return False  # changed from inside (a host-runtime job runs as the worker's user)
+        if mem is not None:
+            control = _keyed(mem / "memory.oom_control")
+            if "oom_kill" not in control:  # before Linux 4.13 the fail count stands for it (oom_kills)
+                control["oom_kill"] = _read_int(mem / "memory.failcnt", -1)
+            if control["oom_kill"]:
+                return False  # the OOM kill count cannot be reset: the next job would inherit it
+            if not 0 <= _read_int(mem / "memory.usage_in_bytes", -1) <= RESET_SLACK:
+                return False  # page cache, tmpfs or kernel memory of the job still charged to it
+        if cpu is not None:
+            _write(cpu / "cpuacct.usage", "0")
+        return True
+
+    def _limits_hold(self, limits: Limits) -> bool:
+        """Whether its limit files still read what create() wrote (or the kernel's none)."""
+        mem, cpu, pids = self.dirs.get("memory"), self.dirs.get("cpu"), self.dirs.get("pids")
+        page = os.sysconf("SC_PAGE_SIZE")
+        if mem is not None:
+            want = limits.memory_bytes // page if limits.memory_bytes > 0 else NO_MEMORY_LIMIT // page
+            if _read_int(mem / "memory.limit_in_bytes", -1) // page != want:
+                return False
+        if cpu is not None:
+            quota = cpu_quota_us(limits.cores_mcpu) if limits.cores_mcpu > 0 else -1
+            period = _read_int(cpu / "cpu.cfs_period_us")
+            if _read_int(cpu / "cpu.cfs_quota_us", 0) != quota or period != CPU_PERIOD_US:
+                return False
+        if pids is not None:
+            with contextlib.suppress(OSError):
+                return _read(pids / "pids.max").strip() == (str(limits.pids) if limits.pids > 0 else "max")
+            return False
+        return True
+
+    def restart_peak(self) -> None:
+        """The peak memory counts from now (the next job's, from what little is charged: RESET_SLACK)."""
+        mem = self.dirs.get("memory")
+        if mem is not None:
+            _write(mem / "memory.max_usage_in_bytes", "0")
+
+    @property
+    def name(self) -> str:
+        return next(iter(self.dirs.values())).name
+
+    def rename(self, name: str) -> None:
+        """Each of its directories takes `name` (v1 renames within the parent; OSError if taken, and then
+        every hierarchy keeps the old name)."""
+        moved = {d: d.parent / safe_name(name) for d in dict.fromkeys(self.dirs.values())}
+        done: list[tuple[Path, Path]] = []
+        try:
+            for old, new in moved.items():
+                if old != new:
+                    os.rename(old, new)
+                    done.append((old, new))
+        except OSError:
+            for old, new in reversed(done):
+                with contextlib.suppress(OSError):
+                    os.rename(new, old)
+            raise
+        self.dirs = {c: moved[d] for c, d in self.dirs.items()}
+
+
+# What an emptied job cgroup may still have charged and be given to another job: the kernel charges
+# memory to a cgroup in per-CPU batches of 64 pages and frees some of an exited process's kernel memory
+# lazily, so a cgroup whose last job was a `true` still shows ~0.5-1.5 MiB; a job's page cache or tmpfs
+# files left behind are over it (that cgroup is removed, not reused).
+RESET_SLACK = 2 * 1024 * 1024
+
 
 class V1Cgroups(Cgroups):
     version = 1
@@ -266,7 +342,7 @@ class V1Cgroups(Cgroups):
 
     def create(self, name: str, limits: Limits) -> JobCgroup:
         dirs = {c: base / safe_name(name) for c, base in self.bases.items()}
-        group = V1JobCgroup(dirs, self.homes)
+        group = V1JobCgroup(dirs, self.homes, limits)
         try:
             for d in dict.fromkeys(dirs.values()):
                 d.mkdir(parents=True, exist_ok=True)  # parents: another worker may prune empty bases

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
+from corral.runtimes.cgroup_pool import CgroupPool
 from corral.runtimes.cgroups import (
     Cgroups,
     JobCgroup,
@@ -101,6 +102,7 @@ class ProcessRuntime(Runtime):
         self.bwrap = ""
         self.setpriv = ""
         self.cgroups: Cgroups | None = None
+        self._cgroup_pool: CgroupPool | None = None
         self.users = JobUsers(instance_name)
         self.view = SandboxView()
         self.seccomp = work_dir / "seccomp.bpf"
@@ -180,6 +182,8 @@ class ProcessRuntime(Runtime):
         await self.networks.close()
         if self.default_volumes is not None:
             await self.default_volumes.close()
+        if self._cgroup_pool is not None:
+            self._cgroup_pool.close()
         if self.cgroups is not None:
             self.cgroups.remove_base()
 
@@ -192,18 +196,31 @@ class ProcessRuntime(Runtime):
         if not self._started:
             raise RuntimeError(f"{type(self).__name__}.start() was not called")
         limits = Limits(request.memory_bytes, request.cores_mcpu, self.pids_limit)
+        pool = self.cgroup_pool
         try:
-            group = self.cgroups.create(request.key, limits) if self.cgroups else _NoCgroup()
+            group = pool.take(request.key, limits) if pool is not None else _NoCgroup()
         except OSError as exc:
             error = f"could not create the job's cgroup: {exc}"
             return MainResult("error", start, now(), error=error, note=note)
         try:
             return await self._run_in(group, request, cancel, start, note)
         finally:
-            # Off the job's critical path: an emptied cgroup can stay busy for a few ms.
-            task = asyncio.create_task(_remove(group))
+            self.release_later(group)
+
+    def release_later(self, group: JobCgroup) -> None:
+        """The job's cgroup back to the pool once its processes are gone, off the job's critical path (an
+        emptied cgroup can stay busy for a few ms); close() waits for it."""
+        if self._cgroup_pool is not None and not isinstance(group, _NoCgroup):
+            task = asyncio.create_task(_release(self._cgroup_pool, group))
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
+
+    @property
+    def cgroup_pool(self) -> CgroupPool | None:
+        """Where jobs' cgroups come from and go back to (reused on v1: cgroup_pool.py); None: no cgroups."""
+        if self._cgroup_pool is None and self.cgroups is not None:
+            self._cgroup_pool = CgroupPool(self.cgroups)
+        return self._cgroup_pool
 
     def _shared_paths(self) -> list[Path]:
         """Host paths jobs see read-only: the worker's Python, the site's, the user's environment."""
@@ -352,10 +369,11 @@ def _empty(path: Path) -> bool:
         return next(entries, None) is None
 
 
-async def _remove(group: JobCgroup) -> None:
+async def _release(pool: CgroupPool, group: JobCgroup) -> None:
+    """Once its job's processes are all gone: the cgroup back to the pool (kept, or removed)."""
     for attempt in range(200):
         try:
-            if group.remove():
+            if pool.give_back(group):
                 return
         except OSError as exc:
             log.warning("could not remove a job cgroup: %s", exc)
