@@ -60,10 +60,11 @@ def _read(path: Path) -> str:
     return b"".join(chunks).decode()
 
 
-def _write(path: Path, value: str) -> None:
+def write_file(path: Path, value: str | bytes) -> None:
+    """One write to a cgroup file (a kernel interface: one write is one command)."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        os.write(fd, value.encode())
+        os.write(fd, value.encode() if isinstance(value, str) else value)
     finally:
         os.close(fd)
 
@@ -99,7 +100,7 @@ def join_cgroups(procs_files: list[Path], pids: list[int]) -> None:
     """Move each process into every one of the job's cgroups (OSError if one cannot be joined)."""
     for procs in procs_files:
         for pid in pids:
-            _write(procs, str(pid))
+            write_file(procs, str(pid))
 
 
 def _kill_pids(pids: list[int]) -> None:
@@ -270,7 +271,7 @@ class V1JobCgroup(JobCgroup):
             if not 0 <= _read_int(mem / "memory.usage_in_bytes", -1) <= RESET_SLACK:
                 return False  # page cache, tmpfs or kernel memory of the job still charged to it
         if cpu is not None:
-            _write(cpu / "cpuacct.usage", "0")
+            write_file(cpu / "cpuacct.usage", "0")
         return True
 
     def _limits_hold(self, limits: Limits) -> bool:
@@ -296,7 +297,7 @@ class V1JobCgroup(JobCgroup):
         """The peak memory counts from now (the next job's, from what little is charged: RESET_SLACK)."""
         mem = self.dirs.get("memory")
         if mem is not None:
-            _write(mem / "memory.max_usage_in_bytes", "0")
+            write_file(mem / "memory.max_usage_in_bytes", "0")
 
     @property
     def name(self) -> str:
@@ -348,15 +349,15 @@ class V1Cgroups(Cgroups):
                 d.mkdir(parents=True, exist_ok=True)  # parents: another worker may prune empty bases
             if "memory" in dirs and limits.memory_bytes > 0:
                 mem = dirs["memory"]
-                _write(mem / "memory.limit_in_bytes", str(limits.memory_bytes))
+                write_file(mem / "memory.limit_in_bytes", str(limits.memory_bytes))
                 with contextlib.suppress(OSError):  # absent without swap accounting
-                    _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+                    write_file(mem / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
             # memory.swappiness 0 is inherited from the worker's base (set once, _detect_v1), and a new
             # cgroup's cpu.cfs_period_us is the kernel's default, CPU_PERIOD_US: two writes less a job.
             if "cpu" in dirs and limits.cores_mcpu > 0:
-                _write(dirs["cpu"] / "cpu.cfs_quota_us", str(cpu_quota_us(limits.cores_mcpu)))
+                write_file(dirs["cpu"] / "cpu.cfs_quota_us", str(cpu_quota_us(limits.cores_mcpu)))
             if "pids" in dirs and limits.pids > 0:
-                _write(dirs["pids"] / "pids.max", str(limits.pids))
+                write_file(dirs["pids"] / "pids.max", str(limits.pids))
         except OSError:
             group.remove()
             raise
@@ -398,7 +399,7 @@ class V2JobCgroup(JobCgroup):
 
     def kill(self) -> None:
         try:
-            _write(self.path / "cgroup.kill", "1")  # Linux 5.14+: the whole tree, atomically
+            write_file(self.path / "cgroup.kill", "1")  # Linux 5.14+: the whole tree, atomically
         except OSError:
             super().kill()
 
@@ -443,13 +444,13 @@ class V2Cgroups(Cgroups):
         group = V2JobCgroup(path)
         try:
             if limits.memory_bytes > 0:
-                _write(path / "memory.max", str(limits.memory_bytes))
+                write_file(path / "memory.max", str(limits.memory_bytes))
                 with contextlib.suppress(OSError):
-                    _write(path / "memory.swap.max", "0")
+                    write_file(path / "memory.swap.max", "0")
             if limits.cores_mcpu > 0:
-                _write(path / "cpu.max", f"{cpu_quota_us(limits.cores_mcpu)} {CPU_PERIOD_US}")
+                write_file(path / "cpu.max", f"{cpu_quota_us(limits.cores_mcpu)} {CPU_PERIOD_US}")
             if limits.pids > 0:
-                _write(path / "pids.max", str(limits.pids))
+                write_file(path / "pids.max", str(limits.pids))
         except OSError:
             group.remove()
             raise
@@ -516,12 +517,12 @@ def _detect_v1(mounts: list[_Mount], own: dict[str, str], group: str) -> V1Cgrou
     for base in dict.fromkeys(bases.values()):
         base.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # jobs' cgroups inherit it when they are made: no swapping
-        _write(bases["memory"] / "memory.swappiness", "0")
+        write_file(bases["memory"] / "memory.swappiness", "0")
     return V1Cgroups(bases)
 
 
 def _enable(path: Path, controllers: tuple[str, ...]) -> None:
-    _write(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in controllers))
+    write_file(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in controllers))
 
 
 def _detect_v2(mounts: list[_Mount], own: dict[str, str], group: str) -> V2Cgroups | None:
@@ -543,7 +544,7 @@ def _detect_v2(mounts: list[_Mount], own: dict[str, str], group: str) -> V2Cgrou
             # "No internal processes": move this worker into a leaf of its own cgroup, then enable.
             leaf = own_dir / f"{group}.worker"
             leaf.mkdir(exist_ok=True)
-            _write(leaf / "cgroup.procs", str(os.getpid()))
+            write_file(leaf / "cgroup.procs", str(os.getpid()))
             _enable(own_dir, wanted)
     base = own_dir / group
     base.mkdir(exist_ok=True)

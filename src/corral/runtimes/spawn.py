@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from corral.runtimes.cgroups import ThreadEntry, join_cgroups
+from corral.runtimes.cgroups import ThreadEntry, join_cgroups, write_file
 from corral.runtimes.childwatch import pidfd_usable
 from corral.runtimes.libc import enter_netns
 
@@ -175,11 +175,7 @@ CURRENT_THREAD = b"0"
 def _join(files: tuple[Path, ...]) -> None:
     """This thread into each cgroup (a `tasks` file of each hierarchy)."""
     for path in files:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, CURRENT_THREAD)
-        finally:
-            os.close(fd)
+        write_file(path, CURRENT_THREAD)
 
 
 def _leave(home: tuple[Path, ...]) -> None:
