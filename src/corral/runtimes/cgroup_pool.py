@@ -1,6 +1,6 @@
 """Job cgroups reused from one job to the next on cgroup v1, instead of made and removed for each.
 
-Making a job's cgroups (a directory in each of three v1 hierarchies, its limits written) and removing
+Making a job's cgroups (a directory in each v1 hierarchy it uses, its limits written) and removing
 them after it is kernel work on the worker's loop for every job, each step under the kernel's one
 cgroup mutex. Here a job's cgroups, once its processes are gone, wait for the next job with the same
 limits (memory, CPU, pids: nothing is rewritten, so no limit of one job can stay for another):
