@@ -8,6 +8,9 @@ import fcntl
 import os
 from pathlib import Path
 
+import pytest
+
+from corral.worker import sweeper as sweeper_module
 from corral.worker.cleanup import LOCK, claim, clean_dead_siblings
 from corral.worker.layout import ScratchLayout
 from corral.worker.sweeper import ScratchSweeper
@@ -42,7 +45,7 @@ async def test_ended_attempts_leave_the_jobs_dir_at_once_and_are_deleted_in_one_
                 break
             await asyncio.sleep(0.1)
         assert sweeper.removed == 20 and list(layout.trash.iterdir()) == []
-        assert sweeper.sweeps == 1  # discarded together, deleted together (one thread hop, not 20)
+        assert sweeper.sweeps == 1  # discarded together, deleted together (one `rm`, not 20)
         sweeper.discard(layout.attempt("9.9.9").root)  # never created: nothing to do, no error
         assert len(sweeper) == 0
     finally:
@@ -86,3 +89,25 @@ def test_a_dead_siblings_trash_goes_with_its_work_dir(tmp_path: Path) -> None:
         fcntl.flock(fd_alive, fcntl.LOCK_UN)
         os.close(fd_alive)
     assert (alive / LOCK).exists()
+
+
+@pytest.mark.parametrize("rm", ["rm", None], ids=["rm", "no-rm"])
+async def test_a_batch_is_deleted_whole_over_several_rm_commands_or_without_rm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rm: str | None
+) -> None:
+    """More ended attempts than one `rm` command line takes, an odd name, nested dirs: all of it goes;
+    where no `rm` is found, a thread deletes it."""
+    monkeypatch.setattr(sweeper_module, "ARGS_AT_ONCE", 3)
+    if rm is None:
+        monkeypatch.setattr(sweeper_module, "RM", None)
+    layout = ScratchLayout(tmp_path / "work")
+    layout.prepare()
+    sweeper = ScratchSweeper(layout.trash)
+    roots = _ended_attempts(layout, 8)
+    odd = layout.jobs / "-rf x y"  # a name rm must not read as options, with spaces
+    (odd / "deep" / "er").mkdir(parents=True)
+    (odd / "deep" / "er" / "f").write_text("x")
+    for root in [*roots, odd]:
+        sweeper.discard(root)
+    await sweeper.flush()
+    assert sweeper.removed == 9 and list(layout.trash.iterdir()) == []

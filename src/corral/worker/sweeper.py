@@ -1,5 +1,6 @@
 """Attempts' scratch removed off the hot path: renamed into the work dir's trash as each attempt ends (one
-`rename`), deleted in batches by a background task.
+`rename`), deleted in batches by a background task, each batch by an `rm -rf` of its own (a thread of the
+worker deleting them held its GIL between system calls, and the worker's loop waited at each of its own).
 
 Crash-safe without bookkeeping: the trash lives in the worker's work dir, so what a killed worker had
 not yet deleted is removed with the rest of its leftovers — by the next worker on the same work dir
@@ -23,9 +24,28 @@ WINDOW = 0.5  # seconds to gather ended attempts into one removal (disk space co
 BATCH = 256  # ... or fewer, when this many are waiting
 
 
+RM = shutil.which("rm")
+ARGS_AT_ONCE = 256  # paths on one `rm` command line
+
+
 def remove_all(paths: list[Path]) -> None:
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
+
+
+async def remove_in_child(paths: list[Path]) -> None:
+    """Delete `paths` (absolute) in an `rm -rf` of their own, ARGS_AT_ONCE at a time; without `rm`, in
+    a thread. Errors are ignored, as the next worker's cleanup removes whatever is left."""
+    if RM is None:
+        await asyncio.to_thread(remove_all, paths)
+        return
+    for at in range(0, len(paths), ARGS_AT_ONCE):
+        rm = await asyncio.create_subprocess_exec(
+            RM, "-rf", "--", *map(str, paths[at : at + ARGS_AT_ONCE]),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await rm.wait()
 
 
 class ScratchSweeper:
@@ -72,7 +92,7 @@ class ScratchSweeper:
     async def _sweep(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
-            await asyncio.to_thread(remove_all, batch)
+            await remove_in_child(batch)
             self.removed += len(batch)
             self.sweeps += 1
 
