@@ -77,6 +77,17 @@ async def started_runtime(kind: str, tmp_path: Path, name: str | None = None) ->
     return rt
 
 
+async def started_v1_runtime(kind: str, tmp_path: Path, why: str) -> ProcessRuntime:
+    """started_runtime, for tests of what only cgroup v1 does (`why`): skipped, closed, elsewhere."""
+    from corral.runtimes.cgroups import V1Cgroups
+
+    rt = await started_runtime(kind, tmp_path)
+    if not isinstance(rt.cgroups, V1Cgroups):
+        await rt.close()
+        pytest.skip(why)
+    return rt
+
+
 async def run(runtime: ProcessRuntime, req: MainRequest, cancel: asyncio.Event | None = None) -> MainResult:
     return await runtime.run(req, cancel or asyncio.Event())
 

@@ -17,6 +17,7 @@ from tests.integration.runtime_support import (
     request_builder,
     run,
     started_runtime,
+    started_v1_runtime,
 )
 
 from corral.runtimes.cgroup_pool import CgroupPool
@@ -28,10 +29,7 @@ BURN = "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"  # ~0.3 s of CPU
 
 @pytest.fixture(params=CGROUP_RUNTIMES)
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
-    rt = await started_runtime(request.param, tmp_path)
-    if not isinstance(rt.cgroups, V1Cgroups):
-        await rt.close()
-        pytest.skip("cgroups are reused on v1 only; v2 makes one for each job (its own tests)")
+    rt = await started_v1_runtime(request.param, tmp_path, "cgroups are reused on v1 only (v2: one a job)")
     yield rt
     await rt.close()
 

@@ -1,7 +1,8 @@
 """On cgroup v1 a job's first process is born in its cgroups: the starting thread joins them alone ("0"
 into `tasks`: the writing thread), starts the process and goes back (runtimes/spawn.py). Real cgroups,
 real processes, root. What is checked afterwards is the host: every thread of the worker back in its
-own cgroups, the job's cgroups gone, nothing of the worker listed as the job's."""
+own cgroups, the job's cgroups empty (gone, or kept for the next job), nothing of the worker listed
+as the job's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import asyncio
 import os
 import sys
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,11 +20,10 @@ from tests.integration.runtime_support import (
     assert_cgroups_released,
     request_builder,
     run,
+    started_v1_runtime,
 )
 
-from corral.config import Settings
 from corral.runtimes.cgroups import Limits, ThreadEntry, V1Cgroups, V1JobCgroup, safe_name
-from corral.runtimes.config import JobsConfig
 from corral.runtimes.host import HostRuntime
 from corral.runtimes.spawn import _join, _leave, spawn
 
@@ -34,12 +33,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[HostRuntime]:
-    settings = Settings(home=tmp_path / "home", jobs=JobsConfig(allow_host_runtime=True))
-    rt = HostRuntime(instance_name=f"test-{uuid.uuid4().hex[:8]}", work_dir=tmp_path, settings=settings)
-    await rt.start()
-    if not isinstance(rt.cgroups, V1Cgroups):
-        await rt.close()
-        pytest.skip("a thread joins a cgroup alone on cgroup v1 only")
+    rt = await started_v1_runtime("host", tmp_path, "a thread joins a cgroup alone on cgroup v1 only")
+    assert isinstance(rt, HostRuntime)
     yield rt
     await rt.close()
 
