@@ -26,6 +26,7 @@ BATCH = 256  # ... or fewer, when this many are waiting
 
 RM = shutil.which("rm")
 ARGS_AT_ONCE = 256  # paths on one `rm` command line
+NICE = 19  # the `rm`'s niceness: the least CPU share while anything else wants it
 
 
 def remove_all(paths: list[Path]) -> None:
@@ -45,6 +46,8 @@ async def remove_in_child(paths: list[Path]) -> None:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
+        with contextlib.suppress(OSError):  # deleting is never urgent: jobs starting come first
+            os.setpriority(os.PRIO_PROCESS, rm.pid, NICE)
         await rm.wait()
 
 
