@@ -10,8 +10,10 @@ limits (memory, CPU, pids: nothing is rewritten, so no limit of one job can stay
   job's page cache or tmpfs files left behind are more: that cgroup is removed); its CPU time zeroed;
 * a kept one keeps its last job's name until the next job renames it to its own (a job's cgroups are
   always named by its key), and its peak memory restarts then;
-* at most KEEP are kept; the rest, and every one when the runtime closes, are removed (after a crash,
-  the worker's restart removes them with the rest of its cgroups: Cgroups.remove_stale).
+* at most KEEP are kept; the rest, and every one when the runtime closes, are removed. After a crash
+  they go with the rest of the dead worker's cgroups: at its restart under the same name
+  (Cgroups.remove_stale), or when any worker starts on the host (worker/cleanup.py, which removes each
+  recorded cgroup tree whole).
 
 cgroup v2 reads peak memory per open file: there every job gets a new cgroup, as everywhere before.
 """
