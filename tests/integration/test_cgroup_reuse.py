@@ -20,6 +20,7 @@ from tests.integration.runtime_support import (
     started_v1_runtime,
 )
 
+from corral.runtimes import process as process_module
 from corral.runtimes.cgroup_pool import CgroupPool
 from corral.runtimes.cgroups import NO_MEMORY_LIMIT, Limits, V1Cgroups, safe_name
 from corral.runtimes.process import ProcessRuntime
@@ -199,3 +200,21 @@ async def test_kept_cgroups_go_when_the_runtime_closes_and_after_a_crash(
     await restarted.close()
     assert isinstance(restarted.cgroups, V1Cgroups)
     assert not any(base.exists() for base in restarted.cgroups.bases.values()), "closing left cgroups"
+
+
+async def test_a_cgroup_idle_for_a_while_is_removed(
+    runtime: ProcessRuntime, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept cgroups do not wait for the runtime's close: a worker killed while idle leaves none."""
+    monkeypatch.setattr(process_module, "KEEP_IDLE", 0.3)
+    pool = pool_of(runtime)
+    req = make("true")
+    assert (await run(runtime, req)).state == "succeeded"
+    await released(runtime)
+    assert pool.idle_count() == 1 and all(d.exists() for d in dirs_named(runtime, req.key))
+    for _ in range(100):
+        if pool.idle_count() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert pool.idle_count() == 0 and not any(d.exists() for d in dirs_named(runtime, req.key))
+    assert (await run(runtime, make("true"))).state == "succeeded" and pool.made == 2

@@ -10,8 +10,9 @@ limits (memory, CPU, pids: nothing is rewritten, so no limit of one job can stay
   job's page cache or tmpfs files left behind are more: that cgroup is removed); its CPU time zeroed;
 * a kept one keeps its last job's name until the next job renames it to its own (a job's cgroups are
   always named by its key), and its peak memory restarts then;
-* at most KEEP are kept; the rest, and every one when the runtime closes, are removed. After a crash
-  they go with the rest of the dead worker's cgroups: at its restart under the same name
+* at most KEEP are kept, and none idle for long (the runtime evicts those idle KEEP_IDLE seconds, so a
+  worker killed while idle leaves none); the rest, and every one when the runtime closes, are removed.
+  After a crash they go with the rest of the dead worker's cgroups: at its restart under the same name
   (Cgroups.remove_stale), or when any worker starts on the host (worker/cleanup.py, which removes each
   recorded cgroup tree whole).
 
@@ -22,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from corral.runtimes.cgroups import Cgroups, JobCgroup, Limits, V1JobCgroup, safe_name
 
 log = logging.getLogger(__name__)
 KEEP = 64  # idle cgroups kept at most: more than a worker runs at once, with some ending late
+KEEP_IDLE = 5.0  # seconds an idle cgroup is kept: a stream of short jobs reuses them well within it
 
 
 class CgroupPool:
@@ -35,6 +38,7 @@ class CgroupPool:
         self.keep = keep
         self.idle: dict[Limits, list[V1JobCgroup]] = {}  # made with these limits, last kept last
         self.by_name: dict[str, V1JobCgroup] = {}  # the same, by their (last job's) name
+        self.kept_at: dict[int, float] = {}  # id(group) -> when it was kept (monotonic)
         self.made = 0  # for tests and benches
         self.reused = 0
         self._closed = False
@@ -67,6 +71,7 @@ class CgroupPool:
                 if group.clean_after_job():
                     self.idle.setdefault(group.limits, []).append(group)
                     self.by_name[group.name] = group
+                    self.kept_at[id(group)] = time.monotonic()
                     return True
             except OSError as exc:
                 log.debug("job cgroup not reusable (%s): removed", exc)
@@ -74,6 +79,15 @@ class CgroupPool:
         return group.remove()
 
     def idle_count(self) -> int:
+        return len(self.by_name)
+
+    def evict_idle(self, older_than: float = KEEP_IDLE) -> int:
+        """Remove the cgroups kept longer than `older_than` seconds; how many are still kept."""
+        now = time.monotonic()
+        for group in list(self.by_name.values()):
+            if now - self.kept_at.get(id(group), now) >= older_than:
+                self._unkeep(group)
+                self._remove(group)
         return len(self.by_name)
 
     def close(self) -> None:
@@ -99,6 +113,7 @@ class CgroupPool:
 
     def _unkeep(self, group: V1JobCgroup) -> None:
         del self.by_name[group.name]
+        self.kept_at.pop(id(group), None)
         assert group.limits is not None
         self.idle[group.limits].remove(group)
 

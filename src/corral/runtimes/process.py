@@ -15,7 +15,7 @@ from pathlib import Path
 
 from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, Runtime, RuntimeUnavailable, job_environment, now
-from corral.runtimes.cgroup_pool import CgroupPool
+from corral.runtimes.cgroup_pool import KEEP_IDLE, CgroupPool
 from corral.runtimes.cgroups import (
     Cgroups,
     JobCgroup,
@@ -103,6 +103,7 @@ class ProcessRuntime(Runtime):
         self.setpriv = ""
         self.cgroups: Cgroups | None = None
         self._cgroup_pool: CgroupPool | None = None
+        self._evicting: asyncio.TimerHandle | None = None
         self.users = JobUsers(instance_name)
         self.view = SandboxView()
         self.seccomp = work_dir / "seccomp.bpf"
@@ -182,6 +183,9 @@ class ProcessRuntime(Runtime):
         await self.networks.close()
         if self.default_volumes is not None:
             await self.default_volumes.close()
+        if self._evicting is not None:
+            self._evicting.cancel()
+            self._evicting = None
         if self._cgroup_pool is not None:
             self._cgroup_pool.close()
         if self.cgroups is not None:
@@ -214,6 +218,17 @@ class ProcessRuntime(Runtime):
             task = asyncio.create_task(_release(self._cgroup_pool, group))
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
+            if self._evicting is None:
+                self._evict_later()
+
+    def _evict_later(self) -> None:
+        """Idle kept cgroups removed once idle KEEP_IDLE seconds, checked while any are kept."""
+        def evict() -> None:
+            self._evicting = None
+            if self._cgroup_pool is not None and self._cgroup_pool.evict_idle(KEEP_IDLE):
+                self._evict_later()
+
+        self._evicting = asyncio.get_running_loop().call_later(KEEP_IDLE, evict)
 
     @property
     def cgroup_pool(self) -> CgroupPool | None:
