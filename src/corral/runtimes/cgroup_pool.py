@@ -93,9 +93,7 @@ class CgroupPool:
     def close(self) -> None:
         """Remove every idle cgroup; from now on every one given back is removed."""
         self._closed = True
-        for group in list(self.by_name.values()):
-            self._unkeep(group)
-            self._remove(group)
+        self.evict_idle(0)
 
     def _keeps(self) -> bool:
         return not self._closed and len(self.by_name) < self.keep

@@ -24,6 +24,7 @@ V2_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000  # the kernel's default period: a quota is a share of it
 MIN_CPU_QUOTA_US = 1_000
 NO_MEMORY_LIMIT = 0x7FFFFFFFFFFFF000  # what cgroup v1's memory.limit_in_bytes reads with none set
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")  # v1 memory limits read back in whole pages
 
 
 @dataclass(frozen=True)
@@ -277,10 +278,9 @@ class V1JobCgroup(JobCgroup):
     def _limits_hold(self, limits: Limits) -> bool:
         """Whether its limit files still read what create() wrote (or the kernel's none)."""
         mem, cpu, pids = self.dirs.get("memory"), self.dirs.get("cpu"), self.dirs.get("pids")
-        page = os.sysconf("SC_PAGE_SIZE")
         if mem is not None:
-            want = limits.memory_bytes // page if limits.memory_bytes > 0 else NO_MEMORY_LIMIT // page
-            if _read_int(mem / "memory.limit_in_bytes", -1) // page != want:
+            want = (limits.memory_bytes if limits.memory_bytes > 0 else NO_MEMORY_LIMIT) // PAGE_SIZE
+            if _read_int(mem / "memory.limit_in_bytes", -1) // PAGE_SIZE != want:
                 return False
         if cpu is not None:
             quota = cpu_quota_us(limits.cores_mcpu) if limits.cores_mcpu > 0 else -1
