@@ -20,6 +20,7 @@ from test_api_support import job, job_rows
 from corral.api.app import create_app
 from corral.api.bootstrap import bootstrap
 from corral.config import Settings
+from corral.driver import lookahead
 from corral.driver.driver import Driver
 from corral.driver.worker_api import worker_router
 from corral.store import instances as instance_store
@@ -247,9 +248,12 @@ async def _events(service: Service, events: list[dict[str, Any]], known: list[st
 
 
 async def test_a_queuing_worker_of_short_jobs_gets_jobs_ahead_and_one_given_back_is_rerun_uncounted(
-    queuing_service: Service, engine: AsyncEngine
+    queuing_service: Service, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = queuing_service
+    # How deep the driver looks ahead follows the runs' length, here the test's pace (tests/unit/
+    # test_lookahead.py covers it): one cores' worth, whatever that pace.
+    monkeypatch.setattr(lookahead, "MAX_DEPTH", 1)
     await _submit(service, "warm", 8)  # 8 jobs of 0.5 cpu fill the 4 cores; they end at once
     warm = await _poll(service, [])
     assert len(warm) == 8

@@ -8,17 +8,24 @@ import asyncio
 from corral.domain.attempts import RETURNED, after_lost_attempt
 from corral.domain.states import JobState
 from corral.driver.instances import AttemptInFlight, InstanceState
-from corral.driver.lookahead import PAUSE_AFTER_RETURN, SHORT_RUN_S, SHORT_RUNS_NEEDED, lookahead_mcpu
+from corral.driver.lookahead import (
+    COVER_S,
+    MAX_DEPTH,
+    PAUSE_AFTER_RETURN,
+    SHORT_RUN_S,
+    SHORT_RUNS_NEEDED,
+    lookahead_mcpu,
+)
 from corral.worker.admission import Admission, Held
 from corral.worker.protocol import Assignment, JobSpec
 
 NOW = 5_000.0
 
 
-def _instance(*, queues: bool = True, short_runs: int = SHORT_RUNS_NEEDED) -> InstanceState:
+def _instance(*, queues: bool = True, short_runs: int = SHORT_RUNS_NEEDED, run: float = 0.1) -> InstanceState:
     inst = InstanceState("w1", "default", "hash", 2000, 8 << 30, queues=queues)
     for _ in range(short_runs):
-        inst.lookahead.ran(0.01)
+        inst.lookahead.ran(run)
     return inst
 
 
@@ -32,6 +39,30 @@ def test_a_worker_that_queues_and_runs_short_jobs_gets_its_cores_again_ahead() -
     inst = _instance()
     _flight(inst, 1, NOW - 0.1, NOW - 0.05)
     assert lookahead_mcpu(inst, NOW) == 2000
+
+
+def test_jobs_much_shorter_than_a_round_trip_are_held_deeper_and_no_longer_than_about_one() -> None:
+    assert lookahead_mcpu(_instance(run=0.003), NOW) == MAX_DEPTH * 2000  # `true` on the host runtime
+    assert lookahead_mcpu(_instance(run=COVER_S / 2.5), NOW) == 2 * 2000
+    assert lookahead_mcpu(_instance(run=COVER_S), NOW) == 2000
+    for ms in range(1, 150):  # held jobs last about one round trip: never more deep than COVER_S allows
+        depth = lookahead_mcpu(_instance(run=ms / 1000), NOW) // 2000
+        assert 1 <= depth <= MAX_DEPTH
+        assert depth == 1 or depth * ms / 1000 <= COVER_S
+
+
+def test_one_slower_job_makes_the_lookahead_shallow_at_once_and_a_long_one_stops_it() -> None:
+    inst = _instance(run=0.002)
+    assert lookahead_mcpu(inst, NOW) == MAX_DEPTH * 2000
+    inst.lookahead.ran(0.3)  # still short, but the typical run moves towards it
+    assert lookahead_mcpu(inst, NOW) == 2000
+    for _ in range(30):
+        inst.lookahead.ran(0.002)
+    assert lookahead_mcpu(inst, NOW) == MAX_DEPTH * 2000  # deep again once the runs are short again
+    inst.lookahead.ran(SHORT_RUN_S)
+    for _ in range(SHORT_RUNS_NEEDED):
+        inst.lookahead.ran(0.1)
+    assert lookahead_mcpu(inst, NOW) == 2000  # after a long run, the old short ones count no more
 
 
 def test_no_lookahead_without_the_workers_word_or_enough_short_runs() -> None:
@@ -64,7 +95,7 @@ def test_a_give_back_pauses_lookahead_on_that_instance() -> None:
     inst = _instance()
     inst.lookahead.gave_back(NOW)
     for _ in range(SHORT_RUNS_NEEDED):
-        inst.lookahead.ran(0.01)
+        inst.lookahead.ran(0.1)
     assert lookahead_mcpu(inst, NOW + PAUSE_AFTER_RETURN - 1) == 0
     assert lookahead_mcpu(inst, NOW + PAUSE_AFTER_RETURN + 1) == 2000
 
