@@ -66,8 +66,8 @@ class Runtime(ABC):
     # False: jobs need no scratch dir, file copies or logs (the noop runtime measures the scheduler only).
     uses_scratch: ClassVar[bool] = True
     # True: a job's start and end cost the worker far less than an events round trip to the driver (no
-    # sandbox to set up), so the worker sends each end at once, with a second post on the wire, and the
-    # driver's tick for some jobs overlaps the worker's work on others (worker/agent.py, _send_loop).
+    # sandbox to set up), so the worker takes jobs beyond its free cores, held until cores free
+    # (worker/admission.py, driver/lookahead.py): its cores do not idle for a round trip between jobs.
     quick_starts: ClassVar[bool] = False
 
     def __init__(self, *, instance_name: str, work_dir: Path) -> None:

@@ -50,14 +50,12 @@ MAX_BATCH = 1000
 # Events posts on the wire at once. 2 measured no better, twice (400 `true` jobs; again after the driver
 # got faster: process runtime the same jobs/s, host runtime 5 % fewer, both ~0.4 ms more server CPU a job):
 # an end leaves sooner, but each post then carries fewer events and waits for the driver's commit. The
-# outbox keeps an attempt's events in order across posts whatever this is.
+# outbox keeps an attempt's events in order across posts whatever this is. The host runtime's workers had
+# two posts and no window while the driver held them one cores' worth of jobs ahead; with jobs held as
+# deep as a round trip (driver/lookahead.py) these settings are better there too (bench.cpu_per_job, host,
+# 3000 `true` jobs, 3 + 3 interleaved: 468-484 -> 535-549 jobs/s, server CPU 1.05 -> 0.66 ms a job).
 POSTS_IN_FLIGHT = 1
 GIVE_BACK_CHECK = 0.25  # seconds between looks for held assignments to give back (worker/admission.py)
-# A runtime whose starts are quick (Runtime.quick_starts: the host runtime's ~1 ms jobs): each end leaves at
-# once, with up to two posts on the wire. Measured with bench.cpu_per_job, host runtime, 1000 `true`
-# jobs, 5 interleaved runs: 297-323 -> 341-358 jobs/s, the same CPU a job in the server and the worker;
-# the process runtime the same jobs/s with 0.5 ms more server CPU a job, so it keeps the settings above.
-QUICK_POSTS_IN_FLIGHT, QUICK_BATCH_WINDOW = 2, 0.0
 
 
 @dataclass
@@ -189,9 +187,9 @@ class Agent:
 
     @property
     def _quick_starts(self) -> bool:
-        """A runtime of quick starts (Runtime.quick_starts): its ends are posted at once, and the worker takes
-        assignments beyond its free cores (worker/admission.py), where the cores otherwise idle for an
-        events round trip between short jobs."""
+        """A runtime of quick starts (Runtime.quick_starts): the worker takes assignments beyond its free
+        cores (worker/admission.py), where the cores otherwise idle for an events round trip between short
+        jobs."""
         return self.runtime is not None and self.runtime.quick_starts
 
     async def _serve(self) -> None:
@@ -407,15 +405,12 @@ class Agent:
         return await self.client.exchange_events(batch, self.ledger.known())
 
     async def _send_loop(self) -> None:
-        """Post events as they come, up to POSTS_IN_FLIGHT posts on the wire at once (QUICK_... with a
-        runtime of quick starts); the outbox keeps each attempt's events in order across posts."""
+        """Post events as they come, up to POSTS_IN_FLIGHT posts on the wire at once; the outbox keeps each
+        attempt's events in order across posts."""
         posts: set[asyncio.Task[None]] = set()
-        in_flight, window = POSTS_IN_FLIGHT, BATCH_WINDOW
-        if self._quick_starts:
-            in_flight, window = QUICK_POSTS_IN_FLIGHT, QUICK_BATCH_WINDOW
         try:
             while True:
-                while len(posts) >= in_flight:
+                while len(posts) >= POSTS_IN_FLIGHT:
                     await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
                 idle_timeout = self.heartbeat_interval if self.draining.is_set() else None
                 if not await self.outbox.wait_for_events(idle_timeout):
@@ -423,7 +418,7 @@ class Agent:
                         continue  # a post on the wire is heartbeat enough
                     batch: list[dict[str, Any]] = []  # a heartbeat while draining: polls have stopped
                 else:
-                    await asyncio.sleep(window)
+                    await asyncio.sleep(BATCH_WINDOW)
                     if self.stopping.is_set():
                         return  # exits seen while stopping are the kill's doing: the driver gets them as lost
                     batch = self.outbox.take(MAX_BATCH)
