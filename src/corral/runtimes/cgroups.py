@@ -77,6 +77,16 @@ def _read_int(path: Path, default: int = 0) -> int:
         return default
 
 
+def _v1_oom_kills(mem: Path, unknown: int = 0) -> int:
+    """OOM kills in a v1 memory cgroup: its oom_kill count; before Linux 4.13, which has none, 1 if the
+    limit was ever hit (the fail count, the best hint there), or `unknown` if that cannot be read."""
+    control = _keyed(mem / "memory.oom_control")
+    if "oom_kill" in control:
+        return control["oom_kill"]
+    failcnt = _read_int(mem / "memory.failcnt", -1)
+    return unknown if failcnt < 0 else min(failcnt, 1)
+
+
 def _keyed(path: Path) -> dict[str, int]:
     """'key value' lines (memory.events, cpu.stat, memory.oom_control) -> dict."""
     out: dict[str, int] = {}
@@ -245,13 +255,7 @@ class V1JobCgroup(JobCgroup):
 
     def oom_kills(self) -> int:
         mem = self.dirs.get("memory")
-        if mem is None:
-            return 0
-        control = _keyed(mem / "memory.oom_control")
-        if "oom_kill" in control:
-            return control["oom_kill"]
-        # Kernels before 4.13 have no oom_kill count: hitting the limit is the best hint.
-        return 1 if _read_int(mem / "memory.failcnt") > 0 else 0
+        return 0 if mem is None else _v1_oom_kills(mem)
 
     def remove(self) -> bool:
         return all([_rmdir(d) for d in dict.fromkeys(self.dirs.values())])
@@ -264,10 +268,7 @@ class V1JobCgroup(JobCgroup):
         if self.limits is None or not self._limits_hold(self.limits):
             return False  # changed from inside (a host-runtime job runs as the worker's user)
         if mem is not None:
-            control = _keyed(mem / "memory.oom_control")
-            if "oom_kill" not in control:  # before Linux 4.13 the fail count stands for it (oom_kills)
-                control["oom_kill"] = _read_int(mem / "memory.failcnt", -1)
-            if control["oom_kill"]:
+            if _v1_oom_kills(mem, unknown=1):
                 return False  # the OOM kill count cannot be reset: the next job would inherit it
             if not 0 <= _read_int(mem / "memory.usage_in_bytes", -1) <= RESET_SLACK:
                 return False  # page cache, tmpfs or kernel memory of the job still charged to it
