@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from corral.providers.ssh.bundle import build_wheelhouse, source_digest, source_
 from corral.providers.ssh.session import INSTALL
 from corral.providers.vastai.options import parse_options
 from corral.providers.vastai.provider import VastProvider
+from corral.runtimes.owners import WORKERS_DIR, read_record
+from corral.worker.reaper import reap_dead_workers
 
 NOWHERE = "http://127.0.0.1:9"  # provider-level tests: workers start and keep retrying their driver
 FAST = {
@@ -54,7 +57,34 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fake_vast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeVastProcess]:
+def dead_workers_reaped(tmp_path_factory: pytest.TempPathFactory, vast_work_dir: Path) -> Iterator[None]:
+    """Torn down after the fake (which asks for it): its instances' workers are SIGKILLed with them, as a
+    vanished host's would be, and what they leave stays on this machine (a real host goes with its
+    worker): their cgroups (a job's kept one, if killed within the pool's idle time) and work dirs. The
+    host-wide reaper every root worker runs at its start removes them, as it would for the next worker
+    here; run until no worker of the fake's is recorded, so that nothing outlives the run."""
+    yield
+    own = tmp_path_factory.mktemp("vast-reaper")  # the reaper's own work dir: one no worker uses
+    deadline = time.monotonic() + 10
+    while True:
+        reap_dead_workers(own)
+        if not _workers_recorded_under(vast_work_dir) or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)  # killed a moment ago: a worker still dying is not provably dead yet
+
+
+def _workers_recorded_under(root: Path) -> bool:
+    for path in WORKERS_DIR.glob("*.json") if WORKERS_DIR.is_dir() else []:
+        record = read_record(path)
+        if record is not None and Path(str(record.get("work_dir", "/"))).is_relative_to(root):
+            return True
+    return False
+
+
+@pytest.fixture(scope="session")
+def fake_vast(
+    tmp_path_factory: pytest.TempPathFactory, dead_workers_reaped: None
+) -> Iterator[FakeVastProcess]:
     fake = FakeVastProcess(
         tmp_path_factory.mktemp("fake-vast"),
         market(),
