@@ -20,7 +20,7 @@ from corral.providers.ssh.bundle import build_wheelhouse, source_digest, source_
 from corral.providers.ssh.session import INSTALL
 from corral.providers.vastai.options import parse_options
 from corral.providers.vastai.provider import VastProvider
-from corral.runtimes.owners import WORKERS_DIR, read_record
+from corral.runtimes.owners import read_record, worker_record_paths
 from corral.worker.reaper import reap_dead_workers
 
 NOWHERE = "http://127.0.0.1:9"  # provider-level tests: workers start and keep retrying their driver
@@ -74,7 +74,7 @@ def dead_workers_reaped(tmp_path_factory: pytest.TempPathFactory, vast_work_dir:
 
 
 def _workers_recorded_under(root: Path) -> bool:
-    for path in WORKERS_DIR.glob("*.json") if WORKERS_DIR.is_dir() else []:
+    for path in worker_record_paths():
         record = read_record(path)
         if record is not None and Path(str(record.get("work_dir", "/"))).is_relative_to(root):
             return True

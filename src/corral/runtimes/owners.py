@@ -74,6 +74,11 @@ def read_record(path: Path) -> Owner | None:
     return record
 
 
+def worker_record_paths() -> list[Path]:
+    """The records of root workers on this host (live or dead), in a stable order."""
+    return sorted(WORKERS_DIR.glob("*.json")) if WORKERS_DIR.is_dir() else []
+
+
 def worker_record_path(work_dir: Path) -> Path:
     digest = hashlib.sha256(str(work_dir).encode()).hexdigest()[:20]
     return WORKERS_DIR / f"{digest}.json"

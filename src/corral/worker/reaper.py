@@ -34,11 +34,11 @@ from corral.runtimes.network import NETNS_DIR
 from corral.runtimes.owners import (
     LOCK,
     NETNS_OWNERS_DIR,
-    WORKERS_DIR,
     Owner,
     claim_if_dead,
     read_record,
     release,
+    worker_record_paths,
 )
 from corral.worker.cleanup import clean_dead_work_dir
 
@@ -112,7 +112,7 @@ class _Reaper:
         return fd
 
     def _registered_workers(self) -> None:
-        for path in sorted(WORKERS_DIR.glob("*.json")) if WORKERS_DIR.is_dir() else []:
+        for path in worker_record_paths():
             if self.out_of_time():
                 return
             record = read_record(path)
