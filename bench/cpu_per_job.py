@@ -61,14 +61,18 @@ def main() -> None:
         spy = None
         if args.profile is not None and shutil.which("py-spy"):
             target = srv.pid if args.profile_server else wrk.pid
-            spy = subprocess.Popen(["py-spy", "record", "-p", str(target), "-f", "raw", "-r", "200",
+            spy = subprocess.Popen(["py-spy", "record", "-p", str(target), "-f", "raw", "-r", "1000",
                                     "-o", str(args.profile.with_suffix(".raw")), "--nonblocking", "--gil"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        s0, w0 = _cpu(srv), _cpu(wrk)
+        # The host runtime's jobs are children of the worker's spawner process (runtimes/spawner.py)
+        spawners = [c for c in wrk.children() if "spawner_main" in " ".join(c.cmdline())]
+        s0, w0, p0 = _cpu(srv), _cpu(wrk), [_cpu(p) for p in spawners]
         load = os.getloadavg()[0]
         seconds = _batch(server, args.jobs)
-        s1, w1 = _cpu(srv), _cpu(wrk)
+        s1, w1, p1 = _cpu(srv), _cpu(wrk), [_cpu(p) for p in spawners]
+        spawner_cpu = sum(b[0] - a[0] for a, b in zip(p0, p1, strict=True))
+        jobs_cpu = w1[1] - w0[1] + sum(b[1] - a[1] for a, b in zip(p0, p1, strict=True))
         if spy is not None:
             spy.send_signal(2)
             spy.wait(60)
@@ -76,7 +80,9 @@ def main() -> None:
         print(f"runtime={args.runtime} jobs={n} cores={cores()} load1={load:.1f}")
         print(f"  server+driver CPU per job: {1000 * (s1[0] - s0[0]) / n:.2f} ms")
         print(f"  worker CPU per job:        {1000 * (w1[0] - w0[0]) / n:.2f} ms")
-        print(f"  job processes (worker's children) CPU per job: {1000 * (w1[1] - w0[1]) / n:.2f} ms")
+        if spawners:
+            print(f"  worker's spawner CPU per job: {1000 * spawner_cpu / n:.2f} ms")
+        print(f"  job processes (worker's children) CPU per job: {1000 * jobs_cpu / n:.2f} ms")
         print(f"  wall: {seconds:.2f} s = {n / seconds:.1f} jobs/s (noise under load)")
         if spy is not None and args.profile is not None:
             _summarise(args.profile.with_suffix(".raw"), args.profile)

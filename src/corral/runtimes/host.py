@@ -13,6 +13,7 @@ the store included), shares the host's network, and finds its files in its worki
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from corral.config import Settings
 from corral.runtimes.base import MainRequest, MainResult, RuntimeUnavailable, without_rc_files
@@ -24,7 +25,8 @@ from corral.runtimes.network import PrivateNetwork
 from corral.runtimes.process import ProcessRuntime
 from corral.runtimes.registry import register
 from corral.runtimes.sandbox import wrapped_argv
-from corral.runtimes.spawn import JobProcess, spawn
+from corral.runtimes.spawn import JobProcess
+from corral.runtimes.spawner import JobSpawner
 
 NETWORK_NOTE = "network {mode!r} not enforced: the host runtime shares the host's network"
 
@@ -34,6 +36,10 @@ class HostRuntime(ProcessRuntime):
     name = "host"
     quick_starts = True
     image_note = "image ignored: this worker runs jobs unsandboxed on the host (--runtime host)"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spawner = JobSpawner()
 
     async def start(self) -> None:
         settings = self.settings or Settings()
@@ -73,14 +79,18 @@ class HostRuntime(ProcessRuntime):
         env.update(request.env)  # the job's own values still win
         command = without_rc_files(request.command)
         entry = group.thread_entry
-        if entry is not None:  # v1: the spawner thread joins the cgroups while it starts the job
-            proc = await spawn(command, env=env, cwd=request.io_dir, stdout=log.open(), cgroups=entry)
+        if entry is not None:  # v1: the spawner joins the cgroups while it starts the job
+            proc = await self.spawner.spawn(command, env=env, cwd=request.io_dir, stdout=log.open(),
+                                            enter=entry.enter, home=entry.home)
         else:
-            # v2: a shell joins the cgroups and execs the job; a vfork+exec costs the worker far less
-            # than a Python preexec_fn, which forces a full fork of the worker.
+            # v2: a shell joins the cgroups and execs the job (a process cannot join a v2 cgroup alone).
             argv = wrapped_argv(command, group.procs_files)
-            proc = await spawn(argv, env=env, cwd=request.io_dir, stdout=log.open())
+            proc = await self.spawner.spawn(argv, env=env, cwd=request.io_dir, stdout=log.open())
         return proc, None
+
+    async def close(self) -> None:
+        await super().close()
+        await self.spawner.close()
 
 
 __all__ = ["HostRuntime"]

@@ -358,7 +358,10 @@ class ProcessRuntime(Runtime):
         else:
             code = proc.returncode if proc.returncode is not None else -1
             result.exit_code = 128 - code if code < 0 else code  # killed by a signal: as a shell says
-            if result.exit_code != 0:
+            lost: str | None = getattr(proc, "lost", None)  # the host runtime's spawner died
+            if lost is not None:
+                result.state, result.error = "error", lost
+            elif result.exit_code != 0:
                 result.state = "failed"
                 result.error = no_space_left(request.io_dir, request.storage_bytes, self.default_storage)
                 if group.oom_kills() > 0:

@@ -1,0 +1,181 @@
+"""The host runtime's job spawner (runtimes/spawner.py), a real process starting real jobs (root: cgroups).
+
+Checked on the host, not only through results: who the job's parent is, which cgroups it was born in and
+the spawner went back from, that nothing it started outlives a cancel, its own death or the worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+from tests.integration.runtime_support import Make, alive, request_builder, run
+
+from corral.config import Settings
+from corral.runtimes.config import JobsConfig
+from corral.runtimes.host import HostRuntime
+from corral.runtimes.spawner import SPAWNER_GONE, JobSpawner
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CI") != "true" and os.geteuid() != 0, reason="needs root (job cgroups)"
+)
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[HostRuntime]:
+    rt = HostRuntime(instance_name=f"test-{uuid.uuid4().hex[:8]}", work_dir=tmp_path,
+                     settings=Settings(home=tmp_path / "home", jobs=JobsConfig(allow_host_runtime=True)))
+    await rt.start()
+    assert rt.cgroups is not None, "the host runtime's tests need job cgroups"
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Make:
+    return request_builder(tmp_path)
+
+
+def _cgroups(pid: int | str) -> set[str]:
+    return set(Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+
+
+async def _gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return not alive(pid)
+
+
+async def test_the_job_is_the_spawners_child_born_in_its_cgroups(runtime: HostRuntime, make: Make) -> None:
+    req = make("echo $PPID; cat /proc/self/cgroup", cores_mcpu=500, memory_bytes=64 << 20)
+    result = await run(runtime, req)
+    assert result.state == "succeeded", result.error
+    spawner = runtime.spawner.pid
+    assert spawner is not None and spawner != os.getpid()
+    ppid, *cgroup_lines = req.log_path.read_text().splitlines()
+    assert int(ppid) == spawner
+    mine = _cgroups("self")
+    job_lines = {line for line in cgroup_lines if ":memory:" in line or ":cpu," in line}
+    assert job_lines and not job_lines & mine, "the job ran in the worker's own cgroups"
+    assert _cgroups(spawner) == mine, "the spawner stayed in a job's cgroups"
+    assert spawner in [c.pid for c in psutil.Process().children()], "the spawner is not the worker's child"
+
+
+async def test_exit_codes_signals_and_starts_that_fail(runtime: HostRuntime, make: Make) -> None:
+    assert (await run(runtime, make("exit 7"))).exit_code == 7
+    killed = await run(runtime, make("kill -TERM $$"))
+    assert (killed.state, killed.exit_code) == ("failed", 128 + signal.SIGTERM)
+    missing = make(["/nonexistent/corral-no-such-program"])
+    result = await run(runtime, missing)
+    assert result.state == "error" and "could not start the job" in (result.error or "")
+    assert "corral-no-such-program" in (result.error or "")
+    assert (await run(runtime, make("true"))).state == "succeeded", "the spawner did not survive a bad start"
+
+
+async def test_a_job_starts_with_every_signal_at_its_default(runtime: HostRuntime, make: Make) -> None:
+    req = make("grep -E '^(SigIgn|SigBlk)' /proc/self/status")
+    assert (await run(runtime, req)).state == "succeeded"
+    masks = dict(line.split(":\t") for line in req.log_path.read_text().splitlines())
+    assert int(masks["SigIgn"], 16) == 0 and int(masks["SigBlk"], 16) == 0
+
+
+async def test_the_spawners_death_kills_its_jobs_and_the_next_job_gets_a_new_one(
+    runtime: HostRuntime, make: Make
+) -> None:
+    req = make("echo $$ > job.pid; sleep 300")
+    task = asyncio.create_task(run(runtime, req))
+    pidfile = req.io_dir / "job.pid"
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    job, first = int(pidfile.read_text()), runtime.spawner.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    result = await asyncio.wait_for(task, 20)
+    assert result.state == "error" and SPAWNER_GONE in (result.error or "")
+    assert await _gone(job), "a job outlived the spawner that started it"
+    assert (await run(runtime, make("true"))).state == "succeeded"
+    assert runtime.spawner.pid not in (None, first)
+
+
+async def test_a_start_cancelled_midway_leaves_nothing_running(runtime: HostRuntime, make: Make) -> None:
+    spawner = JobSpawner()
+    try:
+        req = make("sleep 300")
+        read, write = os.pipe()
+        try:
+            task = asyncio.create_task(spawner.spawn(["sleep", "300"], env=dict(os.environ), stdout=write,
+                                                     cwd=req.io_dir))
+            await asyncio.sleep(0)  # the request is out; its reply is not read yet
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            os.close(read)
+            os.close(write)
+        assert spawner.pid is not None
+        helper = psutil.Process(spawner.pid)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if not helper.children():
+                break
+        assert not helper.children(), "a cancelled start left its process running"
+    finally:
+        await spawner.close()
+
+
+async def test_close_stops_the_spawner(tmp_path: Path, make: Make) -> None:
+    rt = HostRuntime(instance_name=f"test-{uuid.uuid4().hex[:8]}", work_dir=tmp_path,
+                     settings=Settings(home=tmp_path / "home", jobs=JobsConfig(allow_host_runtime=True)))
+    await rt.start()
+    try:
+        assert (await run(rt, make("true"))).state == "succeeded"
+        spawner = rt.spawner.pid
+        assert spawner is not None
+    finally:
+        await rt.close()
+    assert await _gone(spawner)
+
+
+DIES_WITH_A_JOB = textwrap.dedent("""
+    import asyncio, os, sys
+    from corral.runtimes.spawner import JobSpawner
+
+    async def main():
+        spawner = JobSpawner()
+        out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
+        proc = await spawner.spawn(["sleep", "300"], env={"PATH": os.environ["PATH"]}, stdout=out, cwd=None)
+        print(spawner.pid, proc.pid, flush=True)
+        await asyncio.sleep(300)
+
+    asyncio.run(main())
+""")
+
+
+async def test_the_spawner_dies_with_its_worker(tmp_path: Path) -> None:
+    worker = subprocess.Popen([sys.executable, "-c", DIES_WITH_A_JOB, str(tmp_path / "out")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        spawner, job = (int(x) for x in worker.stdout.readline().split())
+        assert alive(spawner) and alive(job)
+        worker.kill()
+        worker.wait(10)
+        assert await _gone(spawner), "the spawner outlived the worker that started it"
+    finally:
+        worker.kill()
+        worker.wait(10)
+        if alive(job):
+            os.kill(job, signal.SIGKILL)  # the job itself is the next worker's to clean (its cgroups)
