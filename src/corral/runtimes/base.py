@@ -65,6 +65,9 @@ class Runtime(ABC):
     name: ClassVar[str]
     # False: jobs need no scratch dir, file copies or logs (the noop runtime measures the scheduler only).
     uses_scratch: ClassVar[bool] = True
+    # True: every job runs as the worker's own user, so an ended attempt's clean scratch tree may serve the
+    # next attempt (worker/scratch_pool.py).
+    reuses_scratch: ClassVar[bool] = False
     # True: a job's start and end cost the worker far less than an events round trip to the driver (no
     # sandbox to set up), so the worker takes jobs beyond its free cores, held until cores free
     # (worker/admission.py, driver/lookahead.py): its cores do not idle for a round trip between jobs.

@@ -35,6 +35,7 @@ NETWORK_NOTE = "network {mode!r} not enforced: the host runtime shares the host'
 class HostRuntime(ProcessRuntime):
     name = "host"
     quick_starts = True
+    reuses_scratch = True
     image_note = "image ignored: this worker runs jobs unsandboxed on the host (--runtime host)"
 
     def __init__(self, **kwargs: Any) -> None:

@@ -36,6 +36,7 @@ from corral.worker.ledger import AttemptLedger
 from corral.worker.outbox import EventOutbox
 from corral.worker.protocol import Assignment, StepName, carries_work, parse_assignment
 from corral.worker.reaper import Reaped, reap_dead_workers
+from corral.worker.scratch_pool import ScratchPool
 from corral.worker.service import ServiceRunner
 from corral.worker.sweeper import ScratchSweeper
 
@@ -115,6 +116,7 @@ class Agent:
         self.services = ServiceRunner(url)
         self.counts = ProtocolCounts()
         self.sweeper = ScratchSweeper(self.layout.trash)
+        self.scratch_pool = ScratchPool(self.layout.idle)
         self._lock = -1  # flock on <work_dir>/worker.lock while this worker lives (worker/cleanup.py)
         self._reaping: asyncio.Task[Reaped] | None = None
 
@@ -146,6 +148,8 @@ class Agent:
         finally:
             sweeping.cancel()
             await asyncio.gather(sweeping, return_exceptions=True)
+            for idle in self.scratch_pool.drain():
+                self.sweeper.discard(idle)
             await self.sweeper.flush()
             await self._close()
         if self.fatal:
@@ -360,6 +364,8 @@ class Agent:
             nodes = tuple(str(node) for node in device_nodes(devices))
             assignment = replace(assignment, spec=replace(assignment.spec, env=env), devices=nodes)
         try:
+            if self.runtime.reuses_scratch:
+                self.scratch_pool.take(dirs)  # a clean tree of an ended attempt, if one is idle
             completed = await run_attempt(
                 assignment, self.runtime, dirs, cancel, emit=self.outbox.put, upload_log=self._upload_log,
                 services=self.services,
@@ -382,6 +388,9 @@ class Agent:
             await self.runtime.release_io(dirs.volume)
         except OSError as exc:
             log.warning("could not release the io volume of %s: %s", dirs.root, exc)
+        else:
+            if self.runtime.reuses_scratch and self.scratch_pool.give_back(dirs):
+                return  # kept for the next attempt (worker/scratch_pool.py)
         self.sweeper.discard(dirs.root)  # one rename now; deleted with others in the background
 
     async def _upload_log(self, assignment: Assignment, step: StepName, data: bytes) -> None:

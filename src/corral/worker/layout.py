@@ -55,7 +55,7 @@ class AttemptDirs:
 
 @dataclass(frozen=True)
 class ScratchLayout:
-    """<work_dir>/jobs/<attempt key>/{<step>.log, vol/{io,tmp}}"""
+    """<work_dir>/jobs/<attempt key>/{<step>.log, vol/{io,tmp}}; trash/ and idle/ beside jobs/"""
 
     work_dir: Path
 
@@ -68,12 +68,17 @@ class ScratchLayout:
         """Ended attempts' dirs waiting for the background removal (worker/sweeper.py)."""
         return self.work_dir / "trash"
 
+    @property
+    def idle(self) -> Path:
+        """Clean scratch trees of ended attempts waiting for the next (worker/scratch_pool.py)."""
+        return self.work_dir / "idle"
+
     def attempt(self, key: str) -> AttemptDirs:
         return AttemptDirs(self.jobs / safe_name(key))
 
     def prepare(self) -> None:
         """Create the work dir and clear what a previous run of this worker left behind."""
-        for left in (self.jobs, self.trash):
+        for left in (self.jobs, self.trash, self.idle):
             if left.exists():
                 shutil.rmtree(left, ignore_errors=True)
             left.mkdir(parents=True, exist_ok=True)
