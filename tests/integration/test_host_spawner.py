@@ -83,11 +83,21 @@ async def test_exit_codes_signals_and_starts_that_fail(runtime: HostRuntime, mak
     assert (await run(runtime, make("true"))).state == "succeeded", "the spawner did not survive a bad start"
 
 
-async def test_a_job_starts_with_every_signal_at_its_default(runtime: HostRuntime, make: Make) -> None:
-    req = make("grep -E '^(SigIgn|SigBlk)' /proc/self/status")
+async def test_a_job_starts_with_the_signal_dispositions_the_worker_gives_any_child(
+    runtime: HostRuntime, make: Make
+) -> None:
+    """Nothing the spawner ignores or blocks (a Python process ignores SIGPIPE and SIGXFSZ) reaches a job:
+    the job's ignored and blocked signals are those any child of the worker starts with (glibc's
+    posix_spawn, which GNU make uses, leaves its internal signal 32 ignored in what it starts)."""
+    probe = ["grep", "-E", "^(SigIgn|SigBlk)", "/proc/self/status"]
+    baseline = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+    req = make(probe)
     assert (await run(runtime, req)).state == "succeeded"
     masks = dict(line.split(":\t") for line in req.log_path.read_text().splitlines())
-    assert int(masks["SigIgn"], 16) == 0 and int(masks["SigBlk"], 16) == 0
+    assert masks == dict(line.split(":\t") for line in baseline.splitlines())
+    for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGCHLD):
+        assert not int(masks["SigIgn"], 16) & (1 << (sig - 1)), f"{sig!r} is ignored in the job"
+    assert int(masks["SigBlk"], 16) == 0
 
 
 async def test_the_spawners_death_kills_its_jobs_and_the_next_job_gets_a_new_one(

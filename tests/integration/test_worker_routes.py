@@ -121,6 +121,8 @@ async def test_logs_carried_in_the_completed_event_are_served_per_step(service: 
     assert a["key"] in r.json()["ack"]
     r = await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}/log")
     assert r.json() == {"main": main_log.decode()}
+    batch_dir = service.settings.log_dir / str(a["batch_id"])  # one file, no directory per job or attempt
+    assert [p.name for p in batch_dir.iterdir()] == [f"{a['job_id']}.{a['attempt_id']}.main.log"]
     status = (await service.user.get(f"/api/v1/batches/{a['batch_id']}/jobs/{a['job_id']}")).json()
     assert status["state"] == "Success"
     assert "logs" not in (status.get("status") or {})  # logs go to files, not into the job's status row

@@ -13,7 +13,7 @@ from corral.api.context import Context
 from corral.api.routes import jobs as api_jobs
 from corral.errors import InvalidInput, NotFound
 from corral.store import usage as usage_store
-from corral.store.logs import STEPS, log_path
+from corral.store.logs import STEPS, existing_log_path
 from corral.ui.auth import page_user
 from corral.ui.render import page, render_text
 from corral.ui.routing import UiRoute
@@ -29,7 +29,7 @@ LOG_CHUNK_BYTES = 256 * 1024
 def _log_file(log_dir: Path, batch_id: int, job_id: int, attempt_id: int | None, step: str) -> Path | None:
     if attempt_id is None:
         return None
-    return log_path(log_dir, batch_id, job_id, attempt_id, step)
+    return existing_log_path(log_dir, batch_id, job_id, attempt_id, step)
 
 
 def _tail(path: Path | None, limit: int) -> tuple[str, int, bool]:
