@@ -45,11 +45,15 @@ def make(tmp_path: Path) -> Make:
 
 
 def _thread_cgroups() -> dict[int, set[str]]:
-    """Each thread of this process -> the cgroup paths it is in (one per hierarchy)."""
+    """Each thread of this process -> the cgroup paths it is in (one per hierarchy); a thread that ends
+    while it is looked at (an executor's, the job spawner's waiter) is in none."""
     out: dict[int, set[str]] = {}
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/cgroup") as f:
-            out[int(tid)] = {line.split(":", 2)[2].strip() for line in f if line.strip()}
+        try:
+            with open(f"/proc/self/task/{tid}/cgroup") as f:
+                out[int(tid)] = {line.split(":", 2)[2].strip() for line in f if line.strip()}
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return out
 
 
