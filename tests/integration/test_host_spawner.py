@@ -81,6 +81,10 @@ async def test_exit_codes_signals_and_starts_that_fail(runtime: HostRuntime, mak
     assert result.state == "error" and "could not start the job" in (result.error or "")
     assert "corral-no-such-program" in (result.error or "")
     assert (await run(runtime, make("true"))).state == "succeeded", "the spawner did not survive a bad start"
+    refused = await run(runtime, make(["echo", "nul\0byte"]))  # what Popen itself refuses
+    assert refused.state == "error" and "null byte" in (refused.error or ""), refused.error
+    assert "Errno" not in (refused.error or ""), refused.error
+    assert (await run(runtime, make("true"))).state == "succeeded", "the spawner did not survive a refusal"
 
 
 async def test_a_job_starts_with_the_signal_dispositions_the_worker_gives_any_child(

@@ -137,7 +137,7 @@ class JobSpawner:
             _, seq, errno, text = reply
             waiter = self._starts.pop(seq, None)
             if waiter is not None and not waiter.done():
-                waiter.set_exception(OSError(errno, text))
+                waiter.set_exception(OSError(errno, text) if errno else OSError(text))
 
     def _started(self, seq: int, pid: int) -> None:
         assert self._loop is not None

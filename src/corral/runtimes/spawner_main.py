@@ -113,6 +113,8 @@ class Spawner:
             sys.exit(3)  # fail-closed: never start another job from inside a job's cgroups
         except OSError as exc:
             self.replies.append(("failed", seq, exc.errno or 0, str(exc)))
+        except (ValueError, TypeError) as exc:  # what Popen refuses (e.g. a NUL in an argument): this
+            self.replies.append(("failed", seq, 0, f"{exc}"))  # job fails to start, the others run on
         else:
             self.children[popen.pid] = popen
             self.replies.append(("started", seq, popen.pid))
