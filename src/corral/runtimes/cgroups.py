@@ -220,34 +220,20 @@ class V1JobCgroup(JobCgroup):
     def __init__(
         self, dirs: dict[str, Path], homes: tuple[Path, ...] = (), limits: Limits | None = None
     ) -> None:
-        self.homes = homes  # the worker's own cgroups, one per hierarchy (the bases' parents)
-        self._home_tasks = tuple(h / "tasks" for h in homes)
         self.dirs = dirs
+        self.homes = homes  # the worker's own cgroups, one per hierarchy (the bases' parents)
         self.limits = limits  # as made (V1Cgroups.create): what a next job must ask to reuse it
 
     @property
-    def dirs(self) -> dict[str, Path]:
-        """Its directory in each hierarchy (by controller; co-mounted controllers share one)."""
-        return self._dirs
-
-    @dirs.setter
-    def dirs(self, dirs: dict[str, Path]) -> None:
-        # The files every job start and end reads, worked out once per name (paths cost the worker's
-        # loop more than the reads themselves): see cgroup_pool.py for how often a name changes.
-        self._dirs = dirs
-        unique = list(dict.fromkeys(dirs.values()))
-        self._procs_files = [d / "cgroup.procs" for d in unique]
-        self._thread_entry = (
-            ThreadEntry(tuple(d / "tasks" for d in unique), self._home_tasks) if self.homes else None
-        )
-
-    @property
     def procs_files(self) -> list[Path]:
-        return list(self._procs_files)
+        return [d / "cgroup.procs" for d in dict.fromkeys(self.dirs.values())]
 
     @property
     def thread_entry(self) -> ThreadEntry | None:
-        return self._thread_entry
+        if not self.homes:
+            return None
+        return ThreadEntry(tuple(d / "tasks" for d in dict.fromkeys(self.dirs.values())),
+                           tuple(h / "tasks" for h in self.homes))
 
     def pids(self) -> list[int]:
         seen: set[int] = set()

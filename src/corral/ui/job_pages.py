@@ -27,6 +27,7 @@ LOG_CHUNK_BYTES = 256 * 1024
 
 
 def _log_file(log_dir: Path, batch_id: int, job_id: int, attempt_id: int | None, step: str) -> Path | None:
+    """Where the log is (a stat or two: run in a thread)."""
     if attempt_id is None:
         return None
     return existing_log_path(log_dir, batch_id, job_id, attempt_id, step)
@@ -63,7 +64,7 @@ async def job_page(request: Request, batch_id: int, job_id: int, ctx: Context) -
     latest = int(attempts[-1]["attempt_id"]) if attempts else None
     logs = {}
     for step in STEPS:
-        path = _log_file(ctx.settings.log_dir, batch_id, job_id, latest, step)
+        path = await asyncio.to_thread(_log_file, ctx.settings.log_dir, batch_id, job_id, latest, step)
         text, total, cut = await asyncio.to_thread(_tail, path, LOG_PREVIEW_BYTES)
         logs[step] = {"text": text, "size": total, "cut": cut}
     return page(
@@ -108,7 +109,7 @@ async def log_chunk(
     _check_step(step)
     _, attempts = await _job_and_attempts(request, ctx, batch_id, job_id)
     latest = int(attempts[-1]["attempt_id"]) if attempts else None
-    path = _log_file(ctx.settings.log_dir, batch_id, job_id, latest, step)
+    path = await asyncio.to_thread(_log_file, ctx.settings.log_dir, batch_id, job_id, latest, step)
 
     def read() -> tuple[bytes, int]:
         if path is None:
@@ -136,7 +137,7 @@ async def log_download(request: Request, batch_id: int, job_id: int, step: str, 
     _check_step(step)
     _, attempts = await _job_and_attempts(request, ctx, batch_id, job_id)
     latest = int(attempts[-1]["attempt_id"]) if attempts else None
-    path = _log_file(ctx.settings.log_dir, batch_id, job_id, latest, step)
+    path = await asyncio.to_thread(_log_file, ctx.settings.log_dir, batch_id, job_id, latest, step)
     if path is None or not path.is_file():
         raise NotFound(f"step: job {job_id} of batch {batch_id} has no {step} log yet", field="step")
     return FileResponse(

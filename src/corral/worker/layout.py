@@ -16,6 +16,9 @@ def default_work_dir(instance_name: str) -> Path:
     return default_home() / "worker" / safe_name(instance_name)
 
 
+VOLUME, IO, TMP = "vol", "io", "tmp"  # an attempt's scratch: <root>/vol/{io,tmp}
+
+
 @dataclass(frozen=True)
 class AttemptDirs:
     root: Path
@@ -23,15 +26,15 @@ class AttemptDirs:
     @property
     def volume(self) -> Path:
         """The job's storage: a volume of its requested size when it asks for one; /io and /tmp live in it."""
-        return self.root / "vol"
+        return self.root / VOLUME
 
     @property
     def io(self) -> Path:
-        return self.volume / "io"
+        return self.volume / IO
 
     @property
     def tmp(self) -> Path:
-        return self.volume / "tmp"
+        return self.volume / TMP
 
     def log(self, step: StepName) -> Path:
         return self.root / f"{step}.log"

@@ -28,12 +28,11 @@ import logging
 import os
 from pathlib import Path
 
-from corral.worker.layout import AttemptDirs
+from corral.worker.layout import IO, TMP, VOLUME, AttemptDirs
 
 log = logging.getLogger(__name__)
 
 KEEP = 64  # idle trees at most: more than a worker runs at once
-VOLUME, IO, TMP = "vol", "io", "tmp"
 
 
 def new_dir_mode() -> int:
