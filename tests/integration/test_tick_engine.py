@@ -1,6 +1,8 @@
 """The driver tick's own SQLite engine (store/db.py `tick_engine`): inside a transaction its statements run
 on the event loop's thread (no hand-off), while a BEGIN that must wait for another writer's lock waits on
-the connection's thread, the loop free meanwhile; errors and rollbacks behave as on any engine."""
+the connection's thread, the loop free meanwhile; errors and rollbacks behave as on any engine. The API's
+engine runs a transaction inline only when it asks (the INLINE execution option: a small submission, a
+batch's status), and can hand the rest of one to the thread (`run_inline`)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from corral.store.db import _inline_creator, make_engine, tick_engine
+from corral.store.db import INLINE, _inline_creator, make_engine, run_inline, tick_engine
 
 _META = sa.MetaData()
 _T = sa.Table("t", _META, sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.Integer))
@@ -157,3 +159,33 @@ async def test_nothing_runs_inline_while_the_thread_still_has_a_call_in_hand(tmp
     assert where["SELECT slow()"] is False
     assert where["BEGIN IMMEDIATE"] is False  # queued behind the cancelled call, on the thread
     assert where["UPDATE t SET v = 8 WHERE id = 1"] is True  # the thread idle again: inline
+
+
+async def test_the_api_engine_runs_inline_only_the_transactions_that_ask(tmp_path: Path) -> None:
+    engine, tick = await _engines(tmp_path)
+    await tick.dispose()
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}", pool_size=1)  # one connection, reused
+    small = engine.execution_options(**{INLINE: True})
+    threads: list[int] = []
+    sa.event.listen(engine.sync_engine, "connect", _record_threads(threads))
+    loop_thread = threading.get_ident()
+    where_am_i = sa.text("SELECT where_am_i()")
+    try:
+        async with engine.begin() as conn:  # not asked: on the connection's thread
+            await conn.execute(where_am_i)
+        async with small.begin() as conn:  # asked: inline, and it writes and commits
+            await conn.execute(where_am_i)
+            await conn.execute(sa.update(_T).values(v=3).where(_T.c.id == 1))
+            await run_inline(conn, False)  # the rest of this one on the thread
+            await conn.execute(where_am_i)
+        async with engine.connect() as conn:  # a read, asked: inline; the same connection again
+            await conn.execution_options(readonly=True, **{INLINE: True})
+            await conn.execute(where_am_i)
+            value = (await conn.execute(sa.select(_T.c.v).where(_T.c.id == 1))).scalar_one()
+        async with engine.begin() as conn:  # not asked, after one that was: on the thread again
+            await conn.execute(where_am_i)
+    finally:
+        await engine.dispose()
+    on_loop = [t == loop_thread for t in threads]
+    assert on_loop == [False, True, False, True, False]
+    assert value == 3

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.api.access import check_can_submit, owned_batch, visible_batch
 from corral.api.billing_projects import check_accepts_work
-from corral.api.context import ApiContext
+from corral.api.context import SMALL_JOBS, ApiContext
 from corral.api.jobspecs import prepare_bunch
 from corral.api.schemas import (
     BatchSpec,
@@ -34,6 +34,7 @@ from corral.store import batches as batch_store
 from corral.store import instances as instance_store
 from corral.store import jobs_write
 from corral.store.batches import BatchRecord, UpdateRecord
+from corral.store.db import run_inline
 from corral.store.jobs_write import NewJob
 from corral.store.users import User
 
@@ -99,7 +100,7 @@ async def _notify_cancelled(ctx: ApiContext, batch_id: int) -> None:
 async def _existing(
     ctx: ApiContext, user: User, token: str
 ) -> tuple[BatchRecord, UpdateRecord | None] | None:
-    async with ctx.reading() as conn:
+    async with ctx.reading(small=True) as conn:
         batch = await batch_store.batch_by_token(conn, user.name, token)
         if batch is None:
             return None
@@ -130,7 +131,7 @@ async def create_batch(ctx: ApiContext, user: User, spec: BatchSpec) -> CreateBa
         return _response(found[0].id, found[1])
     now = time.time()
     try:
-        async with ctx.writing() as conn:
+        async with ctx.writing(small=True) as conn:
             batch_id = await _insert_batch(conn, user, spec, now, ctx.settings.billing.currency)
             upd = None
             if spec.n_jobs > 0:
@@ -161,11 +162,11 @@ async def create_fast(ctx: ApiContext, user: User, request: CreateFastRequest) -
     provisional = UpdateRecord(0, 1, spec.token, n_jobs, 1, False)
     files = file_roots(ctx.settings, user.name, spec.billing_project)
     rows = prepare_bunch(bunch, provisional, default_pool=ctx.settings.pool, files=files)
-    async with ctx.reading() as conn:
+    async with ctx.reading(small=len(rows) <= SMALL_JOBS) as conn:
         await _check_placeable(conn, rows, ctx.settings)
     now = time.time()
     try:
-        async with ctx.writing() as conn:
+        async with ctx.writing(small=len(rows) <= SMALL_JOBS) as conn:
             batch_id = await _insert_batch(conn, user, spec, now, ctx.settings.billing.currency)
             batch = await batch_store.get_batch(conn, batch_id, for_update=True)
             assert batch is not None
@@ -185,14 +186,14 @@ async def add_bunch(
     ctx: ApiContext, user: User, batch_id: int, update_id: int, bunch: Sequence[JobSpec]
 ) -> int:
     """Insert a bunch of an uncommitted update; returns how many jobs were inserted (0: a repeat)."""
-    async with ctx.reading() as conn:
+    async with ctx.reading(small=True) as conn:
         seen = await owned_batch(conn, batch_id, user, "append jobs to it")
         upd = await batch_store.get_update(conn, batch_id, update_id)
     if upd is None:
         raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
     files = file_roots(ctx.settings, user.name, seen.billing_project)
     rows = prepare_bunch(bunch, upd, default_pool=ctx.settings.pool, files=files)
-    async with ctx.writing() as conn:
+    async with ctx.writing(small=len(rows) <= SMALL_JOBS) as conn:
         await _check_placeable(conn, rows, ctx.settings)
         batch = await owned_batch(conn, batch_id, user, "append jobs to it")
         _check_open(batch)
@@ -209,11 +210,13 @@ async def add_bunch(
 
 async def commit(ctx: ApiContext, user: User, batch_id: int, update_id: int) -> UpdateRecord:
     """Commit an update (idempotent): its jobs join the batch and the parentless ones become Ready."""
-    async with ctx.writing() as conn:
+    async with ctx.writing(small=True) as conn:
         batch = await owned_batch(conn, batch_id, user, "commit jobs to it", for_update=True)
         upd = await batch_store.get_update(conn, batch_id, update_id, for_update=True)
         if upd is None:
             raise NotFound(f"update_id: batch {batch_id} has no update {update_id}", field="update_id")
+        if upd.n_jobs > SMALL_JOBS:
+            await run_inline(conn, False)
         if not upd.committed:
             _check_open(batch)
             await _check_project(ctx, conn, batch)
@@ -225,7 +228,7 @@ async def commit(ctx: ApiContext, user: User, batch_id: int, update_id: int) -> 
 
 async def create_update(ctx: ApiContext, user: User, batch_id: int, spec: UpdateSpec) -> CreateUpdateResponse:
     """A new update appending jobs to the batch. Idempotent on (batch, token)."""
-    async with ctx.writing() as conn:
+    async with ctx.writing(small=True) as conn:
         batch = await owned_batch(conn, batch_id, user, "append jobs to it", for_update=True)
         upd = await batch_store.update_by_token(conn, batch_id, spec.token)
         if upd is None:
@@ -248,7 +251,7 @@ async def update_fast(
             field="update.n_jobs",
         )
     now = time.time()
-    async with ctx.writing() as conn:
+    async with ctx.writing(small=len(bunch) <= SMALL_JOBS) as conn:
         batch = await owned_batch(conn, batch_id, user, "append jobs to it", for_update=True)
         upd = await batch_store.update_by_token(conn, batch_id, spec.token)
         if upd is not None and upd.committed:

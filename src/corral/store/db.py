@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -42,11 +42,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_timeout_ms: int = 
     cursor.close()
 
 
+INLINE = "inline"  # execution option: this transaction's statements run on the event loop's thread
+
+
 def _sqlite_begin(conn: Any) -> None:
     # Take the write lock at BEGIN so writers queue (busy_timeout) instead of failing on a lock upgrade;
     # pure readers opt out with execution_options(readonly=True) and read a WAL snapshot without waiting.
-    readonly = conn.get_execution_options().get("readonly", False)
-    conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+    options = conn.get_execution_options()
+    driver = conn.connection.driver_connection
+    if isinstance(driver, _InlineInTransaction):
+        driver.inline = options.get(INLINE, driver.inline_by_default)
+    conn.exec_driver_sql("BEGIN" if options.get("readonly", False) else "BEGIN IMMEDIATE")
 
 
 class _InlineInTransaction(aiosqlite.Connection):
@@ -62,9 +68,16 @@ class _InlineInTransaction(aiosqlite.Connection):
 
     Never both threads at once: a call runs inline only while the connection's thread has nothing of
     ours in hand (a COMMIT whose waiter was cancelled still runs there; a ROLLBACK must queue behind it).
-    Each counter is written by one thread only."""
+    Each counter is written by one thread only.
+
+    Per transaction: `inline` is set at each BEGIN from the INLINE execution option (default
+    `inline_by_default`: True for the tick's engine; the API's engine runs inline only the small,
+    bounded transactions that ask for it, e.g. a submission of a few hundred jobs or a batch's status,
+    and everything else, a listing or a 100,000-job commit, on the thread as aiosqlite does)."""
 
     busy_timeout_ms = BUSY_TIMEOUT_MS
+    inline_by_default = True
+    inline = True
     _handed = 0  # calls given to the thread (written by the loop's thread)
     _returned = 0  # of those, calls the thread has finished (written by the connection's thread)
 
@@ -72,13 +85,15 @@ class _InlineInTransaction(aiosqlite.Connection):
         conn = self._connection
         if conn is None or not self._running or self._handed != self._returned:
             return await self._on_thread(fn, *args, **kwargs)
+        if not self.inline and not _is_begin(args):
+            return await self._on_thread(fn, *args, **kwargs)
         if conn.in_transaction:
             if fn == conn.commit:
                 return await self._on_thread(fn, *args, **kwargs)
             return fn(*args, **kwargs)
         if fn == conn.cursor or fn == conn.rollback or _is_cursor_close(fn):
             return fn(*args, **kwargs)  # no statement runs: nothing to wait for
-        if args and isinstance(args[0], str) and args[0].startswith("BEGIN"):
+        if _is_begin(args) and self.inline:
             try:
                 return self._begin_without_waiting(fn, *args, **kwargs)
             except sqlite3.OperationalError as exc:
@@ -107,12 +122,26 @@ class _InlineInTransaction(aiosqlite.Connection):
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
 
 
+async def run_inline(conn: AsyncConnection, inline: bool) -> None:
+    """From now until the transaction ends, run `conn`'s statements inline or not (SQLite in a file; a
+    no-op elsewhere): a transaction begun small that finds it has a large part ahead (a batch of 100,000
+    jobs to count) hands that part to the connection's thread."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if isinstance(driver, _InlineInTransaction):
+        driver.inline = inline
+
+
+def _is_begin(args: tuple[Any, ...]) -> bool:
+    return bool(args) and isinstance(args[0], str) and args[0].startswith("BEGIN")
+
+
 def _is_cursor_close(fn: Callable[..., Any]) -> bool:
     owner = getattr(fn, "__self__", None)
     return isinstance(owner, sqlite3.Cursor) and getattr(fn, "__name__", "") == "close"
 
 
-def _inline_creator(path: str, busy_timeout_ms: int) -> Callable[[], Any]:
+def _inline_creator(path: str, busy_timeout_ms: int, inline_by_default: bool = True) -> Callable[[], Any]:
     async def connect() -> aiosqlite.Connection:
         # check_same_thread off: the connection is used by its thread and by the loop's thread, never
         # both at once (_InlineInTransaction runs nothing inline while its thread has a call in hand).
@@ -121,6 +150,7 @@ def _inline_creator(path: str, busy_timeout_ms: int) -> Callable[[], Any]:
         )
         connection._thread.daemon = True
         connection.busy_timeout_ms = busy_timeout_ms
+        connection.inline_by_default = connection.inline = inline_by_default
         return await connection
 
     return connect
@@ -137,15 +167,16 @@ def _database_file(url: URL) -> str | None:
 def make_engine(
     url: str, *, pool_size: int = 10, busy_timeout_ms: int = BUSY_TIMEOUT_MS, inline_writes: bool = False
 ) -> AsyncEngine:
-    """`inline_writes` (SQLite on a file): statements inside a transaction run on the loop's thread (see
-    _InlineInTransaction); for the driver's tick alone, whose transactions are many small statements. A
-    long statement there holds the loop for its duration."""
+    """`inline_writes` (SQLite on a file): statements inside every transaction run on the loop's thread
+    (see _InlineInTransaction); for the driver's tick, whose transactions are many small statements. A
+    long statement there holds the loop for its duration. Without it, only transactions that ask (the
+    INLINE execution option) run inline."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = _database_file(make_url(url))
-        if inline_writes and path is not None:
+        if path is not None:
             engine = create_async_engine(url, pool_size=pool_size, max_overflow=4,
-                                         async_creator=_inline_creator(path, busy_timeout_ms))
+                                         async_creator=_inline_creator(path, busy_timeout_ms, inline_writes))
         else:
             engine = create_async_engine(url, pool_size=pool_size, max_overflow=4)
         event.listen(engine.sync_engine, "connect",

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from corral.api import submit
 from corral.api.access import visible_batch
 from corral.api.auth import CurrentUser
-from corral.api.context import ApiContext, Context
+from corral.api.context import SMALL_JOBS, ApiContext, Context
 from corral.api.convert import batch_status
 from corral.api.costs import batch_breakdowns
 from corral.api.gcpause import gc_paused
@@ -31,6 +31,7 @@ from corral.api.schemas import (
 )
 from corral.store import batches as batch_store
 from corral.store.batch_counts import live_counts_and_waiting
+from corral.store.db import run_inline
 from corral.store.users import User
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
@@ -171,12 +172,14 @@ async def get_batch(
 
 
 async def _batch_status(ctx: ApiContext, batch_id: int, user: User) -> BatchStatus:
-    async with ctx.reading() as conn:
+    async with ctx.reading(small=True) as conn:
         batch = await visible_batch(conn, batch_id, user)
         costs = await batch_breakdowns(conn, [batch.id])
         status = batch_status(batch).model_copy(update={"cost_breakdown": costs[batch.id]})
         status.waiting = 0  # a complete batch has no live jobs: nothing waits
         if not status.complete:
+            if batch.n_jobs > SMALL_JOBS:  # counting its live jobs is not small
+                await run_inline(conn, False)
             counts, status.waiting = await live_counts_and_waiting(conn, batch_id)
             status.n_pending, status.n_ready, status.n_running = (
                 counts["Pending"], counts["Ready"], counts["Running"]
