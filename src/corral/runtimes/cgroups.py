@@ -50,7 +50,7 @@ def safe_name(name: str) -> str:
 
 # Plain fds, not Python file objects: a job's cgroup is written and read a dozen times, and open()'s
 # buffering, tty check and seek cost more system calls than the read or write itself.
-def _read(path: Path) -> str:
+def _read(path: str | Path) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -61,7 +61,7 @@ def _read(path: Path) -> str:
     return b"".join(chunks).decode()
 
 
-def write_file(path: Path, value: str | bytes) -> None:
+def write_file(path: str | Path, value: str | bytes) -> None:
     """One write to a cgroup file (a kernel interface: one write is one command)."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
@@ -70,24 +70,24 @@ def write_file(path: Path, value: str | bytes) -> None:
         os.close(fd)
 
 
-def _read_int(path: Path, default: int = 0) -> int:
+def _read_int(path: str | Path, default: int = 0) -> int:
     try:
         return int(_read(path).split()[0])
     except (OSError, ValueError, IndexError):
         return default
 
 
-def _v1_oom_kills(mem: Path, unknown: int = 0) -> int:
+def _v1_oom_kills(mem: str | Path, unknown: int = 0) -> int:
     """OOM kills in a v1 memory cgroup: its oom_kill count; before Linux 4.13, which has none, 1 if the
     limit was ever hit (the fail count, the best hint there), or `unknown` if that cannot be read."""
-    control = _keyed(mem / "memory.oom_control")
+    control = _keyed(f"{mem}/memory.oom_control")
     if "oom_kill" in control:
         return control["oom_kill"]
-    failcnt = _read_int(mem / "memory.failcnt", -1)
+    failcnt = _read_int(f"{mem}/memory.failcnt", -1)
     return unknown if failcnt < 0 else min(failcnt, 1)
 
 
-def _keyed(path: Path) -> dict[str, int]:
+def _keyed(path: str | Path) -> dict[str, int]:
     """'key value' lines (memory.events, cpu.stat, memory.oom_control) -> dict."""
     out: dict[str, int] = {}
     with contextlib.suppress(OSError):
@@ -98,7 +98,7 @@ def _keyed(path: Path) -> dict[str, int]:
     return out
 
 
-def _pids(procs_file: Path) -> list[int]:
+def _pids(procs_file: str | Path) -> list[int]:
     """The processes in a cgroup, never this worker: on v1 a spawner thread sits in a job's cgroups
     while it starts the job (ThreadEntry), and cgroup.procs then lists the worker's pid too."""
     try:
@@ -216,98 +216,142 @@ def _rmdir(path: Path) -> bool:
 # ----------------------------------------------------------------------------- v1
 
 
+@dataclass(frozen=True, slots=True)
+class _V1Files:
+    """A v1 job cgroup's control files, worked out once per name (made, renamed): a job's start and end
+    open ~20 of them, and joining and formatting a Path for each cost more CPU than the kernel's open
+    and read of it."""
+
+    dirs: tuple[Path, ...]  # one per hierarchy (cpu and cpuacct may share one)
+    procs: tuple[Path, ...]
+    tasks: tuple[Path, ...]
+    memory: str | None  # the memory directory, for the OOM helpers
+    mem_limit: str | None
+    mem_usage: str | None
+    mem_peak: str | None
+    cpu_usage: str | None  # cpuacct.usage
+    cpu_quota: str | None
+    cpu_period: str | None
+    pids_max: str | None
+
+
+def _v1_files(dirs: dict[str, Path]) -> _V1Files:
+    def file(controller: str, name: str) -> str | None:
+        d = dirs.get(controller)
+        return None if d is None else f"{d}/{name}"
+
+    unique = tuple(dict.fromkeys(dirs.values()))
+    mem = dirs.get("memory")
+    return _V1Files(
+        dirs=unique,
+        procs=tuple(d / "cgroup.procs" for d in unique),
+        tasks=tuple(d / "tasks" for d in unique),
+        memory=None if mem is None else str(mem),
+        mem_limit=file("memory", "memory.limit_in_bytes"),
+        mem_usage=file("memory", "memory.usage_in_bytes"),
+        mem_peak=file("memory", "memory.max_usage_in_bytes"),
+        cpu_usage=file("cpuacct", "cpuacct.usage"),
+        cpu_quota=file("cpu", "cpu.cfs_quota_us"),
+        cpu_period=file("cpu", "cpu.cfs_period_us"),
+        pids_max=file("pids", "pids.max"),
+    )
+
+
 class V1JobCgroup(JobCgroup):
     def __init__(
         self, dirs: dict[str, Path], homes: tuple[Path, ...] = (), limits: Limits | None = None
     ) -> None:
-        self.dirs = dirs
+        self._dirs = dirs
+        self._files = _v1_files(dirs)
         self.homes = homes  # the worker's own cgroups, one per hierarchy (the bases' parents)
+        self._home_tasks = tuple(h / "tasks" for h in homes)
         self.limits = limits  # as made (V1Cgroups.create): what a next job must ask to reuse it
 
     @property
+    def dirs(self) -> dict[str, Path]:
+        """Its directory in each hierarchy, by controller (changed only by `rename`)."""
+        return self._dirs
+
+    @property
     def procs_files(self) -> list[Path]:
-        return [d / "cgroup.procs" for d in dict.fromkeys(self.dirs.values())]
+        return list(self._files.procs)
 
     @property
     def thread_entry(self) -> ThreadEntry | None:
         if not self.homes:
             return None
-        return ThreadEntry(tuple(d / "tasks" for d in dict.fromkeys(self.dirs.values())),
-                           tuple(h / "tasks" for h in self.homes))
+        return ThreadEntry(self._files.tasks, self._home_tasks)
 
     def pids(self) -> list[int]:
         seen: set[int] = set()
-        for f in self.procs_files:
+        for f in self._files.procs:
             seen.update(_pids(f))
         return sorted(seen)
 
     def usage(self) -> Usage:
-        mem = self.dirs.get("memory")
-        cpu = self.dirs.get("cpuacct")
+        f = self._files
         return Usage(
-            max_memory_bytes=_read_int(mem / "memory.max_usage_in_bytes") if mem else 0,
-            cpu_seconds=_read_int(cpu / "cpuacct.usage") / 1e9 if cpu else 0.0,
+            max_memory_bytes=_read_int(f.mem_peak) if f.mem_peak else 0,
+            cpu_seconds=_read_int(f.cpu_usage) / 1e9 if f.cpu_usage else 0.0,
         )
 
     def memory_now(self) -> int:
-        mem = self.dirs.get("memory")
-        return _read_int(mem / "memory.usage_in_bytes") if mem else 0
+        return _read_int(self._files.mem_usage) if self._files.mem_usage else 0
 
     def oom_kills(self) -> int:
-        mem = self.dirs.get("memory")
+        mem = self._files.memory
         return 0 if mem is None else _v1_oom_kills(mem)
 
     def remove(self) -> bool:
-        return all([_rmdir(d) for d in dict.fromkeys(self.dirs.values())])
+        return all([_rmdir(d) for d in self._files.dirs])
 
     def clean_after_job(self) -> bool:
         """Once its job's processes are gone: whether nothing of the job stays with the cgroup (its
         limits as made, no OOM kill, at most RESET_SLACK still charged), its CPU time zeroed if so.
         False: the cgroup is not fit for another job (cgroup_pool.py removes it)."""
-        mem, cpu = self.dirs.get("memory"), self.dirs.get("cpuacct")
+        f = self._files
         if self.limits is None or not self._limits_hold(self.limits):
             return False  # changed from inside (a host-runtime job runs as the worker's user)
-        if mem is not None:
-            if _v1_oom_kills(mem, unknown=1):
+        if f.memory is not None and f.mem_usage is not None:
+            if _v1_oom_kills(f.memory, unknown=1):
                 return False  # the OOM kill count cannot be reset: the next job would inherit it
-            if not 0 <= _read_int(mem / "memory.usage_in_bytes", -1) <= RESET_SLACK:
+            if not 0 <= _read_int(f.mem_usage, -1) <= RESET_SLACK:
                 return False  # page cache, tmpfs or kernel memory of the job still charged to it
-        if cpu is not None:
-            write_file(cpu / "cpuacct.usage", "0")
+        if f.cpu_usage is not None:
+            write_file(f.cpu_usage, "0")
         return True
 
     def _limits_hold(self, limits: Limits) -> bool:
         """Whether its limit files still read what create() wrote (or the kernel's none)."""
-        mem, cpu, pids = self.dirs.get("memory"), self.dirs.get("cpu"), self.dirs.get("pids")
-        if mem is not None:
+        f = self._files
+        if f.mem_limit is not None:
             want = (limits.memory_bytes if limits.memory_bytes > 0 else NO_MEMORY_LIMIT) // PAGE_SIZE
-            if _read_int(mem / "memory.limit_in_bytes", -1) // PAGE_SIZE != want:
+            if _read_int(f.mem_limit, -1) // PAGE_SIZE != want:
                 return False
-        if cpu is not None:
+        if f.cpu_quota is not None and f.cpu_period is not None:
             quota = cpu_quota_us(limits.cores_mcpu) if limits.cores_mcpu > 0 else -1
-            period = _read_int(cpu / "cpu.cfs_period_us")
-            if _read_int(cpu / "cpu.cfs_quota_us", 0) != quota or period != CPU_PERIOD_US:
+            period = _read_int(f.cpu_period)
+            if _read_int(f.cpu_quota, 0) != quota or period != CPU_PERIOD_US:
                 return False
-        if pids is not None:
+        if f.pids_max is not None:
             with contextlib.suppress(OSError):
-                return _read(pids / "pids.max").strip() == (str(limits.pids) if limits.pids > 0 else "max")
+                return _read(f.pids_max).strip() == (str(limits.pids) if limits.pids > 0 else "max")
             return False
         return True
 
     def restart_peak(self) -> None:
         """The peak memory counts from now (the next job's, from what little is charged: RESET_SLACK)."""
-        mem = self.dirs.get("memory")
-        if mem is not None:
-            write_file(mem / "memory.max_usage_in_bytes", "0")
+        if self._files.mem_peak is not None:
+            write_file(self._files.mem_peak, "0")
 
     @property
     def name(self) -> str:
-        return next(iter(self.dirs.values())).name
+        return self._files.dirs[0].name
 
     def rename(self, name: str) -> None:
         """Each of its directories takes `name` (v1 renames within the parent; OSError if taken, and then
         every hierarchy keeps the old name)."""
-        moved = {d: d.parent / safe_name(name) for d in dict.fromkeys(self.dirs.values())}
+        moved = {d: d.parent / safe_name(name) for d in self._files.dirs}
         done: list[tuple[Path, Path]] = []
         try:
             for old, new in moved.items():
@@ -319,7 +363,8 @@ class V1JobCgroup(JobCgroup):
                 with contextlib.suppress(OSError):
                     os.rename(new, old)
             raise
-        self.dirs = {c: moved[d] for c, d in self.dirs.items()}
+        self._dirs = {c: moved[d] for c, d in self._dirs.items()}
+        self._files = _v1_files(self._dirs)
 
 
 # What an emptied job cgroup may still have charged and be given to another job: the kernel charges

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from corral.home import default_home
@@ -21,18 +22,21 @@ VOLUME, IO, TMP = "vol", "io", "tmp"  # an attempt's scratch: <root>/vol/{io,tmp
 
 @dataclass(frozen=True)
 class AttemptDirs:
+    """An attempt's paths, each joined once (cached): a short job's start and end ask for them a dozen
+    times, and joining a Path is most of what asking costs."""
+
     root: Path
 
-    @property
+    @cached_property
     def volume(self) -> Path:
         """The job's storage: a volume of its requested size when it asks for one; /io and /tmp live in it."""
         return self.root / VOLUME
 
-    @property
+    @cached_property
     def io(self) -> Path:
         return self.volume / IO
 
-    @property
+    @cached_property
     def tmp(self) -> Path:
         return self.volume / TMP
 
