@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -153,8 +154,20 @@ def _inline_logs(
 
 
 def _write_logs(logs: list[tuple[Path, bytes]]) -> None:
+    """Each log whole or not at all: written beside it and renamed over it; an empty one (most short
+    jobs') is just made empty, which is as atomic. Its batch's directory is made when it is missing."""
     for path, data in logs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # readers see the whole log or none
+        try:
+            _write_log(path, data)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_log(path, data)
+
+
+def _write_log(path: Path, data: bytes) -> None:
+    if not data:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # readers see the whole log or none
