@@ -22,7 +22,7 @@ async def current_user(ctx: Context, authorization: Annotated[str | None, Header
     token_hash = hash_token(authorization.split(" ", 1)[1].strip())
     user = ctx.tokens.get(token_hash)
     if user is None:
-        async with ctx.reading() as conn:
+        async with ctx.reading(small=True) as conn:
             user = await user_store.user_by_token_hash(conn, token_hash)
         if user is None:
             raise Unauthenticated(

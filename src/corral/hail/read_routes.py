@@ -80,7 +80,7 @@ async def list_batches(
 
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: BatchId, ctx: Context, user: CurrentUser) -> dict[str, Any]:
-    async with ctx.reading() as conn:
+    async with ctx.reading(small=True) as conn:  # one batch's row and cost lines: what a client polls
         batch = await visible_batch(conn, batch_id, user)
         costs = await batch_breakdowns(conn, [batch.id])
     return {**hail_batch(batch), "cost_breakdown": costs[batch.id]}
