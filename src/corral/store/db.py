@@ -83,9 +83,7 @@ class _InlineInTransaction(aiosqlite.Connection):
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         conn = self._connection
-        if conn is None or not self._running or self._handed != self._returned:
-            return await self._on_thread(fn, *args, **kwargs)
-        if not self.inline and not _is_begin(args):
+        if conn is None or not self._running or not self.inline or self._handed != self._returned:
             return await self._on_thread(fn, *args, **kwargs)
         if conn.in_transaction:
             if fn == conn.commit:
@@ -93,7 +91,7 @@ class _InlineInTransaction(aiosqlite.Connection):
             return fn(*args, **kwargs)
         if fn == conn.cursor or fn == conn.rollback or _is_cursor_close(fn):
             return fn(*args, **kwargs)  # no statement runs: nothing to wait for
-        if _is_begin(args) and self.inline:
+        if args and isinstance(args[0], str) and args[0].startswith("BEGIN"):
             try:
                 return self._begin_without_waiting(fn, *args, **kwargs)
             except sqlite3.OperationalError as exc:
@@ -130,10 +128,6 @@ async def run_inline(conn: AsyncConnection, inline: bool) -> None:
     driver = raw.driver_connection
     if isinstance(driver, _InlineInTransaction):
         driver.inline = inline
-
-
-def _is_begin(args: tuple[Any, ...]) -> bool:
-    return bool(args) and isinstance(args[0], str) and args[0].startswith("BEGIN")
 
 
 def _is_cursor_close(fn: Callable[..., Any]) -> bool:

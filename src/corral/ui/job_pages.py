@@ -33,8 +33,12 @@ def _log_file(log_dir: Path, batch_id: int, job_id: int, attempt_id: int | None,
     return existing_log_path(log_dir, batch_id, job_id, attempt_id, step)
 
 
-def _tail(path: Path | None, limit: int) -> tuple[str, int, bool]:
-    """(text of the last `limit` bytes, file size, cut) — blocking."""
+def _tail(
+    log_dir: Path, batch_id: int, job_id: int, attempt_id: int | None, step: str, limit: int
+) -> tuple[str, int, bool]:
+    """The log's (text of the last `limit` bytes, file size, cut): finds the file and reads it, blocking
+    (one thread hop)."""
+    path = _log_file(log_dir, batch_id, job_id, attempt_id, step)
     if path is None:
         return "", 0, False
     try:
@@ -64,8 +68,9 @@ async def job_page(request: Request, batch_id: int, job_id: int, ctx: Context) -
     latest = int(attempts[-1]["attempt_id"]) if attempts else None
     logs = {}
     for step in STEPS:
-        path = await asyncio.to_thread(_log_file, ctx.settings.log_dir, batch_id, job_id, latest, step)
-        text, total, cut = await asyncio.to_thread(_tail, path, LOG_PREVIEW_BYTES)
+        text, total, cut = await asyncio.to_thread(
+            _tail, ctx.settings.log_dir, batch_id, job_id, latest, step, LOG_PREVIEW_BYTES
+        )
         logs[step] = {"text": text, "size": total, "cut": cut}
     return page(
         request,
@@ -109,9 +114,9 @@ async def log_chunk(
     _check_step(step)
     _, attempts = await _job_and_attempts(request, ctx, batch_id, job_id)
     latest = int(attempts[-1]["attempt_id"]) if attempts else None
-    path = await asyncio.to_thread(_log_file, ctx.settings.log_dir, batch_id, job_id, latest, step)
 
-    def read() -> tuple[bytes, int]:
+    def read() -> tuple[bytes, int]:  # finding the file and reading it: one thread hop
+        path = _log_file(ctx.settings.log_dir, batch_id, job_id, latest, step)
         if path is None:
             return b"", 0
         try:
