@@ -193,3 +193,51 @@ async def test_the_spawner_dies_with_its_worker(tmp_path: Path) -> None:
         worker.wait(10)
         if alive(job):
             os.kill(job, signal.SIGKILL)  # the job itself is the next worker's to clean (its cgroups)
+
+
+async def test_a_start_that_waits_does_not_hold_up_the_next(tmp_path: Path) -> None:
+    """Starts run side by side: one held up (here its `enter` file is a FIFO nobody reads yet, as a start
+    waits for its child's exec) does not delay another, and each still ends with its own exit code."""
+    fifo = tmp_path / "enter"
+    os.mkfifo(fifo)
+    spawner = JobSpawner()
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    env = {"PATH": os.environ["PATH"]}
+    try:
+        held = asyncio.create_task(spawner.spawn(["sh", "-c", "exit 4"], env=env, stdout=out, cwd=tmp_path,
+                                                 enter=[fifo]))
+        other = await asyncio.wait_for(spawner.spawn(["sh", "-c", "exit 3"], env=env, stdout=out,
+                                                     cwd=tmp_path), 10)
+        assert await asyncio.wait_for(other.wait(), 10) == 3
+        assert not held.done(), "the held start did not wait for its FIFO"
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the held start's write through
+        try:
+            first = await asyncio.wait_for(held, 10)
+            assert os.read(reader, 16) == b"0"  # the starting thread asked to join it (CURRENT_THREAD)
+        finally:
+            os.close(reader)
+        assert await asyncio.wait_for(first.wait(), 10) == 4
+    finally:
+        os.close(out)
+        await spawner.close()
+
+
+async def test_a_burst_of_quick_starts_each_report_their_own_exit(tmp_path: Path) -> None:
+    """Jobs that end before their start is even answered: every exit is reported, after its start (a start
+    and a reap run on different threads of the spawner), to the right job, and none is left a zombie."""
+    spawner = JobSpawner()
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    env = {"PATH": os.environ["PATH"]}
+
+    async def one(i: int) -> int:
+        proc = await spawner.spawn(["sh", "-c", f"exit {i % 50}"], env=env, stdout=out, cwd=tmp_path)
+        return await proc.wait()
+
+    try:
+        codes = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(300))), 120)
+        assert codes == [i % 50 for i in range(300)]
+        assert spawner.pid is not None
+        assert psutil.Process(spawner.pid).children() == [], "the spawner left a child unreaped"
+    finally:
+        os.close(out)
+        await spawner.close()

@@ -61,6 +61,7 @@ class JobSpawner:
         self._seq = itertools.count(1)
         self._starts: dict[int, asyncio.Future[SpawnedProcess]] = {}
         self._running: dict[int, SpawnedProcess] = {}
+        self._drained: asyncio.Future[None] | None = None  # set when a full socket takes messages again
 
     @property
     def pid(self) -> int | None:
@@ -97,15 +98,34 @@ class JobSpawner:
         seq = next(self._seq)
         request = ("spawn", seq, list(argv), env, None if cwd is None else str(cwd),
                    [str(p) for p in enter], [str(p) for p in home])
+        data = pickle.dumps(request, pickle.HIGHEST_PROTOCOL)
+        output = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [stdout]))]
+        while True:
+            try:
+                sock.sendmsg([data], output)
+                break
+            except BlockingIOError:  # the spawner is behind (a burst of starts): wait until it reads some
+                await self._writable(sock)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot reach the worker's job spawner: {exc.strerror}") from exc
         started: asyncio.Future[SpawnedProcess] = asyncio.get_running_loop().create_future()
         self._starts[seq] = started
-        try:
-            sock.sendmsg([pickle.dumps(request, pickle.HIGHEST_PROTOCOL)],
-                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [stdout]))])
-        except OSError as exc:
-            del self._starts[seq]
-            raise OSError(exc.errno, f"cannot reach the worker's job spawner: {exc.strerror}") from exc
         return await started  # cancelled: a process that starts anyway is killed on arrival (_started)
+
+    async def _writable(self, sock: socket.socket) -> None:
+        """Until the socket takes messages again (or closes); every start waiting shares one watch."""
+        if self._drained is None:
+            loop = asyncio.get_running_loop()
+            drained = self._drained = loop.create_future()
+
+            def ready() -> None:
+                loop.remove_writer(sock.fileno())
+                self._drained = None
+                if not drained.done():
+                    drained.set_result(None)
+
+            loop.add_writer(sock.fileno(), ready)
+        await asyncio.shield(self._drained)
 
     def _readable(self) -> None:
         sock = self._sock
@@ -177,6 +197,11 @@ class JobSpawner:
         if self._sock is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._sock.fileno())
+                if self._drained is not None:  # starts waiting to send try again, and find it closed
+                    self._loop.remove_writer(self._sock.fileno())
+                    if not self._drained.done():
+                        self._drained.set_result(None)
+                    self._drained = None
             self._sock.close()
             self._sock = None
 
