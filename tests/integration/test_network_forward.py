@@ -127,3 +127,44 @@ async def test_a_port_the_instance_already_uses_is_refused_and_the_network_stays
         await _until(lambda: published_namespace(free) is None, "the forward was not removed")
     finally:
         busy.close()
+
+
+async def test_a_namespace_ip_failed_to_delete_is_deleted_and_its_record_goes_only_with_it(
+    pool: NetworkPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ip netns del` killed between its unmount and its unlink leaves an unmounted placeholder in
+    /run/netns: stop() deletes it itself, and drops the owner record (the reaper's lead) only once the
+    namespace is gone."""
+    from corral.runtimes import network as network_module
+    from corral.runtimes.volume import unmount
+
+    network = await pool.take()
+    assert network.owner_file is not None and network.owner_file.exists()
+    real_ip = network_module.ip
+
+    async def killed_midway(*args: str) -> None:
+        if args[:2] == ("netns", "del"):
+            unmount(network.path)  # what `ip netns del` does first
+            raise NetworkError("ip netns del: killed")
+        await real_ip(*args)
+
+    monkeypatch.setattr(network_module, "ip", killed_midway)
+    await network.stop()
+    assert not os.path.lexists(network.path), "the namespace's placeholder is left in /run/netns"
+    assert not network.owner_file.exists()
+
+    held = await pool.take()  # a namespace that cannot be deleted keeps its record
+    assert held.owner_file is not None
+
+    async def refused(*args: str) -> None:
+        if args[:2] == ("netns", "del"):
+            raise NetworkError("ip netns del: refused")
+        await real_ip(*args)
+
+    monkeypatch.setattr(network_module, "ip", refused)
+    monkeypatch.setattr(network_module, "unmount", lambda path: (_ for _ in ()).throw(OSError(16, "busy")))
+    await held.stop()
+    assert os.path.lexists(held.path) and held.owner_file.exists()
+    monkeypatch.undo()
+    await held.stop()
+    assert not os.path.lexists(held.path) and not held.owner_file.exists()

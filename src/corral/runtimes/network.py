@@ -36,6 +36,7 @@ from corral.errors import CorralError
 from corral.runtimes.libc import enter_netns
 from corral.runtimes.logcap import read_pipe
 from corral.runtimes.owners import NETNS_OWNERS_DIR, owner, write_record
+from corral.runtimes.volume import unmount
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,15 @@ class PrivateNetwork:
             await self.slirp.wait()
         with contextlib.suppress(NetworkError):
             await ip("netns", "del", self.name)
+        if os.path.lexists(self.path):  # `ip` failed, or was killed between its unmount and its unlink
+            try:
+                unmount(self.path)
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete network namespace %s: %s", self.name, exc)
         self.api_socket.unlink(missing_ok=True)
-        if self.owner_file is not None:
-            self.owner_file.unlink(missing_ok=True)
+        if self.owner_file is not None and not os.path.lexists(self.path):
+            self.owner_file.unlink(missing_ok=True)  # kept while the namespace is: the reaper's lead to it
 
 
 # Ports published on this instance by this process's workers (unique per host): the network behind each.
