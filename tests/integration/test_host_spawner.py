@@ -241,3 +241,27 @@ async def test_a_burst_of_quick_starts_each_report_their_own_exit(tmp_path: Path
     finally:
         os.close(out)
         await spawner.close()
+
+
+async def test_a_request_the_spawner_cannot_read_ends_it_rather_than_going_unanswered(tmp_path: Path) -> None:
+    """A starter thread's unexpected failure ends the spawner, as one of its main loop would: the worker
+    learns it is gone (its jobs killed and reported so) instead of waiting for a reply that never comes."""
+    import array
+    import pickle
+    import socket
+
+    spawner = JobSpawner()
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        proc = await spawner.spawn(["sleep", "300"], env={"PATH": os.environ["PATH"]}, stdout=out,
+                                   cwd=tmp_path)
+        helper = spawner.pid
+        assert helper is not None and spawner._sock is not None
+        spawner._sock.sendmsg([pickle.dumps(("spawn", 10**6), pickle.HIGHEST_PROTOCOL)],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [out]))])
+        assert await asyncio.wait_for(proc.wait(), 10) == -signal.SIGKILL
+        assert proc.lost is not None and SPAWNER_GONE in proc.lost
+        assert await _gone(proc.pid) and await _gone(helper)
+    finally:
+        os.close(out)
+        await spawner.close()

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -109,7 +110,16 @@ class Spawner:
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-            self.starters.submit(self.handle, pickle.loads(data), list(fds))
+            self.starters.submit(self.starter, pickle.loads(data), list(fds))
+
+    def starter(self, request: tuple[Any, ...], fds: list[int]) -> None:
+        """`handle` on a starter thread: what it does not expect ends this process, as it would the main
+        thread's loop (the worker then fails its starts and kills its jobs), never a start left unanswered."""
+        try:
+            self.handle(request, fds)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(4)
 
     def handle(self, request: tuple[Any, ...], fds: list[int]) -> None:
         """One start, on a starter thread; its reply sent at once."""
