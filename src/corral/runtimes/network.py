@@ -91,6 +91,18 @@ async def ip(*args: str) -> None:
         raise NetworkError(f"ip {' '.join(args)}: {err.decode(errors='replace').strip()}")
 
 
+def delete_namespace(name: str) -> bool:
+    """What `ip netns del` does, without an exec: unmount /run/netns/<name> and remove the file."""
+    path = NETNS_DIR / name
+    try:
+        unmount(path)
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not delete network namespace %s: %s", name, exc)
+        return False
+    return True
+
+
 class PrivateNetwork:
     """A named network namespace with a tap device NATed by slirp4netns (no host loopback access)."""
 
@@ -191,11 +203,7 @@ class PrivateNetwork:
         with contextlib.suppress(NetworkError):
             await ip("netns", "del", self.name)
         if os.path.lexists(self.path):  # `ip` failed, or was killed between its unmount and its unlink
-            try:
-                unmount(self.path)
-                self.path.unlink(missing_ok=True)
-            except OSError as exc:
-                log.warning("could not delete network namespace %s: %s", self.name, exc)
+            delete_namespace(self.name)
         self.api_socket.unlink(missing_ok=True)
         if self.owner_file is not None and not os.path.lexists(self.path):
             self.owner_file.unlink(missing_ok=True)  # kept while the namespace is: the reaper's lead to it

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.runtimes.network import NETNS_DIR
+from corral.runtimes.network import NETNS_DIR, delete_namespace
 from corral.runtimes.owners import (
     LOCK,
     NETNS_OWNERS_DIR,
@@ -55,20 +55,6 @@ class Reaped:
     namespaces: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     out_of_time: bool = False
-
-
-def delete_namespace(name: str) -> bool:
-    """What `ip netns del` does, without an exec: unmount /run/netns/<name> and remove the file."""
-    from corral.runtimes.volume import unmount
-
-    path = NETNS_DIR / name
-    try:
-        unmount(path)
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not delete network namespace %s of a dead worker: %s", name, exc)
-        return False
-    return True
 
 
 def _mount_points() -> list[str]:
