@@ -86,9 +86,8 @@ class Spawner:
     alone (CURRENT_THREAD), so starts in flight at once never share a cgroup.
     """
 
-    def __init__(self, sock: socket.socket, wake: int) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.wake = wake  # the main loop's wake-up pipe: a start registered a child it may have to reap
         # Guards `children` and the socket: a job's "started" reply always goes out before its "exited".
         self.lock = threading.Lock()
         # Kept until reaped here: a Popen dropped while its process runs would be reaped by subprocess
@@ -142,14 +141,13 @@ class Spawner:
         finally:
             for fd in fds:
                 os.close(fd)
-            # The main loop reaps again: this child may have exited before it was known here (its SIGCHLD
-            # came too early), or a failed start's child, reaped by Popen itself, held up the others.
-            with contextlib.suppress(BlockingIOError):
-                os.write(self.wake, b"c")
+        # Reap here too: this child may have exited before it was known (its SIGCHLD came too early), or a
+        # failed start's child, reaped by Popen itself, held up the others.
+        self.reap()
 
     def reap(self) -> None:
         """Reap the children that have exited, known ones only: one not yet registered by its starter
-        stays a zombie until it is (its starter wakes this loop), and so do the ones after it."""
+        stays a zombie until it is (its starter then reaps), and so do the ones after it. Any thread."""
         with self.lock:
             replies: list[tuple[Any, ...]] = []
             while self.children:
@@ -192,7 +190,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
-    spawner = Spawner(sock, wake_w)
+    spawner = Spawner(sock)
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
