@@ -355,3 +355,39 @@ async def test_a_lost_attempt_after_a_given_back_one_counts_only_the_attempts_th
         await asyncio.sleep(0.05)
     # Two attempts made, one given back: one counted of n_max_attempts=2, so it waits to run again.
     assert (row.state, row.n_attempts) == ("Ready", 2)
+
+
+async def test_a_start_heard_with_its_end_is_stored_with_it_and_one_heard_before_is_kept(
+    service: Service, engine: AsyncEngine
+) -> None:
+    batch_id = await _submit(service, "starts", 3)
+    assigned = {a["job_id"]: a for a in await _poll(service, [])}
+    assert sorted(assigned) == [1, 2, 3]
+    t0 = time.time()
+    keys = {j: a["key"] for j, a in assigned.items()}
+
+    def started(j: int, at: float) -> dict[str, Any]:
+        return {"type": "started", "key": keys[j], "time": at}
+
+    def ended(j: int) -> dict[str, Any]:
+        return {**_completed(keys[j], {}), "time": time.time(), "logs": None}
+
+    # Job 1 starts and ends in one post (one tick: its start goes with its end); job 2 starts alone, job 3
+    # too, and job 3 ends in a later post that says nothing of its start.
+    await _events(service, [started(1, t0 + 0.01), ended(1), started(2, t0 + 0.02), started(3, t0 + 0.03)],
+                  list(keys.values()))
+
+    async def start_times() -> dict[int, tuple[str, float | None]]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(attempts).where(attempts.c.batch_id == batch_id))
+            return {r.job_id: (r.state, r.time_started) for r in rows}
+
+    stored = await start_times()
+    assert stored[1][0] == "ended" and stored[1][1] == pytest.approx(t0 + 0.01)
+    assert stored[2] == ("running", pytest.approx(t0 + 0.02))
+    assert stored[3] == ("running", pytest.approx(t0 + 0.03))
+    await _events(service, [ended(3)], [keys[2], keys[3]])
+    stored = await start_times()
+    assert stored[3] == ("ended", pytest.approx(t0 + 0.03))  # its end keeps the start heard before
+    status = (await service.user.get(f"/api/v1/batches/{batch_id}/jobs/1")).json()["status"]
+    assert status["start_time"] == pytest.approx(t0 + 0.01)

@@ -40,8 +40,10 @@ async def test_a_start_and_a_completion_in_one_report_make_one_outcome_timed_by_
     report = _report(inst, StartedEvent(type="started", key="1.1.1", time=NOW - 50),
                      _done("1.1.1", NOW + 10 * 365 * 86400))
     plan = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW)
-    assert plan.start_times == [(1, 1, 1, NOW - 50)]
+    assert [(f.key, t) for f, t in plan.started] == [("1.1.1", NOW - 50)]
+    assert plan.start_times == []  # written with its end: the outcome carries it
     (outcome,) = plan.outcomes
+    assert outcome.time_started == NOW - 50
     assert outcome.job_state is JobState.SUCCESS and outcome.time_ended == NOW  # clamped: no future
     assert outcome.msec_mcpu == 50 * 1000 * 1000  # 50 s of one core, from the reported start
     assert [f.key for f in plan.released] == ["1.1.1"]
@@ -163,3 +165,13 @@ async def test_a_give_back_of_an_attempt_seen_to_start_is_a_counted_loss() -> No
     (outcome,) = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW).outcomes
     assert (outcome.job_state, outcome.end_reason) == (JobState.READY, "lost")
     assert outcome.msec_mcpu == 5 * 1000 * 1000  # it ran: its cores are counted
+    assert outcome.time_started == NOW - 5
+
+
+async def test_a_start_heard_without_its_end_is_written_on_its_own() -> None:
+    inst = _instance("w1", (1, 1, 1), (1, 2, 1))
+    report = _report(inst, StartedEvent(type="started", key="1.1.1", time=NOW - 5),
+                     StartedEvent(type="started", key="1.2.1", time=NOW - 4), _done("1.2.1", NOW))
+    plan = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW)
+    assert plan.start_times == [(1, 1, 1, NOW - 5)]
+    assert [(o.job_id, o.time_started) for o in plan.outcomes] == [(2, NOW - 4)]

@@ -47,7 +47,7 @@ def completed_outcome(
     used = msec_mcpu(attempt, time_ended)
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, state, reason, time_ended,
-        exit_code=event.exit_code, status=status, msec_mcpu=used,
+        exit_code=event.exit_code, status=status, msec_mcpu=used, time_started=attempt.time_started,
     )
 
 
@@ -56,7 +56,7 @@ def lost_outcome(attempt: AttemptInFlight, reason: str, now: float) -> AttemptOu
     status = {"attempt_id": attempt.attempt_id, "error": f"attempt lost: {reason}"}
     return AttemptOutcome(
         attempt.batch_id, attempt.job_id, attempt.attempt_id, JobState.READY, "lost", now,
-        status=status, msec_mcpu=used,
+        status=status, msec_mcpu=used, time_started=attempt.time_started,
     )
 
 

@@ -33,7 +33,11 @@ class TickPlan:
 
     @property
     def start_times(self) -> list[tuple[int, int, int, float]]:
-        return [(f.batch_id, f.job_id, f.attempt_id, t) for f, t in self.started]
+        """Starts to write on their own: one whose attempt also ended this tick goes with its end
+        (AttemptOutcome.time_started), one statement row a short job less."""
+        with_end = {(o.batch_id, o.job_id, o.attempt_id) for o in self.outcomes if o.time_started is not None}
+        return [(f.batch_id, f.job_id, f.attempt_id, t) for f, t in self.started
+                if (f.batch_id, f.job_id, f.attempt_id) not in with_end]
 
 
 def plan_tick(instances: Mapping[str, InstanceState], inbox: Inbox, now: float) -> TickPlan:

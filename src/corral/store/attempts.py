@@ -42,9 +42,11 @@ _RETURNED_COUNTS = (
            attempts.c.end_reason == RETURNED)
     .group_by(attempts.c.job_id)
 )
+# An outcome's start time, if it carries one, is written with its end (the tick then skips _MARK_STARTED).
 _END = update(attempts).where(*_ATTEMPT_RUNNING).values(
     state="ended", end_reason=bindparam("reason"), exit_code=bindparam("code"), status=bindparam("st"),
     time_ended=bindparam("t"),
+    time_started=func.coalesce(bindparam("s", type_=attempts.c.time_started.type), attempts.c.time_started),
 )
 # Lost attempts that are retried still used cores: charged to the job as they go back to Ready.
 _REQUEUE = JobMove(
@@ -142,7 +144,7 @@ async def end_attempts(
         _END,
         [
             {"b": o.batch_id, "j": o.job_id, "a": o.attempt_id, "reason": o.end_reason,
-             "code": o.exit_code, "st": o.status, "t": o.time_ended}
+             "code": o.exit_code, "st": o.status, "t": o.time_ended, "s": o.time_started}
             for o in valid
         ],
     )
@@ -166,7 +168,7 @@ async def end_attempts(
             status.setdefault("error", decision.error)
             terminal.append(
                 AttemptOutcome(o.batch_id, o.job_id, o.attempt_id, decision.job_state, o.end_reason,
-                               o.time_ended, o.exit_code, status, o.msec_mcpu, o.cost)
+                               o.time_ended, o.exit_code, status, o.msec_mcpu, o.cost, o.time_started)
             )
     await _REQUEUE.run(conn, [{"b": o.batch_id, "j": o.job_id, "st": o.status, "ms": o.msec_mcpu,
                                "c": o.cost} for o in retry])

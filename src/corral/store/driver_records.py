@@ -48,6 +48,9 @@ class AttemptOutcome:
     status: dict[str, Any] | None = None
     msec_mcpu: int = 0
     cost: float = 0.0
+    # Its start as the driver heard it, written with its end (None: the store's, if any, stays): an attempt
+    # that started and ended in one tick has no separate start write (driver/step.py, TickPlan.start_times).
+    time_started: float | None = None
 
 
 @dataclass
