@@ -72,6 +72,32 @@ async def test_the_job_is_the_spawners_child_born_in_its_cgroups(runtime: HostRu
     assert spawner in [c.pid for c in psutil.Process().children()], "the spawner is not the worker's child"
 
 
+async def test_every_thread_of_the_spawner_goes_home_after_each_start(
+    runtime: HostRuntime, make: Make
+) -> None:
+    """Jobs one after another and at once: afterwards no thread of the spawner is in a job's cgroups, and
+    it holds each of the worker's own `tasks` files open once (opened at its first start, then reused)."""
+    for i in range(3):
+        result = await run(runtime, make("true", cores_mcpu=250, memory_bytes=64 << 20))
+        assert result.state == "succeeded", (i, result.error)
+    results = await asyncio.gather(*(run(runtime, make("true", cores_mcpu=250, memory_bytes=64 << 20))
+                                     for _ in range(8)))
+    assert [r.state for r in results] == ["succeeded"] * 8
+    spawner = runtime.spawner.pid
+    assert spawner is not None
+    mine = _cgroups("self")
+    tids = os.listdir(f"/proc/{spawner}/task")
+    assert len(tids) > 1, "no starter thread seen"
+    for tid in tids:
+        assert _cgroups(f"{spawner}/task/{tid}") == mine, f"spawner thread {tid} stayed in a job's cgroups"
+    open_tasks = [os.readlink(f"/proc/{spawner}/fd/{fd}") for fd in os.listdir(f"/proc/{spawner}/fd")]
+    open_tasks = [t for t in open_tasks if t.endswith("/tasks")]
+    assert open_tasks and len(open_tasks) == len(set(open_tasks)), open_tasks
+    homes = {line.split(":", 2)[2] for line in mine}
+    home_files = [t for t in open_tasks if any(t.endswith(f"{h.rstrip('/')}/tasks") for h in homes)]
+    assert home_files == open_tasks, (open_tasks, homes)
+
+
 async def test_exit_codes_signals_and_starts_that_fail(runtime: HostRuntime, make: Make) -> None:
     assert (await run(runtime, make("exit 7"))).exit_code == 7
     killed = await run(runtime, make("kill -TERM $$"))

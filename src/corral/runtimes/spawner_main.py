@@ -61,8 +61,27 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, out: int) -> s
     )
 
 
+class Homes:
+    """The worker's own v1 `tasks` files, each opened once: a starter goes back to them after every start
+    (the worker's cgroups last as long as it does; a job's are new or renamed for each job, so opened each
+    time). Any thread."""
+
+    def __init__(self) -> None:
+        self.fds: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def fd(self, path: str) -> int:
+        fd = self.fds.get(path)
+        if fd is None:
+            with self.lock:
+                fd = self.fds.get(path)
+                if fd is None:
+                    fd = self.fds[path] = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        return fd
+
+
 def start(argv: list[str], env: dict[str, str], cwd: str | None, out: int,
-          enter: list[str], home: list[str]) -> subprocess.Popen[bytes]:
+          enter: list[str], home: list[str], homes: Homes | None = None) -> subprocess.Popen[bytes]:
     """The job's first process, born in the `enter` cgroups; this process back `home` before returning."""
     try:
         for path in enter:
@@ -72,7 +91,10 @@ def start(argv: list[str], env: dict[str, str], cwd: str | None, out: int,
         if enter:
             try:
                 for path in home:
-                    _write(path, CURRENT_THREAD)
+                    if homes is None:
+                        _write(path, CURRENT_THREAD)
+                    else:
+                        os.write(homes.fd(path), CURRENT_THREAD)
             except OSError as exc:
                 raise LeaveFailed(exc.errno, f"cannot leave a job's cgroups: {exc.strerror}") from exc
 
@@ -93,6 +115,7 @@ class Spawner:
         # Kept until reaped here: a Popen dropped while its process runs would be reaped by subprocess
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.starters = ThreadPoolExecutor(STARTERS, thread_name_prefix="start")
+        self.homes = Homes()
 
     def requests(self) -> bool:
         """Every request waiting on the socket, handed to a starter; False once the worker closed it."""
@@ -126,7 +149,7 @@ class Spawner:
         try:
             if not fds:
                 raise OSError(9, "no output fd with the request")
-            popen = start(argv, env, cwd, fds[0], enter, home)
+            popen = start(argv, env, cwd, fds[0], enter, home, self.homes)
         except LeaveFailed as exc:
             self.send([("failed", seq, exc.errno or 0, str(exc))])
             os._exit(3)  # fail-closed: never start another job from inside a job's cgroups
