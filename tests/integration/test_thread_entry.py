@@ -137,7 +137,7 @@ async def test_a_cgroup_that_cannot_be_joined_starts_nothing_and_the_thread_come
     group = runtime.cgroups.create("entry-test", Limits())
     assert isinstance(group, V1JobCgroup) and group.thread_entry is not None
     marker = tmp_path / "ran"
-    missing = tmp_path / "no-such-cgroup" / "tasks"
+    missing = str(tmp_path / "no-such-cgroup" / "tasks")
     # The first cgroup is joined, the second cannot be: the thread must leave the first again.
     entry = ThreadEntry((group.thread_entry.enter[0], missing), group.thread_entry.home)
     try:

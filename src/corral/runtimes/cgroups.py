@@ -44,8 +44,11 @@ def cpu_quota_us(cores_mcpu: int, period_us: int = CPU_PERIOD_US) -> int:
     return max(MIN_CPU_QUOTA_US, cores_mcpu * period_us // 1000)
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
 def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120] or "_"
+    return _UNSAFE.sub("_", name)[:120] or "_"
 
 
 # Plain fds, not Python file objects: a job's cgroup is written and read a dozen times, and open()'s
@@ -126,8 +129,8 @@ class ThreadEntry:
     job's cgroups, starts the job's first process (born in them, so every limit holds before its first
     instruction, with no shell in between), and goes back `home`, to the worker's own cgroups."""
 
-    enter: tuple[Path, ...]
-    home: tuple[Path, ...]
+    enter: tuple[str, ...]  # `tasks` files
+    home: tuple[str, ...]
 
 
 class JobCgroup(ABC):
@@ -201,9 +204,9 @@ def record_cgroups(work_dir: Path, paths: list[Path]) -> None:
         f.writelines(f"{p}\n" for p in paths)
 
 
-def _rmdir(path: Path) -> bool:
+def _rmdir(path: str | Path) -> bool:
     try:
-        path.rmdir()
+        os.rmdir(path)
     except FileNotFoundError:
         return True
     except OSError as exc:
@@ -222,9 +225,9 @@ class _V1Files:
     open ~20 of them, and joining and formatting a Path for each cost more CPU than the kernel's open
     and read of it."""
 
-    dirs: tuple[Path, ...]  # one per hierarchy (cpu and cpuacct may share one)
-    procs: tuple[Path, ...]
-    tasks: tuple[Path, ...]
+    dirs: tuple[str, ...]  # one per hierarchy (cpu and cpuacct may share one)
+    procs: tuple[str, ...]
+    tasks: tuple[str, ...]
     memory: str | None  # the memory directory, for the OOM helpers
     mem_limit: str | None
     mem_usage: str | None
@@ -235,18 +238,17 @@ class _V1Files:
     pids_max: str | None
 
 
-def _v1_files(dirs: dict[str, Path]) -> _V1Files:
+def _v1_files(dirs: dict[str, str]) -> _V1Files:
     def file(controller: str, name: str) -> str | None:
         d = dirs.get(controller)
         return None if d is None else f"{d}/{name}"
 
     unique = tuple(dict.fromkeys(dirs.values()))
-    mem = dirs.get("memory")
     return _V1Files(
         dirs=unique,
-        procs=tuple(d / "cgroup.procs" for d in unique),
-        tasks=tuple(d / "tasks" for d in unique),
-        memory=None if mem is None else str(mem),
+        procs=tuple(f"{d}/cgroup.procs" for d in unique),
+        tasks=tuple(f"{d}/tasks" for d in unique),
+        memory=dirs.get("memory"),
         mem_limit=file("memory", "memory.limit_in_bytes"),
         mem_usage=file("memory", "memory.usage_in_bytes"),
         mem_peak=file("memory", "memory.max_usage_in_bytes"),
@@ -261,20 +263,22 @@ class V1JobCgroup(JobCgroup):
     def __init__(
         self, dirs: dict[str, Path], homes: tuple[Path, ...] = (), limits: Limits | None = None
     ) -> None:
-        self._dirs = dirs
-        self._files = _v1_files(dirs)
+        # Plain strings inside: a job's start and end work them out and rename them, and Path's joins and
+        # formatting cost more CPU than the kernel's part (bench.cpu_per_job's worker profile).
+        self._paths = {controller: str(d) for controller, d in dirs.items()}
+        self._files = _v1_files(self._paths)
         self.homes = homes  # the worker's own cgroups, one per hierarchy (the bases' parents)
-        self._home_tasks = tuple(h / "tasks" for h in homes)
+        self._home_tasks = tuple(f"{h}/tasks" for h in homes)
         self.limits = limits  # as made (V1Cgroups.create): what a next job must ask to reuse it
 
     @property
     def dirs(self) -> dict[str, Path]:
         """Its directory in each hierarchy, by controller (changed only by `rename`)."""
-        return self._dirs
+        return {controller: Path(d) for controller, d in self._paths.items()}
 
     @property
     def procs_files(self) -> list[Path]:
-        return list(self._files.procs)
+        return [Path(p) for p in self._files.procs]
 
     @property
     def thread_entry(self) -> ThreadEntry | None:
@@ -346,13 +350,14 @@ class V1JobCgroup(JobCgroup):
 
     @property
     def name(self) -> str:
-        return self._files.dirs[0].name
+        return self._files.dirs[0].rpartition("/")[2]
 
     def rename(self, name: str) -> None:
         """Each of its directories takes `name` (v1 renames within the parent; OSError if taken, and then
         every hierarchy keeps the old name)."""
-        moved = {d: d.parent / safe_name(name) for d in self._files.dirs}
-        done: list[tuple[Path, Path]] = []
+        safe = safe_name(name)
+        moved = {d: f"{d.rpartition('/')[0]}/{safe}" for d in self._files.dirs}
+        done: list[tuple[str, str]] = []
         try:
             for old, new in moved.items():
                 if old != new:
@@ -363,8 +368,8 @@ class V1JobCgroup(JobCgroup):
                 with contextlib.suppress(OSError):
                     os.rename(new, old)
             raise
-        self._dirs = {c: moved[d] for c, d in self._dirs.items()}
-        self._files = _v1_files(self._dirs)
+        self._paths = {c: moved[d] for c, d in self._paths.items()}
+        self._files = _v1_files(self._paths)
 
 
 # What an emptied job cgroup may still have charged and be given to another job: the kernel charges

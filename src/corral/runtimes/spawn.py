@@ -172,13 +172,13 @@ _astray = threading.local()  # `home`: set while a spawner thread has failed to 
 CURRENT_THREAD = b"0"
 
 
-def _join(files: tuple[Path, ...]) -> None:
+def _join(files: tuple[str, ...]) -> None:
     """This thread into each cgroup (a `tasks` file of each hierarchy)."""
     for path in files:
         write_file(path, CURRENT_THREAD)
 
 
-def _leave(home: tuple[Path, ...]) -> None:
+def _leave(home: tuple[str, ...]) -> None:
     """This thread back into the worker's own cgroups (remembered if that fails, see _come_home)."""
     _astray.home = home
     _join(home)
@@ -187,7 +187,7 @@ def _leave(home: tuple[Path, ...]) -> None:
 
 def _come_home() -> None:
     """Fail-closed: a spawner thread still in a job's cgroups leaves them before it starts anything."""
-    home: tuple[Path, ...] | None = getattr(_astray, "home", None)
+    home: tuple[str, ...] | None = getattr(_astray, "home", None)
     if home is None:
         return
     try:

@@ -91,13 +91,13 @@ class JobSpawner:
 
     async def spawn(
         self, argv: Sequence[str], *, env: dict[str, str], stdout: int, cwd: Path | None,
-        enter: Sequence[Path] = (), home: Sequence[Path] = (),
+        enter: Sequence[str | Path] = (), home: Sequence[str | Path] = (),
     ) -> SpawnedProcess:
         """Start `argv` (born in the `enter` cgroups); OSError if it cannot start."""
         sock = self._ensure()
         seq = next(self._seq)
         request = ("spawn", seq, list(argv), env, None if cwd is None else str(cwd),
-                   [str(p) for p in enter], [str(p) for p in home])
+                   [os.fspath(p) for p in enter], [os.fspath(p) for p in home])
         data = pickle.dumps(request, pickle.HIGHEST_PROTOCOL)
         output = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [stdout]))]
         while True:
