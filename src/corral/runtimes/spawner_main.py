@@ -81,7 +81,7 @@ class Homes:
 
 
 def start(argv: list[str], env: dict[str, str], cwd: str | None, out: int,
-          enter: list[str], home: list[str], homes: Homes | None = None) -> subprocess.Popen[bytes]:
+          enter: list[str], home: list[str], homes: Homes) -> subprocess.Popen[bytes]:
     """The job's first process, born in the `enter` cgroups; this process back `home` before returning."""
     try:
         for path in enter:
@@ -91,10 +91,7 @@ def start(argv: list[str], env: dict[str, str], cwd: str | None, out: int,
         if enter:
             try:
                 for path in home:
-                    if homes is None:
-                        _write(path, CURRENT_THREAD)
-                    else:
-                        os.write(homes.fd(path), CURRENT_THREAD)
+                    os.write(homes.fd(path), CURRENT_THREAD)
             except OSError as exc:
                 raise LeaveFailed(exc.errno, f"cannot leave a job's cgroups: {exc.strerror}") from exc
 
