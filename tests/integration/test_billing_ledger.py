@@ -234,3 +234,62 @@ async def test_batch_costs_stay_exact_with_the_roll_up_kept_in_memory(
     got = await _costs(api, first)
     assert got["batch"] == 2 * expected_cost("30", "0.5", "0.25", "3.6", "0.36")
     assert (await _costs(api, second))["batch"] == got["batch"]
+
+
+async def test_attempts_alike_are_priced_once_and_anew_when_their_instance_learns_a_price(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short jobs on one instance share one pricing (the accounting keeps it by instance facts and demand);
+    a price the provider writes into the instance's metadata later makes new facts: priced again, a new
+    rate version, and the attempts charged before keep theirs."""
+    from sqlalchemy import update
+
+    from corral.driver import accounting
+    from corral.store.tables import instances
+
+    calls: list[str] = []
+    real = accounting.price_attempt
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(accounting, "price_attempt", counted)
+    batch_id = await api.submit([job(i) for i in range(1, 4)])
+    gib = 1024 * MIB
+    async with api.engine.begin() as conn:
+        await instance_store.ensure_collection(conn, "vast", kind="pool", provider="vastai", config={})
+        await instance_store.create_instance(
+            conn, name="v1", collection="vast", cores_mcpu=4000, memory_bytes=8 * gib, token_hash="v" * 64,
+            metadata={"price_per_hour": 2.0}, now=T0,
+        )
+    config = BillingConfig.model_validate({"collections": {"vast": {"pricing": "instance"}}})
+    acc = Accounting(Settings(billing=config))
+    await acc.rebuild(api.engine, [])
+
+    async def run(job_id: int, start: float) -> None:
+        async with api.engine.begin() as conn:
+            await conn.execute(attempts.insert().values(
+                batch_id=batch_id, job_id=job_id, attempt_id=1, instance_name="v1", cores_mcpu=1000,
+                memory_bytes=gib, state="running", time_assigned=start, time_started=start,
+            ))
+        acc.attempt_assigned(AttemptInFlight(batch_id, job_id, 1, "alice", "p", 1000, gib, {}, start, "v1",
+                                             time_started=start))
+
+    await run(1, T0)
+    await run(2, T0)
+    await _tick(acc, api, T0 + 3600)
+    assert calls == ["v1"]  # two attempts alike: priced once
+    async with api.engine.begin() as conn:
+        await conn.execute(update(instances).where(instances.c.name == "v1")
+                           .values(metadata={"price_per_hour": 4.0}))
+    await run(3, T0 + 3600)
+    await _tick(acc, api, T0 + 7200)
+    assert calls == ["v1", "v1"]
+    async with api.engine.connect() as conn:
+        found = await conn.execute(select(attempt_charges))
+        rows = {r.job_id: [tuple(x) for x in r.resources] for r in found}
+    assert rows == {1: [("instance/vast/v1/1", 250_000)], 2: [("instance/vast/v1/1", 250_000)],
+                    3: [("instance/vast/v1/2", 250_000)]}
+    got = await _costs(api, batch_id)  # a quarter of the instance: 2 hours at 2.0, then 1 hour at 4.0
+    assert got["jobs"] == {1: 1.0, 2: 1.0, 3: 1.0}

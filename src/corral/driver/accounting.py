@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from corral.config import Settings
 from corral.domain.billing.ledger import breakdown, cost_of, slice_usage, to_ms, total
 from corral.domain.billing.limits import is_over_limit
-from corral.domain.billing.pricing import AttemptDemand, InstanceFacts, price_attempt
+from corral.domain.billing.pricing import AttemptDemand, InstanceFacts, PricedResource, price_attempt
 from corral.domain.billing.rate_book import RateBook, RateVersion
 from corral.driver.instances import AttemptInFlight
 from corral.store import batches as batch_store
@@ -36,6 +36,7 @@ from corral.store.ledger import AttemptKey, ChargeMove, ChargeRow
 log = logging.getLogger("corral.driver.accounting")
 BATCH_USAGE_KEPT = 1000  # batches whose roll-up the accounting keeps in memory
 PENDING_CHECK_AFTER = 10.0  # seconds an attempt may stay assigned without starting before the store is asked
+PRICES_KEPT = 4096  # (instance facts, demand) pairs whose priced resources the accounting remembers
 
 
 @dataclass(slots=True)
@@ -88,6 +89,9 @@ class Accounting:
         self._ended: dict[AttemptKey, float] = {}
         self._projects: dict[int, str] = {}
         self._facts: dict[str, InstanceFacts] = {}
+        # price_attempt is a function of the config (this object's, fixed), the instance's facts (read
+        # afresh every tick: a new price is a new key) and the demand; many short jobs share one pair.
+        self._prices: dict[tuple[InstanceFacts, AttemptDemand], list[PricedResource]] = {}
         self._charged: dict[AttemptKey, tuple[ChargeRow, int]] = {}  # this tick's: row, accrued_ms
         # The batch roll-up (usage per resource) of batches charged lately, as this driver wrote it: only
         # the accounting writes it, inside the tick, so batches.cost needs no read of it per tick. A failed
@@ -196,8 +200,7 @@ class Accounting:
             demand = AttemptDemand(f.cores_mcpu, f.memory_bytes, storage, f.gpus)
             resources: list[tuple[str, int]] = []
             started = f.time_started if f.time_started is not None else f.time_assigned
-            for priced in price_attempt(self.config, facts, demand,
-                                        site_cpu_core_hour=self.settings.cost_per_core_hour):
+            for priced in self._priced(facts, demand):
                 earlier = (
                     self.book.in_force_at(priced.resource, started) if started < self.config_since else None
                 )
@@ -216,6 +219,17 @@ class Accounting:
         for row in rows:
             self.open[row.key] = OpenCharge(row, row.accrued_ms)
         return rows
+
+    def _priced(self, facts: InstanceFacts, demand: AttemptDemand) -> list[PricedResource]:
+        key = (facts, demand)
+        priced = self._prices.get(key)
+        if priced is None:
+            if len(self._prices) >= PRICES_KEPT:
+                self._prices.clear()
+            priced = self._prices[key] = price_attempt(
+                self.config, facts, demand, site_cpu_core_hour=self.settings.cost_per_core_hour
+            )
+        return priced
 
     async def _charge(
         self, conn: AsyncConnection, targets: dict[AttemptKey, tuple[int, bool]], opened: list[ChargeRow]
