@@ -17,7 +17,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -240,8 +240,7 @@ class Accounting:
         # A charge opened in this tick is written already moved (one INSERT, no UPDATE): short jobs.
         fresh = {row.key: row for row in opened}
         await ledger.open_charges(conn, [
-            replace(row, accrued_ms=targets[row.key][0], ended=targets[row.key][1]) if row.key in targets
-            else row for row in opened
+            row.moved(*targets[row.key]) if row.key in targets else row for row in opened
         ])
         # Moves are all-or-LedgerConflict: on a conflict the tick fails and the driver rebuilds.
         await ledger.move_charges(conn, [m for m in moves if m.key not in fresh])

@@ -97,6 +97,11 @@ class ChargeRow:
     def key(self) -> AttemptKey:
         return self.batch_id, self.job_id, self.attempt_id
 
+    def moved(self, accrued_ms: int, ended: bool) -> ChargeRow:
+        """This row accrued to `accrued_ms` (dataclasses.replace, without its per-call field lookups)."""
+        return ChargeRow(self.batch_id, self.job_id, self.attempt_id, self.billing_project, self.user,
+                         self.resources, self.start_ms, accrued_ms, ended)
+
 
 _OPEN_CHARGES = attempt_charges.insert()
 

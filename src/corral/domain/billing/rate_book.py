@@ -41,7 +41,8 @@ class RateBook:
     def version_for(self, resource: str, rate: float, now: float) -> tuple[RateVersion, bool]:
         """The version carrying `rate` now: the latest if its rate is the same, else a new one (True)."""
         current = self.latest.get(resource)
-        if current is not None and rate_decimal(current.rate) == rate_decimal(rate):
+        # Equal floats have equal decimals (the cheap test first; unequal ones are compared as decimals).
+        if current is not None and (current.rate == rate or rate_decimal(current.rate) == rate_decimal(rate)):
             return current, False
         new = RateVersion(resource, (current.version + 1) if current else 1, rate, now)
         self.add(new)
