@@ -17,6 +17,7 @@ import json
 import os
 import time
 import uuid
+from typing import Any
 
 import httpx
 
@@ -37,10 +38,13 @@ async def _measure(server: CorralServer, n: int, runtime: str, cores: float) -> 
                   work_dir=server.home / "worker")
     calls: collections.Counter[str] = collections.Counter()
 
-    async def count(request: httpx.Request) -> None:
-        calls[request.url.path.rsplit("/", 1)[-1]] += 1
+    call = agent.client._call  # the worker's client is aiohttp's: count at its one request method
 
-    agent.client._http.event_hooks["request"].append(count)
+    async def counted(method: str, path: str, **kwargs: Any) -> Any:
+        calls["logs" if path.startswith("/logs/") else path.rsplit("/", 1)[-1]] += 1
+        return await call(method, path, **kwargs)
+
+    agent.client._call = counted  # type: ignore[method-assign]
     worker = asyncio.create_task(agent.run())
     headers = {"Authorization": f"Bearer {server.token}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as c:
@@ -76,7 +80,10 @@ def main() -> None:
     parser.add_argument("--runtime", default="process")
     parser.add_argument("--cores", type=float, default=2.0)
     args = parser.parse_args()
-    with CorralServer("round-trips", {"local_workers": "0"}) as server:
+    settings = {"local_workers": "0"}
+    if args.runtime == "host":  # the site's opt-in, for the driver (placing) and this process's worker
+        settings["jobs"] = os.environ["CORRAL_JOBS"] = '{"allow_host_runtime": true}'
+    with CorralServer("round-trips", settings) as server:
         asyncio.run(_measure(server, args.jobs, args.runtime, args.cores))
 
 
