@@ -3,6 +3,7 @@ on the other (placement=other), reaching it at the host's own address, not the t
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_redis_session_on_an_ssh_pool_across_two_hosts(
         "WHERE a.batch_id = ?",
         session["batch_id"],
     )
-    where = {job_id: ('"host": "h1"' in meta, '"host": "h2"' in meta) for job_id, meta in hosts_used}
+    where = {job_id: json.loads(meta)["host"] for job_id, meta in hosts_used}
     assert where[1] != where[2]  # service and client on different hosts
     rows = runner.get_results(client, session["id"], metric="throughput")
     assert rows and rows[0]["value"] > 0

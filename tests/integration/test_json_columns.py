@@ -48,6 +48,12 @@ async def test_json_values_read_back_as_written(engine: AsyncEngine) -> None:
     assert "hé" in texts[0]  # UTF-8, not \u escapes
 
 
+async def test_nan_and_infinity_are_stored_as_null_on_both_stores(engine: AsyncEngine) -> None:
+    read, texts = await _stored(engine, [{"usage": float("nan"), "peak": float("inf"), "ok": 1.0}])
+    assert read == [{"usage": None, "peak": None, "ok": 1.0}]
+    assert texts == ['{"usage":null,"peak":null,"ok":1.0}']
+
+
 async def test_a_value_neither_encoder_takes_is_refused_and_nothing_is_written(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(_META.create_all)

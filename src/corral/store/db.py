@@ -33,7 +33,9 @@ def json_column_text(value: Any) -> str:
     """What a JSON column stores: orjson's text (as the bulk inserts write it; SQLAlchemy's default,
     `json.dumps`, was ~5 % of the driver's CPU a short job), the standard library's for what orjson
     refuses (integers beyond 64 bits, non-string keys), so everything that was storable still is. Read
-    back with `json.loads` (orjson would read a big integer as a float)."""
+    back with `json.loads` (orjson would read a big integer as a float). A float NaN or infinity is stored
+    as `null`, on both stores (`json.dumps` wrote `NaN`, which SQLite kept and PostgreSQL refused); the API
+    refuses them in what users send, so only a bug of ours could store one."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError is one
