@@ -167,13 +167,49 @@ async def test_a_start_cancelled_midway_leaves_nothing_running(runtime: HostRunt
         assert spawner.pid is not None
         helper = psutil.Process(spawner.pid)
         deadline = time.monotonic() + 5
+        # The spawner may not have read the request yet (it was started by this very spawn): wait for its
+        # reply (the process started, then killed on arrival) before looking for what is left.
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if not helper.children():
+            if spawner.in_flight == 0 and not helper.children():
                 break
+        assert spawner.in_flight == 0, "the cancelled start was never answered"
         assert not helper.children(), "a cancelled start left its process running"
     finally:
         await spawner.close()
+
+
+async def test_closing_the_spawner_kills_a_job_whose_start_it_never_answered(tmp_path: Path) -> None:
+    """Closed right after a request went out, the worker never reads its reply: the spawner itself kills
+    what it started (the worker could not: it never learnt the pid), and leaves nothing running."""
+    marker = f"{300 + uuid.uuid4().int % 10_000 / 10_000:.4f}"  # sleep's argument: this test's process
+
+    def left() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            if p.info["cmdline"] == ["sleep", marker]:
+                found.append(p)
+        return found
+
+    for _ in range(3):
+        spawner = JobSpawner()
+        read, write = os.pipe()
+        try:
+            task = asyncio.create_task(spawner.spawn(["sleep", marker], env=dict(os.environ), stdout=write,
+                                                     cwd=tmp_path))
+            await asyncio.sleep(0)  # the request is out
+            helper = spawner.pid
+            await spawner.close()  # before its reply could be read
+            with pytest.raises(OSError, match="spawner"):
+                await task
+        finally:
+            os.close(read)
+            os.close(write)
+        assert helper is not None and await _gone(helper)
+        deadline = time.monotonic() + 5
+        while left() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert left() == [], "the closed spawner left a job it started running"
 
 
 async def test_close_stops_the_spawner(tmp_path: Path, make: Make) -> None:

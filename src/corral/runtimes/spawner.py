@@ -68,6 +68,11 @@ class JobSpawner:
         """The spawner process's pid while it runs."""
         return self._proc.pid if self._proc is not None and self._sock is not None else None
 
+    @property
+    def in_flight(self) -> int:
+        """Starts sent whose reply (started or failed) has not come yet, cancelled ones included."""
+        return len(self._starts)
+
     def _ensure(self) -> socket.socket:
         if self._sock is not None:
             return self._sock
@@ -207,7 +212,8 @@ class JobSpawner:
 
     async def close(self) -> None:
         """Stop the spawner (its socket closed, it exits). Jobs still running then are killed: no one
-        would learn of their end (the runtime's own close comes after its jobs have ended)."""
+        would learn of their end (the runtime's own close comes after its jobs have ended). The spawner
+        kills the ones it started whose reply was never read here (spawner_main.Spawner.close)."""
         self._close_socket()
         proc, self._proc = self._proc, None
         self._forget("the worker's runtime closed while the job ran: the job was killed")

@@ -113,6 +113,7 @@ class Spawner:
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.starters = ThreadPoolExecutor(STARTERS, thread_name_prefix="start")
         self.homes = Homes()
+        self.closed = False  # the worker closed the socket: what is left, or still starting, is killed
 
     def requests(self) -> bool:
         """Every request waiting on the socket, handed to a starter; False once the worker closed it."""
@@ -123,6 +124,8 @@ class Spawner:
                 )
             except BlockingIOError:
                 return True
+            except ConnectionResetError:  # the worker closed with a reply of ours unread: closed all the same
+                return False
             if not data:
                 return False
             fds = array.array("i")
@@ -157,7 +160,10 @@ class Spawner:
         else:
             with self.lock:
                 self.children[popen.pid] = popen
-                self._send_locked([("started", seq, popen.pid)])
+                if self.closed:  # started after the worker closed: no one would ever learn of its end
+                    self._kill_locked()
+                else:
+                    self._send_locked([("started", seq, popen.pid)])
         finally:
             for fd in fds:
                 os.close(fd)
@@ -184,6 +190,22 @@ class Spawner:
                 replies.append(("exited", pid, code))
             if replies:
                 self._send_locked(replies)
+
+    def close(self) -> None:
+        """The worker closed the socket (it stops, or its runtime closes): the jobs still running are
+        killed, as the worker's side kills the ones it knows of; a start still in flight is killed when it
+        returns. Any thread."""
+        with self.lock:
+            self.closed = True
+            self._kill_locked()
+
+    def _kill_locked(self) -> None:
+        for pid, popen in list(self.children.items()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                popen.wait()
+            del self.children[pid]
 
     def send(self, replies: list[tuple[Any, ...]]) -> None:
         with self.lock:
@@ -221,6 +243,7 @@ def main(argv: list[str]) -> None:
                     while os.read(wake_r, 4096):
                         pass
             elif not spawner.requests():
+                spawner.close()
                 spawner.starters.shutdown(wait=False, cancel_futures=True)
                 return
         spawner.reap()
