@@ -16,15 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from corral.store.db import json_column_text
+
 
 def json_text(value: Any) -> str:
-    """A JSON column's stored text (what SQLAlchemy's JSON type would bind; None is JSON `null`)."""
-    return orjson.dumps(value).decode()
+    """A JSON column's stored text: exactly what the engines' JSON type binds (None is JSON `null`)."""
+    return json_column_text(value)
 
 
 def _insert_sql(conn: AsyncConnection, table: Table, columns: Sequence[str]) -> str:
