@@ -85,3 +85,20 @@ def test_removing_a_cancelled_batch_updates_ready_cores() -> None:
     removed = queues.remove_where(1)
     assert len(removed) == 3 and "alice" not in queues.ready_mcpu
     assert queues.ready_mcpu["bob"] == 2000
+
+
+def test_pushing_many_at_once_is_pushing_them_one_by_one() -> None:
+    jobs = [ReadyJob(1, j, "alice" if j % 3 else "bob", 250 * j, 1 << 20, 0) for j in range(1, 40)]
+    jobs += [ReadyJob(1, 5, "alice", 9999, 1, 0), ReadyJob(2, 1, "carol", 1000, 1, 0)]  # a repeat; a new user
+    one_by_one, at_once = ReadyQueues(), ReadyQueues()
+    one_by_one.push(jobs[0])
+    at_once.push(jobs[0])  # already queued before the bulk push
+    added = [one_by_one.push(job) for job in jobs]
+    assert at_once.push_all(jobs) == sum(added) == len(jobs) - 2
+    assert at_once.ready_mcpu == one_by_one.ready_mcpu
+    assert at_once.ready_mcpu["bob"] == sum(j.cores_mcpu for j in jobs[:39] if j.user == "bob")
+    assert at_once.users() == one_by_one.users() == ["alice", "bob", "carol"]
+    for user in at_once.users():  # same FIFO per user: pop both dry
+        popped = [at_once.pop(user).key for _ in range(len([j for j in jobs[:39] if j.user == user]))]
+        assert popped == [one_by_one.pop(user).key for _ in popped]
+    assert len(at_once) == len(one_by_one) == 1  # carol's

@@ -175,3 +175,39 @@ async def test_a_start_heard_without_its_end_is_written_on_its_own() -> None:
     plan = plan_tick({"w1": inst}, Inbox(reports=[report]), NOW)
     assert plan.start_times == [(1, 1, 1, NOW - 5)]
     assert [(o.job_id, o.time_started) for o in plan.outcomes] == [(2, NOW - 4)]
+
+
+async def test_queueing_a_committed_batch_at_once_ends_as_queueing_it_job_by_job(tmp_path: Path) -> None:
+    """_enqueue_all (a committed batch, a rebuild) decides each shape's route and placeability once and
+    pushes per collection; the queues, the parked unplaceable jobs and the doomed set come out as
+    _enqueue per job, in order."""
+    from corral.domain.scheduling import ReadyJob
+    from corral.store.driver_records import QueuedJob
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'unused.db'}")  # never connected
+    jobs = []
+    for j in range(1, 60):
+        user = ("alice", "bob", "carol")[j % 3]
+        cores = (16_000 if j % 7 == 0 else 1000 * (1 + j % 2))  # every 7th: larger than any instance
+        jobs.append(QueuedJob(ReadyJob(1, j, user, cores, 1 << 30, 0), "default", j % 11 == 0, j % 5 == 0))
+    jobs.append(jobs[3])  # queued twice: the queues ignore the repeat
+    drivers = []
+    for _ in range(2):
+        driver = Driver(engine, Settings())
+        driver.instances = {"w1": _instance("w1")}  # 4 cores, 8 GiB
+        drivers.append(driver)
+    one_by_one, at_once = drivers
+    for queued in jobs:
+        one_by_one._enqueue(queued)
+    at_once._enqueue_all(jobs)
+    assert at_once._doomed == one_by_one._doomed
+    assert at_once._doomed == {(1, j) for j in range(1, 60) if j % 5 == 0 and j % 11 != 0}
+    assert at_once.unplaceable._reasons == one_by_one.unplaceable._reasons
+    assert set(at_once.unplaceable._reasons) == {(1, j) for j in range(7, 60, 7) if j % 5 or j % 11 == 0}
+    assert at_once.queues.keys() == one_by_one.queues.keys() == {"default"}
+    mine, theirs = at_once.queues["default"], one_by_one.queues["default"]
+    assert len(mine) == len(theirs) > 0
+    assert mine.ready_mcpu == theirs.ready_mcpu
+    for user in theirs.users():
+        assert [j.key for j in mine._by_user[user]] == [j.key for j in theirs._by_user[user]]
+    await engine.dispose()

@@ -53,6 +53,24 @@ class ReadyQueues:
         self.ready_mcpu[job.user] = self.ready_mcpu.get(job.user, 0) + job.cores_mcpu
         return True
 
+    def push_all(self, jobs: Iterable[ReadyJob]) -> int:
+        """push() for many jobs, in order (a committed batch queues 100,000); returns how many were new."""
+        keys, by_user, ready = self._keys, self._by_user, self.ready_mcpu
+        added = 0
+        for job in jobs:
+            key = (job.batch_id, job.job_id)
+            if key in keys:
+                continue
+            keys.add(key)
+            user = job.user
+            queue = by_user.get(user)
+            if queue is None:
+                queue = by_user[user] = deque()
+            queue.append(job)
+            ready[user] = ready.get(user, 0) + job.cores_mcpu
+            added += 1
+        return added
+
     def users(self) -> list[str]:
         return [u for u, q in self._by_user.items() if q]
 

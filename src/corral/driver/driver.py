@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -173,8 +174,7 @@ class Driver:
                 continue
             inst_or_none.assigned[flight.key] = flight
             self.running_mcpu[pool][att.user] += att.cores_mcpu
-        for queued in ready:
-            self._enqueue(queued)
+        self._enqueue_all(ready)
         flights = [f for i in self.instances.values() for f in i.assigned.values()]
         await self.accounting.rebuild(self.engine, flights)
         self._inbox.cancelled.update(cancelled)
@@ -205,6 +205,36 @@ class Driver:
             pool = self._cheapest(queued.job)
         pool = route_to_collection(pool, queued.job, self._limits, self._job_private)
         self._queue(pool, queued.job)
+
+    def _enqueue_all(self, queued_jobs: Iterable[q.QueuedJob]) -> None:
+        """_enqueue for each job, in order, as a committed batch or a rebuild queues them (100,000 jobs of a
+        few shapes): the collection a shape joins and whether it can ever be placed there are decided once
+        per shape, and each collection's jobs are pushed in one go. Both are pure functions of the job's
+        pool and shape until an instance comes or goes, which nothing here does. With pool_choice =
+        "cheapest" each job's route depends on what was queued before it: one at a time, as _enqueue."""
+        if self._routable:
+            for queued in queued_jobs:
+                self._enqueue(queued)
+            return
+        decided: dict[tuple[object, ...], tuple[str, str | None]] = {}
+        to_push: dict[str, list[ReadyJob]] = {}
+        for queued in queued_jobs:
+            job = queued.job
+            if queued.doomed and not queued.always_run:
+                self._doomed.add((job.batch_id, job.job_id))
+                continue
+            shape = (queued.pool, job.cores_mcpu, job.memory_bytes, job.gpus, job.gpu_type)
+            verdict = decided.get(shape)
+            if verdict is None:
+                pool = route_to_collection(queued.pool, job, self._limits, self._job_private)
+                verdict = decided[shape] = (pool, self._why_unplaceable(pool, job))
+            pool, reason = verdict
+            if reason is not None:
+                self.unplaceable.park(pool, job, reason)
+            else:
+                to_push.setdefault(pool, []).append(job)
+        for pool, jobs in to_push.items():
+            self.queues[pool].push_all(jobs)
 
     def _cheapest(self, job: ReadyJob) -> str:
         """`pool_choice = "cheapest"`: the cheapest pool that can start the job soonest (the default pool
@@ -595,8 +625,7 @@ class Driver:
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(readonly=True)
                 for batch_id in sorted(batch_ids):
-                    for queued in await q.load_ready_jobs(conn, batch_id):
-                        self._enqueue(queued)
+                    self._enqueue_all(await q.load_ready_jobs(conn, batch_id))
 
     def _release(self, flight: AttemptInFlight) -> None:
         inst = self.instances.get(flight.instance_name)

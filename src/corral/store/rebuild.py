@@ -34,7 +34,7 @@ def queued(row: Any) -> QueuedJob:
     # Positional: a committed 100,000-job batch is read in one go, and Row attribute lookups by name
     # were most of that read's Python time.
     batch_id, job_id, user, cores_mcpu, memory_bytes, n_attempts, pool, always_run, doomed, gpus, gpu_type = (
-        tuple(row[:_QUEUED_COLUMNS])
+        row[:_QUEUED_COLUMNS]
     )
     job = ReadyJob(batch_id, job_id, user, cores_mcpu, memory_bytes, n_attempts, gpus, gpu_type)
     return QueuedJob(job, pool, bool(always_run), bool(doomed))
