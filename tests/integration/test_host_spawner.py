@@ -98,6 +98,45 @@ async def test_every_thread_of_the_spawner_goes_home_after_each_start(
     assert home_files == open_tasks, (open_tasks, homes)
 
 
+async def test_a_job_cgroup_killed_while_a_spawner_thread_sits_in_it_spares_the_spawner(
+    runtime: HostRuntime, make: Make
+) -> None:
+    """On v1 a starter thread of the spawner joins the job's cgroups to start the job, so cgroup.procs
+    lists the spawner's pid meanwhile; a job cancelled in that moment has its cgroup killed. Made here on
+    purpose (the spawner's main thread put in a job cgroup beside a job's process): the kill takes the
+    job's process, the spawner lives and starts the next job."""
+    from corral.runtimes.cgroups import Limits, join_cgroups, write_file
+
+    assert (await run(runtime, make("true", cores_mcpu=250, memory_bytes=64 << 20))).state == "succeeded"
+    spawner = runtime.spawner.pid
+    assert spawner is not None and runtime.cgroups is not None
+    group = runtime.cgroups.create(f"spare-{uuid.uuid4().hex[:8]}", Limits(64 << 20, 250))
+    entry = group.thread_entry
+    assert entry is not None, "the test bed's cgroups are v1: a thread joins a job's cgroup alone"
+    job = subprocess.Popen(["sleep", "60"])
+    try:
+        join_cgroups(group.procs_files, [job.pid])
+        for tasks in entry.enter:
+            write_file(tasks, str(spawner))  # the spawner's main thread, alone, into the job's cgroups
+        listed = {int(p) for f in group.procs_files for p in f.read_text().split()}
+        assert {spawner, job.pid} <= listed, "the kernel does not list the spawner: nothing is tested"
+        assert set(group.pids()) == {job.pid}, "the job's cgroup lists the spawner as one of the job's"
+        group.kill()
+        assert job.wait(5) == -signal.SIGKILL
+        await asyncio.sleep(0.2)
+        assert alive(spawner), "killing the job's cgroup killed the worker's job spawner"
+    finally:
+        for tasks in entry.home:
+            write_file(tasks, str(spawner))
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert group.remove()
+    result = await run(runtime, make("true", cores_mcpu=250, memory_bytes=64 << 20))
+    assert result.state == "succeeded", result.error
+    assert runtime.spawner.pid == spawner, "the spawner was replaced: the first one died"
+
+
 async def test_exit_codes_signals_and_starts_that_fail(runtime: HostRuntime, make: Make) -> None:
     assert (await run(runtime, make("exit 7"))).exit_code == 7
     killed = await run(runtime, make("kill -TERM $$"))

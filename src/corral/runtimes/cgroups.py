@@ -101,11 +101,26 @@ def _keyed(path: str | Path) -> dict[str, int]:
     return out
 
 
+_SPARED: set[int] = set()  # the worker's own helper processes (its job spawner): never a job's
+
+
+def spare(pid: int) -> None:
+    """From now on, a job cgroup's pids never include `pid` (so a kill never hits it): on v1 a thread of
+    the job spawner sits in a job's cgroups while it starts the job (ThreadEntry), and cgroup.procs then
+    lists the spawner's pid; a job cancelled in that moment must not take the spawner with it."""
+    _SPARED.add(pid)
+
+
+def unspare(pid: int) -> None:
+    """`pid` ended (its number may be reused): a job cgroup's pids list it again."""
+    _SPARED.discard(pid)
+
+
 def _pids(procs_file: str | Path) -> list[int]:
-    """The processes in a cgroup, never this worker: on v1 a spawner thread sits in a job's cgroups
-    while it starts the job (ThreadEntry), and cgroup.procs then lists the worker's pid too."""
+    """The processes in a cgroup, never this worker or a process it spares (see spare)."""
     try:
-        return [pid for pid in map(int, _read(procs_file).split()) if pid != os.getpid()]
+        me = os.getpid()
+        return [pid for pid in map(int, _read(procs_file).split()) if pid != me and pid not in _SPARED]
     except (OSError, ValueError):
         return []
 

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from corral.runtimes import cgroups
+
 log = logging.getLogger(__name__)
 
 MAIN = Path(__file__).with_name("spawner_main.py")
@@ -89,6 +91,7 @@ class JobSpawner:
             raise
         finally:
             theirs.close()
+        cgroups.spare(self._proc.pid)  # its starter threads sit in a job's cgroups while they start it
         ours.setblocking(False)
         loop.add_reader(ours.fileno(), self._readable)
         self._sock, self._loop = ours, loop
@@ -183,6 +186,7 @@ class JobSpawner:
                 self._proc.wait(1)
             log.error("%s (exit code %s): %d starts fail, %d running jobs are killed",
                       SPAWNER_GONE, self._proc.returncode, len(self._starts), len(self._running))
+            cgroups.unspare(self._proc.pid)  # gone for us (its socket closed): a kill may take it now
             self._proc = None
         self._forget(f"{SPAWNER_GONE} while the job ran: the job was killed")
 
@@ -223,6 +227,7 @@ class JobSpawner:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
+            cgroups.unspare(proc.pid)
 
 
 __all__ = ["SPAWNER_GONE", "JobSpawner", "SpawnedProcess"]
