@@ -3,7 +3,8 @@
 A 10,000-job bunch through `conn.execute(table.insert(), dicts)` spends most of its time compiling
 parameters row by row and JSON-encoding with the standard library; the database itself needs a small
 part of that. Here the caller gives plain tuples in a fixed column order (JSON columns already encoded
-with `json_text`), and they go to the driver as they are, in the caller's transaction:
+with `store.db.json_column_text`, as the engines' JSON type binds them), and they go to the driver as
+they are, in the caller's transaction:
 
 * PostgreSQL (asyncpg): `copy_records_to_table` (binary COPY). Errors are raised as the SQLAlchemy
   exceptions a `conn.execute` would raise (IntegrityError for a duplicate key, OperationalError when the
@@ -19,13 +20,6 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
-
-from corral.store.db import json_column_text
-
-
-def json_text(value: Any) -> str:
-    """A JSON column's stored text: exactly what the engines' JSON type binds (None is JSON `null`)."""
-    return json_column_text(value)
 
 
 def _insert_sql(conn: AsyncConnection, table: Table, columns: Sequence[str]) -> str:

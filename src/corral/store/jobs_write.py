@@ -20,7 +20,8 @@ from corral.domain.dag import find_cycle
 from corral.domain.states import COMPLETE_STATES, INCOMPLETE_STATES, NOT_SUCCESS_STATES, JobState
 from corral.errors import InvalidInput
 from corral.store.batches import BatchRecord, UpdateRecord
-from corral.store.bulk import insert_rows, json_text
+from corral.store.bulk import insert_rows
+from corral.store.db import json_column_text
 from corral.store.job_moves import move_jobs
 from corral.store.services import join_earlier_services
 from corral.store.tables import batch_updates, batches, job_parents, jobs
@@ -59,8 +60,8 @@ _JOB_COLUMNS = (
     "time_completed", "job_group_id",
 )
 _LINK_COLUMNS = ("batch_id", "job_id", "parent_id", "when_ready")
-_JSON_NULL = json_text(None)  # `status` starts as JSON null, as SQLAlchemy's JSON type stored None
-_EMPTY_OBJECT = json_text({})  # most jobs have no attributes
+_JSON_NULL = json_column_text(None)  # `status` starts as JSON null, as SQLAlchemy's JSON type stored None
+_EMPTY_OBJECT = json_column_text({})  # most jobs have no attributes
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -128,8 +129,8 @@ async def insert_jobs(
         rows.append((
             batch.id, job.job_id, upd.update_id, batch.user, job.name, pending_state, job.pool,
             job.cores_mcpu, job.memory_bytes, job.storage_bytes, job.gpus, job.gpu_type, job.always_run,
-            job.n_max_attempts, 0, pending, failed, json_text(job.spec),
-            json_text(job.attributes) if job.attributes else _EMPTY_OBJECT,
+            job.n_max_attempts, 0, pending, failed, json_column_text(job.spec),
+            json_column_text(job.attributes) if job.attributes else _EMPTY_OBJECT,
             None, _JSON_NULL, 0, 0.0, now, None, job.job_group_id,
         ))
         if job.in_update_parents or job.earlier_parents:
