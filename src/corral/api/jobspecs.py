@@ -33,7 +33,7 @@ def parse_bunch(body: bytes, *, field: str = "bunch") -> list[JobSpec]:
     that path refuses, or could accept where orjson refuses (NaN and infinities, which the standard JSON
     has not), is parsed again the way it always was, so a bad bunch gets the same 400 and an accepted one
     the same values (the one exception: see _finite_where_free)."""
-    fast = _fast_bunch(body)
+    fast = _fast_bunch(body, field)
     if fast is not None:
         return fast
     try:
@@ -51,16 +51,18 @@ def parse_bunch(body: bytes, *, field: str = "bunch") -> list[JobSpec]:
         raise InvalidInput(message, field=path) from None
 
 
-def _fast_bunch(body: bytes) -> list[JobSpec] | None:
-    """The bunch, if pydantic's JSON reader takes it and it holds only finite numbers; else None."""
+def _fast_bunch(body: bytes, field: str) -> list[JobSpec] | None:
+    """The bunch, if pydantic's JSON reader takes it and it holds only finite numbers; else None. Too
+    many jobs is the orjson path's 400 at once (that path would read them all again to say it)."""
     if b"NaN" in body or b"Infinity" in body:  # tokens orjson refuses and pydantic's reader takes
         return None
     try:
         bunch = _BUNCH.validate_json(body)
     except ValueError:  # ValidationError (a bad field, or not JSON at all), or what jiter refuses
         return None
-    if len(bunch) > MAX_JOBS_PER_BUNCH or not all(map(_finite_where_free, bunch)):
+    if not all(map(_finite_where_free, bunch)):
         return None
+    check_bunch_size(len(bunch), field=field)
     return bunch
 
 
